@@ -1,0 +1,69 @@
+"""Translate Axolotl / LLaMA-Factory / TRL key names to tunesmith's canonical keys."""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from tunesmith.errors import ConfigError
+
+
+@cache
+def alias_table() -> dict[str, dict[str, dict[str, Any]]]:
+    text = resources.files("tunesmith.config").joinpath("aliases.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def canonical_key(key: str, level: str = "top") -> str:
+    spec = alias_table()[level].get(key)
+    return spec["to"] if spec else key
+
+
+def translate_value(key: str, value: Any, level: str = "top") -> Any:
+    spec = alias_table()[level].get(key)
+    if spec is None:
+        return value
+    if spec.get("split_commas") and isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+        if len(value) == 1:
+            value = value[0]
+    values = spec.get("values")
+    if values is None:
+        return value
+    if isinstance(value, list):
+        return value
+    if value in values:
+        mapped = values[value]
+        if mapped is None:
+            raise ConfigError(f"{key}: '{value}' ({spec['from']}) is not supported by tunesmith")
+        return mapped
+    return value
+
+
+def canonicalize(raw: dict[str, Any], level: str, where: str = "") -> tuple[dict[str, Any], dict[str, str]]:
+    """Rename aliased keys; return the new mapping and canonical -> original key names.
+
+    Raises ConfigError when one value is set under two names.
+    """
+    out: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for key, value in raw.items():
+        key = str(key)
+        canon = canonical_key(key, level)
+        if canon in out:
+            raise ConfigError(
+                f"{where}{canon}: set twice, as '{origin[canon]}' and '{key}' "
+                f"(they are the same setting; keep one)"
+            )
+        out[canon] = translate_value(key, value, level)
+        origin[canon] = key
+    return out, origin
+
+
+def did_you_mean(word: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""

@@ -1,0 +1,94 @@
+"""The normalised record: what every input format becomes.
+
+Raw rows (any file format, any dataset layout) are normalised by ``tunesmith.data.formats``
+into :class:`Record`. Everything downstream (audit, tokenization, training, evaluation)
+reads only records, never raw rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+RecordKind = Literal["sft", "preference", "kto", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call emitted by the assistant (OpenAI shape: name + JSON arguments)."""
+
+    name: str
+    arguments: dict[str, Any] | str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat turn. ``weight`` is the per-message loss weight (None = default)."""
+
+    role: str
+    content: str
+    weight: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message as chat templates expect it (``apply_chat_template`` input)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        if self.reasoning is not None:
+            out["reasoning_content"] = self.reasoning
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from: file, 1-based row, and line when the file has lines."""
+
+    file: str
+    row: int
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else f"{self.file}[row {self.row}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A normalised training example.
+
+    - ``sft``: ``messages`` is the whole conversation (ends with an assistant turn).
+    - ``preference``: ``messages`` is the shared prompt; ``chosen`` / ``rejected`` are the
+      competing continuations (usually one assistant message each).
+    - ``kto``: ``messages`` is the conversation, ``label`` True (desirable) / False.
+    - ``text``: raw pretraining text in ``text``.
+
+    ``fmt`` names the input format it came from; ``label`` also carries the class of a
+    classification row; ``meta`` holds format-specific facts (e.g. ``abstention`` for RAG).
+    """
+
+    kind: RecordKind
+    source: Source
+    fmt: str
+    messages: tuple[Message, ...] = ()
+    tools: tuple[dict[str, Any], ...] = ()
+    chosen: tuple[Message, ...] = ()
+    rejected: tuple[Message, ...] = ()
+    label: bool | str | None = None
+    text: str | None = None
+    weight: float = 1.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def conversation(self, side: Literal["chosen", "rejected"] | None = None) -> tuple[Message, ...]:
+        """The full conversation; for preference records, prompt + the given side."""
+        if side is None:
+            return self.messages
+        return self.messages + (self.chosen if side == "chosen" else self.rejected)

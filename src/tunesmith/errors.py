@@ -1,0 +1,59 @@
+"""User-facing errors.
+
+Every mistake a user can make (bad config, bad data, missing file) raises a subclass of
+:class:`TunesmithError`. The CLI prints its message without a traceback and exits 1;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TunesmithError(Exception):
+    """An error caused by user input; printed without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(TunesmithError):
+    """The configuration is invalid; the message names the YAML path and value."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One invalid input row: where it is, which field, and what is wrong."""
+
+    source: str
+    row: int | None
+    field: str | None
+    message: str
+    line: int | None = None
+
+    @property
+    def location(self) -> str:
+        if self.line is not None:
+            return f"{self.source}:{self.line}"
+        if self.row is not None:
+            return f"{self.source}[row {self.row}]"
+        return self.source
+
+    def __str__(self) -> str:
+        where = f"{self.field} " if self.field else ""
+        return f"{self.location}: {where}{self.message}".rstrip()
+
+
+class DataError(TunesmithError):
+    """One or more input rows (or files) are invalid."""
+
+    def __init__(self, errors: list[RowError], total_rows: int | None = None, shown: int = 20):
+        self.errors = errors
+        self.total_rows = total_rows
+        lines = [str(e) for e in errors[:shown]]
+        if len(errors) > shown:
+            lines.append(f"... and {len(errors) - shown} more invalid rows")
+        head = f"{len(errors)} invalid row{'s' if len(errors) != 1 else ''}"
+        if total_rows is not None:
+            head += f" out of {total_rows}"
+        tail = "(set on_bad_rows: skip to drop them; every skipped row is written to rejected_rows.jsonl)"
+        super().__init__("\n".join([head + ":", *lines, tail]))

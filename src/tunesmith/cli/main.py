@@ -11,7 +11,7 @@ import sys
 import typer
 
 from tunesmith import __version__
-from tunesmith.cli import config_cmd, data_cmd
+from tunesmith.cli import config_cmd, data_cmd, preview_cmd, runs_cmd, train_cmd
 from tunesmith.errors import TunesmithError
 
 app = typer.Typer(
@@ -41,6 +41,11 @@ def _root(
 
 app.command("config", help="Print the resolved config (defaults filled in, aliases resolved).")(config_cmd.config)
 app.add_typer(data_cmd.app, name="data", help="Load, normalise and inspect datasets.")
+app.command("preview", help="Show tokenized rows with trained tokens highlighted, and a summary.")(preview_cmd.preview)
+app.command("train", help="Fine-tune (SFT, cpt, DPO; LoRA/DoRA/QLoRA/prompt/prefix/IA3/full) into a run directory.")(
+    train_cmd.train
+)
+app.command("runs", help="List run directories with method, status, steps and best eval loss.")(runs_cmd.runs)
 
 
 def main() -> None:
@@ -50,8 +55,10 @@ def main() -> None:
         if _state["debug"]:
             raise
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {exc}", markup=True)
+        # escape: messages quote user data and locations like "data.json[row 3]"
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

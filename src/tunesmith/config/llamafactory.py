@@ -50,6 +50,9 @@ def _one(name: str, info: dict[str, Any], root: Path, method: str | None) -> dic
         spec["split"] = entry["split"]
     columns = entry.get("columns", {})
     fmt = entry.get("formatting", "alpaca")
+    # No explicit formatting: LLaMA-Factory's default is alpaca, but pretraining entries
+    # (c4_demo, wiki_demo: only a "prompt" -> "text" column) are text; let detection decide.
+    explicit = "formatting" in entry
     if method == "cpt":
         spec["type"] = "text"
         spec["field_text"] = columns.get("prompt", "text")
@@ -59,7 +62,7 @@ def _one(name: str, info: dict[str, Any], root: Path, method: str | None) -> dic
     elif "kto_tag" in columns:
         spec["type"] = "kto"
     else:
-        spec["type"] = fmt
+        spec["type"] = fmt if explicit else "auto"
     for col, field in _COLUMNS.items():
         if col in columns:
             spec[field] = columns[col]

@@ -60,6 +60,9 @@ class Source:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}" if self.line is not None else f"{self.file}[row {self.row}]"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "row": self.row, "line": self.line}
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -92,3 +95,27 @@ class Record:
         if side is None:
             return self.messages
         return self.messages + (self.chosen if side == "chosen" else self.rejected)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (messages in chat-template shape, plus their ``weight`` when set)."""
+        out: dict[str, Any] = {"kind": self.kind, "fmt": self.fmt, "source": self.source.to_dict()}
+        for name, turns in (("messages", self.messages), ("chosen", self.chosen), ("rejected", self.rejected)):
+            if turns:
+                out[name] = [_message_dict(m) for m in turns]
+        if self.tools:
+            out["tools"] = list(self.tools)
+        if self.label is not None:
+            out["label"] = self.label
+        if self.text is not None:
+            out["text"] = self.text
+        out["weight"] = self.weight
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+def _message_dict(message: Message) -> dict[str, Any]:
+    out = message.to_dict()
+    if message.weight is not None:
+        out["weight"] = message.weight
+    return out

@@ -1,0 +1,1 @@
+"""The audit checks, one small module per theme; each registers its checks on import."""

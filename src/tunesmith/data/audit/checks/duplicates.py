@@ -1,0 +1,134 @@
+"""Exact and near duplicates within a split, and rows shared between splits."""
+
+from __future__ import annotations
+
+from collections import Counter
+from tunesmith.config.schema import AuditConfig
+from tunesmith.data.audit.context import SPLITS, AuditContext
+from tunesmith.data.audit.minhash import near_duplicates
+from tunesmith.data.audit.registry import register
+from tunesmith.data.audit.report import Finding, location
+
+
+def _keys(ctx: AuditContext, i: int) -> tuple[str, str, str]:
+    """(prompt, response, pair) keys of row i; the pair includes a preference row's rejected side."""
+    v = ctx.views
+    prompt, response = v.prompt[i].strip(), v.response[i].strip()
+    return prompt, response, f"{prompt}\x00{response}\x00{v.rejected[i].strip()}"
+
+
+def threshold(ctx: AuditContext) -> float:
+    audit = ctx.config.audit if ctx.config is not None else AuditConfig()
+    return float(audit.near_duplicate_threshold)
+
+
+def near_pairs(ctx: AuditContext) -> list[tuple[int, int, float]]:
+    """Near-duplicate pairs (i, j, jaccard) over prompt + response of all splits (train first)."""
+    cache = ctx.cache
+    if "near_pairs" not in cache:
+        g = ctx.g("near_duplicate")
+        v = ctx.views
+        texts = [f"{v.prompt[i]}\n{v.response[i]}" for i in range(len(ctx.records))]
+        cache["near_pairs"] = near_duplicates(
+            texts, threshold(ctx), ngram=g["ngram"], num_perm=g["num_perm"], margin=g["lsh_margin"], seed=g["seed"]
+        )
+    pairs: list[tuple[int, int, float]] = cache["near_pairs"]
+    return pairs
+
+
+@register("exact_duplicate")
+def exact_duplicate(ctx: AuditContext) -> Finding | None:
+    """Rows repeating an earlier row of the same split: the whole pair, only the prompt, or only
+    a (long enough) response."""
+    min_words = ctx.g("exact_duplicate")["min_response_words"]
+    kinds: Counter[str] = Counter()
+    rows = []
+    for split in ctx.present_splits():
+        seen: dict[str, dict[str, int]] = {"pair": {}, "prompt": {}, "response": {}}
+        for i in ctx.indices(split):
+            r = ctx.records[i]
+            prompt, response, pair = _keys(ctx, i)
+            checks = [("pair", pair)]
+            if r.kind in ("sft", "kto") and prompt:
+                checks.append(("prompt", prompt))
+            if r.kind != "text" and len(response.split()) >= min_words:
+                checks.append(("response", response))
+            hit = next((kind for kind, key in checks if key in seen[kind]), None)
+            for kind, key in checks:
+                seen[kind].setdefault(key, i)
+            if hit:
+                kinds[hit] += 1
+                rows.append(r)
+    if not rows:
+        return None
+    names = {"pair": "repeat a whole row", "prompt": "repeat only the prompt (with another answer)",
+             "response": "repeat only the response"}
+    detail = ", ".join(f"{n} {names[k]}" for k, n in kinds.most_common())
+    return Finding.for_rows(
+        "exact_duplicate", "warning", rows,
+        f"{len(rows)} row(s) duplicate an earlier row of their split ({detail}): repeated rows are "
+        "over-weighted, and one prompt with different answers is label noise.",
+        "Drop the repeats; for prompts with different answers keep the correct one.",
+    )
+
+
+@register("near_duplicate")
+def near_duplicate(ctx: AuditContext) -> Finding | None:
+    """Rows nearly identical (MinHash LSH, Jaccard >= audit.near_duplicate_threshold) to an earlier
+    row of the same split, exact duplicates of the whole row excepted."""
+    split = ctx.split
+    flagged: dict[int, tuple[int, float]] = {}
+    for i, j, sim in near_pairs(ctx):
+        if split[i] == split[j] and _keys(ctx, i)[2] != _keys(ctx, j)[2] and j not in flagged:
+            flagged[j] = (i, sim)
+    ctx.stats["near_duplicate_threshold"] = threshold(ctx)
+    if not flagged:
+        return None
+    rows = sorted(flagged)
+    first = rows[0]
+    partner, sim = flagged[first]
+    return Finding.for_rows(
+        "near_duplicate", "warning", ctx.rows(rows),
+        f"{len(rows)} row(s) are near-duplicates of an earlier row of their split (Jaccard >= "
+        f"{threshold(ctx)}; e.g. {location(ctx.records[first])} ~ {location(ctx.records[partner])}, {sim:.2f}).",
+        "Drop or rewrite the near-copies (raise audit.near_duplicate_threshold if they are distinct enough).",
+    )
+
+
+def _exact_cross(ctx: AuditContext) -> dict[int, int]:
+    """Eval/test rows whose prompt (or whole row) appeared in an earlier split -> that row."""
+    first: dict[str, int] = {}
+    out: dict[int, int] = {}
+    for split in SPLITS:
+        for i in ctx.indices(split):
+            prompt, _, pair = _keys(ctx, i)
+            keys = [pair] + ([prompt] if prompt and ctx.records[i].kind != "preference" else [])
+            hit = next((first[k] for k in keys if k in first and ctx.split[first[k]] != split), None)
+            if hit is not None:
+                out[i] = hit
+            for k in keys:
+                first.setdefault(k, i)
+    return out
+
+
+@register("split_contamination")
+def split_contamination(ctx: AuditContext) -> Finding | None:
+    """Eval/test rows that also stand (exactly, by prompt, or nearly) in train (or eval)."""
+    if len(ctx.present_splits()) < 2:
+        return None
+    exact = _exact_cross(ctx)
+    near = {j: i for i, j, _ in near_pairs(ctx) if ctx.split[i] != ctx.split[j] and j not in exact}
+    if not exact and not near:
+        return None
+    rows = sorted({**near, **exact})
+    j = rows[0]
+    i = exact.get(j, near.get(j, j))
+    counts = Counter(ctx.split[k] for k in rows)
+    where = ", ".join(f"{n} {s}" for s, n in counts.items())
+    return Finding.for_rows(
+        "split_contamination", "error" if exact else "warning", ctx.rows(rows),
+        f"{len(rows)} held-out row(s) ({where}) also appear in an earlier split ({len(exact)} exactly or by "
+        f"prompt, {len(near)} nearly; e.g. {location(ctx.records[j])} = {location(ctx.records[i])}): "
+        "evaluation scores will be inflated.",
+        "Remove these rows from eval/test (or from train), then re-split by prompt, not by row.",
+    )

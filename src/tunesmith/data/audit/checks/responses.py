@@ -1,0 +1,135 @@
+"""Assistant outputs that are empty, trivially short, or cut off."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import numpy as np
+
+from tunesmith.data.audit.context import AuditContext
+from tunesmith.data.audit.registry import register
+from tunesmith.data.audit.report import Finding
+
+_WORD = re.compile(r"\w+")
+_FENCE = re.compile(r"^\s*```", re.MULTILINE)
+
+
+@register("empty_response")
+def empty_response(ctx: AuditContext) -> Finding | None:
+    """An assistant turn (or a text document) with no content and no tool call."""
+    rows = []
+    for r in ctx.records:
+        if r.kind == "text":
+            empty = not (r.text or "").strip()
+        elif r.kind == "preference":
+            continue  # preference_empty reports empty sides
+        else:
+            empty = any(m.role == "assistant" and not m.content.strip() and not m.tool_calls for m in r.messages)
+        if empty:
+            rows.append(r)
+    if not rows:
+        return None
+    return Finding.for_rows(
+        "empty_response", "error", rows,
+        f"{len(rows)} row(s) have an empty assistant output: the model learns to answer with nothing.",
+        "Fill in or remove these rows (an intentional 'no answer' needs an explicit refusal text).",
+    )
+
+
+def _answer_indices(ctx: AuditContext) -> list[int]:
+    """Rows whose final answer is prose to judge: not a tool call, not empty, not a text document."""
+    v = ctx.views
+    return [i for i, r in enumerate(ctx.records)
+            if r.kind != "text" and not v.tool_answer[i] and v.response[i].strip()]
+
+
+@register("short_response")
+def short_response(ctx: AuditContext) -> Finding | None:
+    """Trivially short outputs in a set whose typical output is much longer."""
+    g = ctx.g("short_response")
+    v = ctx.views
+    idx = [i for i in _answer_indices(ctx) if not isinstance(ctx.records[i].label, str)]
+    if not idx:
+        return None
+    words = np.array([len(_WORD.findall(v.response[i])) for i in idx])
+    median = float(np.median(words))
+    if median < g["min_median_words"]:
+        return None
+    rows = [ctx.records[i] for i, n in zip(idx, words)
+            if n <= g["max_words"] and len(v.response[i].strip()) <= g["max_chars"]]
+    if not rows:
+        return None
+    return Finding.for_rows(
+        "short_response", "warning", rows,
+        f"{len(rows)} output(s) have at most {g['max_words']} word(s) while the median output has "
+        f"{median:.0f}: the model may learn to answer curtly.",
+        "Write full answers for these rows or drop them.",
+    )
+
+
+def _mid_sentence(text: str, dangling: frozenset[str], set_terminates: bool) -> bool:
+    """Ends in a comma or a word that cannot end a sentence, or, in a set whose outputs
+    end with punctuation, ends in a bare word."""
+    if text.endswith((",", "-", "–", "(")):
+        return True
+    last = _WORD.findall(text[-40:])
+    if last and last[-1].lower() in dangling and text[-1].isalpha():
+        return True
+    return set_terminates and text[-1].isalnum()
+
+
+def _unbalanced(text: str) -> bool:
+    pairs = (("(", ")"), ("[", "]"), ("{", "}"), ("“", "”"))
+    return any(text.count(a) > text.count(b) for a, b in pairs) or text.count('"') % 2 == 1
+
+
+def _is_json(text: str) -> bool:
+    if not text.startswith(("{", "[")):
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+@register("truncated_response")
+def truncated_response(ctx: AuditContext) -> Finding | None:
+    """Outputs that stop mid-sentence, leave brackets/quotes/code fences open, or break JSON."""
+    g = ctx.g("truncated_response")
+    idx = _answer_indices(ctx)
+    texts = [ctx.views.response[i].strip() for i in idx]
+    if not texts:
+        return None
+    terminal, dangling = g["terminal_chars"], frozenset(g["dangling_words"])
+    long_enough = [len(_WORD.findall(t)) >= g["min_words"] for t in texts]
+    judged = [t for t, ok in zip(texts, long_enough) if ok]
+    set_terminates = bool(judged) and sum(t[-1] in terminal for t in judged) / len(judged) >= g["terminal_share"]
+    is_json = [_is_json(t) for t in texts]
+    json_set = sum(is_json) / len(texts) >= g["json_share"]
+    reasons: Counter[str] = Counter()
+    rows = []
+    for i, t, ok, js in zip(idx, texts, long_enough, is_json):
+        if json_set:
+            why = None if js else "invalid JSON"
+        elif len(_FENCE.findall(t)) % 2 == 1:
+            why = "an unclosed code fence"
+        elif _unbalanced(t):
+            why = "unbalanced brackets or quotes"
+        elif ok and _mid_sentence(t, dangling, set_terminates):
+            why = "a stop mid-sentence"
+        else:
+            why = None
+        if why:
+            reasons[why] += 1
+            rows.append(ctx.records[i])
+    if not rows:
+        return None
+    detail = ", ".join(f"{n} with {why}" for why, n in reasons.most_common())
+    return Finding.for_rows(
+        "truncated_response", "warning", rows,
+        f"{len(rows)} output(s) look cut off ({detail}): the model learns to stop early.",
+        "Regenerate or complete these outputs (check max_tokens of the generator that wrote them).",
+    )

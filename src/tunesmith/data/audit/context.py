@@ -1,0 +1,143 @@
+"""What every check reads: the records of all splits, their text views, lengths and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
+
+import numpy as np
+
+from tunesmith.config.schema import Config
+from tunesmith.data.records import Message, Record
+from tunesmith.errors import RowError
+
+SPLITS: tuple[str, ...] = ("train", "eval", "test")
+
+
+class Encoded(Protocol):
+    """What the tokenization engine returns for one chat (``EncodedChat``): ids and labels."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+
+LengthFn = Callable[[Sequence[Record]], Sequence[int]]
+
+
+class TokenHooks(Protocol):
+    """Tokenizer-backed hooks for the token checks (``tokens.TokenizerHooks`` is the real one)."""
+
+    stop_ids: frozenset[int]
+
+    def lengths(self, records: Sequence[Record]) -> Sequence[int]:
+        """Token count of each record as it will be trained (template applied)."""
+        ...
+
+    def encode(self, record: Record) -> Encoded:
+        """The templated record: input_ids and labels (-100 outside trained spans)."""
+        ...
+
+    def token_text(self, token_id: int) -> str:
+        """How a token id reads, for messages."""
+        ...
+
+
+def _text(messages: Sequence[Message]) -> str:
+    return "\n".join(m.content for m in messages)
+
+
+@dataclass(frozen=True)
+class Views:
+    """Per-record text views, aligned with ``AuditContext.records``.
+
+    ``prompt`` is everything before the final answer (system and earlier turns included),
+    ``response`` the final answer (preference: the chosen side; text: the document),
+    ``rejected`` the rejected side, ``system`` the system prompt (None when absent).
+    """
+
+    prompt: list[str]
+    response: list[str]
+    rejected: list[str]
+    system: list[str | None]
+    first_user: list[str]
+    tool_answer: list[bool]
+
+    @classmethod
+    def of(cls, records: Sequence[Record]) -> Views:
+        prompt, response, rejected, system, first_user, tool = [], [], [], [], [], []
+        for r in records:
+            p, a, t = _split_answer(r)
+            prompt.append(p)
+            response.append(a)
+            tool.append(t)
+            rejected.append(_text(r.rejected))
+            system.append(next((m.content for m in r.messages if m.role == "system"), None))
+            first_user.append(next((m.content for m in r.messages if m.role == "user"), ""))
+        return cls(prompt, response, rejected, system, first_user, tool)
+
+
+def _split_answer(r: Record) -> tuple[str, str, bool]:
+    """(prompt text, answer text, answer is a tool call) of one record."""
+    if r.kind == "text":
+        return "", r.text or "", False
+    if r.kind == "preference":
+        return _text(r.messages), _text(r.chosen), any(m.tool_calls for m in r.chosen)
+    last = next((i for i in range(len(r.messages) - 1, -1, -1) if r.messages[i].role == "assistant"), None)
+    if last is None:
+        return _text(r.messages), "", False
+    answer = r.messages[last]
+    return _text(r.messages[:last]), answer.content, bool(answer.tool_calls)
+
+
+@dataclass
+class AuditContext:
+    """The input of every check. ``lengths`` are token counts per record (estimated as
+    characters / 4 when ``lengths_exact`` is False, i.e. no tokenizer was given)."""
+
+    records: list[Record]
+    split: list[str]
+    guidelines: Mapping[str, Any]
+    config: Config | None = None
+    errors: list[RowError] = field(default_factory=list)
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    lengths_exact: bool = False
+    tokens: TokenHooks | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def views(self) -> Views:
+        return Views.of(self.records)
+
+    @cached_property
+    def _by_split(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {s: [] for s in SPLITS}
+        for i, s in enumerate(self.split):
+            out[s].append(i)
+        return out
+
+    def indices(self, split: str) -> list[int]:
+        """Record indices of one split."""
+        return self._by_split[split]
+
+    def present_splits(self) -> list[str]:
+        return [s for s in SPLITS if self._by_split[s]]
+
+    def rows(self, indices: Sequence[int] | np.ndarray) -> list[Record]:
+        return [self.records[int(i)] for i in indices]
+
+    def g(self, check: str) -> Mapping[str, Any]:
+        """The thresholds of one check from guidelines.yaml."""
+        return self.guidelines[check]
+
+
+def estimate_lengths(records: Sequence[Record]) -> np.ndarray:
+    """Token counts estimated as characters / 4 (used when no tokenizer is available)."""
+    out = np.empty(len(records), dtype=np.int64)
+    for i, r in enumerate(records):
+        side = max(sum(len(m.content) for m in r.chosen), sum(len(m.content) for m in r.rejected))
+        chars = len(r.text or "") + sum(len(m.content) for m in r.messages) + side
+        out[i] = chars // 4 + 4 * (len(r.messages) + 1)
+    return out

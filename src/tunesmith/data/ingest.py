@@ -1,0 +1,153 @@
+"""Ingest datasets: read rows, detect (or force) the format, normalise, collect every bad row.
+
+All rows are checked; bad rows are raised together as one DataError (``on_bad_rows: error``)
+or written with their reason to ``rejected_rows.jsonl`` and counted (``skip``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config.schema import DatasetSpec
+from tunesmith.data.formats import REGISTRY, describe, detect
+from tunesmith.data.formats.base import Format
+from tunesmith.data.readers import DataSourceError, RawRow
+from tunesmith.data.records import Record, Source
+from tunesmith.data.rows import FieldError, ParseContext, got
+from tunesmith.data.sources import open_rows
+from tunesmith.errors import ConfigError, DataError, RowError
+
+log = logging.getLogger("tunesmith.data")
+_HEAD = 50  # rows whose keys decide the format
+
+
+@dataclass
+class IngestResult:
+    """Records of the given specs, the rows skipped (policy skip) and where the data came from."""
+
+    records: list[Record]
+    errors: list[RowError]
+    skipped: int
+    formats: dict[str, str]
+    fingerprint: str
+    rows: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A bad row: the error and the raw value, for rejected_rows.jsonl."""
+
+    error: RowError
+    raw: Any
+
+
+@dataclass
+class Collected:
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+    fingerprint: str = ""
+
+
+def ingest(
+    specs: list[DatasetSpec], method: str = "sft", on_bad_rows: str = "error", rejected_path: Path | None = None
+) -> IngestResult:
+    """Read and normalise ``specs``; bad rows raise (``error``) or are written and counted (``skip``)."""
+    batch = collect(specs, method)
+    errors = settle(batch.rejected, batch.rows, on_bad_rows, rejected_path)
+    return IngestResult(batch.records, errors, len(errors), batch.formats, batch.fingerprint, batch.rows)
+
+
+def collect(specs: list[DatasetSpec], method: str) -> Collected:
+    """Records and rejected rows of every spec, plus a fingerprint of bytes + settings."""
+    out = Collected()
+    digest = hashlib.sha256(f"method={method}".encode())
+    for spec in specs:
+        rows, data_digest = open_rows(spec)
+        digest.update(spec.model_dump_json().encode() + data_digest.encode())
+        out.formats[spec.path] = _collect_spec(spec, rows, method, out)
+    out.fingerprint = digest.hexdigest()
+    return out
+
+
+def settle(rejected: list[Rejected], rows: int, on_bad_rows: str, rejected_path: Path | None) -> list[RowError]:
+    """Apply the bad-row policy; returns the skipped rows' errors."""
+    if on_bad_rows not in ("error", "skip"):
+        raise ConfigError(f"on_bad_rows: must be one of error, skip (got {on_bad_rows!r})")
+    errors = [r.error for r in rejected]
+    if errors and on_bad_rows == "error":
+        raise DataError(errors, total_rows=rows)
+    if on_bad_rows == "skip" and rejected_path is not None:
+        write_rejected(rejected_path, rejected)
+    if errors:
+        where = f" (each with its reason in {rejected_path})" if rejected_path else ""
+        log.warning("skipped %d invalid row%s out of %d%s", len(errors), "s" * (len(errors) != 1), rows, where)
+    return errors
+
+
+def write_rejected(path: Path, rejected: list[Rejected]) -> None:
+    """One JSON object per skipped row: source, row, line, field, reason, raw."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for item in rejected:
+            e = item.error
+            entry = {"source": e.source, "row": e.row, "line": e.line, "field": e.field, "reason": e.message, "raw": item.raw}
+            fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+
+def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: Collected) -> str:
+    head, rows = _head(rows)
+    fmt = _choose(spec, [r.data for r in head if r.error is None and isinstance(r.data, dict)])
+    ctx = ParseContext.create(spec, method)
+    for raw in rows:
+        out.rows += 1
+        if raw.error is not None:
+            out.rejected.append(_reject(raw, None, raw.error))
+        elif not isinstance(raw.data, dict):
+            out.rejected.append(_reject(raw, None, f"row must be a JSON object {got(raw.data)}"))
+        elif fmt is not None:
+            try:
+                out.records.append(fmt.parse(raw.data, Source(raw.source, raw.row or 0, raw.line), ctx))
+            except FieldError as exc:
+                out.rejected.append(_reject(raw, exc.field, exc.message))
+    return fmt.name if fmt else "unknown"
+
+
+def _head(rows: Iterator[RawRow]) -> tuple[list[RawRow], Iterator[RawRow]]:
+    """The first rows, up to ``_HEAD`` usable ones, and an iterator over all rows."""
+    head: list[RawRow] = []
+    usable = 0
+    for raw in rows:
+        head.append(raw)
+        usable += raw.error is None and isinstance(raw.data, dict)
+        if usable >= _HEAD:
+            break
+    return head, itertools.chain(head, rows)
+
+
+def _choose(spec: DatasetSpec, sample: list[dict[str, Any]]) -> Format | None:
+    if spec.type != "auto":
+        return REGISTRY[spec.type]
+    if not sample:
+        return None
+    name = detect(sample, spec)
+    if name is None:
+        keys = ", ".join(sorted({str(k) for row in sample for k in row})) or "none"
+        raise DataSourceError(
+            spec.path,
+            f"cannot detect the format: the rows have keys {keys}, which fit none of: {describe()}. "
+            "Set type: and field_* to map your columns.",
+        )
+    return REGISTRY[name]
+
+
+def _reject(raw: RawRow, field: str | None, message: str) -> Rejected:
+    return Rejected(RowError(raw.source, raw.row, field, message, raw.line), raw.data)

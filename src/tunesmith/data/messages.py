@@ -1,0 +1,196 @@
+"""The one message parser every conversational format uses.
+
+Accepts OpenAI-style ``{"role", "content"}`` dicts and sharegpt ``{"from", "value"}`` dicts
+(tag names from the DatasetSpec), string content or typed content parts
+(``text``/``value``; ``reasoning`` -> ``Message.reasoning``; ``tool_call`` -> tool calls),
+role aliases (human, gpt, function_call, observation, developer, ...) and per-message
+``loss_weight`` / ``weight``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.config.aliases import did_you_mean
+from tunesmith.data.records import ROLES, Message, ToolCall
+from tunesmith.data.rows import FUNCTION_CALL, FieldError, ParseContext, got, structured, weight
+
+_REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")
+_PART_TEXT_KEYS = ("text", "value", "content")
+_PART_TYPES = "text, reasoning, tool_call"
+
+
+def parse_messages(value: Any, field: str, ctx: ParseContext) -> tuple[Message, ...]:
+    """A list of messages (or its JSON string) under ``field``."""
+    if not isinstance(value, list):
+        value = structured(value, field)
+        if not isinstance(value, list):
+            raise FieldError(field, f"must be a list of messages {got(value)}")
+    if not value:
+        raise FieldError(field, "is empty (no messages)")
+    return tuple([_message(item, field, i, ctx) for i, item in enumerate(value)])
+
+
+def parse_message(item: Any, where: str, ctx: ParseContext) -> Message:
+    """One message; ``where`` is its field path for errors (``chosen``)."""
+    return _message(item, where, None, ctx)
+
+
+def _message(item: Any, field: str, index: int | None, ctx: ParseContext) -> Message:
+    """One message at ``field[index]`` (or ``field`` when index is None); paths are built only on error."""
+    if not isinstance(item, dict):
+        item = structured(item, _at(field, index))
+        if not isinstance(item, dict):
+            raise FieldError(_at(field, index), f"must be an object with role and content {got(item)}")
+    role_key = "role" if "role" in item else ctx.spec.role_tag
+    content_key = "content" if "content" in item else ctx.spec.content_tag
+    raw_role = item.get(role_key)
+    role = ctx.roles.get(raw_role) if isinstance(raw_role, str) else None
+    if role is None:
+        role = _role(raw_role, f"{_at(field, index)}.{role_key}", ctx)
+    content = item.get(content_key)
+    reasoning: str | None = None
+    calls: tuple[ToolCall, ...] = ()
+    if not isinstance(content, str):
+        content, reasoning, calls = _content(content, f"{_at(field, index)}.{content_key}")
+    if role == FUNCTION_CALL:
+        calls, content, role = _function_calls(content, f"{_at(field, index)}.{content_key}"), "", "assistant"
+    if "tool_calls" in item:
+        calls += _tool_calls(item["tool_calls"], f"{_at(field, index)}.tool_calls")
+    if reasoning is None and ("reasoning_content" in item or "reasoning" in item or "thinking" in item):
+        reasoning = _reasoning(item, _at(field, index))
+    if not calls and not content.strip():
+        raise FieldError(f"{_at(field, index)}.{content_key}", "is empty")
+    loss = "loss_weight" if item.get("loss_weight") is not None else "weight" if item.get("weight") is not None else None
+    name = item.get("name")
+    return Message(
+        role=role,
+        content=content,
+        weight=weight(item[loss], f"{_at(field, index)}.{loss}") if loss else None,
+        tool_calls=calls,
+        reasoning=reasoning,
+        name=name if isinstance(name, str) else None,
+    )
+
+
+def _at(field: str, index: int | None) -> str:
+    return field if index is None else f"{field}[{index}]"
+
+
+def parse_tools(value: Any, field: str) -> tuple[dict[str, Any], ...]:
+    """Tool definitions (list or JSON string) in OpenAI shape ``{"type": "function", "function": {...}}``."""
+    if value is None or value == "":
+        return ()
+    value = structured(value, field)
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise FieldError(field, f"must be a list of tool definitions {got(value)}")
+    tools = []
+    for i, tool in enumerate(value):
+        if not isinstance(tool, dict) or not (isinstance(tool.get("name"), str) or "function" in tool):
+            raise FieldError(f"{field}[{i}]", f"must be a tool definition with a name {got(tool)}")
+        tools.append(tool if "function" in tool else {"type": "function", "function": tool})
+    return tuple(tools)
+
+
+def tool_call(value: Any, where: str) -> ToolCall:
+    """``{"name", "arguments"}`` or OpenAI's ``{"type": "function", "function": {...}}``."""
+    value = structured(value, where)
+    if isinstance(value, dict) and isinstance(value.get("function"), dict):
+        value = value["function"]
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not value["name"]:
+        raise FieldError(where, f'must be a tool call {{"name": ..., "arguments": {{...}}}} {got(value)}')
+    args = value.get("arguments", value.get("parameters", {}))
+    if isinstance(args, str):
+        try:
+            args = structured(args, where)
+        except FieldError:
+            pass  # arguments that are not JSON stay a string, as the model wrote them
+    return ToolCall(name=value["name"], arguments=args)
+
+
+def _role(raw: Any, where: str, ctx: ParseContext) -> str:
+    if raw is None:
+        raise FieldError(where, "is missing")
+    if not isinstance(raw, str):
+        raise FieldError(where, f"must be a string {got(raw)}")
+    role = ctx.roles.get(raw) or ctx.roles.get(raw.strip().lower())
+    if role is None:
+        hint = did_you_mean(raw, list(ctx.roles))
+        raise FieldError(where, f"'{raw}' is not one of {', '.join(ROLES)}{hint}")
+    return role
+
+
+def _content(value: Any, where: str) -> tuple[str, str | None, tuple[ToolCall, ...]]:
+    """Text, reasoning and tool calls of a message's content (string or typed parts)."""
+    if value is None:
+        return "", None, ()
+    if isinstance(value, str):
+        return value, None, ()
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise FieldError(where, f"must be a string or a list of content parts {got(value)}")
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls: list[ToolCall] = []
+    for i, part in enumerate(value):
+        part_where = f"{where}[{i}]"
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise FieldError(part_where, f"must be a content part {{'type': 'text', 'text': ...}} {got(part)}")
+        kind = part.get("type", "text")
+        body = next((part[k] for k in (*_PART_TEXT_KEYS, kind) if k in part), None)
+        if kind == "tool_call":
+            calls.append(tool_call(body, part_where))
+        elif kind in ("text", "reasoning", "thinking"):
+            if not isinstance(body, str):
+                raise FieldError(part_where, f"needs a string 'text' or 'value' {got(body)}")
+            (texts if kind == "text" else thoughts).append(body)
+        else:
+            raise FieldError(f"{part_where}.type", f"'{kind}' is not supported (use one of {_PART_TYPES})")
+    return "".join(texts), "".join(thoughts) if thoughts else None, tuple(calls)
+
+
+def _function_calls(content: str, where: str) -> tuple[ToolCall, ...]:
+    """A sharegpt ``function_call`` turn: one call or a list of calls as JSON."""
+    try:
+        value = structured(content, where)
+    except FieldError:
+        value = content
+    if isinstance(value, list):
+        return tuple(tool_call(v, f"{where}[{i}]") for i, v in enumerate(value))
+    return (tool_call(value, where),)
+
+
+def _tool_calls(value: Any, where: str) -> tuple[ToolCall, ...]:
+    if value is None or value == "":
+        return ()
+    value = structured(value, where)
+    if not isinstance(value, list):
+        raise FieldError(where, f"must be a list of tool calls {got(value)}")
+    return tuple(tool_call(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _reasoning(item: dict[str, Any], where: str) -> str | None:
+    key = next((k for k in _REASONING_KEYS if item.get(k) is not None), None)
+    if key is None:
+        return None
+    if not isinstance(item[key], str):
+        raise FieldError(f"{where}.{key}", f"must be a string {got(item[key])}")
+    return item[key] or None
+
+
+def parse_turns(value: Any, field: str, role: str, ctx: ParseContext) -> tuple[Message, ...]:
+    """One side of a pair: a plain string (a ``role`` turn), one message, or a list of messages."""
+    value = structured(value, field)
+    if isinstance(value, str):
+        if not value.strip():
+            raise FieldError(field, "is empty")
+        return (Message(role=role, content=value),)
+    if isinstance(value, dict):
+        return (parse_message(value, field, ctx),)
+    return parse_messages(value, field, ctx)

@@ -1,0 +1,91 @@
+"""``tunesmith.data.run(config)``: the data stage of a run.
+
+Ingests ``datasets`` (+ ``eval_datasets``, ``test_datasets``), applies ``on_bad_rows``
+(skip writes ``<output_dir>/rejected_rows.jsonl``), checks the record kinds fit the method,
+and splits ``val_set_size`` off the training rows with ``seed`` when no eval data is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunesmith.config.schema import Config
+from tunesmith.data.ingest import Collected, collect, settle
+from tunesmith.data.readers import DataSourceError
+from tunesmith.data.records import Record
+from tunesmith.errors import ConfigError, RowError
+
+_KINDS = {"sft": "sft", "dpo": "preference", "cpt": "text"}
+_METHOD_OF = {"sft": "sft", "preference": "dpo", "text": "cpt"}
+
+
+@dataclass
+class DataResult:
+    """Normalised train / eval / test records of a run."""
+
+    train: list[Record]
+    eval: list[Record]
+    test: list[Record]
+    skipped: int
+    fingerprint: str
+    formats: dict[str, str]
+    errors: list[RowError] = field(default_factory=list)
+
+
+def run(config: Config) -> DataResult:
+    """Ingest, validate and split the config's datasets."""
+    parts: dict[str, Collected] = {
+        name: collect(specs, config.method)
+        for name, specs in (("train", config.datasets), ("eval", config.eval_datasets), ("test", config.test_datasets))
+        if specs
+    }
+    rejected = [r for part in parts.values() for r in part.rejected]
+    rows = sum(part.rows for part in parts.values())
+    path = Path(config.output_dir) / "rejected_rows.jsonl" if config.on_bad_rows == "skip" else None
+    errors = settle(rejected, rows, config.on_bad_rows, path)
+    for part in parts.values():
+        check_kinds(part.records, config.method)
+    train = parts["train"].records
+    if not train:
+        raise DataSourceError(config.datasets[0].path, f"no training rows left ({len(errors)} invalid rows skipped)")
+    evals = parts["eval"].records if "eval" in parts else []
+    if not evals and config.val_set_size > 0:
+        train, evals = split_validation(train, config.val_set_size, config.seed)
+    digest = hashlib.sha256(f"val={config.val_set_size};seed={config.seed}".encode())
+    for name, part in parts.items():
+        digest.update(f"{name}:{part.fingerprint}".encode())
+    formats = {path: fmt for part in parts.values() for path, fmt in part.formats.items()}
+    return DataResult(
+        train=train,
+        eval=evals,
+        test=parts["test"].records if "test" in parts else [],
+        skipped=len(errors),
+        fingerprint=digest.hexdigest(),
+        formats=formats,
+        errors=errors,
+    )
+
+
+def check_kinds(records: list[Record], method: str) -> None:
+    """Every record must be of the kind ``method`` trains on."""
+    wanted = _KINDS.get(method)
+    wrong = next((r for r in records if r.kind != wanted), None)
+    if wanted is None or wrong is None:
+        return
+    fits = f" ({wrong.kind} rows train with method: {_METHOD_OF[wrong.kind]})" if wrong.kind in _METHOD_OF else ""
+    raise ConfigError(f"method: {method} trains on {wanted} rows, but {wrong.source} is a {wrong.kind} row{fits}")
+
+
+def split_validation(records: list[Record], size: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """Deterministically move ``size`` (fraction < 1 or row count) of ``records`` to validation."""
+    n = len(records)
+    k = max(1, round(size * n)) if size < 1 else int(size)
+    if k >= n:
+        raise ConfigError(f"val_set_size: {size:g} would leave no training rows (there are {n})")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    held = set(order[:k])
+    return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)]

@@ -1,0 +1,163 @@
+"""Encode a conversation into ``input_ids`` and ``labels`` (-100 outside trained spans).
+
+Trained: each selected assistant turn's generated text (content, tool calls, reasoning, as the
+template renders them) through the end-of-turn token that closes it. Never trained: headers,
+system, user and tool turns. Character spans (``spans.py``) are mapped to tokens with the fast
+tokenizer's offsets, so a token that straddles a header/content boundary is handled by
+position, not by searching ids.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from tunesmith.data.records import Message
+from tunesmith.tokenize.spans import CharSpan, TemplateMismatch, assistant_spans, render
+from tunesmith.tokenize.tokenizer import closer_ids
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class EncodedChat:
+    """A tokenized conversation.
+
+    ``spans``: token ranges ``[start, end)`` of the trained spans, in order.
+    ``turn_spans``: per message, the trained token range of an assistant message (None for
+    other messages and for assistant turns not trained).
+    ``appended_eos``: the template closes turns without an end-of-turn token, so EOS was added.
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    spans: list[tuple[int, int]]
+    turn_spans: list[tuple[int, int] | None]
+    text: str
+    appended_eos: bool = False
+
+
+def trainable_turns(
+    messages: Sequence[Message], train_on_turns: Literal["all", "last"] = "all", allowed: Collection[int] | None = None
+) -> list[int]:
+    """Indices of the assistant messages to train: all (or the last), minus ``loss_weight: 0``."""
+    turns = [i for i, m in enumerate(messages) if m.role == "assistant" and (allowed is None or i in allowed)]
+    if train_on_turns == "last":
+        turns = turns[-1:]
+    return [i for i in turns if messages[i].weight != 0]
+
+
+def encode_chat(
+    messages: Sequence[Message],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    tools: Sequence[dict[str, Any]] = (),
+    train_on_inputs: bool = False,
+    train_on_turns: Literal["all", "last"] = "all",
+    allowed: Collection[int] | None = None,
+) -> EncodedChat:
+    """Render ``messages`` with the tokenizer's chat template and label the trained spans.
+
+    ``allowed`` restricts training to those message indices (preference completions).
+    Raises TemplateMismatch when the template rejects the conversation or a span can't be found.
+    """
+    dicts = [m.to_dict() for m in messages]
+    full = render(tokenizer, dicts, tools)
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = list(enc["input_ids"])
+    offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
+    closing = closer_ids(tokenizer)
+    closers = [o for t, o in zip(ids, offsets) if t in closing]
+    if train_on_inputs:
+        char_spans = [_whole_text(ids, offsets, full, closing, len(messages) - 1)]
+    else:
+        turns = trainable_turns(messages, train_on_turns, allowed)
+        char_spans = assistant_spans(tokenizer, dicts, tools, turns, full, closers)
+    starts, ends = [o[0] for o in offsets], [o[1] for o in offsets]
+    token_spans = [_to_tokens(starts, ends, s.start, s.end) for s in char_spans]
+    appended = False
+    if char_spans and not char_spans[-1].closed and char_spans[-1].message == len(messages) - 1:
+        ids, token_spans[-1] = _append_eos(tokenizer, ids, token_spans[-1])
+        appended = True
+    labels = [IGNORE] * len(ids)
+    for start, end in token_spans:
+        labels[start:end] = ids[start:end]
+    if token_spans and ids[token_spans[-1][1] - 1] not in closing:
+        raise TemplateMismatch(
+            f"message {char_spans[-1].message} (assistant): the last trained turn does not end with an "
+            "end-of-turn token, so the model would never learn to stop (the template closes turns "
+            "without one and this is not the final message)"
+        )
+    turn_spans: list[tuple[int, int] | None] = [None] * len(messages)
+    for span, tokens in zip(char_spans, token_spans):
+        turn_spans[span.message] = tokens
+    return EncodedChat(ids, labels, token_spans, turn_spans, full, appended)
+
+
+def _to_tokens(starts: Sequence[int], ends: Sequence[int], start: int, end: int) -> tuple[int, int]:
+    """Token range covering characters ``[start, end)``: every token that reaches into it."""
+    first = bisect_right(ends, start)
+    last = bisect_left(starts, end)
+    if last <= first:
+        raise TemplateMismatch(f"characters {start}..{end} of the rendered text hold no token")
+    return first, last
+
+
+def _whole_text(
+    ids: Sequence[int], offsets: Sequence[tuple[int, int]], full: str, closing: Collection[int], last: int
+) -> CharSpan:
+    """``train_on_inputs``: everything up to the last non-whitespace token."""
+    for t, (s, e) in zip(reversed(ids), reversed(offsets)):
+        if full[s:e].strip() or t in closing:
+            return CharSpan(last, 0, e, t in closing)
+    raise TemplateMismatch("the rendered conversation is empty")
+
+
+def _append_eos(
+    tokenizer: PreTrainedTokenizerBase, ids: list[int], span: tuple[int, int]
+) -> tuple[list[int], tuple[int, int]]:
+    """Cut what follows the span (whitespace the template emits after the last turn) and add EOS."""
+    if tokenizer.eos_token_id is None:
+        raise TemplateMismatch(
+            "the chat template closes assistant turns without an end-of-turn token and the tokenizer "
+            "has no eos_token to append"
+        )
+    start, end = span
+    return ids[:end] + [tokenizer.eos_token_id], (start, end + 1)
+
+
+@dataclass(frozen=True)
+class EncodedPreference:
+    """TRL's preference format: shared prompt ids, then each completion's trained ids."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    text: str
+
+
+def encode_preference(
+    prompt: Sequence[Message],
+    chosen: Sequence[Message],
+    rejected: Sequence[Message],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    tools: Sequence[dict[str, Any]] = (),
+) -> EncodedPreference:
+    """Encode prompt + each side; the completion runs from its first to its last trained token."""
+    sides = []
+    for side in (chosen, rejected):
+        messages = [*prompt, *side]
+        enc = encode_chat(messages, tokenizer, tools=tools, allowed=range(len(prompt), len(messages)))
+        if not enc.spans:
+            raise TemplateMismatch("a preference completion has no assistant turn to train")
+        sides.append((enc.input_ids[: enc.spans[0][0]], enc.input_ids[enc.spans[0][0] : enc.spans[-1][1]], enc.text))
+    (prompt_c, chosen_ids, text), (prompt_r, rejected_ids, _) = sides
+    if prompt_c != prompt_r:
+        raise TemplateMismatch("the prompt tokenizes differently before the chosen and the rejected answer")
+    return EncodedPreference(prompt_c, chosen_ids, rejected_ids, text)

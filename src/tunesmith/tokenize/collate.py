@@ -1,0 +1,73 @@
+"""Batch collation that masks padding by position, never by token id.
+
+So a real EOS is never masked even when ``pad_token == eos_token`` (or there is no pad token).
+Packed rows (with ``position_ids``) get a block-diagonal causal 4D mask for the eager and sdpa
+attention implementations, so samples sharing a row never attend to each other whatever the
+model's cache settings; flash-attention implementations get ``position_ids`` only, from which
+they derive the sample boundaries themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tunesmith.tokenize.chat import IGNORE
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Collator:
+    """Right-pad ``input_ids``/``labels`` (+ ``position_ids``) rows into tensors.
+
+    ``pad_token_id`` only fills padding slots (None: 0); ``attn_implementation`` picks the
+    packed-row mask ("eager" needs an additive float mask in ``mask_dtype``).
+    """
+
+    pad_token_id: int | None
+    attn_implementation: str = "sdpa"
+    mask_dtype: str = "float32"
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        fill = 0 if self.pad_token_id is None else self.pad_token_id
+        ids = torch.full((len(rows), width), fill, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        real = torch.zeros((len(rows), width), dtype=torch.bool)
+        for b, row in enumerate(rows):
+            n = len(row["input_ids"])
+            ids[b, :n] = torch.tensor(row["input_ids"], dtype=torch.long)
+            labels[b, :n] = torch.tensor(row["labels"], dtype=torch.long)
+            real[b, :n] = True
+        batch = {"input_ids": ids, "labels": labels}
+        if "position_ids" not in rows[0]:
+            batch["attention_mask"] = real.long()
+            return batch
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, row in enumerate(rows):
+            n = len(row["position_ids"])
+            positions[b, :n] = torch.tensor(row["position_ids"], dtype=torch.long)
+            positions[b, n:] = torch.arange(width - n)  # padding forms its own segment
+        batch["position_ids"] = positions
+        if not self.attn_implementation.startswith("flash"):
+            batch["attention_mask"] = self._packed_mask(positions)
+        return batch
+
+    def _packed_mask(self, positions: torch.Tensor) -> torch.Tensor:
+        """(batch, 1, q, k) mask: causal, and only within the segment that ``positions`` restart."""
+        import torch
+
+        segment = (positions == 0).cumsum(dim=-1)
+        same = segment[:, :, None] == segment[:, None, :]
+        width = positions.shape[-1]
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        allowed = (same & causal)[:, None, :, :]
+        if self.attn_implementation == "sdpa":
+            return allowed
+        dtype = getattr(torch, self.mask_dtype)
+        return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)

@@ -1,0 +1,147 @@
+"""Tokenize one split of chat or preference records: encode, apply the truncation policy,
+reject fully-masked rows, and count everything that was changed or dropped."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tunesmith.config.schema import Config
+from tunesmith.data.records import Message, Record
+from tunesmith.errors import RowError
+from tunesmith.tokenize.chat import IGNORE, EncodedChat, encode_chat, encode_preference
+from tunesmith.tokenize.spans import TemplateMismatch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+_KIND_FOR_METHOD = {"sft": "sft", "dpo": "preference", "cpt": "text"}
+_EXAMPLES = 20
+
+
+@dataclass
+class Split:
+    """Tokenized rows of one split plus what happened on the way."""
+
+    rows: list[dict[str, list[int]]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    drop_examples: list[str] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    truncated_rows: int = 0
+    truncated_tokens: int = 0
+    dropped_tokens: int = 0
+    appended_eos_rows: int = 0
+    documents: int = 0
+
+    def drop(self, record: Record, reason: str, detail: str) -> None:
+        self.dropped[reason] += 1
+        if len(self.drop_examples) < _EXAMPLES:
+            self.drop_examples.append(f"{record.source}: {reason}: {detail}")
+
+    def fail(self, record: Record, field_name: str, message: str) -> None:
+        src = record.source
+        self.errors.append(RowError(src.file, src.row, field_name, message, src.line))
+
+    def bad(self, record: Record, field_name: str, message: str, on_bad_rows: str) -> None:
+        """An invalid row: an error, or a counted drop under ``on_bad_rows: skip``."""
+        if on_bad_rows == "skip":
+            self.drop(record, "bad_row", f"{field_name} {message}")
+        else:
+            self.fail(record, field_name, message)
+
+
+def with_system_prompt(messages: Sequence[Message], system_prompt: str | None) -> tuple[Message, ...]:
+    """Prepend the configured system prompt to conversations that have none."""
+    if system_prompt is None or any(m.role == "system" for m in messages):
+        return tuple(messages)
+    return (Message("system", system_prompt), *messages)
+
+
+def shorter_prompts(messages: Sequence[Message]) -> Iterator[tuple[Message, ...]]:
+    """The conversation with 1, 2, ... whole leading exchanges removed, system prompt kept.
+
+    Each candidate starts at a user message; the last user turn is never removed.
+    """
+    head = list(messages[:1]) if messages and messages[0].role == "system" else []
+    rest = list(messages[len(head) :])
+    users = [k for k, m in enumerate(rest) if m.role == "user"]
+    for cut in users[1:]:
+        yield (*head, *rest[cut:])
+
+
+def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config) -> Split:
+    """sft/dpo: one row per record, truncation policy applied, bad rows collected or counted."""
+    split = Split()
+    for record in records:
+        if record.kind != _KIND_FOR_METHOD[cfg.method]:
+            want = _KIND_FOR_METHOD[cfg.method]
+            split.bad(record, "kind", f"is {record.kind} data but method {cfg.method} needs {want} rows", cfg.on_bad_rows)
+            continue
+        try:
+            encoded = _fit(record, tokenizer, cfg, split)
+        except TemplateMismatch as exc:
+            split.bad(record, "messages", str(exc), cfg.on_bad_rows)
+            continue
+        if encoded is None:
+            continue
+        if "labels" in encoded.row and all(x == IGNORE for x in encoded.row["labels"]):
+            message = "no trained token: every label is -100 (no assistant turn to train)"
+            split.bad(record, "messages", message, cfg.on_bad_rows)
+            continue
+        split.rows.append(encoded.row)
+        split.sources.append(str(record.source))
+        split.appended_eos_rows += encoded.appended_eos
+    return split
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    row: dict[str, list[int]]
+    length: int
+    appended_eos: bool = False
+
+
+def _fit(record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config, split: Split) -> _Encoded | None:
+    """Encode the record under ``cfg.truncation``; None when it was dropped or failed."""
+    prompt = with_system_prompt(record.messages, cfg.system_prompt)
+    encode = _encoder(record, tokenizer, cfg)
+    encoded = encode(prompt)
+    length = encoded.length
+    if length <= cfg.sequence_len:
+        return encoded
+    detail = f"{length} tokens > sequence_len {cfg.sequence_len}"
+    if cfg.truncation == "error":
+        split.fail(record, "messages", f"{detail} (truncation: error; use drop or truncate_prompt)")
+        return None
+    if cfg.truncation == "truncate_prompt":
+        for shorter in shorter_prompts(prompt):
+            encoded = encode(shorter)
+            if encoded.length <= cfg.sequence_len:
+                split.truncated_rows += 1
+                split.truncated_tokens += length - encoded.length
+                return encoded
+        detail += " even with every earlier turn removed"
+    split.drop(record, "too_long", detail)
+    split.dropped_tokens += length
+    return None
+
+
+def _encoder(record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config) -> Callable[[Sequence[Message]], _Encoded]:
+    """A function from the (possibly shortened) prompt messages to the encoded row."""
+    tools = record.tools
+
+    def sft(messages: Sequence[Message]) -> _Encoded:
+        enc: EncodedChat = encode_chat(
+            messages, tokenizer, tools=tools, train_on_inputs=cfg.train_on_inputs, train_on_turns=cfg.train_on_turns
+        )
+        return _Encoded({"input_ids": enc.input_ids, "labels": enc.labels}, len(enc.input_ids), enc.appended_eos)
+
+    def dpo(messages: Sequence[Message]) -> _Encoded:
+        enc = encode_preference(messages, record.chosen, record.rejected, tokenizer, tools=tools)
+        row = {"prompt_ids": enc.prompt_ids, "chosen_ids": enc.chosen_ids, "rejected_ids": enc.rejected_ids}
+        return _Encoded(row, len(enc.prompt_ids) + max(len(enc.chosen_ids), len(enc.rejected_ids)))
+
+    return dpo if cfg.method == "dpo" else sft

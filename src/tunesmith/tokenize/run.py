@@ -1,0 +1,148 @@
+"""``tokenize.run(config, data)``: records -> training rows, cached, with a report of what changed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tunesmith.config.schema import Config
+from tunesmith.data.records import Record
+from tunesmith.errors import DataError
+from tunesmith.tokenize import cache
+from tunesmith.tokenize.chat import IGNORE
+from tunesmith.tokenize.cpt import tokenize_text_split
+from tunesmith.tokenize.pack import pack, packing_efficiency, padded_efficiency
+from tunesmith.tokenize.rows import Split, tokenize_chat_split
+from tunesmith.tokenize.tokenizer import load_tokenizer, require_chat_template, tokenizer_fingerprint
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+log = logging.getLogger("tunesmith.tokenize")
+_SPLITS = ("train", "eval")
+
+
+class RecordSplits(Protocol):
+    """What tokenization reads from ``tunesmith.data.run``'s result."""
+
+    @property
+    def train(self) -> Sequence[Record]: ...
+
+    @property
+    def eval(self) -> Sequence[Record]: ...
+
+
+@dataclass(frozen=True)
+class TokenizeResult:
+    """Rows ready for a collator, plus the report.
+
+    ``train`` is packed when ``sample_packing`` is on (sft); ``samples`` are the train rows
+    before packing, in record order, and ``sources`` says where each came from.
+    """
+
+    train: list[dict[str, list[int]]]
+    eval: list[dict[str, list[int]]]
+    stats: dict[str, Any]
+    tokenizer: PreTrainedTokenizerBase
+    cache_hit: bool
+    fingerprint: str
+    samples: list[dict[str, list[int]]]
+    sources: list[str]
+    cache_dir: Path
+
+
+def settings(config: Config) -> dict[str, Any]:
+    """The config values that change tokenized rows (part of the cache key)."""
+    keys = ("method", "chat_template", "system_prompt", "sequence_len", "train_on_inputs", "train_on_turns",
+            "truncation", "stride", "min_window", "on_bad_rows")
+    return {k: getattr(config, k) for k in keys}
+
+
+def run(config: Config, data: RecordSplits | None = None) -> TokenizeResult:
+    """Tokenize the train and eval records of ``config`` (ingesting them when ``data`` is None)."""
+    if data is None:
+        from tunesmith.data import run as run_data
+
+        data = run_data(config)
+    tokenizer = load_tokenizer(config.base_model, config.chat_template)
+    if config.method != "cpt":
+        require_chat_template(tokenizer, config.chat_template)
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    key = cache.cache_key(cache.records_fingerprint([data.train, data.eval]), fingerprint, settings(config))
+    path = cache.cache_dir(config.output_dir, key)
+    cached = cache.load(path, _SPLITS)
+    if cached is not None:
+        splits, meta = cached
+        log.info("tokenize: reusing the cached tokenized dataset %s", path)
+    else:
+        splits, meta = _build(config, tokenizer, data)
+        cache.save(path, splits, meta)
+        log.info("tokenize: tokenized %d train / %d eval rows into %s", len(splits["train"]), len(splits["eval"]), path)
+    stats = _stats(config, splits, meta)
+    train = splits["train"]
+    if config.sample_packing and config.method == "sft":
+        train = pack(train, config.sequence_len)
+    return TokenizeResult(
+        train=train, eval=splits["eval"], stats=stats, tokenizer=tokenizer, cache_hit=cached is not None,
+        fingerprint=fingerprint, samples=splits["train"], sources=meta["sources"], cache_dir=path,
+    )
+
+
+def _build(
+    config: Config, tokenizer: PreTrainedTokenizerBase, data: RecordSplits
+) -> tuple[dict[str, list[dict[str, list[int]]]], dict[str, Any]]:
+    tokenize = tokenize_text_split if config.method == "cpt" else tokenize_chat_split
+    done: dict[str, Split] = {name: tokenize(getattr(data, name), tokenizer, config) for name in _SPLITS}
+    errors = [e for split in done.values() for e in split.errors]
+    if errors:
+        raise DataError(errors, total_rows=len(data.train) + len(data.eval))
+    for name, split in done.items():
+        if split.dropped:
+            log.warning("tokenize: dropped %d %s rows (%s)", sum(split.dropped.values()), name, dict(split.dropped))
+    meta = {"sources": done["train"].sources, "counts": {name: _counts(split) for name, split in done.items()}}
+    return {name: split.rows for name, split in done.items()}, meta
+
+
+def _counts(split: Split) -> dict[str, Any]:
+    return {
+        "dropped": dict(split.dropped), "drop_examples": split.drop_examples,
+        "truncated_rows": split.truncated_rows, "truncated_tokens": split.truncated_tokens,
+        "dropped_tokens": split.dropped_tokens, "appended_eos_rows": split.appended_eos_rows,
+        "documents": split.documents,
+    }
+
+
+def _token_counts(rows: Sequence[dict[str, list[int]]]) -> tuple[list[int], int]:
+    """Per-row token counts and the number of trained tokens."""
+    if rows and "prompt_ids" in rows[0]:
+        lengths = [len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows]
+        return lengths, sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
+    lengths = [len(r["input_ids"]) for r in rows]
+    return lengths, sum(sum(1 for x in r["labels"] if x != IGNORE) for r in rows)
+
+
+def _stats(config: Config, splits: dict[str, list[dict[str, list[int]]]], meta: dict[str, Any]) -> dict[str, Any]:
+    """The report: rows, tokens, trained share, truncation, drops, packing and padding efficiency."""
+    counts = meta["counts"]["train"]
+    lengths, trained = _token_counts(splits["train"])
+    eval_lengths, _ = _token_counts(splits["eval"])
+    sequences = config.method != "dpo"
+    stats: dict[str, Any] = {
+        "rows": len(lengths), "tokens": sum(lengths), "trained_tokens": trained,
+        "trained_share": trained / sum(lengths) if lengths else 0.0,
+        "truncated_rows": counts["truncated_rows"], "truncated_tokens": counts["truncated_tokens"],
+        "dropped_rows": sum(counts["dropped"].values()), "dropped": counts["dropped"],
+        "dropped_tokens": counts["dropped_tokens"], "drop_examples": counts["drop_examples"],
+        "appended_eos_rows": counts["appended_eos_rows"],
+        "packing_efficiency": packing_efficiency(lengths, config.sequence_len) if sequences else None,
+        "padded_efficiency": padded_efficiency(lengths, config.micro_batch_size) if sequences else None,
+        "sample_packing": config.sample_packing and config.method == "sft",
+        "eval_rows": len(eval_lengths), "eval_tokens": sum(eval_lengths),
+        "eval_dropped_rows": sum(meta["counts"]["eval"]["dropped"].values()),
+    }
+    if config.method == "cpt":
+        stats["documents"] = counts["documents"]
+    return stats

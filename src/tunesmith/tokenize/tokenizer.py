@@ -1,0 +1,101 @@
+"""Load a tokenizer, attach the configured chat template, and fingerprint the result.
+
+``chat_template`` is ``tokenizer_default`` (the tokenizer's own), a built-in name (a
+``templates/<name>.jinja`` data file of this package) or a path to a ``.jinja`` file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunesmith.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+DEFAULT_TEMPLATE = "tokenizer_default"
+
+
+def builtin_templates() -> list[str]:
+    """Names of the chat templates shipped with tunesmith."""
+    folder = resources.files("tunesmith.tokenize") / "templates"
+    return sorted(p.name[: -len(".jinja")] for p in folder.iterdir() if p.name.endswith(".jinja"))
+
+
+def template_text(chat_template: str) -> str | None:
+    """The Jinja text for a built-in name or a file path; None for ``tokenizer_default``."""
+    if chat_template == DEFAULT_TEMPLATE:
+        return None
+    if chat_template in builtin_templates():
+        return (resources.files("tunesmith.tokenize") / "templates" / f"{chat_template}.jinja").read_text("utf-8")
+    path = Path(chat_template)
+    if path.is_file():
+        return path.read_text("utf-8")
+    names = builtin_templates()
+    hint = difflib.get_close_matches(chat_template, names, n=1)
+    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+    raise ConfigError(
+        f"chat_template: '{chat_template}' is neither a built-in template ({', '.join(names)}), "
+        f"'{DEFAULT_TEMPLATE}', nor an existing .jinja file{suggestion}"
+    )
+
+
+def load_tokenizer(base_model: str, chat_template: str = DEFAULT_TEMPLATE) -> PreTrainedTokenizerBase:
+    """Load the (fast) tokenizer of ``base_model`` and set its chat template.
+
+    ``base_model`` may be a folder holding only tokenizer files; no weights are read.
+    """
+    from transformers import AutoTokenizer
+
+    text = template_text(chat_template)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"base_model: cannot load a tokenizer from '{base_model}': {exc}") from None
+    if not tokenizer.is_fast:
+        raise ConfigError(
+            f"base_model: the tokenizer of '{base_model}' is not a fast (tokenizers) tokenizer; "
+            "tunesmith needs character offsets to find the trained spans"
+        )
+    if text is not None:
+        tokenizer.chat_template = text
+    return tokenizer
+
+
+def require_chat_template(tokenizer: PreTrainedTokenizerBase, chat_template: str) -> None:
+    """Raise a ConfigError when chat data meets a tokenizer without a chat template."""
+    if not tokenizer.chat_template:
+        raise ConfigError(
+            f"chat_template: {chat_template}, but the tokenizer of this base model has no chat template; "
+            f"set chat_template to one of {', '.join(builtin_templates())} or a .jinja file"
+        )
+
+
+def closer_ids(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+    """Token ids that may close a turn: EOS and every special added token except BOS and a distinct pad."""
+    ids = {i for i, tok in tokenizer.added_tokens_decoder.items() if tok.special}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    for not_closer in (tokenizer.bos_token_id, tokenizer.unk_token_id):
+        if not_closer is not None and not_closer != tokenizer.eos_token_id:
+            ids.discard(not_closer)
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        ids.discard(tokenizer.pad_token_id)
+    return frozenset(ids)
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """sha256 over vocabulary/merges/normaliser (tokenizer.json), special tokens and chat template."""
+    h = hashlib.sha256()
+    h.update(tokenizer.backend_tokenizer.to_str().encode("utf-8"))
+    specials = {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())}
+    added = {str(i): [t.content, t.special] for i, t in sorted(tokenizer.added_tokens_decoder.items())}
+    template = tokenizer.chat_template
+    meta = {"class": type(tokenizer).__name__, "specials": specials, "added": added, "template": template}
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode("utf-8"))
+    return h.hexdigest()

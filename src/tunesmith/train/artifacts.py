@@ -1,0 +1,49 @@
+"""Save the trained result in standard formats that stop where training taught them to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def end_of_turn_ids(tokenizer: Any) -> list[int]:
+    """EOS plus the special tokens the chat template puts right after an assistant reply."""
+    ids: list[int] = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(int(tokenizer.eos_token_id))
+    if tokenizer.chat_template:
+        marker = "tunesmith-reply-marker"
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}], tokenize=False
+        )
+        tail = text[text.rfind(marker) + len(marker):]
+        special = set(tokenizer.all_special_ids)
+        for tid in tokenizer(tail, add_special_tokens=False)["input_ids"]:
+            if tid in special and tid not in ids:
+                ids.append(int(tid))
+    return ids
+
+
+def save_result(model: Any, tokenizer: Any, out: Path, merged_full: bool = False) -> Path:
+    """Adapter folder (or full model) + tokenizer + chat template + generation_config.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    if tokenizer.chat_template:
+        (out / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
+    gen = _generation_config(model, tokenizer)
+    gen.save_pretrained(out)
+    return out
+
+
+def _generation_config(model: Any, tokenizer: Any) -> Any:
+    from peft import PeftModel
+    from transformers import GenerationConfig
+
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    gen = GenerationConfig.from_dict(base.generation_config.to_dict()) if base.generation_config else GenerationConfig()
+    eot = end_of_turn_ids(tokenizer)
+    gen.eos_token_id = eot if len(eot) > 1 else (eot[0] if eot else None)
+    gen.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eot[0] if eot else None)
+    gen.bos_token_id = tokenizer.bos_token_id
+    return gen

@@ -1,0 +1,132 @@
+"""Trainer callbacks: metrics.jsonl, loss watchdog, progress display."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections import deque
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import TrainerCallback
+
+from tunesmith.errors import TunesmithError
+
+
+class TrainingDiverged(TunesmithError):
+    """Loss or gradient norm became NaN/inf: the run was stopped."""
+
+
+@cache
+def _diagnoses() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("tunesmith.train").joinpath("diagnoses.yaml").read_text("utf-8"))
+
+
+def diagnosis(kind: str, **facts: Any) -> str:
+    entry = _diagnoses()[kind]
+    causes = "\n".join(f"  - {c.format(**facts)}" for c in entry["causes"])
+    return f"{entry['title'].format(**facts)}\nlikely causes:\n{causes}"
+
+
+class MetricsLogger(TrainerCallback):
+    """Appends every logged step (loss, lr, grad norm, tokens/s) and every warning to metrics.jsonl."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._last: tuple[float, int] | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        now, tokens = time.perf_counter(), int(state.num_input_tokens_seen or 0)
+        record = {"step": state.global_step, "epoch": state.epoch, **(logs or {})}
+        if self._last is not None and tokens > self._last[1] and now > self._last[0]:
+            record["tokens_per_s"] = (tokens - self._last[1]) / (now - self._last[0])
+        self._last = (now, tokens)
+        self.write(record)
+        return control
+
+
+class Watchdog(TrainerCallback):
+    """Stops on NaN/inf, warns on loss spikes and on overfitting."""
+
+    def __init__(self, learning_rate: float, patience: int, warn: Any, spike_factor: float = 3.0):
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.warn = warn
+        self.factor = spike_factor
+        self.recent: deque[float] = deque(maxlen=50)
+        self.evals: list[tuple[float, float]] = []
+        self.warned_overfit = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        logs = logs or {}
+        for key in ("loss", "grad_norm"):
+            value = logs.get(key)
+            if value is not None and not math.isfinite(float(value)):
+                raise TrainingDiverged(
+                    diagnosis("non_finite", value=value, step=state.global_step, learning_rate=self.learning_rate)
+                )
+        loss = logs.get("loss")
+        if loss is not None:
+            if len(self.recent) >= 5:
+                median = statistics.median(self.recent)
+                if median > 0 and loss > self.factor * median:
+                    self.warn("spike", diagnosis("spike", step=state.global_step, loss=loss, factor=self.factor, median=median))
+            self.recent.append(float(loss))
+        return control
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # type: ignore[no-untyped-def]
+        eval_loss = (metrics or {}).get("eval_loss")
+        if eval_loss is None:
+            return control
+        train_loss = statistics.mean(self.recent) if self.recent else float("nan")
+        self.evals.append((float(eval_loss), train_loss))
+        window = self.evals[-(self.patience + 1):]
+        if len(window) == self.patience + 1 and not self.warned_overfit:
+            eval_up = all(b[0] > a[0] for a, b in zip(window, window[1:]))
+            train_down = window[-1][1] < window[0][1]
+            if eval_up and train_down:
+                self.warned_overfit = True
+                self.warn("overfitting", diagnosis("overfitting", patience=self.patience, eval_loss=eval_loss))
+        return control
+
+
+class Progress(TrainerCallback):
+    """A rich progress bar with step, loss, tokens/s and ETA."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+        self.bar = RichProgress(
+            TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+            TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+        )
+        self.task: Any = None
+        self._t0 = 0.0
+        self._tok0 = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=state.max_steps, completed=state.global_step, info="")
+        self._t0, self._tok0 = time.perf_counter(), int(state.num_input_tokens_seen or 0)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        if self.task is not None and logs and "loss" in logs:
+            dt = max(time.perf_counter() - self._t0, 1e-9)
+            tps = (int(state.num_input_tokens_seen or 0) - self._tok0) / dt
+            self.bar.update(self.task, info=f"loss {logs['loss']:.4f}  {tps:,.0f} tok/s")
+
+    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        if self.task is not None:
+            self.bar.update(self.task, completed=state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        self.bar.stop()

@@ -1,0 +1,127 @@
+"""File layouts: Parquet, CSV with JSON cells, folders, save_to_disk, hub ids, odd JSON files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tunesmith.config import DatasetSpec
+from tunesmith.data import DataSourceError, Message, ingest
+from tunesmith.errors import DataError
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "data"
+CHAT_ROWS = [json.loads(line) for line in (FIX / "chat.jsonl").read_text().splitlines()]
+
+
+def test_parquet_rows_keep_nested_messages(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(3)]
+    path = tmp_path / "chat.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    result = ingest([DatasetSpec(path=str(path))])
+    assert result.formats == {str(path): "chat"}
+    assert [r.messages[1].content for r in result.records] == ["a0", "a1", "a2"]
+    assert [str(r.source) for r in result.records] == [f"{path}[row {i}]" for i in (1, 2, 3)]
+
+
+def test_parquet_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(DataError) as info:
+        ingest([DatasetSpec(path=str(path))])
+    assert f"{path}: is not a readable Parquet file" in str(info.value)
+
+
+def test_csv_json_cells_are_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "chat.csv"
+    messages = json.dumps([{"role": "user", "content": "Hi, you"}, {"role": "assistant", "content": "Hello"}])
+    tools = json.dumps([{"name": "f", "parameters": {}}])
+    path.write_text('messages,tools\n"' + messages.replace('"', '""') + '","' + tools.replace('"', '""') + '"\n')
+    record = ingest([DatasetSpec(path=str(path))]).records[0]
+    assert record.messages == (Message("user", "Hi, you"), Message("assistant", "Hello"))
+    assert record.tools == ({"type": "function", "function": {"name": "f", "parameters": {}}},)
+
+
+def test_csv_kto_labels_as_strings(tmp_path: Path) -> None:
+    path = tmp_path / "kto.csv"
+    path.write_text('prompt,completion,label\nq,a,true\nq,b,False\n')
+    assert [r.label for r in ingest([DatasetSpec(path=str(path))]).records] == [True, False]
+
+
+def test_folder_reads_supported_files_sorted_recursively(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    shutil.copy(FIX / "text.jsonl", tmp_path / "b" / "2.jsonl")
+    shutil.copy(FIX / "text.jsonl", tmp_path / "1.jsonl")
+    (tmp_path / "3.txt").write_text("from txt\n")
+    (tmp_path / ".hidden.jsonl").write_text("garbage")
+    (tmp_path / "notes.md").write_text("ignored")
+    result = ingest([DatasetSpec(path=str(tmp_path))])
+    assert [Path(r.source.file).relative_to(tmp_path).as_posix() for r in result.records] == [
+        "1.jsonl", "1.jsonl", "3.txt", "b/2.jsonl", "b/2.jsonl",
+    ]
+    assert result.records[2].text == "from txt"
+    only = ingest([DatasetSpec(path=str(tmp_path), data_files=["b/*.jsonl"])])
+    assert len(only.records) == 2
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataSourceError, match="folder has no data files"):
+        ingest([DatasetSpec(path=str(tmp_path))])
+
+
+def test_save_to_disk_folder(tmp_path: Path) -> None:
+    import datasets
+
+    datasets.Dataset.from_list(CHAT_ROWS[:1] * 2).save_to_disk(str(tmp_path / "ds"))
+    result = ingest([DatasetSpec(path=str(tmp_path / "ds"))])
+    assert len(result.records) == 2 and result.records[0].messages[2] == Message("assistant", "Paris.")
+    assert result.records[1].source.row == 2
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(CHAT_ROWS[:1]),
+                               "validation": datasets.Dataset.from_list(CHAT_ROWS[:1] * 3)})
+    dd.save_to_disk(str(tmp_path / "dd"))
+    assert len(ingest([DatasetSpec(path=str(tmp_path / "dd"), split="validation")]).records) == 3
+    with pytest.raises(DataSourceError, match=r"has no split 'test' \(it has: train, validation; set split:\)"):
+        ingest([DatasetSpec(path=str(tmp_path / "dd"), split="test")])
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataSourceError) as info:
+        ingest([DatasetSpec(path="tunesmith-test/definitely-not-cached")])
+    assert str(info.value) == (
+        "tunesmith-test/definitely-not-cached: is not a local file or folder, and hub dataset "
+        "'tunesmith-test/definitely-not-cached' is not in the local cache (HF_HUB_OFFLINE=1 forbids "
+        "downloading it: download it once online, or give a local path)"
+    )
+
+
+def test_json_file_holding_json_lines_or_one_object(tmp_path: Path) -> None:
+    lines = tmp_path / "lines.json"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in CHAT_ROWS))
+    assert [r.source.line for r in ingest([DatasetSpec(path=str(lines))]).records] == [1, 2, 3]
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(CHAT_ROWS[0], indent=2))
+    assert len(ingest([DatasetSpec(path=str(one))]).records) == 1
+
+
+def test_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "win.jsonl"
+    body = "\r\n".join(json.dumps(r) for r in CHAT_ROWS[:2]) + "\r\n\r\n"
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    records = ingest([DatasetSpec(path=str(path))]).records
+    assert [r.source.line for r in records] == [1, 2]
+
+
+def test_fingerprint_tracks_bytes_and_settings(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    shutil.copy(FIX / "text.jsonl", path)
+    first = ingest([DatasetSpec(path=str(path))]).fingerprint
+    assert ingest([DatasetSpec(path=str(path))]).fingerprint == first
+    assert ingest([DatasetSpec(path=str(path), type="text")]).fingerprint != first
+    path.write_text(path.read_text().replace("one", "uno"))
+    assert ingest([DatasetSpec(path=str(path))]).fingerprint != first

@@ -1,0 +1,89 @@
+"""``tunesmith.data.run(config)``: bad-row policy, validation split, method/kind check, fingerprint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunesmith.config import config_from_dict
+from tunesmith.data import run
+from tunesmith.errors import ConfigError, DataError
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "data"
+
+
+def chat_file(path: Path, n: int, bad: tuple[int, ...] = ()) -> Path:
+    rows = []
+    for i in range(n):
+        role = "asistant" if i in bad else "assistant"
+        rows.append({"messages": [{"role": "user", "content": f"q{i}"}, {"role": role, "content": f"a{i}"}]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def config(tmp_path: Path, **over: Any):
+    raw = {"base_model": "tiny", "datasets": [str(tmp_path / "train.jsonl")], "output_dir": str(tmp_path / "out")}
+    return config_from_dict({**raw, **over})
+
+
+def test_split_is_deterministic_and_disjoint(tmp_path: Path) -> None:
+    chat_file(tmp_path / "train.jsonl", 20)
+    a = run(config(tmp_path, val_set_size=0.25, seed=1))
+    b = run(config(tmp_path, val_set_size=0.25, seed=1))
+    c = run(config(tmp_path, val_set_size=0.25, seed=2))
+    rows = lambda recs: [r.source.row for r in recs]  # noqa: E731
+    assert len(a.train) == 15 and len(a.eval) == 5
+    assert rows(a.eval) == rows(b.eval) and rows(a.eval) != rows(c.eval)
+    assert sorted(rows(a.train) + rows(a.eval)) == list(range(1, 21))
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    assert len(run(config(tmp_path, val_set_size=3)).eval) == 3
+    assert run(config(tmp_path)).eval == []
+
+
+def test_split_too_large(tmp_path: Path) -> None:
+    chat_file(tmp_path / "train.jsonl", 3)
+    with pytest.raises(ConfigError, match="val_set_size: 3 would leave no training rows"):
+        run(config(tmp_path, val_set_size=3))
+
+
+def test_eval_datasets_replace_the_split(tmp_path: Path) -> None:
+    chat_file(tmp_path / "train.jsonl", 4)
+    chat_file(tmp_path / "dev.jsonl", 2)
+    result = run(config(tmp_path, val_set_size=0.5, eval_datasets=[str(tmp_path / "dev.jsonl")],
+                        test_datasets=[str(tmp_path / "dev.jsonl")]))
+    assert (len(result.train), len(result.eval), len(result.test)) == (4, 2, 2)
+
+
+def test_skip_writes_rejected_rows_in_output_dir(tmp_path: Path) -> None:
+    chat_file(tmp_path / "train.jsonl", 6, bad=(1, 4))
+    result = run(config(tmp_path, on_bad_rows="skip"))
+    assert len(result.train) == 4 and result.skipped == 2
+    entries = [json.loads(x) for x in (tmp_path / "out" / "rejected_rows.jsonl").read_text().splitlines()]
+    assert [(e["line"], e["field"]) for e in entries] == [(2, "messages[1].role"), (5, "messages[1].role")]
+
+
+def test_error_policy_raises_with_all_rows(tmp_path: Path) -> None:
+    chat_file(tmp_path / "train.jsonl", 6, bad=(1, 4))
+    with pytest.raises(DataError) as info:
+        run(config(tmp_path))
+    assert len(info.value.errors) == 2 and str(info.value).startswith("2 invalid rows out of 6:")
+    assert not (tmp_path / "out" / "rejected_rows.jsonl").exists()
+
+
+def test_all_rows_skipped_is_an_error(tmp_path: Path) -> None:
+    chat_file(tmp_path / "train.jsonl", 2, bad=(0, 1))
+    with pytest.raises(DataError, match=r"no training rows left \(2 invalid rows skipped\)"):
+        run(config(tmp_path, on_bad_rows="skip"))
+
+
+def test_method_must_fit_record_kind(tmp_path: Path) -> None:
+    cfg = config(tmp_path, datasets=[str(FIX / "preference.jsonl")])
+    with pytest.raises(ConfigError, match=r"method: sft trains on sft rows, but .*preference.jsonl:1 is a preference row "
+                                          r"\(preference rows train with method: dpo\)"):
+        run(cfg)
+    dpo = run(config(tmp_path, datasets=[str(FIX / "preference.jsonl")], method="dpo"))
+    assert len(dpo.train) == 4 and dpo.formats == {str(FIX / "preference.jsonl"): "preference"}
+    assert len(run(config(tmp_path, datasets=[str(FIX / "text.txt")], method="cpt")).train) == 4

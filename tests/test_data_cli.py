@@ -17,7 +17,8 @@ def test_inspect_json_summary() -> None:
     assert data["format"] == "chat" and data["rows"] == 3 and data["kind_counts"] == {"sft": 3}
     assert data["roles"] == {"system": 1, "user": 3, "assistant": 4, "tool": 1}
     assert data["lengths"]["user"] == {"min": 12, "p50": 16, "max": 18}
-    assert len(data["examples"]) == 3 and data["examples"][0]["messages"][2] == {"role": "assistant", "content": "Paris."}
+    assert len(data["examples"]) == 3
+    assert data["examples"][0]["messages"][2] == {"role": "assistant", "content": "Paris."}
 
 
 def test_inspect_human_output_and_forced_type() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import shared_path
+
 from tunesmith.config import DatasetSpec, config_from_dict
 from tunesmith.data import Record, ingest
 

@@ -38,7 +38,8 @@ def test_unknown_role_exact_message(tmp_path: Path) -> None:
     path.write_text(lines(*[GOOD] * 16, bad))
     errors = errors_of(path)
     assert [str(e) for e in errors] == [
-        f"{path}:17: messages[2].role 'asistant' is not one of system, user, assistant, tool (did you mean 'assistant'?)"
+        f"{path}:17: messages[2].role 'asistant' is not one of system, user, assistant, tool "
+        "(did you mean 'assistant'?)"
     ]
     assert (errors[0].line, errors[0].row, errors[0].field) == (17, 17, "messages[2].role")
 
@@ -71,7 +72,8 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
 
 def test_non_utf8_in_json_array_names_line(tmp_path: Path) -> None:
     path = tmp_path / "latin1.json"
-    path.write_bytes('[\n{"instruction": "a", "output": "b"},\n{"instruction": "é", "output": "b"}\n]'.encode("latin-1"))
+    text = '[\n{"instruction": "a", "output": "b"},\n{"instruction": "é", "output": "b"}\n]'
+    path.write_bytes(text.encode("latin-1"))
     assert only_error(path).startswith(f"{path}:3: is not valid UTF-8 (byte 0xe9")
 
 
@@ -143,7 +145,7 @@ def test_empty_alpaca_output(tmp_path: Path) -> None:
 def test_must_end_with_assistant_for_sft_only(tmp_path: Path) -> None:
     path = tmp_path / "end.jsonl"
     path.write_text(lines(
-        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]},
+        {"messages": [*GOOD["messages"], {"role": "user", "content": "c"}]},
         {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}]},
     ))
     assert [str(e) for e in errors_of(path)] == [

@@ -44,7 +44,8 @@ def test_chat_plain_parts_weights_reasoning_and_tools() -> None:
     assert call.tool_calls == (ToolCall("get_weather", {"city": "Oslo"}),)
     assert tools.messages[2] == Message("tool", '{"temp": 3}', name="get_weather")
     assert tools.tools[0]["function"]["name"] == "get_weather"
-    assert tools.messages[1].to_dict()["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    call_dict = tools.messages[1].to_dict()["tool_calls"][0]
+    assert call_dict == {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
 
 
 def test_alpaca_input_system_history() -> None:
@@ -98,7 +99,8 @@ def test_preference_all_layouts() -> None:
 
 
 def test_preference_alpaca_style(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "p.jsonl", [{"instruction": "Fix", "input": "teh", "chosen": "the", "rejected": "teh"}])
+    row = {"instruction": "Fix", "input": "teh", "chosen": "the", "rejected": "teh"}
+    path = write_jsonl(tmp_path / "p.jsonl", [row])
     records, fmt = load(path)
     assert fmt == "preference" and records[0].messages == (Message("user", "Fix\nteh"),)
 
@@ -111,10 +113,14 @@ def test_kto_messages_and_prompt_completion() -> None:
 
 def test_text_jsonl_and_txt_units() -> None:
     records, fmt = load(FIX / "text.jsonl")
-    assert fmt == "text" and [r.text for r in records] == ["Pretraining text number one.", "Pretraining text number two."]
+    assert fmt == "text"
+    assert [r.text for r in records] == ["Pretraining text number one.", "Pretraining text number two."]
     lines, _ = load(FIX / "text.txt")
     assert [(r.text, r.source.line) for r in lines] == [
-        ("The first document is one line.", 1), ("The second document", 3), ("spans two lines.", 4), ("The third line.", 5),
+        ("The first document is one line.", 1),
+        ("The second document", 3),
+        ("spans two lines.", 4),
+        ("The third line.", 5),
     ]
     paragraphs, _ = load(FIX / "text.txt", text_unit="paragraph")
     assert [(r.text, r.source.line) for r in paragraphs] == [
@@ -131,7 +137,8 @@ def test_classification_csv_to_chat() -> None:
     assert [r.label for r in records] == labels
     first = records[0]
     assert first.kind == "sft" and first.source.line == 2
-    assert first.messages[0].content == "Classify the text as one of: positive, negative, neutral.\n\nI loved it, truly."
+    prompt = "Classify the text as one of: positive, negative, neutral."
+    assert first.messages[0].content == f"{prompt}\n\nI loved it, truly."
     assert first.messages[1] == Message("assistant", "positive")
     custom, _ = load(FIX / "classification.csv", instruction="Sentiment?")
     assert custom[1].messages[0].content == "Sentiment?\n\nIt was awful."
@@ -196,3 +203,15 @@ def test_record_to_dict_is_json() -> None:
     data = json.loads(json.dumps(records[1].to_dict()))
     assert data["messages"][1] == {"role": "assistant", "content": "4", "reasoning_content": "Add them.", "weight": 1.0}
     assert data["source"]["line"] == 2 and data["kind"] == "sft"
+
+
+def test_plain_strings_that_look_like_json_stay_text(tmp_path: Path) -> None:
+    rows = [
+        {"prompt": "[INST] pick one [/INST]", "chosen": "[1, 2]", "rejected": "{not json"},
+        {"prompt": '[{"role": "user", "content": "as JSON"}]', "chosen": "a", "rejected": "b"},
+    ]
+    records, _ = load(write_jsonl(tmp_path / "p.jsonl", rows))
+    assert records[0].messages == (Message("user", "[INST] pick one [/INST]"),)
+    assert records[0].chosen == (Message("assistant", "[1, 2]"),)
+    assert records[0].rejected == (Message("assistant", "{not json"),)
+    assert records[1].messages == (Message("user", "as JSON"),)

@@ -20,7 +20,8 @@ def test_parquet_rows_keep_nested_messages(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(3)]
+    turns = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}] for i in range(3)]
+    rows = [{"messages": t} for t in turns]
     path = tmp_path / "chat.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     result = ingest([DatasetSpec(path=str(path))])

@@ -1,6 +1,7 @@
 """Tiny, local, download-free tokenizer and model builders that tests share.
 
-``build_tokenizer`` trains a small byte-level BPE with ``tokenizers`` (milliseconds) and saves
+``build_tokenizer`` trains a small BPE with ``tokenizers`` (milliseconds; byte-level like
+GPT-2/Llama-3/Qwen, or sentencepiece-style with ``▁`` word markers like Llama-2/Mistral) and saves
 ``tokenizer.json`` + ``tokenizer_config.json``; ``build_model`` saves a 2-layer causal LM
 (Llama or Qwen2 architecture) next to its tokenizer, so the folder is a complete ``base_model``.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 _WORDS = (
     "the of and to in is was for on that with as by at from it his an were are which this be "
@@ -44,8 +45,9 @@ def build_tokenizer(
     bos_token: str | None = SPECIAL_BOS,
     eos_token: str | None = SPECIAL_EOS,
     vocab_size: int = 600,
+    style: Literal["byte_level", "sentencepiece"] = "byte_level",
 ) -> Any:
-    """Train a byte-level BPE, save it to ``path`` and return it loaded with AutoTokenizer.
+    """Train a BPE, save it to ``path`` and return it loaded with AutoTokenizer.
 
     ``extra_special`` are added as special tokens (e.g. ``<|im_start|>``); ``pad_token`` may be a
     new token, the eos string (pad == eos) or None (no pad token).
@@ -57,19 +59,26 @@ def build_tokenizer(
     path.mkdir(parents=True, exist_ok=True)
     specials = [t for t in (bos_token, eos_token, pad_token, *extra_special) if t]
     specials = list(dict.fromkeys(specials))
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    if style == "byte_level":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    else:  # sentencepiece-style: '▁' marks word starts; ASCII only (other characters become <unk>)
+        specials = ["<unk>", *specials]
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+        alphabet = [chr(c) for c in range(32, 127)] + ["▁", "\n"]
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=alphabet, show_progress=False
     )
     tok.train_from_iterator(_corpus(), trainer)
     tok.save(str(path / "tokenizer.json"))
     config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 4096}
+    if style == "sentencepiece":
+        config["unk_token"] = "<unk>"
     for key, value in (("bos_token", bos_token), ("eos_token", eos_token), ("pad_token", pad_token)):
         if value:
             config[key] = value

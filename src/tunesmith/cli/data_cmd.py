@@ -43,7 +43,8 @@ def _render(summary: dict[str, Any]) -> None:
     console = Console(highlight=False)
     kinds = ", ".join(f"{k} {n}" for k, n in summary["kind_counts"].items())
     head = Table.grid(padding=(0, 2))
-    for name, value in (("path", summary["path"]), ("format", summary["format"]), ("rows", f"{summary['rows']} ({kinds})")):
+    rows = f"{summary['rows']} ({kinds})"
+    for name, value in (("path", summary["path"]), ("format", summary["format"]), ("rows", rows)):
         head.add_row(Text(name, style="bold"), Text(str(value)))
     console.print(head)
     roles = Table(title="turns per role (length in characters)", title_justify="left")
@@ -75,7 +76,10 @@ def _example_lines(example: dict[str, Any]) -> list[str]:
             lines.append(f"  -- {side}:")
         for m in example.get(side, []):
             calls = "".join(f" [call {c['function']['name']}]" for c in m.get("tool_calls", []))
-            lines.append(f"  {m['role']}: {cut(m['content'])}{calls}")
+            weight = f" (weight {m['weight']:g})" if "weight" in m else ""
+            if m.get("reasoning_content"):
+                lines.append(f"  {m['role']} reasoning: {cut(m['reasoning_content'])}")
+            lines.append(f"  {m['role']}{weight}: {cut(m['content'])}{calls}")
     if "label" in example:
         lines.append(f"  label: {example['label']}")
     return lines

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from tunesmith import __version__
-from tunesmith.cli import config_cmd, data_cmd, preview_cmd, runs_cmd, train_cmd
+from tunesmith.cli import audit_cmd, config_cmd, data_cmd, preview_cmd, runs_cmd, train_cmd
 from tunesmith.errors import TunesmithError
 
 app = typer.Typer(
@@ -39,13 +39,13 @@ def _root(
     _state["debug"] = debug
 
 
-app.command("config", help="Print the resolved config (defaults filled in, aliases resolved).")(config_cmd.config)
+# lifecycle order: data -> audit -> preview (tokenize) -> train -> runs; config helps every stage
 app.add_typer(data_cmd.app, name="data", help="Load, normalise and inspect datasets.")
-app.command("preview", help="Show tokenized rows with trained tokens highlighted, and a summary.")(preview_cmd.preview)
-app.command("train", help="Fine-tune (SFT, cpt, DPO; LoRA/DoRA/QLoRA/prompt/prefix/IA3/full) into a run directory.")(
-    train_cmd.train
-)
-app.command("runs", help="List run directories with method, status, steps and best eval loss.")(runs_cmd.runs)
+app.command("audit", help="Find dataset defects before training (the data doctor).")(audit_cmd.audit)
+app.command("preview", help="Show tokenized rows with their trained tokens highlighted.")(preview_cmd.preview)
+app.command("train", help="Fine-tune (sft, cpt, dpo) into a reproducible run directory.")(train_cmd.train)
+app.command("runs", help="List runs: method, status, steps, best eval loss.")(runs_cmd.runs)
+app.command("config", help="Print the resolved config (defaults filled, aliases resolved).")(config_cmd.config)
 
 
 def main() -> None:
@@ -58,7 +58,8 @@ def main() -> None:
         from rich.markup import escape
 
         # escape: messages quote user data and locations like "data.json[row 3]"
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

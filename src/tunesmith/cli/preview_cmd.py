@@ -38,6 +38,7 @@ def preview(
         trained = sum(1 for x in labels if x != -100)
         out.rule(Text(f"row {i} · {source} · {len(ids)} tokens, {trained} trained"), style="dim")
         out.print(Text.assemble(*((text, "bold black on green" if on else "dim") for text, on in pieces)))
+    out.rule(Text("summary"), style="dim")
     for line in summary_lines(result.stats) + [cache_line]:
         out.print(line, markup=False)
 
@@ -54,7 +55,8 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
         f"truncated: {stats['truncated_rows']} rows ({stats['truncated_tokens']} tokens removed)",
         f"dropped: {stats['dropped_rows']} rows" + (f" {stats['dropped']}" if stats["dropped"] else ""),
         f"EOS appended (template closes turns without an end-of-turn token): {stats['appended_eos_rows']} rows",
-        f"packing efficiency: {pct(stats['packing_efficiency'])} (sample_packing: {str(stats['sample_packing']).lower()})",
+        f"packing efficiency: {pct(stats['packing_efficiency'])}"
+        f" (sample_packing: {str(stats['sample_packing']).lower()})",
         f"padded efficiency without packing: {pct(stats['padded_efficiency'])}",
     ]
     lines += [f"  dropped {example}" for example in stats["drop_examples"]]

@@ -75,6 +75,7 @@ class DatasetSpec(_Strict):
 class AuditConfig(_Strict):
     fail_on: Literal["error", "warning", "never"] = "error"
     near_duplicate_threshold: float = Field(0.85, gt=0, le=1)
+    skip: list[str] = Field(default_factory=list, description="Audit checks not to run (by check name)")
 
 
 class Config(_Strict):

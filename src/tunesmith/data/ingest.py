@@ -99,7 +99,9 @@ def write_rejected(path: Path, rejected: list[Rejected]) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for item in rejected:
             e = item.error
-            entry = {"source": e.source, "row": e.row, "line": e.line, "field": e.field, "reason": e.message, "raw": item.raw}
+            entry = {
+                "source": e.source, "row": e.row, "line": e.line, "field": e.field, "reason": e.message, "raw": item.raw
+            }
             fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
 
 
@@ -113,7 +115,9 @@ def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: C
             out.rejected.append(_reject(raw, None, raw.error))
         elif not isinstance(raw.data, dict):
             out.rejected.append(_reject(raw, None, f"row must be a JSON object {got(raw.data)}"))
-        elif fmt is not None:
+        elif fmt is None:  # not reached: every usable row was in the detection sample
+            out.rejected.append(_reject(raw, None, "the format could not be detected"))
+        else:
             try:
                 out.records.append(fmt.parse(raw.data, Source(raw.source, raw.row or 0, raw.line), ctx))
             except FieldError as exc:

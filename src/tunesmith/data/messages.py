@@ -9,6 +9,8 @@ role aliases (human, gpt, function_call, observation, developer, ...) and per-me
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any
 
 from tunesmith.config.aliases import did_you_mean
@@ -54,14 +56,16 @@ def _message(item: Any, field: str, index: int | None, ctx: ParseContext) -> Mes
     if not isinstance(content, str):
         content, reasoning, calls = _content(content, f"{_at(field, index)}.{content_key}")
     if role == FUNCTION_CALL:
-        calls, content, role = _function_calls(content, f"{_at(field, index)}.{content_key}"), "", "assistant"
+        role = "assistant"
+        if not calls:
+            calls, content = _function_calls(content, f"{_at(field, index)}.{content_key}"), ""
     if "tool_calls" in item:
         calls += _tool_calls(item["tool_calls"], f"{_at(field, index)}.tool_calls")
     if reasoning is None and ("reasoning_content" in item or "reasoning" in item or "thinking" in item):
         reasoning = _reasoning(item, _at(field, index))
     if not calls and not content.strip():
         raise FieldError(f"{_at(field, index)}.{content_key}", "is empty")
-    loss = "loss_weight" if item.get("loss_weight") is not None else "weight" if item.get("weight") is not None else None
+    loss = next((k for k in ("loss_weight", "weight") if item.get(k) is not None), None)
     name = item.get("name")
     return Message(
         role=role,
@@ -101,12 +105,14 @@ def tool_call(value: Any, where: str) -> ToolCall:
         value = value["function"]
     if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not value["name"]:
         raise FieldError(where, f'must be a tool call {{"name": ..., "arguments": {{...}}}} {got(value)}')
-    args = value.get("arguments", value.get("parameters", {}))
+    args = value.get("arguments", value.get("parameters"))
     if isinstance(args, str):
-        try:
+        with contextlib.suppress(FieldError):  # arguments that are not JSON stay a string, as written
             args = structured(args, where)
-        except FieldError:
-            pass  # arguments that are not JSON stay a string, as the model wrote them
+    if args is None:
+        args = {}
+    if not isinstance(args, (dict, str)):
+        raise FieldError(f"{where}.arguments", f"must be an object or a JSON string {got(args)}")
     return ToolCall(name=value["name"], arguments=args)
 
 
@@ -184,13 +190,29 @@ def _reasoning(item: dict[str, Any], where: str) -> str | None:
     return item[key] or None
 
 
+def json_turns(value: str) -> Any | None:
+    """The message(s) a string holds as JSON (an object or a list of objects), else None."""
+    stripped = value.strip()
+    if not stripped or stripped[0] not in "[{":
+        return None
+    try:
+        parsed = json.loads(stripped)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(parsed, dict) or (isinstance(parsed, list) and all(isinstance(p, dict) for p in parsed)):
+        return parsed
+    return None
+
+
 def parse_turns(value: Any, field: str, role: str, ctx: ParseContext) -> tuple[Message, ...]:
-    """One side of a pair: a plain string (a ``role`` turn), one message, or a list of messages."""
-    value = structured(value, field)
+    """One side of a pair: plain text (one ``role`` turn), one message, or a list of messages."""
     if isinstance(value, str):
-        if not value.strip():
-            raise FieldError(field, "is empty")
-        return (Message(role=role, content=value),)
+        parsed = json_turns(value)
+        if parsed is None:
+            if not value.strip():
+                raise FieldError(field, "is empty")
+            return (Message(role=role, content=value),)
+        value = parsed
     if isinstance(value, dict):
         return (parse_message(value, field, ctx),)
     return parse_messages(value, field, ctx)

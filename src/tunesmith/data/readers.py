@@ -109,7 +109,7 @@ def read_json(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
     if isinstance(text, RawRow):
         yield text
         return
-    start = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    start = _skip_ws(text, 0)
     if start == len(text):
         return
     if text[start] == "[":
@@ -126,15 +126,21 @@ def read_json(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
     yield RawRow(source, 1, text.count("\n", 0, start) + 1, whole)
 
 
+def _skip_ws(text: str, pos: int) -> int:
+    match = _WS.match(text, pos)
+    return match.end() if match else pos
+
+
 def _json_array(text: str, pos: int, source: str) -> Iterator[RawRow]:
     """Rows of a top-level JSON array, each with the line where it starts."""
     decoder = json.JSONDecoder()
     cut_off = not text.rstrip().endswith("]")
     row, line, seen = 0, 1, 0
     while True:
-        pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+        pos = _skip_ws(text, pos)
         if pos >= len(text):
-            yield RawRow(source, None, line, None, "invalid JSON: the file ends before the closing ']' (was it truncated?)")
+            problem = "invalid JSON: the file ends before the closing ']' (was it truncated?)"
+            yield RawRow(source, None, line, None, problem)
             return
         if text[pos] == "]" and row == 0:
             break
@@ -148,14 +154,15 @@ def _json_array(text: str, pos: int, source: str) -> Iterator[RawRow]:
             return
         row += 1
         yield RawRow(source, row, line, value)
-        pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+        pos = _skip_ws(text, pos)
         if pos < len(text) and text[pos] == ",":
             pos += 1
         elif pos < len(text) and text[pos] == "]":
             break
         else:
             at = text.count("\n", 0, pos) + 1
-            yield RawRow(source, None, at, None, f"invalid JSON: expected ',' or ']' after row {row} (was the file truncated?)")
+            problem = f"invalid JSON: expected ',' or ']' after row {row}"
+            yield RawRow(source, None, at, None, problem + (" (was the file truncated?)" if cut_off else ""))
             return
     if text[pos + 1:].strip():
         yield RawRow(source, None, text.count("\n", 0, pos) + 1, None, "invalid JSON: extra data after the closing ']'")
@@ -189,7 +196,7 @@ def read_csv(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
             problem = f"has {len(values)} fields but the header has {len(header)}"
             yield RawRow(source, row, line, values, problem)
             continue
-        yield RawRow(source, row, line, dict(zip(header, values)))
+        yield RawRow(source, row, line, dict(zip(header, values, strict=True)))
 
 
 def read_parquet(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
@@ -210,7 +217,7 @@ def read_parquet(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
 
 
 def read_txt(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
-    """Plain text: one document per line, per blank-line-separated paragraph, or per file."""
+    """Plain text: one document per non-blank line, per blank-line-separated paragraph, or per file."""
     source, key = str(path), spec.field_text or "text"
     data = path.read_bytes()
     if spec.text_unit == "line":
@@ -247,7 +254,8 @@ def _text_lines(data: bytes, source: str) -> Iterator[RawRow]:
         try:
             yield RawRow(source, row, lineno, raw.rstrip(b"\r").decode("utf-8"))
         except UnicodeDecodeError as exc:
-            yield RawRow(source, row, lineno, raw.decode("utf-8", "backslashreplace"), _utf8_problem(raw[exc.start], exc.start + 1))
+            bad = raw.decode("utf-8", "backslashreplace")
+            yield RawRow(source, row, lineno, bad, _utf8_problem(raw[exc.start], exc.start + 1))
 
 
 READERS: dict[str, Callable[[Path, DatasetSpec], Iterator[RawRow]]] = {

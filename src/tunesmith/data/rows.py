@@ -6,6 +6,7 @@ A parser raises :class:`FieldError` naming the offending field as the user wrote
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,10 +148,8 @@ def structured(value: Any, where: str) -> Any:
 def weight(value: Any, where: str) -> float:
     """A loss weight: a number >= 0."""
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):  # a CSV cell
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise FieldError(where, f"must be a number >= 0 {got(value)}")
     return float(value)

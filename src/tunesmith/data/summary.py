@@ -8,10 +8,13 @@ from typing import Any
 from tunesmith.config.schema import DatasetSpec
 from tunesmith.data.ingest import IngestResult, ingest
 from tunesmith.data.records import Record
+from tunesmith.errors import ConfigError
 
 
 def inspect_path(path: str, type_: str = "auto", examples: int = 3) -> dict[str, Any]:
     """Ingest one path (bad rows raise DataError) and summarise it."""
+    if not path.strip():
+        raise ConfigError("PATH: must not be empty")
     spec = DatasetSpec.model_validate({"path": path, "type": type_})
     return summarize(path, ingest([spec]), examples)
 

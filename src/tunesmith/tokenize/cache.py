@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -72,7 +73,7 @@ def _columns(rows: Sequence[dict[str, list[int]]]) -> dict[str, np.ndarray]:
     keys = sorted(rows[0]) if rows else []
     out: dict[str, np.ndarray] = {"__count": np.array([len(rows)], dtype=np.int64)}
     for key in keys:
-        out[key] = np.array([t for r in rows for t in r[key]], dtype=np.int64)
+        out[key] = np.fromiter(itertools.chain.from_iterable(r[key] for r in rows), dtype=np.int64)
         out[f"{key}__len"] = np.array([len(r[key]) for r in rows], dtype=np.int64)
     return out
 

@@ -31,7 +31,8 @@ class EncodedChat:
     ``spans``: token ranges ``[start, end)`` of the trained spans, in order.
     ``turn_spans``: per message, the trained token range of an assistant message (None for
     other messages and for assistant turns not trained).
-    ``appended_eos``: the template closes turns without an end-of-turn token, so EOS was added.
+    ``text``: the rendered conversation; ``appended_eos``: the template closes turns without an
+    end-of-turn token, so what followed the last turn was cut and EOS added to the ids.
     """
 
     input_ids: list[int]
@@ -94,7 +95,7 @@ def encode_chat(
             "without one and this is not the final message)"
         )
     turn_spans: list[tuple[int, int] | None] = [None] * len(messages)
-    for span, tokens in zip(char_spans, token_spans):
+    for span, tokens in zip([] if train_on_inputs else char_spans, token_spans):
         turn_spans[span.message] = tokens
     return EncodedChat(ids, labels, token_spans, turn_spans, full, appended)
 

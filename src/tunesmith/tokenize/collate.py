@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 class Collator:
     """Right-pad ``input_ids``/``labels`` (+ ``position_ids``) rows into tensors.
 
-    ``pad_token_id`` only fills padding slots (None: 0); ``attn_implementation`` picks the
-    packed-row mask ("eager" needs an additive float mask in ``mask_dtype``).
+    ``pad_token_id`` only fills padding slots (None: 0). ``attn_implementation`` must be the
+    model's (``model.config._attn_implementation``): packed rows get a boolean mask for "sdpa",
+    an additive ``mask_dtype`` mask for "eager", ``position_ids`` only for flash attention.
     """
 
     pad_token_id: int | None
@@ -54,8 +55,13 @@ class Collator:
             positions[b, :n] = torch.tensor(row["position_ids"], dtype=torch.long)
             positions[b, n:] = torch.arange(width - n)  # padding forms its own segment
         batch["position_ids"] = positions
-        if not self.attn_implementation.startswith("flash"):
+        if self.attn_implementation in ("sdpa", "eager"):
             batch["attention_mask"] = self._packed_mask(positions)
+        elif not self.attn_implementation.startswith("flash"):
+            raise ValueError(
+                f"sample_packing: no packed-sequence mask for attn_implementation={self.attn_implementation!r} "
+                "(supported: sdpa, eager, flash_attention_*)"
+            )
         return batch
 
     def _packed_mask(self, positions: torch.Tensor) -> torch.Tensor:

@@ -30,12 +30,12 @@ def best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]
     return bins
 
 
-def pack(rows: Sequence[dict[str, list[int]]], capacity: int) -> list[dict[str, list[int]]]:
-    """Packed rows: concatenated ``input_ids``/``labels`` with ``position_ids`` restarting at 0
-    for every sample. Each sample's first label is -100: nothing before it in its own sample
-    predicts it, so no loss crosses a sample boundary."""
+def pack(rows: Sequence[dict[str, list[int]]], bins: Sequence[Sequence[int]]) -> list[dict[str, list[int]]]:
+    """One packed row per bin of row indices: concatenated ``input_ids``/``labels`` with
+    ``position_ids`` restarting at 0 for every sample. Each sample's first label is -100:
+    nothing before it in its own sample predicts it, so no loss crosses a sample boundary."""
     packed = []
-    for members in best_fit_decreasing([len(r["input_ids"]) for r in rows], capacity):
+    for members in bins:
         ids: list[int] = []
         labels: list[int] = []
         positions: list[int] = []
@@ -49,16 +49,14 @@ def pack(rows: Sequence[dict[str, list[int]]], capacity: int) -> list[dict[str, 
     return packed
 
 
-def packing_efficiency(lengths: Sequence[int], capacity: int) -> float | None:
-    """Real tokens / slots when packed into bins of ``capacity``."""
-    if not lengths:
-        return None
-    return sum(lengths) / (len(best_fit_decreasing(lengths, capacity)) * capacity)
+def packing_efficiency(lengths: Sequence[int], bins: Sequence[Sequence[int]], capacity: int) -> float | None:
+    """Real tokens / slots of ``bins`` (each ``capacity`` slots)."""
+    return sum(lengths) / (len(bins) * capacity) if bins else None
 
 
 def padded_efficiency(lengths: Sequence[int], batch_size: int) -> float | None:
     """Real tokens / slots without packing: batches of ``batch_size`` padded to their longest row."""
     if not lengths:
         return None
-    slots = sum(max(lengths[k : k + batch_size]) * len(lengths[k : k + batch_size]) for k in range(0, len(lengths), batch_size))
-    return sum(lengths) / slots
+    batches = [lengths[k : k + batch_size] for k in range(0, len(lengths), batch_size)]
+    return sum(lengths) / sum(max(batch) * len(batch) for batch in batches)

@@ -76,9 +76,10 @@ def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenize
     """sft/dpo: one row per record, truncation policy applied, bad rows collected or counted."""
     split = Split()
     for record in records:
-        if record.kind != _KIND_FOR_METHOD[cfg.method]:
-            want = _KIND_FOR_METHOD[cfg.method]
-            split.bad(record, "kind", f"is {record.kind} data but method {cfg.method} needs {want} rows", cfg.on_bad_rows)
+        want = _KIND_FOR_METHOD[cfg.method]
+        if record.kind != want:
+            message = f"is {record.kind} data but method {cfg.method} needs {want} rows"
+            split.bad(record, "kind", message, cfg.on_bad_rows)
             continue
         try:
             encoded = _fit(record, tokenizer, cfg, split)
@@ -129,7 +130,9 @@ def _fit(record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config, split:
     return None
 
 
-def _encoder(record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config) -> Callable[[Sequence[Message]], _Encoded]:
+def _encoder(
+    record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config
+) -> Callable[[Sequence[Message]], _Encoded]:
     """A function from the (possibly shortened) prompt messages to the encoded row."""
     tools = record.tools
 

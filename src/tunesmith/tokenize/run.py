@@ -14,7 +14,7 @@ from tunesmith.errors import DataError
 from tunesmith.tokenize import cache
 from tunesmith.tokenize.chat import IGNORE
 from tunesmith.tokenize.cpt import tokenize_text_split
-from tunesmith.tokenize.pack import pack, packing_efficiency, padded_efficiency
+from tunesmith.tokenize.pack import best_fit_decreasing, pack, packing_efficiency, padded_efficiency
 from tunesmith.tokenize.rows import Split, tokenize_chat_split
 from tunesmith.tokenize.tokenizer import load_tokenizer, require_chat_template, tokenizer_fingerprint
 
@@ -81,10 +81,12 @@ def run(config: Config, data: RecordSplits | None = None) -> TokenizeResult:
         splits, meta = _build(config, tokenizer, data)
         cache.save(path, splits, meta)
         log.info("tokenize: tokenized %d train / %d eval rows into %s", len(splits["train"]), len(splits["eval"]), path)
-    stats = _stats(config, splits, meta)
+    lengths, trained = _token_counts(splits["train"])
+    bins = best_fit_decreasing(lengths, config.sequence_len) if config.method != "dpo" else []
+    stats = _stats(config, meta, (lengths, trained), _token_counts(splits["eval"])[0], bins)
     train = splits["train"]
     if config.sample_packing and config.method == "sft":
-        train = pack(train, config.sequence_len)
+        train = pack(train, bins)
     return TokenizeResult(
         train=train, eval=splits["eval"], stats=stats, tokenizer=tokenizer, cache_hit=cached is not None,
         fingerprint=fingerprint, samples=splits["train"], sources=meta["sources"], cache_dir=path,
@@ -124,11 +126,12 @@ def _token_counts(rows: Sequence[dict[str, list[int]]]) -> tuple[list[int], int]
     return lengths, sum(sum(1 for x in r["labels"] if x != IGNORE) for r in rows)
 
 
-def _stats(config: Config, splits: dict[str, list[dict[str, list[int]]]], meta: dict[str, Any]) -> dict[str, Any]:
+def _stats(
+    config: Config, meta: dict[str, Any], train: tuple[list[int], int], eval_lengths: list[int], bins: list[list[int]]
+) -> dict[str, Any]:
     """The report: rows, tokens, trained share, truncation, drops, packing and padding efficiency."""
     counts = meta["counts"]["train"]
-    lengths, trained = _token_counts(splits["train"])
-    eval_lengths, _ = _token_counts(splits["eval"])
+    lengths, trained = train
     sequences = config.method != "dpo"
     stats: dict[str, Any] = {
         "rows": len(lengths), "tokens": sum(lengths), "trained_tokens": trained,
@@ -137,7 +140,7 @@ def _stats(config: Config, splits: dict[str, list[dict[str, list[int]]]], meta: 
         "dropped_rows": sum(counts["dropped"].values()), "dropped": counts["dropped"],
         "dropped_tokens": counts["dropped_tokens"], "drop_examples": counts["drop_examples"],
         "appended_eos_rows": counts["appended_eos_rows"],
-        "packing_efficiency": packing_efficiency(lengths, config.sequence_len) if sequences else None,
+        "packing_efficiency": packing_efficiency(lengths, bins, config.sequence_len) if sequences else None,
         "padded_efficiency": padded_efficiency(lengths, config.micro_batch_size) if sequences else None,
         "sample_packing": config.sample_packing and config.method == "sft",
         "eval_rows": len(eval_lengths), "eval_tokens": sum(eval_lengths),

@@ -7,13 +7,14 @@ message ``i`` the conversation is rendered three ways:
 - ``F`` = ``messages[:i+1]`` (the turn rendered as the last one),
 - ``R`` = the whole conversation.
 
-The turn's generated text starts where ``P`` and ``F`` diverge and ends where ``F`` and ``R``
-diverge (whitespace-tolerant, see ``_prompt_end``); inside it the trained part runs through the last end-of-turn token (a special token
-or EOS). When prefix renders are not prefixes of ``R`` (templates that rewrite earlier turns,
-inject text only into the last turn, ...) the content is located instead by rendering ``R``
-with that message's content replaced by a marker; the closing is then the first end-of-turn
-token that follows the content. Every span is checked to contain the message's content;
-when no method yields such a span, :class:`TemplateMismatch` is raised.
+The turn's generated text starts where ``P`` and ``F`` diverge (whitespace-tolerant, see
+``_prompt_end``) and ends where ``F`` and ``R`` diverge; inside it the trained part runs
+through the last end-of-turn token (a special token or EOS). When prefix renders disagree
+with ``R`` (templates that rewrite earlier turns, inject text only into the last turn, ...),
+the content is located instead by rendering ``R`` with that message's content replaced by a
+marker; the closing is then the first end-of-turn token that follows the content. Every
+span is checked to contain the message's content (and no header text before it); when no
+method yields such a span, :class:`TemplateMismatch` is raised.
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ def assistant_spans(
     """
     spans = []
     for i in indices:
-        span = _by_prefix(tokenizer, messages, tools, i, full, closers)
+        try:
+            span = _by_prefix(tokenizer, messages, tools, i, full, closers)
+        except TemplateMismatch:  # the template rejects a shortened conversation
+            span = None
         if span is None or not _holds_content(messages[i], full, span):
             span = _by_marker(tokenizer, messages, tools, i, full, closers)
         if span is None or not _holds_content(messages[i], full, span):

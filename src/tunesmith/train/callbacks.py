@@ -65,6 +65,7 @@ class Watchdog(TrainerCallback):
         self.recent: deque[float] = deque(maxlen=50)
         self.evals: list[tuple[float, float]] = []
         self.warned_overfit = False
+        self.zero_grads = 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
         logs = logs or {}
@@ -74,6 +75,7 @@ class Watchdog(TrainerCallback):
                 raise TrainingDiverged(
                     diagnosis("non_finite", value=value, step=state.global_step, learning_rate=self.learning_rate)
                 )
+        self._check_stalled(logs, state.global_step)
         loss = logs.get("loss")
         if loss is not None:
             if len(self.recent) >= 5:
@@ -82,6 +84,14 @@ class Watchdog(TrainerCallback):
                     self.warn("spike", diagnosis("spike", step=state.global_step, loss=loss, factor=self.factor, median=median))
             self.recent.append(float(loss))
         return control
+
+    def _check_stalled(self, logs: dict[str, Any], step: int, limit: int = 3) -> None:
+        if "grad_norm" not in logs:
+            return
+        moving = float(logs["grad_norm"]) != 0.0 or float(logs.get("learning_rate", 1.0)) == 0.0
+        self.zero_grads = 0 if moving else self.zero_grads + 1
+        if self.zero_grads >= limit:
+            raise TrainingDiverged(diagnosis("stalled", steps=self.zero_grads, learning_rate=self.learning_rate))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # type: ignore[no-untyped-def]
         eval_loss = (metrics or {}).get("eval_loss")

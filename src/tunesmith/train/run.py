@@ -26,6 +26,8 @@ class TrainResult:
     total_params: int
     resumed_from: str | None = None
     warnings: list[str] = field(default_factory=list)
+    model: Any = field(default=None, repr=False)
+    tokenizer: Any = field(default=None, repr=False)
 
 
 def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bool = False,
@@ -92,6 +94,9 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
         say(f"warning: {text}")
 
     grad_ckpt = config.gradient_checkpointing if config.gradient_checkpointing is not None else config.adapter == "qlora"
+    from transformers import set_seed
+
+    set_seed(config.seed)  # adapter initialisation must be reproducible, not just the data order
     base = models.load_base(config, precision.bf16)
     model = models.attach_adapter(base, config, resolved, grad_ckpt)
     trainable, total = models.parameter_counts(model)
@@ -102,10 +107,11 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     if not quiet:
         callbacks.append(Progress())
     args = trainers.common_args(config, resolved, precision, str(rundir.checkpoints), bool(tok.eval), grad_ckpt)
+    collator = Collator(tok.tokenizer.pad_token_id, attn_implementation=base.config._attn_implementation)
     if config.method == "dpo":
         trainer = trainers.build_dpo(model, config, args, tok.train, tok.eval, tok.tokenizer, callbacks)
     else:
-        trainer = trainers.build_sft(model, config, args, tok.train, tok.eval, Collator(tok.tokenizer.pad_token_id), callbacks)
+        trainer = trainers.build_sft(model, config, args, tok.train, tok.eval, collator, callbacks)
     start_from = _resume_point(rundir, resume, say)
     output = trainer.train(resume_from_checkpoint=start_from)
     model_dir = save_result(trainer.model, tok.tokenizer, rundir.path / "model")
@@ -117,7 +123,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
         best_checkpoint=trainer.state.best_model_checkpoint,
     )
     return TrainResult(rundir.path, model_dir, "completed", trainer.state.global_step, output.training_loss,
-                       best, trainable, total, start_from, warnings)
+                       best, trainable, total, start_from, warnings, trainer.model, tok.tokenizer)
 
 
 def _resume_point(rundir: RunDir, resume: bool, say: Callable[[str], None]) -> str | None:

@@ -57,7 +57,8 @@ def common_args(config: Config, resolved: Resolved, precision: Precision, out_di
         "seed": config.seed,
         "data_seed": config.seed,
         "remove_unused_columns": False,
-        "include_num_input_tokens_seen": "non_padding",
+        # packed batches carry a 4D mask: count slots (packing efficiency is reported separately)
+        "include_num_input_tokens_seen": "all" if config.sample_packing else "non_padding",
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
         **schedule(config, has_eval),

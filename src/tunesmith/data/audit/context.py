@@ -19,8 +19,11 @@ SPLITS: tuple[str, ...] = ("train", "eval", "test")
 class Encoded(Protocol):
     """What the tokenization engine returns for one chat (``EncodedChat``): ids and labels."""
 
-    input_ids: list[int]
-    labels: list[int]
+    @property
+    def input_ids(self) -> list[int]: ...
+
+    @property
+    def labels(self) -> list[int]: ...
 
 
 LengthFn = Callable[[Sequence[Record]], Sequence[int]]
@@ -29,7 +32,10 @@ LengthFn = Callable[[Sequence[Record]], Sequence[int]]
 class TokenHooks(Protocol):
     """Tokenizer-backed hooks for the token checks (``tokens.TokenizerHooks`` is the real one)."""
 
-    stop_ids: frozenset[int]
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """Token ids that close a turn (EOS, end-of-turn specials)."""
+        ...
 
     def lengths(self, records: Sequence[Record]) -> Sequence[int]:
         """Token count of each record as it will be trained (template applied)."""

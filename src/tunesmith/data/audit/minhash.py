@@ -43,7 +43,8 @@ def shingle(texts: Sequence[str], ngram: int) -> Shingles:
     clean = pc.replace_substring_regex(pc.utf8_lower(arr), r"[^\p{L}\p{N}\s]+", " ")
     lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(clean))
     flat = lists.flatten()
-    lengths = np.diff(np.asarray(lists.offsets, dtype=np.int64))
+    bounds = np.asarray(lists.offsets, dtype=np.int64)
+    lengths = bounds[1:] - bounds[:-1]
     rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
     keep = np.asarray(pc.not_equal(flat, ""), dtype=bool)
     ids, rows = np.asarray(pc.dictionary_encode(flat).indices, dtype=np.int64)[keep], rows[keep]

@@ -17,8 +17,8 @@ from tunesmith.data.audit.report import Finding
 CheckFn = Callable[[AuditContext], "Finding | None"]
 # what a check may need beyond records: exact token lengths, the chat encoder
 NEEDS_REASON = {
-    "tokenizer": "no tokenizer (give a CONFIG with base_model, or --set base_model=...)",
-    "encoder": "no tokenizer to template the rows (give a CONFIG with base_model, or --set base_model=...)",
+    "tokenizer": "no tokenizer (audit a CONFIG with base_model, or pass --model)",
+    "encoder": "no tokenizer to template the rows (audit a CONFIG with base_model, or pass --model)",
 }
 
 

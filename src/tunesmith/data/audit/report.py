@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,15 +100,3 @@ class AuditFailed(TunesmithError):
                   if f.severity != "info"]
         lines.append("(run `tunesmith audit CONFIG` for details; set audit: {fail_on: never} to train anyway)")
         super().__init__("\n".join(lines))
-
-
-def merge_locations(groups: Iterable[Sequence[Record]]) -> list[Record]:
-    """Records of several groups, each once, in first-seen order."""
-    seen: set[int] = set()
-    out: list[Record] = []
-    for group in groups:
-        for r in group:
-            if id(r) not in seen:
-                seen.add(id(r))
-                out.append(r)
-    return out

@@ -45,10 +45,12 @@ def row_weight(row: dict[str, Any], ctx: ParseContext) -> float:
 
 def check_ends_with_assistant(messages: tuple[Message, ...], last: str, what: str) -> None:
     """The conversation must contain and end with an assistant turn (the trained part)."""
+    if messages[-1].role == "assistant":
+        return
     if not any(m.role == "assistant" for m in messages):
         raise FieldError(last.rsplit("[", 1)[0], f"has no assistant turn (nothing to train on for {what})")
-    if messages[-1].role != "assistant":
-        raise FieldError(last, f"is a {messages[-1].role} turn; a conversation must end with an assistant turn for {what}")
+    role = messages[-1].role
+    raise FieldError(last, f"is a {role} turn; a conversation must end with an assistant turn for {what}")
 
 
 def sft_record(row: dict[str, Any], source: Source, ctx: ParseContext, fmt: str, default: str) -> Record:

@@ -17,7 +17,7 @@ from tunesmith.config.schema import DatasetSpec
 from tunesmith.data.formats.alpaca import prompt_text
 from tunesmith.data.formats.base import Format
 from tunesmith.data.formats.conversation import row_weight, tools, with_system
-from tunesmith.data.messages import parse_turns
+from tunesmith.data.messages import json_turns, parse_turns
 from tunesmith.data.records import Message, Record, Source
 from tunesmith.data.rows import FieldError, ParseContext, column, require
 
@@ -40,13 +40,15 @@ def _prompt(row: dict[str, Any], ctx: ParseContext) -> Turns:
     if key is None:
         return ()
     value = require(row, key)
-    if isinstance(value, str) and not value.lstrip().startswith("["):
+    if isinstance(value, str) and json_turns(value) is None:
         return (Message(role="user", content=prompt_text(row, key, spec.field_input or "input")),)
     return parse_turns(value, key, "user", ctx)
 
 
 def _same(a: Message, b: Message) -> bool:
-    return (a.role, a.content.strip(), a.tool_calls, a.reasoning) == (b.role, b.content.strip(), b.tool_calls, b.reasoning)
+    return (a.role, a.content.strip(), a.tool_calls, a.reasoning) == (
+        b.role, b.content.strip(), b.tool_calls, b.reasoning
+    )
 
 
 def _split_prefix(chosen: Turns, rejected: Turns, keys: tuple[str, str]) -> tuple[Turns, Turns, Turns]:
@@ -60,7 +62,7 @@ def _split_prefix(chosen: Turns, rejected: Turns, keys: tuple[str, str]) -> tupl
 
 
 def _check(chosen: Turns, rejected: Turns, keys: tuple[str, str]) -> None:
-    if len(chosen) == len(rejected) and all(_same(a, b) for a, b in zip(chosen, rejected)):
+    if len(chosen) == len(rejected) and all(_same(a, b) for a, b in zip(chosen, rejected, strict=True)):
         raise FieldError(keys[0], f"is identical to {keys[1]} (nothing to prefer)")
     for side, key in ((chosen, keys[0]), (rejected, keys[1])):
         if not side:

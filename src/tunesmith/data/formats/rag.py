@@ -43,7 +43,8 @@ def _parse(row: dict[str, Any], source: Source, ctx: ParseContext) -> Record:
     answer = text(row, answer_key, required=False)
     abstained = not answer.strip()
     instruction = spec.instruction or (
-        f"Answer the question using only the context. If the context does not contain the answer, reply: {spec.abstention}"
+        "Answer the question using only the context. "
+        f"If the context does not contain the answer, reply: {spec.abstention}"
     )
     messages = (
         Message(role="user", content=f"{instruction}\n\nContext:\n{context}\n\nQuestion: {question}"),

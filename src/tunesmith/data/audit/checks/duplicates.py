@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+
 from tunesmith.config.schema import AuditConfig
 from tunesmith.data.audit.context import SPLITS, AuditContext
 from tunesmith.data.audit.minhash import near_duplicates
@@ -18,7 +19,7 @@ def _keys(ctx: AuditContext, i: int) -> tuple[str, str, str]:
 
 
 def threshold(ctx: AuditContext) -> float:
-    audit = ctx.config.audit if ctx.config is not None else AuditConfig()
+    audit = ctx.config.audit if ctx.config is not None else AuditConfig.model_validate({})
     return float(audit.near_duplicate_threshold)
 
 

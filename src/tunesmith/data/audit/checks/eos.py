@@ -1,4 +1,4 @@
-"""missing_eos: after templating, every trained span must end in a trained end-of-turn/EOS token."""
+"""After templating: every trained span ends in a trained stop token; every row can be templated."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 from tunesmith.data.audit.context import AuditContext, Encoded
 from tunesmith.data.audit.registry import register
 from tunesmith.data.audit.report import Finding
+from tunesmith.errors import TunesmithError
 
 
 def span_ends(encoded: Encoded) -> list[int]:
@@ -26,39 +27,64 @@ def _sample(indices: list[int], limit: int) -> list[int]:
     return [indices[k] for k in picks]
 
 
+def encoded_sample(ctx: AuditContext) -> dict[int, Encoded | str]:
+    """Row index -> its templated encoding, or the template's error; at most ``max_rows`` evenly
+    spaced conversation rows per split."""
+    if "encoded" not in ctx.cache and ctx.tokens is not None:
+        limit = ctx.g("missing_eos")["max_rows"]
+        out: dict[int, Encoded | str] = {}
+        for split in ctx.present_splits():
+            for i in _sample([i for i in ctx.indices(split) if ctx.records[i].kind != "text"], limit):
+                try:
+                    out[i] = ctx.tokens.encode(ctx.records[i])
+                except TunesmithError as exc:
+                    out[i] = str(exc)
+        ctx.cache["encoded"] = out
+        ctx.stats["templated_rows_checked"] = len(out)
+    encoded: dict[int, Encoded | str] = ctx.cache.get("encoded", {})
+    return encoded
+
+
 @register("missing_eos", needs=("encoder",))
 def missing_eos(ctx: AuditContext) -> Finding | None:
-    """Rows whose templated, trained sequence does not end each trained span with a stop token."""
+    """Rows whose templated sequence has no trained token, or a trained span not ending in a stop token."""
     hooks = ctx.tokens
     if hooks is None:
         return None
-    limit = ctx.g("missing_eos")["max_rows"]
-    rows, checked = [], 0
-    endings: Counter[int] = Counter()
-    untrained = 0
-    for split in ctx.present_splits():
-        chat = [i for i in ctx.indices(split) if ctx.records[i].kind != "text"]
-        for i in _sample(chat, limit):
-            checked += 1
-            ends = span_ends(hooks.encode(ctx.records[i]))
-            bad = [t for t in ends if t not in hooks.stop_ids]
-            if bad or not ends:
-                rows.append(ctx.records[i])
-                endings.update(bad)
-                untrained += not ends
-    ctx.stats["missing_eos_checked_rows"] = checked
+    encoded = {i: e for i, e in encoded_sample(ctx).items() if not isinstance(e, str)}
+    rows, endings, untrained = [], Counter[int](), 0
+    for i, enc in encoded.items():
+        ends = span_ends(enc)
+        bad = [t for t in ends if t not in hooks.stop_ids]
+        if bad or not ends:
+            rows.append(ctx.records[i])
+            endings.update(bad)
+            untrained += not ends
     if not rows:
         return None
     stops = ", ".join(repr(hooks.token_text(t)) for t in sorted(hooks.stop_ids)) or "(none known)"
     seen = ", ".join(f"{hooks.token_text(t)!r} x{n}" for t, n in endings.most_common(3))
-    detail = f"trained spans end with {seen}" if seen else ""
-    if untrained:
-        detail += ("; " if detail else "") + f"{untrained} row(s) have no trained token at all"
-    every = " (every checked row: the chat template does not close the assistant turn)" if len(rows) == checked else ""
+    parts = [f"trained spans end with {seen}"] if endings else []
+    parts += [f"{untrained} row(s) have no trained token at all"] if untrained else []
     return Finding.for_rows(
         "missing_eos", "error", rows,
-        f"{len(rows)} of {checked} checked row(s) do not end their trained output with a stop token "
-        f"({stops}){every}: {detail}. The model will not learn to stop.",
-        "Use a chat template that appends the end-of-turn token after each assistant turn "
-        "(chat_template: ...), and make sure that token is trained (not masked).",
+        f"{len(rows)} of {len(encoded)} templated row(s) do not end their trained output with a stop token "
+        f"({stops}): {'; '.join(parts)}. The model will not learn to stop.",
+        "Use a chat template that closes every assistant turn with an end-of-turn token, keep that token "
+        "trained, and give every row an assistant turn to train (loss weight > 0).",
+    )
+
+
+@register("template_error", needs=("encoder",))
+def template_error(ctx: AuditContext) -> Finding | None:
+    """Rows the chat template cannot render or whose trained spans cannot be located."""
+    failed = {i: e for i, e in encoded_sample(ctx).items() if isinstance(e, str)}
+    if not failed:
+        return None
+    reasons = Counter(failed.values())
+    shown = "; ".join(f"{n} x {why}" for why, n in reasons.most_common(2))
+    return Finding.for_rows(
+        "template_error", "error", ctx.rows(sorted(failed)),
+        f"{len(failed)} row(s) cannot be templated ({shown}).",
+        "Fix the rows (roles, order, tool calls) or choose a chat_template that supports them.",
     )

@@ -9,7 +9,8 @@ from tunesmith.data.audit.report import Finding
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.split())
+    """Whitespace collapsed, case folded: "verbatim" up to layout and capitals."""
+    return " ".join(text.split()).casefold()
 
 
 @register("label_leakage")

@@ -11,6 +11,7 @@ from tunesmith.data.audit.registry import register
 from tunesmith.data.audit.report import Finding
 
 _WORD = re.compile(r"\w+")
+_DIGITS = re.compile(r"\d+")
 
 
 def _short(text: str | None, n: int = 40) -> str:
@@ -51,7 +52,8 @@ def system_prompt_inconsistent(ctx: AuditContext) -> Finding | None:
 
 
 def _prefix(text: str, skip: int, words: int) -> str:
-    return " ".join(_WORD.findall(text[skip : skip + 200].lower())[:words])
+    """The first words, lower-cased, digits blanked (templates differ only in their slots)."""
+    return _DIGITS.sub("#", " ".join(_WORD.findall(text[skip : skip + 200].lower())[:words]))
 
 
 @register("template_monotony")

@@ -1,0 +1,122 @@
+"""Run the audit: over records (``audit_records``) or over a run configuration (``run``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import numpy as np
+
+from tunesmith.config.schema import Config
+from tunesmith.data.audit.context import SPLITS, AuditContext, LengthFn, TokenHooks, estimate_lengths
+from tunesmith.data.audit.guidelines import load_guidelines
+from tunesmith.data.audit.registry import all_checks, missing_need
+from tunesmith.data.audit.report import AuditReport, Finding
+from tunesmith.data.records import Record
+from tunesmith.errors import ConfigError, RowError, TunesmithError
+
+
+def audit_records(
+    train: Sequence[Record],
+    eval: Sequence[Record] = (),
+    test: Sequence[Record] = (),
+    *,
+    config: Config | None = None,
+    token_lengths: LengthFn | None = None,
+    tokens: TokenHooks | None = None,
+    errors: Sequence[RowError] = (),
+    skip: Collection[str] = (),
+) -> AuditReport:
+    """Run every check on the given splits.
+
+    ``token_lengths`` (records -> token counts) or ``tokens`` (a tokenizer's hooks, see
+    ``tokens.TokenizerHooks``) enable the token checks; without either, lengths are estimated
+    (characters / 4) and ``over_length`` / ``missing_eos`` are skipped. ``errors`` are the
+    ingestion errors the ``schema`` check reports. ``skip`` (plus ``config.audit.skip``) names
+    checks not to run.
+    """
+    records = [*train, *eval, *test]
+    split = ["train"] * len(train) + ["eval"] * len(eval) + ["test"] * len(test)
+    ctx = AuditContext(records, split, load_guidelines(), config, list(errors), tokens=tokens)
+    started = time.perf_counter()
+    measure = token_lengths or (tokens.lengths if tokens is not None else None)
+    ctx.lengths = np.asarray(measure(records) if measure else estimate_lengths(records), dtype=np.int64)
+    ctx.lengths_exact = measure is not None
+    ctx.stats["seconds"] = {"token_lengths": round(time.perf_counter() - started, 3)}
+    findings = _run_checks(ctx, set(skip) | set(config.audit.skip if config else ()))
+    ctx.stats.update(_length_stats(ctx))
+    ctx.stats["splits"] = {s: len(ctx.indices(s)) for s in SPLITS}
+    return AuditReport(len(records), findings, ctx.stats)
+
+
+def _run_checks(ctx: AuditContext, skip: set[str]) -> list[Finding]:
+    checks = all_checks()
+    unknown = sorted(skip - set(checks))
+    if unknown:
+        raise ConfigError(f"audit.skip: unknown check(s) {', '.join(unknown)} (checks: {', '.join(sorted(checks))})")
+    findings: list[Finding] = []
+    skipped: dict[str, str] = {}
+    for name, check in checks.items():
+        reason = "skipped (audit.skip)" if name in skip else missing_need(check, ctx)
+        if reason:
+            skipped[name] = reason
+            continue
+        started = time.perf_counter()
+        finding = check.fn(ctx)
+        ctx.stats["seconds"][name] = round(time.perf_counter() - started, 3)
+        if finding is not None:
+            findings.append(finding)
+    ctx.stats["skipped_checks"] = skipped
+    return findings
+
+
+def _length_stats(ctx: AuditContext) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for split in ctx.present_splits():
+        values = ctx.lengths[ctx.indices(split)]
+        p50, p90, p99 = (int(round(float(np.percentile(values, q)))) for q in (50, 90, 99))
+        out[split] = {"p50": p50, "p90": p90, "p99": p99, "max": int(values.max()), "total": int(values.sum())}
+    return {"token_lengths": out, "token_lengths_exact": ctx.lengths_exact}
+
+
+def run(config: Config, *, tokenize: bool = True, tokenizer: Any | None = None) -> AuditReport:
+    """Audit the datasets of a run: ingest them (collecting bad rows instead of raising), split off
+    ``val_set_size`` like ``tunesmith.data.run``, and check with the run's tokenizer.
+
+    The tokenizer is loaded from ``base_model`` unless given (``tokenize=False``: none, token
+    checks skipped); when it cannot be loaded the token checks are skipped and the reason is
+    recorded in ``stats['tokenizer_error']``.
+    """
+    from tunesmith.data.ingest import collect
+    from tunesmith.data.pipeline import split_validation
+
+    parts = {
+        name: collect(list(specs), config.method)
+        for name, specs in (("train", config.datasets), ("eval", config.eval_datasets), ("test", config.test_datasets))
+        if specs
+    }
+    errors = [r.error for part in parts.values() for r in part.rejected]
+    train = parts["train"].records
+    evals = parts["eval"].records if "eval" in parts else []
+    if not evals and config.val_set_size > 0 and len(train) > 1:
+        train, evals = split_validation(train, config.val_set_size, config.seed)
+    test = parts["test"].records if "test" in parts else []
+    hooks, problem = _hooks(config, tokenizer) if tokenize else (None, None)
+    report = audit_records(train, evals, test, config=config, tokens=hooks, errors=errors)
+    report.stats["formats"] = {path: fmt for part in parts.values() for path, fmt in part.formats.items()}
+    if problem:
+        report.stats["tokenizer_error"] = problem
+    return report
+
+
+def _hooks(config: Config, tokenizer: Any | None) -> tuple[TokenHooks | None, str | None]:
+    from tunesmith.data.audit.tokens import TokenizerHooks
+    from tunesmith.tokenize import load_tokenizer
+
+    if tokenizer is None:
+        try:
+            tokenizer = load_tokenizer(config.base_model, config.chat_template)
+        except TunesmithError as exc:
+            return None, str(exc)
+    return TokenizerHooks(tokenizer, config), None

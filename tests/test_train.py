@@ -1,0 +1,189 @@
+"""Training on tiny models: every method x adapter learns, touches only what it should, reloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tunesmith.config import config_from_dict
+from tunesmith.train import run
+
+from conftest import TUNESMITH, run_cli
+from tiny import build_model, build_tokenizer
+
+CHATML = (Path(__file__).resolve().parents[1] / "src/tunesmith/tokenize/templates/chatml.jinja").read_text()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("base")
+    tok = build_tokenizer(root, CHATML, ["<|im_start|>", "<|im_end|>"], eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    build_model(root, tok)
+    return root
+
+
+def sft_rows(n: int = 24) -> list[dict]:
+    return [{"messages": [{"role": "user", "content": f"What is {i % 7} plus {i % 5}?"},
+                          {"role": "assistant", "content": f"The answer is {i % 7 + i % 5}."}]} for i in range(n)]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def make_config(base: Path, tmp: Path, **over):
+    data = over.pop("data", None) or write_jsonl(tmp / "data.jsonl", sft_rows())
+    raw = {"base_model": str(base), "datasets": [{"path": str(data)}], "output_dir": str(tmp / "run"),
+           "sequence_len": 64, "micro_batch_size": 4, "max_steps": 10, "learning_rate": 5e-3,
+           "bf16": False, "seed": 1, "audit": {"fail_on": "never"}, "lora_dropout": 0.0, **over}
+    return config_from_dict(raw)
+
+
+def losses(run_dir: Path) -> list[float]:
+    return [r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+def base_weights(base: Path) -> dict[str, torch.Tensor]:
+    from transformers import AutoModelForCausalLM
+
+    return {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).state_dict().items()}
+
+
+def logits(model, ids: list[int]) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits
+
+
+@pytest.mark.parametrize("adapter,lr", [("lora", 5e-3), ("dora", 5e-3), ("ia3", 5e-2), ("prompt", 5e-2),
+                                        ("prefix", 5e-2), ("none", 2e-3)])
+def test_sft_adapter_learns_touches_only_its_params_and_reloads(base, tmp_path, adapter, lr):
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    cfg = make_config(base, tmp_path, adapter=adapter, learning_rate=lr, max_steps=12)
+    before = base_weights(base)
+    result = run(cfg, quiet=True, say=lambda s: None)
+    curve = losses(tmp_path / "run")
+    assert result.global_step == 12
+    assert min(curve[-3:]) < curve[0] - 0.05, curve
+    model = result.model
+    if adapter == "none":
+        assert result.trainable_params == result.total_params
+        changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+        assert changed, "full fine-tuning changed no weight"
+        reloaded = AutoModelForCausalLM.from_pretrained(result.model_dir, dtype=torch.float32)
+    else:
+        assert 0 < result.trainable_params < result.total_params
+        base_sd = model.get_base_model().state_dict()
+        for name, value in before.items():
+            key = next((k for k in base_sd if k.replace(".base_layer", "") == name), None)
+            if key is not None:
+                assert torch.equal(base_sd[key], value), f"base weight {name} changed"
+        reloaded = AutoPeftModelForCausalLM.from_pretrained(result.model_dir, dtype=torch.float32)
+    ids = result.tokenizer("What is 3 plus 4?")["input_ids"]
+    assert torch.allclose(logits(model, ids), logits(reloaded, ids), atol=1e-5)
+    gen = json.loads((result.model_dir / "generation_config.json").read_text())
+    assert result.tokenizer.convert_tokens_to_ids("<|im_end|>") in (
+        gen["eos_token_id"] if isinstance(gen["eos_token_id"], list) else [gen["eos_token_id"]])
+    assert (result.model_dir / "chat_template.jinja").read_text() == result.tokenizer.chat_template
+
+
+def test_lora_trainable_count_matches_rank(base, tmp_path):
+    cfg = make_config(base, tmp_path, lora_r=4, lora_target_modules=["q_proj"], max_steps=1)
+    result = run(cfg, quiet=True, say=lambda s: None)
+    hidden, layers = 64, 2
+    assert result.trainable_params == layers * (4 * hidden + 4 * hidden)
+
+
+def test_cpt_learns(base, tmp_path):
+    text = write_jsonl(tmp_path / "text.jsonl", [{"text": "the quick brown fox jumps over the lazy dog " * 6}] * 12)
+    cfg = make_config(base, tmp_path, method="cpt", data=text, max_steps=10, learning_rate=1e-2)
+    result = run(cfg, quiet=True, say=lambda s: None)
+    curve = losses(tmp_path / "run")
+    assert result.global_step == 10 and min(curve[-3:]) < curve[0] - 0.3, curve
+
+
+def test_qlora_trains_when_bitsandbytes_runs(base, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    cfg = make_config(base, tmp_path, adapter="qlora", max_steps=8, learning_rate=1e-2)
+    result = run(cfg, quiet=True, say=lambda s: None)
+    curve = losses(tmp_path / "run")
+    assert result.global_step == 8 and min(curve[-3:]) < curve[0], curve
+    assert "Linear4bit" in type(result.model.get_base_model().model.layers[0].self_attn.q_proj.base_layer).__name__
+
+
+def test_dpo_raises_reward_margin(base, tmp_path):
+    rows = [{"prompt": f"Say yes {i}", "chosen": "Yes indeed.", "rejected": "No way."} for i in range(16)]
+    data = write_jsonl(tmp_path / "pref.jsonl", rows)
+    cfg = make_config(base, tmp_path, method="dpo", data=data, max_steps=10, learning_rate=5e-3, beta=0.5)
+    run(cfg, quiet=True, say=lambda s: None)
+    logs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    margins = [r["rewards/margins"] for r in logs if "rewards/margins" in r]
+    assert len(margins) >= 5 and margins[-1] > margins[0] and margins[-1] > 0.1, margins
+
+
+def _write_yaml(tmp: Path, cfg) -> Path:
+    from tunesmith.config.loader import dump_yaml
+
+    p = tmp / "cfg.yaml"
+    p.write_text(dump_yaml(cfg))
+    return p
+
+
+def test_kill_and_resume_matches_uninterrupted(base, tmp_path):
+    data = write_jsonl(tmp_path / "data.jsonl", sft_rows(64))
+    common = dict(data=data, max_steps=40, save_steps=5, micro_batch_size=2, learning_rate=2e-3)
+    ref = run(make_config(base, tmp_path / "a", **common), quiet=True, say=lambda s: None)
+    cfg_path = _write_yaml(tmp_path, make_config(base, tmp_path / "b", **common))
+    run_dir = tmp_path / "b" / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([TUNESMITH, "train", str(cfg_path), "--quiet"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = run_dir / "checkpoints" / "checkpoint-5" / "tunesmith_complete.json"
+    deadline = time.time() + 240
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    out = run_cli("train", str(cfg_path), "--resume", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "resuming from checkpoint-" in out.stdout
+    final = json.loads((run_dir / "run.json").read_text())
+    assert final["status"] == "completed" and final["global_step"] == 40
+    assert abs(losses(run_dir)[-1] - losses(tmp_path / "a" / "run")[-1]) < 1e-3
+    assert ref.global_step == 40
+
+
+@pytest.mark.parametrize("adapter", ["lora", "none"])
+def test_watchdog_stops_on_divergence(base, tmp_path, adapter):
+    cfg = make_config(base, tmp_path, adapter=adapter, learning_rate=1e6, max_steps=20, max_grad_norm=1e9)
+    cfg_path = _write_yaml(tmp_path, cfg)
+    out = run_cli("train", str(cfg_path), "--quiet")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "learning rate too high" in out.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
+
+
+def test_refuses_non_empty_run_dir_unless_overwrite(base, tmp_path):
+    cfg_path = _write_yaml(tmp_path, make_config(base, tmp_path, max_steps=1))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("someone else's")
+    out = run_cli("train", str(cfg_path), "--quiet")
+    assert out.returncode == 1 and "output_dir is not empty" in out.stderr and "--overwrite" in out.stderr
+    again = run_cli("train", str(cfg_path), "--quiet", "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert not (tmp_path / "run" / "notes.txt").exists()
+    runs = run_cli("runs", str(tmp_path), "--json")
+    row = json.loads(runs.stdout.splitlines()[0])
+    assert row["status"] == "completed" and row["steps"] == 1 and row["method"] == "sft"

@@ -11,6 +11,8 @@ from audit_rows import clean_chat
 from conftest import run_cli
 from tiny import build_tokenizer
 
+from tunesmith.config import load_config
+from tunesmith.data.audit import run
 from tunesmith.tokenize.tokenizer import template_text
 
 
@@ -88,7 +90,7 @@ def test_fail_on_and_html(project: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "split_contamination" in result.stdout and "p50" in result.stdout  # the human table
     html = page.read_text("utf-8")
-    assert "<table>" in html and "near_duplicate" in html and "someone@example.com" not in html
+    assert "<table>" in html and "near_duplicate" in html and f"{project / 'train.jsonl'}:31" in html
 
 
 def test_data_mode_and_exit_codes(tmp_path: Path) -> None:
@@ -99,3 +101,11 @@ def test_data_mode_and_exit_codes(tmp_path: Path) -> None:
     assert run_cli("audit", str(data), "--fail-on", "warning").returncode == 1
     bad = run_cli("audit", str(data), "--fail-on", "sometimes")
     assert bad.returncode == 1 and "--fail-on" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_run_splits_off_validation_and_collects_bad_rows(project: Path) -> None:
+    config = load_config(project / "run.yaml", ["eval_datasets=[]", "test_datasets=[]", "val_set_size=0.2"])
+    report = run(config, tokenize=False)
+    assert report.stats["splits"] == {"train": 118, "eval": 30, "test": 0}  # 148 good rows, 20 % held out
+    assert report.by_check()["schema"].count == 2  # on_bad_rows: error still reports, does not raise
+    assert "over_length" in report.stats["skipped_checks"]

@@ -48,7 +48,7 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
         resume = True
     rundir.prepare(config, resume=resume, overwrite=overwrite)
     dataset = data.run(config)
-    #_audit(config, dataset, say)
+    _audit(config, dataset, say)
     tok = tokenize.run(config, dataset)
     if tok.cache_hit:
         say("tokenized data: reused cache (same data, tokenizer and settings)")
@@ -71,9 +71,9 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
 def _audit(config: Config, dataset: Any, say: Callable[[str], None]) -> None:
     from tunesmith.data import audit
 
-    report = audit.audit_records(dataset.train, eval=dataset.eval, test=dataset.test, config=config)
-    if config.audit.fail_on != "never" and report.failed(config.audit.fail_on):
-        raise audit.AuditFailed(report)
+    report = audit.run(config, data=dataset)
+    if config.audit.fail_on != "never" and report.blocking(config.audit.fail_on):
+        raise audit.AuditFailed(report, config.audit.fail_on)
     for finding in report.findings:
         if finding.severity in ("error", "warning"):
             say(f"audit {finding.severity}: {finding.check}: {finding.message}")

@@ -36,7 +36,7 @@ def print_report(report: AuditReport, console: Console) -> None:
                   f"[yellow]{c['warning']} warning(s)[/], {c['info']} info")
     if report.findings:
         table = Table(show_lines=True, expand=True)
-        for name, kw in (("severity", {}), ("check", {"no_wrap": True}), ("rows", {"justify": "right"}),
+        for name, kw in (("severity", {}), ("check", {"no_wrap": True}), ("count", {"justify": "right"}),
                          ("finding / fix", {"ratio": 3}), ("examples", {"ratio": 1, "overflow": "fold"})):
             table.add_column(name, **kw)
         for f in report.findings:

@@ -73,12 +73,14 @@ class AuditReport:
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
 
+    def blocking(self, fail_on: FailOn) -> list[Finding]:
+        """The findings that stop a run under ``fail_on`` (errors; also warnings for ``warning``)."""
+        levels = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[fail_on]
+        return [f for f in self.findings if f.severity in levels]
+
     def fails(self, fail_on: FailOn) -> bool:
         """Whether this report should stop a run under ``fail_on``."""
-        if fail_on == "never":
-            return False
-        blocking = ("error",) if fail_on == "error" else ("error", "warning")
-        return any(f.severity in blocking for f in self.findings)
+        return bool(self.blocking(fail_on))
 
     def enforce(self, fail_on: FailOn) -> None:
         """Raise :class:`AuditFailed` when the report fails under ``fail_on``."""
@@ -92,11 +94,10 @@ class AuditReport:
 class AuditFailed(TunesmithError):
     """The data audit found problems at or above the ``fail_on`` severity."""
 
-    def __init__(self, report: AuditReport, fail_on: FailOn):
+    def __init__(self, report: AuditReport, fail_on: FailOn = "error"):
         self.report = report
-        blocking = [f for f in report.findings if f.severity == "error" or fail_on == "warning"]
+        blocking = report.blocking(fail_on)
         lines = [f"data audit failed ({len(blocking)} finding(s) at or above '{fail_on}'):"]
-        lines += [f"  {f.check} [{f.severity}] {f.count} row(s): {f.message} Fix: {f.fix}" for f in blocking
-                  if f.severity != "info"]
+        lines += [f"  {f.check} [{f.severity}] {f.count} row(s): {f.message} Fix: {f.fix}" for f in blocking]
         lines.append("(run `tunesmith audit CONFIG` for details; set audit: {fail_on: never} to train anyway)")
         super().__init__("\n".join(lines))

@@ -13,6 +13,7 @@ from tunesmith.data.audit.context import SPLITS, AuditContext, LengthFn, TokenHo
 from tunesmith.data.audit.guidelines import load_guidelines
 from tunesmith.data.audit.registry import all_checks, missing_need
 from tunesmith.data.audit.report import AuditReport, Finding
+from tunesmith.data.pipeline import DataResult
 from tunesmith.data.records import Record
 from tunesmith.errors import ConfigError, RowError, TunesmithError
 
@@ -80,14 +81,30 @@ def _length_stats(ctx: AuditContext) -> dict[str, Any]:
     return {"token_lengths": out, "token_lengths_exact": ctx.lengths_exact}
 
 
-def run(config: Config, *, tokenize: bool = True, tokenizer: Any | None = None) -> AuditReport:
-    """Audit the datasets of a run: ingest them (collecting bad rows instead of raising), split off
-    ``val_set_size`` like ``tunesmith.data.run``, and check with the run's tokenizer.
+def run(
+    config: Config, *, data: DataResult | None = None, tokenize: bool = True, tokenizer: Any | None = None
+) -> AuditReport:
+    """Audit the datasets of a run with the run's tokenizer.
 
-    The tokenizer is loaded from ``base_model`` unless given (``tokenize=False``: none, token
-    checks skipped); when it cannot be loaded the token checks are skipped and the reason is
-    recorded in ``stats['tokenizer_error']``.
+    Without ``data`` the datasets are ingested here, collecting bad rows instead of raising
+    (even under ``on_bad_rows: error``), and ``val_set_size`` is split off like
+    ``tunesmith.data.run`` does; with ``data`` (``tunesmith.data.run``'s result) those records and
+    errors are audited. The tokenizer is loaded from ``base_model`` unless given
+    (``tokenize=False``: none, token checks skipped); when it cannot be loaded the token checks
+    are skipped and the reason is recorded in ``stats['tokenizer_error']``.
     """
+    if data is None:
+        data = _ingest(config)
+    hooks, problem = _hooks(config, tokenizer) if tokenize else (None, None)
+    report = audit_records(data.train, data.eval, data.test, config=config, tokens=hooks, errors=data.errors)
+    report.stats["formats"] = data.formats
+    if problem:
+        report.stats["tokenizer_error"] = problem
+    return report
+
+
+def _ingest(config: Config) -> DataResult:
+    """Like ``tunesmith.data.run`` but every bad row is collected, none raised, nothing written."""
     from tunesmith.data.ingest import collect
     from tunesmith.data.pipeline import split_validation
 
@@ -96,18 +113,15 @@ def run(config: Config, *, tokenize: bool = True, tokenizer: Any | None = None) 
         for name, specs in (("train", config.datasets), ("eval", config.eval_datasets), ("test", config.test_datasets))
         if specs
     }
-    errors = [r.error for part in parts.values() for r in part.rejected]
     train = parts["train"].records
     evals = parts["eval"].records if "eval" in parts else []
     if not evals and config.val_set_size > 0 and len(train) > 1:
         train, evals = split_validation(train, config.val_set_size, config.seed)
-    test = parts["test"].records if "test" in parts else []
-    hooks, problem = _hooks(config, tokenizer) if tokenize else (None, None)
-    report = audit_records(train, evals, test, config=config, tokens=hooks, errors=errors)
-    report.stats["formats"] = {path: fmt for part in parts.values() for path, fmt in part.formats.items()}
-    if problem:
-        report.stats["tokenizer_error"] = problem
-    return report
+    return DataResult(
+        train=train, eval=evals, test=parts["test"].records if "test" in parts else [],
+        skipped=0, fingerprint="", formats={p: f for part in parts.values() for p, f in part.formats.items()},
+        errors=[r.error for part in parts.values() for r in part.rejected],
+    )
 
 
 def _hooks(config: Config, tokenizer: Any | None) -> tuple[TokenHooks | None, str | None]:

@@ -39,7 +39,7 @@ def guess_language(text: str, min_words: int, min_hits: int) -> str | None:
         return None
     hits = sorted(((len(words & sw), lang) for lang, sw in stopwords.items()), reverse=True)
     (best, lang), (second, _) = hits[0], hits[1]
-    return lang if best >= min_hits and best > second else None
+    return lang if best >= min_hits and best >= 2 * second else None  # a clear winner only
 
 
 @register("language_mix")

@@ -10,6 +10,7 @@ from tunesmith.data.audit.context import AuditContext
 from tunesmith.data.audit.registry import register
 from tunesmith.data.audit.report import Finding
 
+_NON_ASCII = frozenset({"replacement characters (U+FFFD)", "mojibake"})
 _ENCODING = {
     "control characters": r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]",
     "replacement characters (U+FFFD)": "\ufffd",
@@ -23,15 +24,27 @@ def _row_text(ctx: AuditContext, i: int) -> str:
     return "\n".join((v.prompt[i], v.response[i], v.rejected[i]))
 
 
-def _scan(ctx: AuditContext, patterns: Mapping[str, str]) -> dict[int, list[str]]:
-    """Row index -> the kinds (pattern names) found in that row, for rows with any."""
-    combined = re.compile("|".join(f"(?:{p})" for p in patterns.values()))
-    single = {kind: re.compile(p) for kind, p in patterns.items()}
+def _scan(ctx: AuditContext, patterns: Mapping[str, str], hints: Mapping[str, list[str]] | None = None,
+          ascii_skip: frozenset[str] = frozenset()) -> dict[int, list[str]]:
+    """Row index -> the kinds (pattern names) found in that row, for rows with any.
+
+    A kind with ``hints`` is searched only in rows holding one of them; kinds in ``ascii_skip``
+    cannot occur in pure-ASCII text and are not searched there.
+    """
+    compiled = {kind: re.compile(p) for kind, p in patterns.items()}
+    hints = hints or {}
     out: dict[int, list[str]] = {}
     for i in range(len(ctx.records)):
         text = _row_text(ctx, i)
-        if combined.search(text) is not None:
-            out[i] = [k for k, rx in single.items() if rx.search(text)]
+        plain = text.isascii()
+        found = [
+            kind for kind, rx in compiled.items()
+            if not (plain and kind in ascii_skip)
+            and (kind not in hints or any(h in text for h in hints[kind]))
+            and rx.search(text)
+        ]
+        if found:
+            out[i] = found
     return out
 
 
@@ -43,7 +56,7 @@ def _detail(found: Mapping[int, list[str]]) -> str:
 @register("encoding")
 def encoding(ctx: AuditContext) -> Finding | None:
     """Mojibake, control characters and replacement characters."""
-    found = _scan(ctx, _ENCODING)
+    found = _scan(ctx, _ENCODING, ascii_skip=_NON_ASCII)
     if not found:
         return None
     return Finding.for_rows(
@@ -61,7 +74,7 @@ def _real_phone(text: str, rx: re.Pattern[str], min_digits: int) -> bool:
 def pii(ctx: AuditContext) -> Finding | None:
     """E-mail addresses, phone numbers and API-key shaped strings."""
     g = ctx.g("pii")
-    found = _scan(ctx, g["patterns"])
+    found = _scan(ctx, g["patterns"], g["hints"])
     if "phone" in g["patterns"]:
         phone = re.compile(g["patterns"]["phone"])
         for i, kinds in found.items():

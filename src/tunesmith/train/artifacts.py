@@ -7,24 +7,23 @@ from typing import Any
 
 
 def end_of_turn_ids(tokenizer: Any) -> list[int]:
-    """EOS plus the special tokens the chat template puts right after an assistant reply."""
+    """EOS plus the turn-closing tokens the tokenization engine trains after an assistant reply."""
+    from tunesmith.data.records import Message
+    from tunesmith.tokenize import encode_chat
+    from tunesmith.tokenize.tokenizer import closer_ids
+
     ids: list[int] = []
     if tokenizer.eos_token_id is not None:
         ids.append(int(tokenizer.eos_token_id))
     if tokenizer.chat_template:
-        marker = "tunesmith-reply-marker"
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}], tokenize=False
-        )
-        tail = text[text.rfind(marker) + len(marker):]
-        special = set(tokenizer.all_special_ids)
-        for tid in tokenizer(tail, add_special_tokens=False)["input_ids"]:
-            if tid in special and tid not in ids:
-                ids.append(int(tid))
+        enc = encode_chat([Message("user", "hi"), Message("assistant", "ok")], tokenizer)
+        start, end = enc.spans[-1]
+        closing = closer_ids(tokenizer)
+        ids += [int(t) for t in dict.fromkeys(enc.input_ids[start:end]) if t in closing and t not in ids]
     return ids
 
 
-def save_result(model: Any, tokenizer: Any, out: Path, merged_full: bool = False) -> Path:
+def save_result(model: Any, tokenizer: Any, out: Path) -> Path:
     """Adapter folder (or full model) + tokenizer + chat template + generation_config.json."""
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

@@ -24,8 +24,8 @@ def check_qlora_supported() -> None:
         raise ModelError("adapter: qlora needs bitsandbytes (pip install bitsandbytes)") from None
 
 
-def load_base(config: Config, precision_bf16: bool) -> Any:
-    """The base causal LM, quantised to nf4 for QLoRA; an existing adapter dir is loaded merged-free."""
+def load_base(config: Config) -> Any:
+    """The base causal LM (nf4-quantised for QLoRA); an adapter folder is merged into its base first."""
     from transformers import BitsAndBytesConfig
 
     kwargs: dict[str, Any] = {"dtype": torch.float32}

@@ -16,7 +16,6 @@ from tunesmith.config.loader import dump_yaml
 from tunesmith.errors import TunesmithError
 
 LIBRARIES = ("tunesmith", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers")
-_OWN = {"config.yaml", "run.json", "metrics.jsonl", "rejected_rows.jsonl", ".cache", "checkpoints"}
 
 
 class RunDirError(TunesmithError):

@@ -61,13 +61,20 @@ def settings(config: Config) -> dict[str, Any]:
     return {k: getattr(config, k) for k in keys}
 
 
-def run(config: Config, data: RecordSplits | None = None) -> TokenizeResult:
-    """Tokenize the train and eval records of ``config`` (ingesting them when ``data`` is None)."""
+def run(
+    config: Config, data: RecordSplits | None = None, tokenizer: PreTrainedTokenizerBase | None = None
+) -> TokenizeResult:
+    """Tokenize the train and eval records of ``config`` (ingesting them when ``data`` is None).
+
+    ``tokenizer`` is the one ``load_tokenizer(config.base_model, config.chat_template)`` returns;
+    it is loaded here when not given.
+    """
     if data is None:
         from tunesmith.data import run as run_data
 
         data = run_data(config)
-    tokenizer = load_tokenizer(config.base_model, config.chat_template)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(config.base_model, config.chat_template)
     if config.method != "cpt":
         require_chat_template(tokenizer, config.chat_template)
     fingerprint = tokenizer_fingerprint(tokenizer)

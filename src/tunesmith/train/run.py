@@ -48,8 +48,9 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
         resume = True
     rundir.prepare(config, resume=resume, overwrite=overwrite)
     dataset = data.run(config)
-    _audit(config, dataset, say)
-    tok = tokenize.run(config, dataset)
+    tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template)
+    _audit(config, dataset, tokenizer, say)
+    tok = tokenize.run(config, dataset, tokenizer)
     if tok.cache_hit:
         say("tokenized data: reused cache (same data, tokenizer and settings)")
     resolved = resolve(config, len(tok.train))
@@ -68,10 +69,10 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
         raise
 
 
-def _audit(config: Config, dataset: Any, say: Callable[[str], None]) -> None:
+def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None]) -> None:
     from tunesmith.data import audit
 
-    report = audit.run(config, data=dataset)
+    report = audit.run(config, data=dataset, tokenizer=tokenizer)
     if config.audit.fail_on != "never" and report.blocking(config.audit.fail_on):
         raise audit.AuditFailed(report, config.audit.fail_on)
     for finding in report.findings:
@@ -97,7 +98,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     from transformers import set_seed
 
     set_seed(config.seed)  # adapter initialisation must be reproducible, not just the data order
-    base = models.load_base(config, precision.bf16)
+    base = models.load_base(config)
     model = models.attach_adapter(base, config, resolved, grad_ckpt)
     trainable, total = models.parameter_counts(model)
     say(f"parameters: {trainable:,} trainable of {total:,} ({100 * trainable / max(total, 1):.3f}%)")

@@ -11,7 +11,6 @@ TORCH_CPU := torch==2.13.0
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_CPU)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]" "$(TORCH_CPU)"
 	touch $(STAMP)
 

@@ -36,8 +36,16 @@ def runs(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("run", "method", "adapter", "status", "steps", "best eval loss", "train loss", "started")
+    columns = ("run", "method", "adapter", "status", "steps", "best_eval_loss", "train_loss", "started")
+    table = Table(*(c.replace("_", " ") for c in columns))
     for r in rows:
-        fmt = lambda v: "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
-        table.add_row(*(fmt(r[k]) for k in ("run", "method", "adapter", "status", "steps", "best_eval_loss", "train_loss", "started")))
-    Console().print(table)
+        started = (r["started"] or "")[:16].replace("T", " ") or None  # minutes are enough here
+        table.add_row(*(_cell(started if c == "started" else r[c]) for c in columns))
+    console = Console()
+    Console(width=max(console.width, 140)).print(table)  # whole values even in a narrow pipe
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

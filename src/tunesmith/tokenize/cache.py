@@ -6,7 +6,6 @@ template) and every setting that changes tokenization, so any change builds a ne
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -29,7 +28,7 @@ def records_fingerprint(splits: Sequence[Sequence[Record]]) -> str:
     for records in splits:
         h.update(b"\x00split\x00")
         for record in records:
-            h.update(json.dumps(dataclasses.asdict(record), sort_keys=True, default=str).encode("utf-8"))
+            h.update(json.dumps(record.to_dict(), sort_keys=True, default=str).encode("utf-8"))
     return h.hexdigest()
 
 

@@ -61,10 +61,13 @@ def encode_chat(
     train_on_inputs: bool = False,
     train_on_turns: Literal["all", "last"] = "all",
     allowed: Collection[int] | None = None,
+    closing: Collection[int] | None = None,
 ) -> EncodedChat:
     """Render ``messages`` with the tokenizer's chat template and label the trained spans.
 
     ``allowed`` restricts training to those message indices (preference completions).
+    ``closing`` is ``closer_ids(tokenizer)``, computed here unless a caller encoding many rows
+    passes it once.
     Raises TemplateMismatch when the template rejects the conversation or a span can't be found.
     """
     dicts = [m.to_dict() for m in messages]
@@ -72,7 +75,8 @@ def encode_chat(
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = list(enc["input_ids"])
     offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
-    closing = closer_ids(tokenizer)
+    if closing is None:
+        closing = closer_ids(tokenizer)
     closers = [o for t, o in zip(ids, offsets) if t in closing]
     if train_on_inputs:
         char_spans = [_whole_text(ids, offsets, full, closing, len(messages) - 1)]
@@ -149,12 +153,13 @@ def encode_preference(
     tokenizer: PreTrainedTokenizerBase,
     *,
     tools: Sequence[dict[str, Any]] = (),
+    closing: Collection[int] | None = None,
 ) -> EncodedPreference:
     """Encode prompt + each side; the completion runs from its first to its last trained token."""
     sides = []
     for side in (chosen, rejected):
         messages = [*prompt, *side]
-        enc = encode_chat(messages, tokenizer, tools=tools, allowed=range(len(prompt), len(messages)))
+        enc = encode_chat(messages, tokenizer, tools=tools, allowed=range(len(prompt), len(messages)), closing=closing)
         if not enc.spans:
             raise TemplateMismatch("a preference completion has no assistant turn to train")
         sides.append((enc.input_ids[: enc.spans[0][0]], enc.input_ids[enc.spans[0][0] : enc.spans[-1][1]], enc.text))

@@ -39,11 +39,9 @@ def tokenize_text_split(records: Sequence[Record], tokenizer: PreTrainedTokenize
         raise ConfigError("method: cpt joins documents with EOS, but the tokenizer has no eos_token")
     split = Split()
     stream: list[int] = []
-    texts = [r for r in records if r.kind == "text" and r.text and r.text.strip()]
+    texts = [r for r in records if r.text and r.text.strip()]
     for record in records:
-        if record.kind != "text":
-            split.bad(record, "kind", f"is {record.kind} data but method cpt needs text rows", cfg.on_bad_rows)
-        elif not (record.text and record.text.strip()):
+        if not (record.text and record.text.strip()):
             split.bad(record, "text", "is empty", cfg.on_bad_rows)
     encoded = tokenizer([r.text for r in texts], add_special_tokens=False)["input_ids"] if texts else []
     for ids in encoded:

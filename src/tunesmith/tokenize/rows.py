@@ -4,7 +4,7 @@ reject fully-masked rows, and count everything that was changed or dropped."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,11 +13,11 @@ from tunesmith.data.records import Message, Record
 from tunesmith.errors import RowError
 from tunesmith.tokenize.chat import IGNORE, EncodedChat, encode_chat, encode_preference
 from tunesmith.tokenize.spans import TemplateMismatch
+from tunesmith.tokenize.tokenizer import closer_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-_KIND_FOR_METHOD = {"sft": "sft", "dpo": "preference", "cpt": "text"}
 _EXAMPLES = 20
 
 
@@ -75,14 +75,10 @@ def shorter_prompts(messages: Sequence[Message]) -> Iterator[tuple[Message, ...]
 def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config) -> Split:
     """sft/dpo: one row per record, truncation policy applied, bad rows collected or counted."""
     split = Split()
+    closing = closer_ids(tokenizer)  # once per split, not once per row
     for record in records:
-        want = _KIND_FOR_METHOD[cfg.method]
-        if record.kind != want:
-            message = f"is {record.kind} data but method {cfg.method} needs {want} rows"
-            split.bad(record, "kind", message, cfg.on_bad_rows)
-            continue
         try:
-            encoded = _fit(record, tokenizer, cfg, split)
+            encoded = _fit(record, _encoder(record, tokenizer, cfg, closing), cfg, split)
         except TemplateMismatch as exc:
             split.bad(record, "messages", str(exc), cfg.on_bad_rows)
             continue
@@ -105,10 +101,11 @@ class _Encoded:
     appended_eos: bool = False
 
 
-def _fit(record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config, split: Split) -> _Encoded | None:
+def _fit(
+    record: Record, encode: Callable[[Sequence[Message]], _Encoded], cfg: Config, split: Split
+) -> _Encoded | None:
     """Encode the record under ``cfg.truncation``; None when it was dropped or failed."""
     prompt = with_system_prompt(record.messages, cfg.system_prompt)
-    encode = _encoder(record, tokenizer, cfg)
     encoded = encode(prompt)
     length = encoded.length
     if length <= cfg.sequence_len:
@@ -131,19 +128,20 @@ def _fit(record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config, split:
 
 
 def _encoder(
-    record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config
+    record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config, closing: Collection[int]
 ) -> Callable[[Sequence[Message]], _Encoded]:
     """A function from the (possibly shortened) prompt messages to the encoded row."""
     tools = record.tools
 
     def sft(messages: Sequence[Message]) -> _Encoded:
         enc: EncodedChat = encode_chat(
-            messages, tokenizer, tools=tools, train_on_inputs=cfg.train_on_inputs, train_on_turns=cfg.train_on_turns
+            messages, tokenizer, tools=tools, train_on_inputs=cfg.train_on_inputs,
+            train_on_turns=cfg.train_on_turns, closing=closing,
         )
         return _Encoded({"input_ids": enc.input_ids, "labels": enc.labels}, len(enc.input_ids), enc.appended_eos)
 
     def dpo(messages: Sequence[Message]) -> _Encoded:
-        enc = encode_preference(messages, record.chosen, record.rejected, tokenizer, tools=tools)
+        enc = encode_preference(messages, record.chosen, record.rejected, tokenizer, tools=tools, closing=closing)
         row = {"prompt_ids": enc.prompt_ids, "chosen_ids": enc.chosen_ids, "rejected_ids": enc.rejected_ids}
         return _Encoded(row, len(enc.prompt_ids) + max(len(enc.chosen_ids), len(enc.rejected_ids)))
 

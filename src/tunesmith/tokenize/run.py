@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tunesmith.config.schema import Config
+from tunesmith.data.pipeline import check_kinds
 from tunesmith.data.records import Record
 from tunesmith.errors import DataError
 from tunesmith.tokenize import cache
@@ -73,6 +74,7 @@ def run(
         from tunesmith.data import run as run_data
 
         data = run_data(config)
+    check_kinds([*data.train, *data.eval], config.method)
     if tokenizer is None:
         tokenizer = load_tokenizer(config.base_model, config.chat_template)
     if config.method != "cpt":

@@ -88,9 +88,11 @@ class TokenizerHooks:
         conv = self._conversations(record)[side]
         if record.kind == "preference":
             prompt = len(conv) - len(record.chosen if side == 0 else record.rejected)
-            return encode_chat(conv, self.tokenizer, tools=record.tools, allowed=range(prompt, len(conv)))
+            return encode_chat(
+                conv, self.tokenizer, tools=record.tools, allowed=range(prompt, len(conv)), closing=self.stop_ids
+            )
         return encode_chat(
-            conv, self.tokenizer, tools=record.tools,
+            conv, self.tokenizer, tools=record.tools, closing=self.stop_ids,
             train_on_inputs=self.config.train_on_inputs, train_on_turns=self.config.train_on_turns,
         )
 

@@ -31,7 +31,7 @@ def _chat(row: int, *pairs: str, system: str | None = None, weight: float | None
 
 
 def _data(train: list[Record], eval_: list[Record] | None = None) -> DataResult:
-    return DataResult(train=train, eval=eval_ or [], test=[], skipped=0, fingerprint="test", formats={})
+    return DataResult(train=train, eval=eval_ or [], test=[], fingerprint="test", formats={})
 
 
 def _config(tmp_path: Path, **overrides: Any) -> Any:

@@ -34,10 +34,14 @@ class IngestResult:
 
     records: list[Record]
     errors: list[RowError]
-    skipped: int
     formats: dict[str, str]
     fingerprint: str
     rows: int = 0
+
+    @property
+    def skipped(self) -> int:
+        """Rows left out under ``on_bad_rows: skip`` (each one is in ``errors``)."""
+        return len(self.errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,7 @@ def ingest(
     """Read and normalise ``specs``; bad rows raise (``error``) or are written and counted (``skip``)."""
     batch = collect(specs, method)
     errors = settle(batch.rejected, batch.rows, on_bad_rows, rejected_path)
-    return IngestResult(batch.records, errors, len(errors), batch.formats, batch.fingerprint, batch.rows)
+    return IngestResult(batch.records, errors, batch.formats, batch.fingerprint, batch.rows)
 
 
 def collect(specs: list[DatasetSpec], method: str) -> Collected:

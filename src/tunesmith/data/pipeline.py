@@ -29,19 +29,19 @@ class DataResult:
     train: list[Record]
     eval: list[Record]
     test: list[Record]
-    skipped: int
     fingerprint: str
     formats: dict[str, str]
     errors: list[RowError] = field(default_factory=list)
 
+    @property
+    def skipped(self) -> int:
+        """Rows left out under ``on_bad_rows: skip`` (each one is in ``errors``)."""
+        return len(self.errors)
+
 
 def run(config: Config) -> DataResult:
     """Ingest, validate and split the config's datasets."""
-    parts: dict[str, Collected] = {
-        name: collect(specs, config.method)
-        for name, specs in (("train", config.datasets), ("eval", config.eval_datasets), ("test", config.test_datasets))
-        if specs
-    }
+    parts = collect_splits(config)
     rejected = [r for part in parts.values() for r in part.rejected]
     rows = sum(part.rows for part in parts.values())
     path = Path(config.output_dir) / "rejected_rows.jsonl" if config.on_bad_rows == "skip" else None
@@ -57,16 +57,28 @@ def run(config: Config) -> DataResult:
     digest = hashlib.sha256(f"val={config.val_set_size};seed={config.seed}".encode())
     for name, part in parts.items():
         digest.update(f"{name}:{part.fingerprint}".encode())
-    formats = {path: fmt for part in parts.values() for path, fmt in part.formats.items()}
     return DataResult(
         train=train,
         eval=evals,
         test=parts["test"].records if "test" in parts else [],
-        skipped=len(errors),
         fingerprint=digest.hexdigest(),
-        formats=formats,
+        formats=formats_of(parts),
         errors=errors,
     )
+
+
+def collect_splits(config: Config) -> dict[str, Collected]:
+    """The train / eval / test datasets of ``config`` read, with bad rows collected, not raised."""
+    return {
+        name: collect(specs, config.method)
+        for name, specs in (("train", config.datasets), ("eval", config.eval_datasets), ("test", config.test_datasets))
+        if specs
+    }
+
+
+def formats_of(parts: dict[str, Collected]) -> dict[str, str]:
+    """Dataset path -> detected format, over every split."""
+    return {path: fmt for part in parts.values() for path, fmt in part.formats.items()}
 
 
 def check_kinds(records: list[Record], method: str) -> None:

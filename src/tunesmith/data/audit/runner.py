@@ -105,21 +105,16 @@ def run(
 
 def _ingest(config: Config) -> DataResult:
     """Like ``tunesmith.data.run`` but every bad row is collected, none raised, nothing written."""
-    from tunesmith.data.ingest import collect
-    from tunesmith.data.pipeline import split_validation
+    from tunesmith.data.pipeline import collect_splits, formats_of, split_validation
 
-    parts = {
-        name: collect(list(specs), config.method)
-        for name, specs in (("train", config.datasets), ("eval", config.eval_datasets), ("test", config.test_datasets))
-        if specs
-    }
+    parts = collect_splits(config)
     train = parts["train"].records
     evals = parts["eval"].records if "eval" in parts else []
     if not evals and config.val_set_size > 0 and len(train) > 1:
         train, evals = split_validation(train, config.val_set_size, config.seed)
     return DataResult(
         train=train, eval=evals, test=parts["test"].records if "test" in parts else [],
-        skipped=0, fingerprint="", formats={p: f for part in parts.values() for p, f in part.formats.items()},
+        fingerprint="", formats=formats_of(parts),
         errors=[r.error for part in parts.values() for r in part.rejected],
     )
 

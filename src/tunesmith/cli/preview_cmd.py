@@ -21,6 +21,7 @@ def preview(
 
     from tunesmith.config import load_config
     from tunesmith.tokenize import run
+    from tunesmith.tokenize.chat import IGNORE
     from tunesmith.tokenize.preview import as_sequence, row_view, segments
 
     result = run(load_config(path, set_))
@@ -35,7 +36,7 @@ def preview(
     for i, (row, source) in picked:
         pieces = segments(row, result.tokenizer)
         ids, labels = as_sequence(row)
-        trained = sum(1 for x in labels if x != -100)
+        trained = sum(1 for x in labels if x != IGNORE)
         out.rule(Text(f"row {i} · {source} · {len(ids)} tokens, {trained} trained"), style="dim")
         out.print(Text.assemble(*((text, "bold black on green" if on else "dim") for text, on in pieces)))
     out.rule(Text("summary"), style="dim")

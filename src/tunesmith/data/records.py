@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 RecordKind = Literal["sft", "preference", "kto", "text"]
 
@@ -89,12 +88,6 @@ class Record:
     text: str | None = None
     weight: float = 1.0
     meta: dict[str, Any] = field(default_factory=dict)
-
-    def conversation(self, side: Literal["chosen", "rejected"] | None = None) -> tuple[Message, ...]:
-        """The full conversation; for preference records, prompt + the given side."""
-        if side is None:
-            return self.messages
-        return self.messages + (self.chosen if side == "chosen" else self.rejected)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (messages in chat-template shape, plus their ``weight`` when set)."""

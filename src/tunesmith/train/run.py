@@ -73,8 +73,7 @@ def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], No
     from tunesmith.data import audit
 
     report = audit.run(config, data=dataset, tokenizer=tokenizer)
-    if config.audit.fail_on != "never" and report.blocking(config.audit.fail_on):
-        raise audit.AuditFailed(report, config.audit.fail_on)
+    report.enforce(config.audit.fail_on)
     for finding in report.findings:
         if finding.severity in ("error", "warning"):
             say(f"audit {finding.severity}: {finding.check}: {finding.message}")

@@ -10,14 +10,12 @@ from tunesmith.data.audit.context import AuditContext, Encoded
 from tunesmith.data.audit.registry import register
 from tunesmith.data.audit.report import Finding
 from tunesmith.errors import TunesmithError
+from tunesmith.tokenize.preview import runs
 
 
 def span_ends(encoded: Encoded) -> list[int]:
-    """Label (= token id) at the last position of each trained span (contiguous labels != -100)."""
-    labels = np.asarray(encoded.labels)
-    trained = labels != -100
-    ends = np.flatnonzero(trained & ~np.append(trained[1:], False))
-    return [int(labels[k]) for k in ends]
+    """Label (= token id) at the last position of each trained span (contiguous labels != IGNORE)."""
+    return [int(encoded.labels[end - 1]) for _, end, trained in runs(encoded.labels) if trained]
 
 
 def _sample(indices: list[int], limit: int) -> list[int]:

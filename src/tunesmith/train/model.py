@@ -21,7 +21,7 @@ def check_qlora_supported() -> None:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise ModelError("adapter: qlora needs bitsandbytes (pip install bitsandbytes)") from None
+        raise ModelError("adapter: qlora needs bitsandbytes (pip install 'tunesmith[qlora]')") from None
 
 
 def load_base(config: Config) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,10 @@ def test_preview_human_view_has_rows_and_summary(project: Path) -> None:
     assert "rows: 2 train, 0 eval" in out and "trained:" in out and "dropped: 0 rows" in out
     assert "packing efficiency:" in out and "(sample_packing: true)" in out
     assert "padded efficiency without packing: 100.0%" in out
+    every_turn = run_cli("preview", str(project / "run.yaml")).stdout
+    header = re.compile(r"row 1 · \S+ · \d+ tokens, (\d+) trained")
+    trained_last, trained_all = (int(header.search(text).group(1)) for text in (out, every_turn))
+    assert 0 < trained_last < trained_all  # train_on_turns=last drops the first reply of row 1
 
 
 def test_preview_without_a_chat_template_is_a_clean_error(project: Path) -> None:

@@ -11,7 +11,9 @@ import sys
 import typer
 
 from tunesmith import __version__
-from tunesmith.cli import audit_cmd, config_cmd, data_cmd, preview_cmd, runs_cmd, train_cmd
+from tunesmith.cli import (
+    audit_cmd, chat_cmd, config_cmd, data_cmd, preview_cmd, quickstart_cmd, runs_cmd, train_cmd,
+)
 from tunesmith.errors import TunesmithError
 
 app = typer.Typer(
@@ -39,12 +41,17 @@ def _root(
     _state["debug"] = debug
 
 
-# lifecycle order: data -> audit -> preview (tokenize) -> train -> runs; config helps every stage
+# quickstart first (the whole lifecycle); then lifecycle order: data -> audit -> preview (tokenize)
+# -> train -> runs -> chat; config helps every stage
+app.command("quickstart", help="The whole lifecycle offline in minutes: base, fine-tune, evaluate, merge, report.")(
+    quickstart_cmd.quickstart
+)
 app.add_typer(data_cmd.app, name="data", help="Load, normalise and inspect datasets.")
 app.command("audit", help="Find dataset defects before training (the data doctor).")(audit_cmd.audit)
 app.command("preview", help="Show tokenized rows with their trained tokens highlighted.")(preview_cmd.preview)
 app.command("train", help="Fine-tune (sft, cpt, dpo) into a reproducible run directory.")(train_cmd.train)
 app.command("runs", help="List runs: method, status, steps, best eval loss.")(runs_cmd.runs)
+app.command("chat", help="Chat with a trained model using its own chat template.")(chat_cmd.chat)
 app.command("config", help="Print the resolved config (defaults filled, aliases resolved).")(config_cmd.config)
 
 

@@ -1,6 +1,6 @@
 """Configuration: one frozen pydantic schema, YAML loading, aliases, overrides."""
 
 from tunesmith.config.loader import config_from_dict, load_config
-from tunesmith.config.schema import Config, DatasetSpec
+from tunesmith.config.schema import Config, DatasetSpec, EvalTaskSpec
 
-__all__ = ["Config", "DatasetSpec", "config_from_dict", "load_config"]
+__all__ = ["Config", "DatasetSpec", "EvalTaskSpec", "config_from_dict", "load_config"]

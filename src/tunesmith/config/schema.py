@@ -8,7 +8,7 @@ uses them, which records where each value came from.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -78,6 +78,25 @@ class AuditConfig(_Strict):
     skip: list[str] = Field(default_factory=list, description="Audit checks not to run (by check name)")
 
 
+class EvalTaskSpec(_Strict):
+    """A held-out task: a file of conversations whose last assistant turn is the gold answer."""
+
+    name: str = Field(min_length=1)
+    path: str = Field(description="Test file in any format tunesmith reads (sft rows)")
+    scorer: Literal["json", "label", "grounded"]
+    max_new_tokens: int = Field(128, gt=0)
+    json_schema: dict[str, Any] | None = Field(None, description="json scorer: the schema replies must follow")
+    tolerance: dict[str, float] = Field(default_factory=dict, description="json scorer: absolute tolerance per numeric field")
+    labels: list[str] | None = Field(None, description="label scorer: the label set (default: the golds seen)")
+    abstention: str = Field("Not found in context", description="grounded scorer: the abstention reply")
+
+    @model_validator(mode="after")
+    def _scorer_needs(self) -> "EvalTaskSpec":
+        if self.scorer == "json" and self.json_schema is None:
+            raise ValueError(f"json_schema: the json scorer needs a JSON Schema (task {self.name!r})")
+        return self
+
+
 class Config(_Strict):
     """A tunesmith run: model, data, tokenization and training settings."""
 
@@ -134,6 +153,9 @@ class Config(_Strict):
     output_dir: str = "./outputs/run"
     seed: int = 42
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    # held-out evaluation
+    eval_tasks: list[EvalTaskSpec] = Field(default_factory=list)
+    eval_batch_size: int = Field(32, gt=0)
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "Config":

@@ -1,0 +1,108 @@
+"""``evaluate.run(config)``: generate on each held-out task and score the replies."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import Config, DatasetSpec, EvalTaskSpec
+from tunesmith.data.records import Record
+from tunesmith.errors import ConfigError
+from tunesmith.evaluate.scorers import SCORERS, TaskScore
+
+
+@dataclass
+class TaskResult:
+    """One task: the score, and each row's prompt, gold and reply."""
+
+    spec: EvalTaskSpec
+    score: TaskScore
+    prompts: list[str]
+    golds: list[str]
+    outputs: list[str]
+
+
+@dataclass
+class EvalResult:
+    name: str
+    model_dir: Path
+    tasks: dict[str, TaskResult]
+    seconds: float
+    generated_tokens: int
+    files: list[Path] = field(default_factory=list)
+
+    def main_metrics(self) -> dict[str, float]:
+        """``{task: value of its headline metric}``."""
+        return {name: t.score.metrics[t.score.main] for name, t in self.tasks.items()}
+
+
+def run(config: Config, model: str | Path | None = None, *, name: str = "model", loaded: Any = None,
+        out_dir: Path | None = None) -> EvalResult:
+    """Score ``model`` (default: the run's ``model/``) on ``config.eval_tasks``.
+
+    Prompts are the test conversations without their last assistant turn, rendered with the
+    model's own chat template and ``config.system_prompt``, as in training. Writes
+    ``eval_<name>.json`` (metrics) and ``generations_<name>.jsonl`` to ``out_dir`` (default: the run).
+    """
+    from tunesmith import infer
+
+    if not config.eval_tasks:
+        raise ConfigError("eval_tasks: no held-out tasks to evaluate on")
+    loaded = loaded or infer.load(model or Path(config.output_dir) / "model")
+    system = config.system_prompt if config.system_prompt is not None else loaded.system_prompt
+    t0 = time.perf_counter()
+    tasks: dict[str, TaskResult] = {}
+    generated = 0
+    for spec in config.eval_tasks:
+        records = _test_records(spec)
+        prompts = [r.messages[:-1] for r in records]
+        golds = [r.messages[-1].content for r in records]
+        outputs = infer.generate(loaded.model, loaded.tokenizer, prompts, eos_ids=loaded.eos_ids, system_prompt=system,
+                                 max_new_tokens=spec.max_new_tokens, batch_size=config.eval_batch_size)
+        generated += sum(len(loaded.tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs)
+        tasks[spec.name] = TaskResult(spec, _score(spec, outputs, golds), [p[-1].content for p in prompts],
+                                      golds, outputs)
+    result = EvalResult(name, loaded.path, tasks, time.perf_counter() - t0, generated)
+    result.files = write(result, out_dir or Path(config.output_dir))
+    return result
+
+
+def _test_records(spec: EvalTaskSpec) -> list[Record]:
+    from tunesmith.data import ingest
+
+    records = ingest([DatasetSpec(path=spec.path)], method="sft").records
+    if not records:
+        raise ConfigError(f"eval_tasks.{spec.name}.path: {spec.path} has no rows")
+    return records
+
+
+def _score(spec: EvalTaskSpec, outputs: list[str], golds: list[str]) -> TaskScore:
+    scorer = SCORERS[spec.scorer]
+    if spec.scorer == "json":
+        return scorer(spec.name, outputs, golds, spec.json_schema, spec.tolerance)
+    if spec.scorer == "label":
+        return scorer(spec.name, outputs, golds, spec.labels or sorted(set(golds)))
+    return scorer(spec.name, outputs, golds, spec.abstention)
+
+
+def write(result: EvalResult, out_dir: Path) -> list[Path]:
+    """``eval_<name>.json`` with every metric, ``generations_<name>.jsonl`` with every reply."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "model": str(result.model_dir), "seconds": round(result.seconds, 2), "generated_tokens": result.generated_tokens,
+        "tasks": {name: {"scorer": t.score.scorer, "n": t.score.n, "main": t.score.main, "metrics": t.score.metrics,
+                         "confusion": vars(t.score.confusion) if t.score.confusion else None}
+                  for name, t in result.tasks.items()},
+    }
+    summary = out_dir / f"eval_{result.name}.json"
+    summary.write_text(json.dumps(metrics, indent=2), "utf-8")
+    gens = out_dir / f"generations_{result.name}.jsonl"
+    with gens.open("w", encoding="utf-8") as fh:
+        for name, t in result.tasks.items():
+            for prompt, gold, out, row in zip(t.prompts, t.golds, t.outputs, t.score.rows):
+                fh.write(json.dumps({"task": name, "prompt": prompt, "gold": gold, "output": out,
+                                     "correct": row.correct}) + "\n")
+    return [summary, gens]

@@ -1,0 +1,10 @@
+"""infer: load a trained artifact (full model, adapter or merged) and generate with its template.
+
+Shared by evaluation, the merge check, ``tunesmith chat`` and serving, so every one of them
+renders prompts exactly as training did.
+"""
+
+from tunesmith.infer.generate import generate, prompt_ids
+from tunesmith.infer.load import Loaded, load, resolve_model_dir
+
+__all__ = ["Loaded", "generate", "load", "prompt_ids", "resolve_model_dir"]

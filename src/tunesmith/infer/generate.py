@@ -1,0 +1,45 @@
+"""Batched greedy generation that renders prompts exactly as training rendered them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tunesmith.data.records import Message
+from tunesmith.tokenize.spans import render
+
+
+def prompt_ids(tokenizer: Any, messages: Sequence[Message], system_prompt: str | None = None) -> list[int]:
+    """Token ids of the generation prompt: the training template's render of ``messages``
+    (with ``system_prompt`` prepended when they have no system turn, as training does) up to
+    where the assistant's reply starts."""
+    from tunesmith.tokenize.rows import with_system_prompt
+
+    turns = [m.to_dict() for m in with_system_prompt(tuple(messages), system_prompt)]
+    text = render(tokenizer, turns, add_generation_prompt=True)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def generate(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Message]], *, eos_ids: Sequence[int],
+             system_prompt: str | None = None, max_new_tokens: int = 128, batch_size: int = 32) -> list[str]:
+    """Greedy replies to ``conversations`` (each ends with a user turn), in input order.
+
+    Prompts are sorted by length and left-padded in batches, so padding stays small.
+    """
+    import torch
+
+    prompts = [prompt_ids(tokenizer, conv, system_prompt) for conv in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    replies: list[str] = [""] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in batch)
+        ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch])
+        mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch])
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, eos_token_id=list(eos_ids), pad_token_id=pad)
+        for row, i in enumerate(batch):
+            replies[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+    return replies

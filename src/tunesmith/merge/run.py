@@ -1,0 +1,84 @@
+"""``merge.run(config)``: merge the run's adapter into the base, save it, and verify the logits.
+
+The check is the point: a merged model that silently differs from its adapter (wrong scale,
+adapter saved from the wrong step, a dtype round-trip) ships a model nobody evaluated. The
+merged folder is reloaded from disk and its logits on probe prompts are compared with the
+adapter model's; the largest absolute difference is reported and must stay under ``tolerance``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import Config
+from tunesmith.data.records import Message
+from tunesmith.errors import TunesmithError
+
+TOLERANCE = 1e-4  # float32: a correct merge differs by rounding only (~1e-6)
+
+
+class MergeCheckFailed(TunesmithError):
+    """The merged model's logits differ from the adapter model's."""
+
+
+@dataclass
+class MergeResult:
+    output_dir: Path
+    max_abs_diff: float
+    tolerance: float
+    prompts: int
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+
+def run(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Path | None = None,
+        out_dir: Path | None = None, tolerance: float = TOLERANCE) -> MergeResult:
+    """Merge ``adapter_dir`` (default: the run's ``model/``) into ``out_dir`` (default ``merged/``).
+
+    ``probes`` are conversations ending with a user turn, rendered with the training template
+    and ``config.system_prompt``. Returns the result whether or not the check passed; callers
+    decide (``MergeResult.passed``, ``raise_if_failed``).
+    """
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith import infer
+    from tunesmith.train.artifacts import save_result
+
+    t0 = time.perf_counter()
+    adapter_dir = adapter_dir or Path(config.output_dir) / "model"
+    out_dir = out_dir or Path(config.output_dir) / "merged"
+    loaded = infer.load(adapter_dir)
+    if loaded.kind != "adapter":
+        raise TunesmithError(f"{adapter_dir}: not an adapter (no adapter_config.json): nothing to merge")
+    if not probes:
+        raise TunesmithError("merge: the check needs at least one probe prompt")
+    ids = [infer.prompt_ids(loaded.tokenizer, p, config.system_prompt) for p in probes]
+    expected = _logits(loaded.model, ids)
+    merged = loaded.model.merge_and_unload()
+    save_result(merged, loaded.tokenizer, out_dir)
+    reloaded = AutoModelForCausalLM.from_pretrained(str(out_dir)).eval()
+    actual = _logits(reloaded, ids)
+    diff = max(float((a - e).abs().max()) for a, e in zip(actual, expected))
+    return MergeResult(out_dir, diff, tolerance, len(probes), time.perf_counter() - t0)
+
+
+def raise_if_failed(result: MergeResult) -> None:
+    if not result.passed:
+        raise MergeCheckFailed(
+            f"merged model {result.output_dir} differs from its adapter: max |logit diff| "
+            f"{result.max_abs_diff:.3g} > {result.tolerance:g} on {result.prompts} prompts; do not ship it"
+        )
+
+
+def _logits(model: Any, prompts: list[list[int]]) -> list[Any]:
+    import torch
+
+    with torch.inference_mode():
+        return [model(input_ids=torch.tensor([p])).logits[0].float() for p in prompts]

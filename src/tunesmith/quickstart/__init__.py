@@ -1,0 +1,1 @@
+"""quickstart: the whole lifecycle offline on a tiny base tunesmith builds itself."""

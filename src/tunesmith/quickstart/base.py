@@ -1,0 +1,150 @@
+"""The embedded base model: built by tunesmith itself, once, then cached.
+
+A byte-level BPE tokenizer is trained on the project-written corpus (``corpus.py``), a small
+Llama is initialised at random, and tunesmith's own ``cpt`` stage pretrains it. The result is a
+normal Hugging Face model folder (config, safetensors, tokenizer with the ChatML template,
+generation config) under ``<cache>/base/<recipe hash>``, so it loads offline with
+``AutoModelForCausalLM.from_pretrained``. The hash covers the recipe, the catalogue, and the
+package version, so a changed recipe builds a new base instead of reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from tunesmith import __version__
+from tunesmith.quickstart import corpus, tasks
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+CARD = "tunesmith_base.json"
+
+
+@cache
+def recipe() -> dict[str, Any]:
+    """The quickstart recipe (``recipe.yaml``)."""
+    return yaml.safe_load((resources.files("tunesmith.quickstart") / "recipe.yaml").read_text("utf-8"))
+
+
+def cache_root() -> Path:
+    """``$TUNESMITH_CACHE``, else ``$XDG_CACHE_HOME/tunesmith``, else ``~/.cache/tunesmith``."""
+    if os.environ.get("TUNESMITH_CACHE"):
+        return Path(os.environ["TUNESMITH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunesmith"
+
+
+def build_key(profile: str) -> str:
+    """Hash of everything that determines the base's weights."""
+    spec = recipe()["base"]
+    parts = {
+        "version": __version__,
+        "corpus": corpus.VERSION,
+        "seed": recipe()["seed"],
+        "base": {k: v for k, v in spec.items() if k != "profiles"},
+        "profile": spec["profiles"][profile],
+        "catalogue": tasks.catalogue(),
+    }
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{profile}-{digest}"
+
+
+@dataclass
+class Base:
+    """The base model folder and what is known about it (``tunesmith_base.json``)."""
+
+    path: Path
+    built_now: bool
+    card: dict[str, Any]
+
+
+def ensure(profile: str, say: Callable[[str], None] = print, root: Path | None = None) -> Base:
+    """The cached base for ``profile``, building it first when it is not there yet."""
+    folder = (root or cache_root()) / "base" / build_key(profile)
+    if (folder / CARD).is_file():
+        return Base(folder, False, json.loads((folder / CARD).read_text("utf-8")))
+    work = folder.with_name(f".{folder.name}.building-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        card = build(profile, work, say)
+        model = work / "run" / "model"
+        shutil.copy(work / "run" / "metrics.jsonl", model / "pretraining_metrics.jsonl")
+        (model / CARD).write_text(json.dumps(card, indent=2), "utf-8")
+        if folder.exists():  # another process finished first: keep theirs
+            return Base(folder, False, json.loads((folder / CARD).read_text("utf-8")))
+        model.rename(folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Base(folder, True, card)
+
+
+def build(profile: str, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """Tokenizer + random-init Llama in ``work/init``, pretrained by ``cpt`` into ``work/run``."""
+    from tunesmith import train
+    from tunesmith.config import config_from_dict
+
+    t0 = time.perf_counter()
+    spec, seed = recipe()["base"], recipe()["seed"]
+    counts = spec["profiles"][profile]["corpus"]
+    plain = corpus.documents(counts, seed, lambda messages: "\n".join(m["content"] for m in messages))
+    tokenizer = train_tokenizer(plain, spec["tokenizer"]["vocab_size"])
+    docs = corpus.documents(counts, seed, lambda messages: tokenizer.apply_chat_template(messages, tokenize=False))
+    with (work / "corpus.jsonl").open("w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps({"text": doc}) + "\n" for doc in docs)
+    init_model(tokenizer, spec["model"], seed, work / "init")
+    say(f"base: corpus of {len(docs):,} project-written documents; pretraining with tunesmith's cpt stage")
+    config = config_from_dict({
+        **spec["pretrain"], "base_model": str(work / "init"), "seed": seed,
+        "num_epochs": spec["profiles"][profile]["epochs"], "output_dir": str(work / "run"),
+        "datasets": [{"path": str(work / "corpus.jsonl"), "type": "text"}],
+    })
+    result = train.run(config, overwrite=True, quiet=False, say=lambda line: None)
+    run = json.loads((work / "run" / "run.json").read_text("utf-8"))
+    return {
+        "profile": profile, "key": build_key(profile), "tunesmith": __version__,
+        "parameters": result.total_params, "documents": len(docs),
+        "tokens": run["tokenization"]["tokens"], "steps": result.global_step,
+        "final_loss": result.train_loss, "build_seconds": round(time.perf_counter() - t0, 1),
+        "architecture": "LlamaForCausalLM", **{k: v for k, v in spec["model"].items()},
+        "vocab_size": len(tokenizer),
+    }
+
+
+def train_tokenizer(docs: list[str], vocab_size: int) -> Any:
+    """A byte-level BPE trained on ``docs``, with ChatML specials and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from tunesmith.tokenize.tokenizer import template_text
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(docs, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>",
+                                   chat_template=template_text("chatml"), model_max_length=1024)
+
+
+def init_model(tokenizer: Any, dims: dict[str, Any], seed: int, out: Path) -> None:
+    """Save a randomly initialised Llama (seeded) with ``tokenizer`` to ``out``."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    config = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=True, bos_token_id=None,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **dims)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)

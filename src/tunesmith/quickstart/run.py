@@ -1,0 +1,124 @@
+"""``quickstart.run(options)``: the whole lifecycle offline, on a base tunesmith builds itself.
+
+Stages: base model (build or reuse the cached one) -> data (generate the tasks, audit) ->
+LoRA fine-tune -> evaluate base and fine-tuned on the held-out test split -> merge and verify
+-> report. Every stage's time is recorded; everything lands in ``options.out_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import TunesmithError
+
+MARKER = "quickstart.json"
+STAGES = ("base model", "data + audit", "fine-tune", "evaluate", "merge + verify", "report")
+
+
+@dataclass(frozen=True)
+class QuickstartOptions:
+    out_dir: Path = Path("outputs/quickstart")
+    fast: bool = False
+    cache_dir: Path | None = None  # default: tunesmith.quickstart.base.cache_root()
+
+    @property
+    def profile(self) -> str:
+        return "fast" if self.fast else "full"
+
+
+@dataclass
+class QuickstartResult:
+    out_dir: Path
+    report: Path
+    summary: dict[str, Any]
+    stages: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.summary["merge"]["passed"] and self.summary["improved"])
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Reuse a previous quickstart's folder (it has ``quickstart.json``); refuse any other non-empty one."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise TunesmithError(f"{out}: exists, is not empty and is not a quickstart output; choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run(options: QuickstartOptions, say: Callable[[str], None] = print) -> QuickstartResult:
+    """Run every stage; returns the summary (also written to ``quickstart.json``) and the report path."""
+    from tunesmith import evaluate, merge, train
+    from tunesmith.data import audit
+    from tunesmith.data.audit.render import to_html
+    from tunesmith.quickstart import base, report, summary, workspace
+
+    out = options.out_dir
+    prepare_out_dir(out)
+    (out / MARKER).write_text(json.dumps({"status": "running"}), "utf-8")
+    clock = _Clock(say)
+    log = _Log(out / "quickstart.log")
+    with clock.stage("base model"):
+        model = base.ensure(options.profile, say=say, root=options.cache_dir)
+        say(f"{'built' if model.built_now else 'reused'} {model.card['parameters']:,}-parameter base: {model.path}")
+    with clock.stage("data + audit"):
+        files = workspace.write_data(out, options.profile)
+        config = workspace.build_config(model.path, files, out, options.profile)
+        checked = audit.run(config)
+        (out / "audit.html").write_text(to_html(checked), "utf-8")
+        (out / "audit.json").write_text(json.dumps(checked.to_dict(), indent=2, default=str), "utf-8")
+        checked.enforce(config.audit.fail_on)
+        say(f"audit: {checked.count('error')} errors, {checked.count('warning')} warnings (audit.html)")
+    with clock.stage("fine-tune"):
+        trained = train.run(config, overwrite=True, say=log)
+    with clock.stage("evaluate"):
+        evals = {name: evaluate.run(config, path, name=name, out_dir=out / "eval")
+                 for name, path in (("base", model.path), ("tuned", trained.model_dir))}
+    with clock.stage("merge + verify"):
+        merged = merge.run(config, summary.probe_prompts(config), out_dir=out / "merged")
+        say(f"merge check: max |logit diff| {merged.max_abs_diff:.2e} on {merged.prompts} prompts "
+            f"({'passed' if merged.passed else 'FAILED'})")
+    with clock.stage("report"):
+        facts = summary.collect(options, model, config, trained, evals, merged, clock.stages)
+        data = summary.report_data(facts, evals, config)
+        page = report.write(data, out / "report.html")
+    facts["stages"], facts["total_seconds"] = clock.stages, round(sum(s for _, s in clock.stages), 1)
+    facts["targets"] = summary.targets(facts["metrics"], facts["total_seconds"])
+    (out / MARKER).write_text(json.dumps(facts, indent=2, default=str), "utf-8")
+    return QuickstartResult(out, page, facts, clock.stages)
+
+
+class _Clock:
+    """Times each stage and announces it."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.stages: list[tuple[str, float]] = []
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.say(f"[{len(self.stages) + 1}/{len(STAGES)}] {name}")
+        t0 = time.perf_counter()
+        yield
+        self.stages.append((name, round(time.perf_counter() - t0, 2)))
+
+
+class _Log:
+    """Training chatter goes to ``quickstart.log``; warnings are also shown."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, line: str) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        if line.startswith(("warning", "audit error")):
+            print(line)

@@ -1,0 +1,66 @@
+"""The quickstart's data files and run config, from ``recipe.yaml`` and the task generators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import Config, config_from_dict
+from tunesmith.quickstart import tasks
+from tunesmith.quickstart.base import recipe
+
+
+def write_data(out: Path, profile: str) -> dict[str, dict[str, Path]]:
+    """``out/data/<split>/<task>.jsonl`` chat rows; returns ``{split: {task: path}}``."""
+    sizes = {task: tuple(n) for task, n in recipe()["finetune"]["profiles"][profile]["sizes"].items()}
+    files: dict[str, dict[str, Path]] = {}
+    for split, per_task in tasks.splits(sizes, recipe()["seed"]).items():
+        for task, examples in per_task.items():
+            path = out / "data" / split / f"{task}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", encoding="utf-8") as fh:
+                for ex in examples:
+                    row = {"messages": [{"role": "user", "content": ex.user}, {"role": "assistant", "content": ex.answer}]}
+                    fh.write(json.dumps(row) + "\n")
+            files.setdefault(split, {})[task] = path
+    return files
+
+
+def eval_tasks(test_files: dict[str, Path]) -> list[dict[str, Any]]:
+    """The ``eval_tasks`` entries for the test files (scorers and limits from the recipe)."""
+    out = []
+    for name, spec in recipe()["evaluate"]["tasks"].items():
+        task: dict[str, Any] = {"name": name, "path": str(test_files[name]), "scorer": spec["scorer"],
+                                "max_new_tokens": spec["max_new_tokens"]}
+        if spec["scorer"] == "json":
+            task.update(json_schema=spec["schema"], tolerance=spec["tolerance"])
+        elif spec["scorer"] == "label":
+            task["labels"] = tasks.catalogue()["tickets"]["labels"]
+        else:
+            task["abstention"] = tasks.catalogue()["qa"]["abstention"]
+        out.append(task)
+    return out
+
+
+def build_config(base_model: Path, files: dict[str, dict[str, Path]], out: Path, profile: str) -> Config:
+    """The LoRA SFT run config (written to ``out/quickstart.yaml`` so it can be rerun by hand)."""
+    from tunesmith.config.loader import dump_yaml
+
+    spec = recipe()["finetune"]
+    raw = {
+        **spec["config"],
+        "base_model": str(base_model),
+        "system_prompt": tasks.system_prompt(),
+        "datasets": [{"path": str(p)} for p in files["train"].values()],
+        "eval_datasets": [{"path": str(p)} for p in files["validation"].values()],
+        "test_datasets": [{"path": str(p)} for p in files["test"].values()],
+        "num_epochs": spec["profiles"][profile]["epochs"],
+        "eval_batch_size": recipe()["evaluate"]["batch_size"],
+        "eval_tasks": eval_tasks(files["test"]),
+        "output_dir": str(out / "run"),
+        "seed": recipe()["seed"],
+    }
+    config = config_from_dict(raw, source=str(out / "quickstart.yaml"))
+    (out / "quickstart.yaml").write_text(dump_yaml(config), "utf-8")
+    return config

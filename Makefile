@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	bash examples/demo/run.sh
+	HF_HUB_OFFLINE=1 $(BIN)/tunesmith quickstart --out outputs/quickstart
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider

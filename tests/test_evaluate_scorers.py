@@ -189,3 +189,16 @@ def test_empty_and_length_mismatch() -> None:
 
 def test_registry() -> None:
     assert SCORERS == {"json": score_json, "label": score_label, "grounded": score_grounded}
+
+
+def test_eval_task_config_errors_name_the_key():
+    from tunesmith.config import config_from_dict
+    from tunesmith.errors import ConfigError
+
+    raw = {"base_model": "m", "datasets": [{"path": "d.jsonl"}],
+           "eval_tasks": [{"name": "plan", "path": "t.jsonl", "scorer": "json"}]}
+    with pytest.raises(ConfigError, match=r"eval_tasks\[0\]: json_schema"):
+        config_from_dict(raw)
+    raw["eval_tasks"][0]["scorer"] = "jsn"
+    with pytest.raises(ConfigError, match=r"eval_tasks\[0\]\.scorer"):
+        config_from_dict(raw)

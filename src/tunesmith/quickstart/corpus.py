@@ -16,7 +16,7 @@ from typing import Any
 
 from tunesmith.quickstart import tasks
 
-VERSION = 3  # bump when the documents change: it is part of the base model's cache key
+VERSION = 4  # bump when the documents change: it is part of the base model's cache key
 
 
 def planning_doc(rng: random.Random, example: tasks.Example) -> str:
@@ -72,7 +72,7 @@ def documents(counts: dict[str, int], seed: int, render_chat: Any) -> list[str]:
     writers = {"planning": planning_doc, "tickets": ticket_doc, "qa": qa_doc}
     docs: list[str] = []
     for kind, writer in writers.items():
-        for example in tasks.draw(kind, counts.get(kind, 0), seed + 1, "train"):
+        for example in tasks.draw(kind, counts.get(kind, 0), seed + 1, "train", distinct=False):
             docs.append(writer(rng, example))
     turns = tasks.catalogue()["chat"]
     docs += [render_chat(chat_doc(rng, turns)) for _ in range(counts.get("chat", 0))]

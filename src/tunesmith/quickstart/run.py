@@ -56,13 +56,13 @@ def prepare_out_dir(out: Path) -> None:
 
 def run(options: QuickstartOptions, say: Callable[[str], None] = print) -> QuickstartResult:
     """Run every stage; returns the summary (also written to ``quickstart.json``) and the report path."""
+    out = options.out_dir
+    prepare_out_dir(out)  # before the heavy imports: a wrong --out fails at once
     from tunesmith import evaluate, merge, train
     from tunesmith.data import audit
     from tunesmith.data.audit.render import to_html
     from tunesmith.quickstart import base, report, summary, workspace
 
-    out = options.out_dir
-    prepare_out_dir(out)
     (out / MARKER).write_text(json.dumps({"status": "running"}), "utf-8")
     clock = _Clock(say)
     log = _Log(out / "quickstart.log")

@@ -142,7 +142,8 @@ def tickets(rng: random.Random) -> Iterator[Example]:
         fill = {name: rng.choice(values) for name, values in cat["fill"].items()}
         body = body.format(**fill)
         text = rng.choice(_GREETINGS) + body[0].upper() + body[1:] + rng.choice(_CLOSINGS)
-        yield Example("tickets", f"Ticket: {text}", label, f"ticket|{text}", (("label", label),))
+        # keyed by the body: the same complaint with another greeting is the same example
+        yield Example("tickets", f"Ticket: {text}", label, f"ticket|{body.lower()}", (("label", label), ("body", body)))
 
 
 # --- grounded QA over a spec sheet -----------------------------------------------------------
@@ -184,8 +185,8 @@ GENERATORS: dict[str, Callable[[random.Random], Iterator[Example]]] = {
 }
 
 
-def draw(task: str, count: int, seed: int, pool: str, max_tries: int = 200_000) -> list[Example]:
-    """``count`` distinct examples of ``task`` from ``pool`` ("train" or "held_out")."""
+def draw(task: str, count: int, seed: int, pool: str, max_tries: int = 200_000, distinct: bool = True) -> list[Example]:
+    """``count`` examples of ``task`` from ``pool`` ("train" or "held_out"), distinct by key unless not ``distinct``."""
     rng = random.Random(f"{task}:{seed}")
     seen: set[str] = set()
     out: list[Example] = []
@@ -194,7 +195,7 @@ def draw(task: str, count: int, seed: int, pool: str, max_tries: int = 200_000) 
             break
         if tries >= max_tries:
             raise RuntimeError(f"{task}: only {len(out)} distinct {pool} examples after {max_tries} draws")
-        if example.key in seen or held_out(example.key) != (pool == "held_out"):
+        if (distinct and example.key in seen) or held_out(example.key) != (pool == "held_out"):
             continue
         seen.add(example.key)
         out.append(example)

@@ -1,0 +1,79 @@
+"""`tunesmith quickstart --fast` end to end through the real CLI: artifacts, merge check, base < fine-tuned."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quickstart")
+    out, cache = root / "out", root / "cache"
+    proc = run_cli("quickstart", "--fast", "--out", str(out), "--cache-dir", str(cache), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, cache, proc
+
+
+def test_artifacts_exist(quick):
+    out, _, proc = quick
+    for name in ("report.html", "quickstart.json", "quickstart.yaml", "audit.html", "run/run.json",
+                 "run/model/adapter_config.json", "merged/config.json", "merged/chat_template.jinja",
+                 "eval/eval_base.json", "eval/eval_tuned.json", "eval/generations_tuned.jsonl",
+                 "data/test/planning.jsonl"):
+        assert (out / name).is_file(), name
+    assert "base vs fine-tuned" in proc.stdout and f"report: {out / 'report.html'}" in proc.stdout
+
+
+def test_merge_check_passed_and_fine_tuned_beats_base(quick):
+    summary = json.loads((quick[0] / "quickstart.json").read_text())
+    assert summary["merge"]["passed"] and summary["merge"]["max_abs_diff"] < 1e-3
+    assert summary["merge"]["prompts"] == 5
+    json_valid = summary["metrics"]["planning"]["metrics"]["json_valid"]
+    assert json_valid["tuned"] > json_valid["base"]
+    assert summary["improved"] is True
+    tickets = summary["metrics"]["tickets"]["metrics"]
+    assert tickets["valid_label_rate"]["tuned"] > tickets["valid_label_rate"]["base"]
+
+
+def test_report_is_self_contained_and_shows_both_models(quick):
+    page = (quick[0] / "report.html").read_text()
+    assert "<svg" in page and "polyline" in page
+    assert "https://" not in page and "<script" not in page
+    for text in ("json_valid", "macro_f1", "abstention_accuracy", "merge", "data fingerprint"):
+        assert text in page
+
+
+def test_base_is_a_normal_cached_model_folder(quick):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from tunesmith.quickstart import base
+
+    _, cache, _ = quick
+    again = base.ensure("fast", root=cache)
+    assert not again.built_now and again.card["parameters"] > 1_000_000
+    model = AutoModelForCausalLM.from_pretrained(str(again.path))
+    tok = AutoTokenizer.from_pretrained(str(again.path))
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert "<|im_start|>" in tok.chat_template
+    eos = GenerationConfig.from_pretrained(str(again.path)).eos_token_id
+    assert tok.convert_tokens_to_ids("<|im_end|>") in eos
+
+
+def test_chat_one_shot_uses_the_trained_template_and_prompt(quick):
+    out = quick[0]
+    request = json.loads((out / "data/test/planning.jsonl").read_text().splitlines()[0])["messages"][0]["content"]
+    proc = run_cli("chat", str(out), "--prompt", request, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    reply = json.loads(proc.stdout)  # the fine-tuned model answers a station request with JSON
+    assert set(reply) >= {"station", "takt_time_sec", "machines_required"}
+
+
+def test_refuses_a_foreign_non_empty_folder(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    proc = run_cli("quickstart", "--fast", "--out", str(tmp_path))
+    assert proc.returncode == 1 and "not a quickstart output" in proc.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -71,6 +71,17 @@ def test_invalid_json_in_a_json_set() -> None:
     assert "truncated_response" not in fired(audit_records(rows[:5] + rows[6:]))
 
 
+def test_json_replies_do_not_make_short_prose_look_cut_off() -> None:
+    # a multi-task set: JSON replies end in '}', which says nothing about how prose replies end
+    rows = [chat(k + 1, f"Plan station {k} of the line, please.",
+                 f'{{"station": "press {k}", "takt_time_sec": {k + 30}, "machines_required": {k % 4 + 1}}}')
+            for k in range(60)]
+    rows += [chat(100 + k, f"Spec sheet {k}: what is the footprint?", f"{k}.5 x 2.{k} m") for k in range(12)]
+    assert "truncated_response" not in fired(audit_records(rows))
+    rows[3] = chat(4, "Plan station 3 of the line, please.", '{"station": "press 3", "takt_time_sec"')
+    assert finding(audit_records(rows), "truncated_response").locations == ("train.jsonl:4",)
+
+
 def test_exact_duplicates_on_pair_prompt_and_response() -> None:
     base = clean_chat()
     p0, a0 = base[0].messages[0].content, base[0].messages[1].content

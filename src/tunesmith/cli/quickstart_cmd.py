@@ -19,8 +19,14 @@ def quickstart(
     fine-tuned on held-out data, merge and verify, and write DIR/report.html."""
     import os
 
+    import warnings
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rich.console import Console
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # weight loading/saving bars; tunesmith's own progress stays
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
     from tunesmith.quickstart.run import QuickstartOptions, run
 

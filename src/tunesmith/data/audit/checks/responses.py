@@ -105,9 +105,10 @@ def truncated_response(ctx: AuditContext) -> Finding | None:
         return None
     terminal, dangling = g["terminal_chars"], frozenset(g["dangling_words"])
     long_enough = [len(_WORD.findall(t)) >= g["min_words"] for t in texts]
-    judged = [t for t, ok in zip(texts, long_enough) if ok]
-    set_terminates = bool(judged) and sum(t[-1] in terminal for t in judged) / len(judged) >= g["terminal_share"]
     is_json = [_is_json(t) for t in texts]
+    # whether the prose ends in punctuation is judged on prose only: JSON replies end in '}'
+    judged = [t for t, ok, js in zip(texts, long_enough, is_json) if ok and not js]
+    set_terminates = bool(judged) and sum(t[-1] in terminal for t in judged) / len(judged) >= g["terminal_share"]
     json_set = sum(is_json) / len(texts) >= g["json_share"]
     reasons: Counter[str] = Counter()
     rows = []

@@ -77,3 +77,21 @@ def test_refuses_a_foreign_non_empty_folder(tmp_path):
     proc = run_cli("quickstart", "--fast", "--out", str(tmp_path))
     assert proc.returncode == 1 and "not a quickstart output" in proc.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_evaluate_command_reproduces_the_quickstart_numbers(quick):
+    out = quick[0]
+    proc = run_cli("evaluate", str(out / "quickstart.yaml"), "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads(proc.stdout)["model"]
+    summary = json.loads((out / "quickstart.json").read_text())
+    for task, entry in summary["metrics"].items():  # greedy decoding: the same replies, the same scores
+        assert again[task] == {name: value["tuned"] for name, value in entry["metrics"].items()}
+    assert (out / "run/eval/generations_model.jsonl").is_file()
+
+
+def test_merge_command_writes_a_verified_model(quick, tmp_path):
+    out = quick[0]
+    proc = run_cli("merge", str(out / "quickstart.yaml"), "--out", str(tmp_path / "merged"), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "passed" in proc.stdout and (tmp_path / "merged/model.safetensors").is_file()

@@ -69,6 +69,20 @@ def run(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Pat
     return MergeResult(out_dir, diff, tolerance, len(probes), time.perf_counter() - t0)
 
 
+def probe_prompts(config: Config, count: int = 5) -> list[list[Message]]:
+    """Prompts for the check: held-out task prompts taken in turn from each task, else training prompts."""
+    from itertools import zip_longest
+
+    from tunesmith.config import DatasetSpec
+    from tunesmith.data import ingest
+
+    specs = [[DatasetSpec(path=t.path)] for t in config.eval_tasks] or [list(config.datasets)]
+    groups = [ingest(group).records for group in specs]
+    mixed = [r for row in zip_longest(*groups) for r in row if r is not None and r.messages]
+    return [list(r.messages[:-1]) if r.messages[-1].role == "assistant" else list(r.messages)
+            for r in mixed[:count]]
+
+
 def raise_if_failed(result: MergeResult) -> None:
     if not result.passed:
         raise MergeCheckFailed(

@@ -83,7 +83,8 @@ def run(options: QuickstartOptions, say: Callable[[str], None] = print) -> Quick
         evals = {name: evaluate.run(config, path, name=name, out_dir=out / "eval")
                  for name, path in (("base", model.path), ("tuned", trained.model_dir))}
     with clock.stage("merge + verify"):
-        merged = merge.run(config, summary.probe_prompts(config), out_dir=out / "merged")
+        probes = merge.probe_prompts(config, base.recipe()["evaluate"]["merge_probes"])
+        merged = merge.run(config, probes, out_dir=out / "merged")
         say(f"merge check: max |logit diff| {merged.max_abs_diff:.2e} on {merged.prompts} prompts "
             f"({'passed' if merged.passed else 'FAILED'})")
     with clock.stage("report"):

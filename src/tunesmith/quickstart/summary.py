@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import json
 import platform
-from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from tunesmith import __version__
 from tunesmith.config import Config
-from tunesmith.data.records import Message
 from tunesmith.quickstart import report
 from tunesmith.quickstart.base import Base, recipe
 
 LOWER_IS_BETTER = {"false_abstention_rate"}
 TARGETS = {"json_valid_tuned": 0.9, "json_valid_base_max": 0.1, "macro_f1_tuned": 0.8, "total_seconds_max": 300}
-
-
-def probe_prompts(config: Config) -> list[list[Message]]:
-    """The merge check's prompts: test prompts taken in turn from each task."""
-    from tunesmith.data import ingest
-    from tunesmith.config import DatasetSpec
-
-    per_task = [ingest([DatasetSpec(path=t.path)]).records for t in config.eval_tasks]
-    mixed = [r for group in zip_longest(*per_task) for r in group if r is not None]
-    return [list(r.messages[:-1]) for r in mixed[: recipe()["evaluate"]["merge_probes"]]]
 
 
 def _metrics(evals: dict[str, Any]) -> dict[str, Any]:

@@ -202,3 +202,35 @@ def test_eval_task_config_errors_name_the_key():
     raw["eval_tasks"][0]["scorer"] = "jsn"
     with pytest.raises(ConfigError, match=r"eval_tasks\[0\]\.scorer"):
         config_from_dict(raw)
+
+
+def test_eval_task_schema_and_names_are_checked():
+    from tunesmith.config import config_from_dict
+    from tunesmith.errors import ConfigError
+
+    task = {"name": "plan", "path": "t.jsonl", "scorer": "json", "json_schema": {"type": "objekt"}}
+    raw = {"base_model": "m", "datasets": [{"path": "d.jsonl"}], "eval_tasks": [task]}
+    with pytest.raises(ConfigError, match="not a valid JSON Schema"):
+        config_from_dict(raw)
+    task["json_schema"] = {"type": "object"}
+    raw["eval_tasks"] = [task, dict(task)]
+    with pytest.raises(ConfigError, match="task names must be unique"):
+        config_from_dict(raw)
+
+
+def test_bad_gold_answers_fail_before_any_model_is_loaded(tmp_path):
+    import json as _json
+
+    from tunesmith import evaluate
+    from tunesmith.config import config_from_dict
+    from tunesmith.errors import DataError
+
+    rows = [{"messages": [{"role": "user", "content": "plan it"}, {"role": "assistant", "content": '{"a": 1}'}]},
+            {"messages": [{"role": "user", "content": "plan that"}, {"role": "assistant", "content": "not json"}]}]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    config = config_from_dict({"base_model": str(tmp_path / "no-model"), "datasets": [{"path": str(path)}],
+                               "eval_tasks": [{"name": "plan", "path": str(path), "scorer": "json",
+                                               "json_schema": {"type": "object"}}]})
+    with pytest.raises(DataError, match=r"test.jsonl:2: messages the gold answer is not a JSON object"):
+        evaluate.run(config)

@@ -56,32 +56,83 @@ def test_resolve_model_dir(tmp_path, tiny):
     assert infer.resolve_model_dir(tiny) == tiny
 
 
-def _adapter(tiny, out):
+def _adapter(tiny, out, info=None):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
+
+    from tunesmith.train.artifacts import save_result
 
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny)),
                            LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
-    model.save_pretrained(out)
-    infer.load(tiny).tokenizer.save_pretrained(out)
+    save_result(model, infer.load(tiny).tokenizer, out, info)
     return out
 
 
-def test_merge_matches_adapter_and_fails_loudly_when_it_does_not(tmp_path, tiny):
-    from tunesmith import merge
-    from tunesmith.merge.run import MergeCheckFailed, raise_if_failed
+def _config(tiny, tmp_path):
+    return config_from_dict({"base_model": str(tiny), "datasets": [{"path": "x.jsonl"}],
+                             "output_dir": str(tmp_path), "system_prompt": "Be brief."})
 
-    adapter = _adapter(tiny, tmp_path / "adapter")
-    config = config_from_dict({"base_model": str(tiny), "datasets": [{"path": "x.jsonl"}],
-                               "output_dir": str(tmp_path), "system_prompt": "Be brief."})
-    probes = [[Message("user", "hi")], [Message("user", "the quick brown fox")]]
-    result = merge.run(config, probes, adapter_dir=adapter, out_dir=tmp_path / "merged")
+
+PROBES = [[Message("user", "hi")], [Message("user", "the quick brown fox")]]
+
+
+def test_merge_matches_adapter_and_the_check_catches_a_tampered_merge(tmp_path, tiny):
+    from safetensors.torch import load_file, save_file
+
+    from tunesmith import merge
+
+    adapter = _adapter(tiny, tmp_path / "adapter", {"system_prompt": "Be brief."})
+    config = _config(tiny, tmp_path)
+    result = merge.run(config, PROBES, adapter_dir=adapter, out_dir=tmp_path / "merged")
     assert result.passed and 0 <= result.max_abs_diff < 1e-4 and result.prompts == 2
     assert not (tmp_path / "merged" / "adapter_config.json").exists()
-    assert json.loads((tmp_path / "merged" / "generation_config.json").read_text())["eos_token_id"] is not None
-    strict = merge.run(config, probes, adapter_dir=adapter, out_dir=tmp_path / "merged2", tolerance=-1.0)
-    with pytest.raises(MergeCheckFailed, match="differs from its adapter"):
-        raise_if_failed(strict)
+    assert infer.load(tmp_path / "merged").system_prompt == "Be brief."  # chat on merged/ keeps the prompt
+    # planted defect: the merged weights drift from what the adapter computes
+    weights = tmp_path / "merged" / "model.safetensors"
+    tensors = load_file(str(weights))
+    name = next(k for k in tensors if k.endswith("o_proj.weight"))
+    tensors[name] = tensors[name] + 0.05
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    bad = merge.verify(config, PROBES, adapter_dir=adapter, merged_dir=tmp_path / "merged")
+    assert not bad.passed and bad.max_abs_diff > 1e-3
+    with pytest.raises(merge.MergeCheckFailed, match="differs from its adapter"):
+        merge.raise_if_failed(bad)
+
+
+def test_merge_refuses_what_it_cannot_merge(tmp_path, tiny):
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith import merge
+
+    config = _config(tiny, tmp_path)
     with pytest.raises(TunesmithError, match="not an adapter"):
-        merge.run(config, probes, adapter_dir=tiny)
+        merge.run(config, PROBES, adapter_dir=tiny)
+    prompt = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny)),
+                            PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4))
+    prompt.save_pretrained(tmp_path / "prompt")
+    infer.load(tiny).tokenizer.save_pretrained(tmp_path / "prompt")
+    with pytest.raises(TunesmithError, match="cannot be merged"):
+        merge.run(config, PROBES, adapter_dir=tmp_path / "prompt")
+
+
+def test_adapter_finds_its_base_from_the_recorded_info_not_a_stale_relative_path(tmp_path, tiny):
+    adapter = _adapter(tiny, tmp_path / "adapter", {"base_model": str(tiny.resolve())})
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = "outputs/somewhere/else"  # relative to another working directory
+    (adapter / "adapter_config.json").write_text(json.dumps(cfg))
+    assert infer.load(adapter).kind == "adapter"
+    (adapter / "tunesmith_model.json").unlink()
+    with pytest.raises(TunesmithError, match="cannot load 'outputs/somewhere/else'"):
+        infer.load(adapter)
+
+
+def test_stop_ids_include_the_templates_end_of_turn_when_eos_differs(tmp_path):
+    tok = build_tokenizer(tmp_path, template_text("chatml"), IM)  # eos </s>, no pad token
+    build_model(tmp_path, tok, hidden=32)
+    loaded = infer.load(tmp_path)
+    assert set(loaded.tokenizer.convert_ids_to_tokens(loaded.eos_ids)) >= {"</s>", "<|im_end|>"}
+    replies = infer.generate(loaded.model, loaded.tokenizer, [[Message("user", "hi")], [Message("user", "a b c d")]],
+                             eos_ids=loaded.eos_ids, max_new_tokens=4, batch_size=2)
+    assert len(replies) == 2 and all("<|im_end|>" not in r for r in replies)

@@ -94,6 +94,14 @@ class EvalTaskSpec(_Strict):
     def _scorer_needs(self) -> "EvalTaskSpec":
         if self.scorer == "json" and self.json_schema is None:
             raise ValueError(f"json_schema: the json scorer needs a JSON Schema (task {self.name!r})")
+        if self.json_schema is not None:
+            from jsonschema.exceptions import SchemaError
+            from jsonschema.validators import validator_for
+
+            try:
+                validator_for(self.json_schema).check_schema(self.json_schema)
+            except SchemaError as exc:
+                raise ValueError(f"json_schema: not a valid JSON Schema: {exc.message}") from None
         return self
 
 
@@ -163,6 +171,9 @@ class Config(_Strict):
             raise ValueError(
                 f"val_set_size: a fraction must be < 1, a row count a whole number (got {self.val_set_size})"
             )
+        names = [t.name for t in self.eval_tasks]
+        if len(names) != len(set(names)):
+            raise ValueError(f"eval_tasks: task names must be unique (got {names})")
         if self.stride and self.stride >= self.sequence_len:
             raise ValueError(f"stride: must be < sequence_len ({self.sequence_len}) (got {self.stride})")
         return self

@@ -10,7 +10,7 @@ from typing import Any
 
 from tunesmith.config import Config, DatasetSpec, EvalTaskSpec
 from tunesmith.data.records import Record
-from tunesmith.errors import ConfigError
+from tunesmith.errors import ConfigError, DataError, RowError
 from tunesmith.evaluate.scorers import SCORERS, TaskScore
 
 
@@ -48,16 +48,22 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
     ``eval_<name>.json`` (metrics) and ``generations_<name>.jsonl`` to ``out_dir`` (default: the run).
     """
     from tunesmith import infer
+    from tunesmith.tokenize import load_tokenizer
 
     if not config.eval_tasks:
         raise ConfigError("eval_tasks: no held-out tasks to evaluate on")
-    loaded = loaded or infer.load(model or Path(config.output_dir) / "model")
+    tests = {spec.name: _test_records(spec) for spec in config.eval_tasks}  # bad files fail before any generation
+    # the run's tokenizer and template, so every model is prompted exactly as training rendered
+    tokenizer = load_tokenizer(config.base_model, config.chat_template)
+    target = model or Path(config.output_dir) / "model"
+    is_base = str(target) == config.base_model  # the base itself: not an adapter on top of it
+    loaded = loaded or infer.load(target, base_model=None if is_base else config.base_model, tokenizer=tokenizer)
     system = config.system_prompt if config.system_prompt is not None else loaded.system_prompt
     t0 = time.perf_counter()
     tasks: dict[str, TaskResult] = {}
     generated = 0
     for spec in config.eval_tasks:
-        records = _test_records(spec)
+        records = tests[spec.name]
         prompts = [r.messages[:-1] for r in records]
         golds = [r.messages[-1].content for r in records]
         outputs = infer.generate(loaded.model, loaded.tokenizer, prompts, eos_ids=loaded.eos_ids, system_prompt=system,
@@ -71,12 +77,34 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
 
 
 def _test_records(spec: EvalTaskSpec) -> list[Record]:
+    """The task's rows; each must end with an assistant answer the scorer can read."""
     from tunesmith.data import ingest
 
     records = ingest([DatasetSpec(path=spec.path)], method="sft").records
     if not records:
-        raise ConfigError(f"eval_tasks.{spec.name}.path: {spec.path} has no rows")
+        raise ConfigError(f"eval_tasks[{spec.name}].path: {spec.path} has no rows")
+    errors = [error for record in records if (error := _gold_error(spec, record)) is not None]
+    if errors:
+        raise DataError(errors, total_rows=len(records))
     return records
+
+
+def _gold_error(spec: EvalTaskSpec, record: Record) -> RowError | None:
+    def bad(message: str) -> RowError:
+        return RowError(record.source.file, record.source.row, "messages", message, record.source.line)
+
+    if record.kind != "sft" or not record.messages or record.messages[-1].role != "assistant":
+        return bad(f"must end with the assistant's gold answer (eval task {spec.name!r})")
+    gold = record.messages[-1].content
+    if spec.scorer == "json":
+        try:
+            ok = isinstance(json.loads(gold), dict)
+        except json.JSONDecodeError:
+            ok = False
+        return None if ok else bad(f"the gold answer is not a JSON object (json scorer, task {spec.name!r})")
+    if spec.scorer == "label" and spec.labels and gold.strip().casefold() not in {l.casefold() for l in spec.labels}:
+        return bad(f"gold label {gold!r} is not one of {spec.labels} (task {spec.name!r})")
+    return None
 
 
 def _score(spec: EvalTaskSpec, outputs: list[str], golds: list[str]) -> TaskScore:

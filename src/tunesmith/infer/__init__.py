@@ -5,6 +5,6 @@ renders prompts exactly as training did.
 """
 
 from tunesmith.infer.generate import generate, prompt_ids
-from tunesmith.infer.load import Loaded, load, resolve_model_dir
+from tunesmith.infer.load import Loaded, info, load, resolve_model_dir, stop_ids
 
-__all__ = ["Loaded", "generate", "load", "prompt_ids", "resolve_model_dir"]
+__all__ = ["Loaded", "generate", "info", "load", "prompt_ids", "resolve_model_dir", "stop_ids"]

@@ -27,10 +27,14 @@ def generate(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Messag
     Prompts are sorted by length and left-padded in batches, so padding stays small.
     """
     import torch
+    from transformers import GenerationConfig
 
     prompts = [prompt_ids(tokenizer, conv, system_prompt) for conv in conversations]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    # a fresh config: greedy means greedy, whatever sampling settings the model folder carries
+    greedy = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=list(eos_ids),
+                              pad_token_id=pad)
     replies: list[str] = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
@@ -38,8 +42,14 @@ def generate(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Messag
         ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch])
         mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch])
         with torch.inference_mode():
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=list(eos_ids), pad_token_id=pad)
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=greedy)
         for row, i in enumerate(batch):
-            replies[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+            replies[i] = _reply(tokenizer, out[row, width:].tolist(), eos_ids)
     return replies
+
+
+def _reply(tokenizer: Any, ids: list[int], eos_ids: Sequence[int]) -> str:
+    """The text up to the first stop token (what a server would return)."""
+    stops = set(eos_ids)
+    end = next((k for k, t in enumerate(ids) if t in stops), len(ids))
+    return str(tokenizer.decode(ids[:end], skip_special_tokens=True)).strip()

@@ -1,4 +1,4 @@
-"""Load a model folder written by tunesmith (or any Hugging Face causal LM folder)."""
+"""Load a model folder written by tunesmith (or any Hugging Face causal LM folder or hub id)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _CANDIDATES = ("", "merged", "model", "run/model")
 
 @dataclass
 class Loaded:
-    """A model ready to generate: the model (eval mode), its tokenizer and stop tokens."""
+    """A model ready to generate: the model (float32, eval mode), its tokenizer and stop tokens."""
 
     path: Path
     model: Any
@@ -25,50 +25,91 @@ class Loaded:
     system_prompt: str | None = None
 
 
-def resolve_model_dir(path: str | Path) -> Path:
-    """The model folder in ``path``: itself, ``merged/``, ``model/`` or ``run/model/``."""
+def resolve_model_dir(path: str | Path, prefer: tuple[str, ...] = _CANDIDATES) -> Path:
+    """The model folder in ``path``: itself, ``merged/``, ``model/`` or ``run/model/`` (``prefer`` order)."""
     root = Path(path)
     if not root.exists():
         raise TunesmithError(f"{root}: no such file or directory")
-    for sub in _CANDIDATES:
+    for sub in prefer:
         folder = root / sub if sub else root
         if (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file():
             return folder
     raise TunesmithError(
         f"{root}: no model found (looked for config.json or adapter_config.json in "
-        f"{', '.join(repr(s or '.') for s in _CANDIDATES)})"
+        f"{', '.join(repr(s or '.') for s in prefer)})"
     )
 
 
-def load(path: str | Path, base_model: str | None = None) -> Loaded:
-    """Load the model in ``path`` (see ``resolve_model_dir``) for generation, in float32 on CPU.
+def info(folder: Path) -> dict[str, Any]:
+    """``tunesmith_model.json`` of a folder tunesmith saved (base model, template, system prompt), else {}."""
+    from tunesmith.train.artifacts import MODEL_INFO
 
-    An adapter folder loads its base from ``adapter_config.json`` (or ``base_model``).
+    path = folder / MODEL_INFO
+    return json.loads(path.read_text("utf-8")) if path.is_file() else {}
+
+
+def load(path: str | Path, *, base_model: str | None = None, tokenizer: Any = None) -> Loaded:
+    """Load ``path`` (a folder, see ``resolve_model_dir``, or a hub id) for generation on CPU in float32.
+
+    An adapter loads on ``base_model``, else the base recorded at training time. ``tokenizer``
+    (e.g. the run's, with its configured template) replaces the folder's own.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoTokenizer
 
-    folder = resolve_model_dir(path)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    if (folder / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        adapter = json.loads((folder / "adapter_config.json").read_text("utf-8"))
-        base = AutoModelForCausalLM.from_pretrained(base_model or adapter["base_model_name_or_path"])
-        model, kind = PeftModel.from_pretrained(base, str(folder)), "adapter"
+    if not Path(path).exists() and "/" in str(path) and not str(path).startswith((".", "/")):
+        folder, meta = Path(str(path)), {}  # a hub id
     else:
-        model, kind = AutoModelForCausalLM.from_pretrained(str(folder)), "full"
+        folder = resolve_model_dir(path)
+        meta = info(folder)
+    tokenizer = tokenizer or _pretrained(AutoTokenizer, str(folder), str(folder))
+    if (folder / "adapter_config.json").is_file():
+        model, kind = _adapter(folder, base_model or meta.get("base_model")), "adapter"
+    else:
+        model, kind = _model(str(folder), str(folder)), "full"
     model.eval()
-    gen = GenerationConfig.from_pretrained(str(folder)) if (folder / "generation_config.json").is_file() else None
-    eos = gen.eos_token_id if gen is not None and gen.eos_token_id is not None else tokenizer.eos_token_id
-    eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-    return Loaded(folder, model, tokenizer, eos_ids, kind, _system_prompt(folder))
+    return Loaded(folder, model, tokenizer, stop_ids(folder, tokenizer), kind, meta.get("system_prompt"))
 
 
-def _system_prompt(folder: Path) -> str | None:
-    """The ``system_prompt`` the model was trained with, from the run's ``config.yaml``."""
-    import yaml
+def _adapter(folder: Path, base_model: str | None) -> Any:
+    from peft import PeftModel
 
-    for config in (folder / "config.yaml", folder.parent / "config.yaml", folder.parent / "run" / "config.yaml"):
-        if config.is_file():
-            return (yaml.safe_load(config.read_text("utf-8")) or {}).get("system_prompt")
-    return None
+    recorded = json.loads((folder / "adapter_config.json").read_text("utf-8")).get("base_model_name_or_path")
+    base = base_model or recorded
+    if not base:
+        raise TunesmithError(f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty; pass the base model")
+    return PeftModel.from_pretrained(_model(base, f"{folder}: its base model"), str(folder))
+
+
+def _model(path: str, what: str) -> Any:
+    """A causal LM in float32; an adapter folder as base is merged into its own base first."""
+    import torch
+
+    from tunesmith.train.model import load_pretrained
+
+    try:
+        return load_pretrained(path, {"dtype": torch.float32})
+    except (OSError, ValueError) as exc:
+        raise TunesmithError(f"{what}: cannot load '{path}': {str(exc).splitlines()[0]}") from None
+
+
+def _pretrained(cls: Any, path: str, what: str) -> Any:
+    try:
+        return cls.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise TunesmithError(f"{what}: cannot load the tokenizer: {str(exc).splitlines()[0]}") from None
+
+
+def stop_ids(folder: Path, tokenizer: Any) -> list[int]:
+    """EOS ids of the folder's generation config plus the template's end-of-turn tokens."""
+    from transformers import GenerationConfig
+
+    from tunesmith.train.artifacts import end_of_turn_ids
+
+    ids: list[int] = []
+    if (folder / "generation_config.json").is_file():
+        eos = GenerationConfig.from_pretrained(str(folder)).eos_token_id
+        ids += [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+    ids += [i for i in end_of_turn_ids(tokenizer) if i not in ids]
+    if not ids:
+        raise TunesmithError(f"{folder}: no stop token (no eos_token and no end-of-turn token in the template)")
+    return ids

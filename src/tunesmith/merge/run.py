@@ -40,33 +40,45 @@ class MergeResult:
 
 def run(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Path | None = None,
         out_dir: Path | None = None, tolerance: float = TOLERANCE) -> MergeResult:
-    """Merge ``adapter_dir`` (default: the run's ``model/``) into ``out_dir`` (default ``merged/``).
+    """Merge ``adapter_dir`` (default: the run's ``model/``) into ``out_dir`` (default ``merged/``), then ``verify``.
 
     ``probes`` are conversations ending with a user turn, rendered with the training template
     and ``config.system_prompt``. Returns the result whether or not the check passed; callers
     decide (``MergeResult.passed``, ``raise_if_failed``).
     """
-    from transformers import AutoModelForCausalLM
-
     from tunesmith import infer
     from tunesmith.train.artifacts import save_result
 
     t0 = time.perf_counter()
-    adapter_dir = adapter_dir or Path(config.output_dir) / "model"
+    folder = infer.resolve_model_dir(adapter_dir or Path(config.output_dir), prefer=("", "model", "run/model"))
     out_dir = out_dir or Path(config.output_dir) / "merged"
-    loaded = infer.load(adapter_dir)
+    loaded = infer.load(folder, base_model=config.base_model)
     if loaded.kind != "adapter":
-        raise TunesmithError(f"{adapter_dir}: not an adapter (no adapter_config.json): nothing to merge")
+        raise TunesmithError(f"{folder}: not an adapter (no adapter_config.json): nothing to merge")
+    if loaded.model.peft_config["default"].is_prompt_learning:
+        raise TunesmithError(f"{folder}: a {loaded.model.peft_config['default'].peft_type.value} adapter adds virtual "
+                             "tokens instead of weight deltas, so it cannot be merged; serve it as an adapter")
+    info = {**infer.info(folder), "base_model": None, "merged_from": str(folder.resolve())}
+    save_result(loaded.model.merge_and_unload(), loaded.tokenizer, out_dir, info)
+    result = verify(config, probes, adapter_dir=folder, merged_dir=out_dir, tolerance=tolerance)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def verify(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Path, merged_dir: Path,
+           tolerance: float = TOLERANCE) -> MergeResult:
+    """Load the adapter model and the merged folder from disk and compare their logits on ``probes``."""
+    from tunesmith import infer
+
+    t0 = time.perf_counter()
     if not probes:
         raise TunesmithError("merge: the check needs at least one probe prompt")
-    ids = [infer.prompt_ids(loaded.tokenizer, p, config.system_prompt) for p in probes]
-    expected = _logits(loaded.model, ids)
-    merged = loaded.model.merge_and_unload()
-    save_result(merged, loaded.tokenizer, out_dir)
-    reloaded = AutoModelForCausalLM.from_pretrained(str(out_dir)).eval()
-    actual = _logits(reloaded, ids)
+    adapter = infer.load(adapter_dir, base_model=config.base_model)
+    ids = [infer.prompt_ids(adapter.tokenizer, p, config.system_prompt) for p in probes]
+    expected = _logits(adapter.model, ids)
+    actual = _logits(infer.load(merged_dir).model, ids)
     diff = max(float((a - e).abs().max()) for a, e in zip(actual, expected))
-    return MergeResult(out_dir, diff, tolerance, len(probes), time.perf_counter() - t0)
+    return MergeResult(merged_dir, diff, tolerance, len(probes), time.perf_counter() - t0)
 
 
 def probe_prompts(config: Config, count: int = 5) -> list[list[Message]]:

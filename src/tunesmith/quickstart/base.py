@@ -4,8 +4,9 @@ A byte-level BPE tokenizer is trained on the project-written corpus (``corpus.py
 Llama is initialised at random, and tunesmith's own ``cpt`` stage pretrains it. The result is a
 normal Hugging Face model folder (config, safetensors, tokenizer with the ChatML template,
 generation config) under ``<cache>/base/<recipe hash>``, so it loads offline with
-``AutoModelForCausalLM.from_pretrained``. The hash covers the recipe, the catalogue, and the
-package version, so a changed recipe builds a new base instead of reusing a stale one.
+``AutoModelForCausalLM.from_pretrained``. The hash covers the recipe, the catalogue, the
+generators' source and the package version, so any change builds a new base instead of
+reusing a stale one (or one whose corpus saw what is now a test item).
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def cache_root() -> Path:
 def build_key(profile: str) -> str:
     """Hash of everything that determines the base's weights."""
     spec = recipe()["base"]
+    code = resources.files("tunesmith.quickstart")
     parts = {
         "version": __version__,
-        "corpus": corpus.VERSION,
+        # the generators' code decides the corpus and the held-out pool: any edit means a new base
+        "code": hashlib.sha256(b"".join(code.joinpath(f).read_bytes() for f in ("corpus.py", "tasks.py"))).hexdigest(),
         "seed": recipe()["seed"],
         "base": {k: v for k, v in spec.items() if k != "profiles"},
         "profile": spec["profiles"][profile],
@@ -69,7 +72,7 @@ class Base:
 
 def ensure(profile: str, say: Callable[[str], None] = print, root: Path | None = None) -> Base:
     """The cached base for ``profile``, building it first when it is not there yet."""
-    folder = (root or cache_root()) / "base" / build_key(profile)
+    folder = ((root or cache_root()) / "base" / build_key(profile)).resolve()
     if (folder / CARD).is_file():
         return Base(folder, False, json.loads((folder / CARD).read_text("utf-8")))
     work = folder.with_name(f".{folder.name}.building-{os.getpid()}")
@@ -80,9 +83,12 @@ def ensure(profile: str, say: Callable[[str], None] = print, root: Path | None =
         model = work / "run" / "model"
         shutil.copy(work / "run" / "metrics.jsonl", model / "pretraining_metrics.jsonl")
         (model / CARD).write_text(json.dumps(card, indent=2), "utf-8")
-        if folder.exists():  # another process finished first: keep theirs
+        try:
+            model.rename(folder)
+        except OSError:  # another process finished the same build first: use theirs
+            if not (folder / CARD).is_file():
+                raise
             return Base(folder, False, json.loads((folder / CARD).read_text("utf-8")))
-        model.rename(folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Base(folder, True, card)

@@ -16,8 +16,6 @@ from typing import Any
 
 from tunesmith.quickstart import tasks
 
-VERSION = 4  # bump when the documents change: it is part of the base model's cache key
-
 
 def planning_doc(rng: random.Random, example: tasks.Example) -> str:
     plan = tasks.Plan(**dict(example.facts))

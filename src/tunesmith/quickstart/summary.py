@@ -45,8 +45,7 @@ def collect(options: Any, base: Base, config: Config, trained: Any, evals: dict[
     seconds = float(run.get("train_runtime_s") or 0.0)
     seen = tok["tokens"] * float(config.num_epochs or 1)
     metrics = _metrics(evals)
-    primary = next(iter(metrics))
-    main = metrics[primary]["metrics"][metrics[primary]["main"]]
+    mains = [entry["metrics"][entry["main"]] for entry in metrics.values()]
     total = sum(s for _, s in stages)
     return {
         "profile": options.profile, "out_dir": str(options.out_dir), "tunesmith": __version__,
@@ -59,7 +58,8 @@ def collect(options: Any, base: Base, config: Config, trained: Any, evals: dict[
                      "train_seconds": seconds, "tokens_per_second": seen / seconds if seconds else None,
                      "data_fingerprint": run["data_fingerprint"]},
         "metrics": metrics,
-        "improved": main["tuned"] > main["base"],
+        # every task's headline metric at least as good, and at least one better
+        "improved": all(m["tuned"] >= m["base"] for m in mains) and any(m["tuned"] > m["base"] for m in mains),
         "merge": {"passed": merged.passed, "max_abs_diff": merged.max_abs_diff, "tolerance": merged.tolerance,
                   "prompts": merged.prompts, "path": str(merged.output_dir)},
         "stages": [list(s) for s in stages],

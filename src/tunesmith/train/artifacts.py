@@ -23,9 +23,24 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
     return ids
 
 
-def save_result(model: Any, tokenizer: Any, out: Path) -> Path:
-    """Adapter folder (or full model) + tokenizer + chat template + generation_config.json."""
+MODEL_INFO = "tunesmith_model.json"
+
+
+def model_info(config: Any) -> dict[str, Any]:
+    """What inference needs to reproduce training: the base (absolute when local), template, system prompt."""
+    base = Path(config.base_model)
+    return {"base_model": str(base.resolve()) if base.exists() else config.base_model,
+            "chat_template": config.chat_template, "system_prompt": config.system_prompt}
+
+
+def save_result(model: Any, tokenizer: Any, out: Path, info: dict[str, Any] | None = None) -> Path:
+    """Adapter folder (or full model) + tokenizer + chat template + generation_config.json,
+    and ``tunesmith_model.json`` (``info``: base model, template, system prompt) when given."""
+    import json
+
     out.mkdir(parents=True, exist_ok=True)
+    if info is not None:
+        (out / MODEL_INFO).write_text(json.dumps(info, indent=2), "utf-8")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     if tokenizer.chat_template:

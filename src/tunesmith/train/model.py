@@ -41,12 +41,13 @@ def load_base(config: Config) -> Any:
     if config.sample_packing:
         kwargs["attn_implementation"] = "sdpa"
     try:
-        return _load(config.base_model, kwargs)
+        return load_pretrained(config.base_model, kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"base_model: cannot load '{config.base_model}': {exc}") from None
 
 
-def _load(path: str, kwargs: dict[str, Any]) -> Any:
+def load_pretrained(path: str, kwargs: dict[str, Any]) -> Any:
+    """A causal LM from a folder or hub id; an adapter folder is merged into its base."""
     from transformers import AutoModelForCausalLM
 
     if (Path(path) / "adapter_config.json").is_file():

@@ -84,7 +84,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     from tunesmith.tokenize import Collator
     from tunesmith.train import model as models
     from tunesmith.train import trainers
-    from tunesmith.train.artifacts import save_result
+    from tunesmith.train.artifacts import model_info, save_result
 
     warnings: list[str] = []
 
@@ -114,7 +114,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
         trainer = trainers.build_sft(model, config, args, tok.train, tok.eval, collator, callbacks)
     start_from = _resume_point(rundir, resume, say)
     output = trainer.train(resume_from_checkpoint=start_from)
-    model_dir = save_result(trainer.model, tok.tokenizer, rundir.path / "model")
+    model_dir = save_result(trainer.model, tok.tokenizer, rundir.path / "model", model_info(config))
     best = trainer.state.best_metric
     rundir.update_run(
         status="completed", end_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), global_step=trainer.state.global_step,

@@ -38,6 +38,25 @@ def test_prompt_ids_are_the_training_prefix(tiny):
     assert enc.labels[len(prompt)] != IGNORE  # the first generated token is the first trained one
 
 
+def test_prompt_ids_with_tools_are_the_training_prefix(tiny):
+    tok = infer.load(tiny).tokenizer
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    user = [Message("user", "Weather in Paris?")]
+    enc = encode_chat([*user, Message("assistant", "sunny")], tok, tools=tools)
+    prompt = infer.prompt_ids(tok, user, tools=tools)
+    assert enc.input_ids[: len(prompt)] == prompt and enc.labels[len(prompt)] != IGNORE
+    assert len(prompt) > len(infer.prompt_ids(tok, user))  # the tool list is part of the prompt
+
+
+def test_eval_task_is_read_with_its_dataset_options():
+    from tunesmith.config import EvalTaskSpec
+
+    spec = EvalTaskSpec(name="qa", path="qa.jsonl", type="rag", instruction="Use the sheet.", scorer="grounded",
+                        abstention="Unknown")
+    dataset = spec.dataset()
+    assert (dataset.type, dataset.instruction, dataset.abstention) == ("rag", "Use the sheet.", "Unknown")
+
+
 def test_batched_generation_equals_one_at_a_time(tiny):
     loaded = infer.load(tiny)
     convs = [[Message("user", text)] for text in ("hi", "what is the capital of france please", "thanks")]

@@ -53,8 +53,11 @@ def test_base_is_a_normal_cached_model_folder(quick):
     from tunesmith.quickstart import base
 
     _, cache, _ = quick
+    stale = next((cache / "base").iterdir()).with_name(".fast-x.building-999999999")  # a killed build's leftovers
+    stale.mkdir()
     again = base.ensure("fast", root=cache)
     assert not again.built_now and again.card["parameters"] > 1_000_000
+    assert not stale.exists()
     model = AutoModelForCausalLM.from_pretrained(str(again.path))
     tok = AutoTokenizer.from_pretrained(str(again.path))
     assert type(model).__name__ == "LlamaForCausalLM"

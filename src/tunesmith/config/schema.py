@@ -78,17 +78,20 @@ class AuditConfig(_Strict):
     skip: list[str] = Field(default_factory=list, description="Audit checks not to run (by check name)")
 
 
-class EvalTaskSpec(_Strict):
-    """A held-out task: a file of conversations whose last assistant turn is the gold answer."""
+class EvalTaskSpec(DatasetSpec):
+    """A held-out task: a dataset (read with the same options as a training one) whose last
+    assistant turn is the gold answer, and how to score replies. ``labels`` is the label
+    scorer's label set (default: the golds seen); ``abstention`` the grounded scorer's refusal."""
 
     name: str = Field(min_length=1)
-    path: str = Field(description="Test file in any format tunesmith reads (sft rows)")
     scorer: Literal["json", "label", "grounded"]
     max_new_tokens: int = Field(128, gt=0)
     json_schema: dict[str, Any] | None = Field(None, description="json scorer: the schema replies must follow")
     tolerance: dict[str, float] = Field(default_factory=dict, description="json scorer: absolute tolerance per numeric field")
-    labels: list[str] | None = Field(None, description="label scorer: the label set (default: the golds seen)")
-    abstention: str = Field("Not found in context", description="grounded scorer: the abstention reply")
+
+    def dataset(self) -> DatasetSpec:
+        """The task's file as a dataset spec (so it is read exactly as training reads it)."""
+        return DatasetSpec(**self.model_dump(include=set(DatasetSpec.model_fields)))
 
     @model_validator(mode="after")
     def _scorer_needs(self) -> "EvalTaskSpec":

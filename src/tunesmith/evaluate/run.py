@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith.config import Config, DatasetSpec, EvalTaskSpec
+from tunesmith.config import Config, EvalTaskSpec
 from tunesmith.data.records import Record
 from tunesmith.errors import ConfigError, DataError, RowError
 from tunesmith.evaluate.scorers import SCORERS, TaskScore
@@ -67,7 +67,8 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
         prompts = [r.messages[:-1] for r in records]
         golds = [r.messages[-1].content for r in records]
         outputs = infer.generate(loaded.model, loaded.tokenizer, prompts, eos_ids=loaded.eos_ids, system_prompt=system,
-                                 max_new_tokens=spec.max_new_tokens, batch_size=config.eval_batch_size)
+                                 max_new_tokens=spec.max_new_tokens, batch_size=config.eval_batch_size,
+                                 tools=[r.tools for r in records])
         generated += sum(len(loaded.tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs)
         tasks[spec.name] = TaskResult(spec, _score(spec, outputs, golds), [p[-1].content for p in prompts],
                                       golds, outputs)
@@ -80,7 +81,7 @@ def _test_records(spec: EvalTaskSpec) -> list[Record]:
     """The task's rows; each must end with an assistant answer the scorer can read."""
     from tunesmith.data import ingest
 
-    records = ingest([DatasetSpec(path=spec.path)], method="sft").records
+    records = ingest([spec.dataset()], method="sft").records
     if not records:
         raise ConfigError(f"eval_tasks[{spec.name}].path: {spec.path} has no rows")
     errors = [error for record in records if (error := _gold_error(spec, record)) is not None]

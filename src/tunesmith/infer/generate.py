@@ -9,27 +9,30 @@ from tunesmith.data.records import Message
 from tunesmith.tokenize.spans import render
 
 
-def prompt_ids(tokenizer: Any, messages: Sequence[Message], system_prompt: str | None = None) -> list[int]:
-    """Token ids of the generation prompt: the training template's render of ``messages``
-    (with ``system_prompt`` prepended when they have no system turn, as training does) up to
-    where the assistant's reply starts."""
+def prompt_ids(tokenizer: Any, messages: Sequence[Message], system_prompt: str | None = None,
+               tools: Sequence[dict[str, Any]] = ()) -> list[int]:
+    """Token ids of the generation prompt: the training template's render of ``messages`` and
+    ``tools`` (with ``system_prompt`` prepended when they have no system turn, as training does)
+    up to where the assistant's reply starts."""
     from tunesmith.tokenize.rows import with_system_prompt
 
     turns = [m.to_dict() for m in with_system_prompt(tuple(messages), system_prompt)]
-    text = render(tokenizer, turns, add_generation_prompt=True)
+    text = render(tokenizer, turns, tools, add_generation_prompt=True)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def generate(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Message]], *, eos_ids: Sequence[int],
-             system_prompt: str | None = None, max_new_tokens: int = 128, batch_size: int = 32) -> list[str]:
-    """Greedy replies to ``conversations`` (each ends with a user turn), in input order.
+             system_prompt: str | None = None, max_new_tokens: int = 128, batch_size: int = 32,
+             tools: Sequence[Sequence[dict[str, Any]]] | None = None) -> list[str]:
+    """Greedy replies to ``conversations`` (each ends with a user turn; ``tools[i]`` its tool list), in input order.
 
     Prompts are sorted by length and left-padded in batches, so padding stays small.
     """
     import torch
     from transformers import GenerationConfig
 
-    prompts = [prompt_ids(tokenizer, conv, system_prompt) for conv in conversations]
+    tool_lists = tools if tools is not None else [()] * len(conversations)
+    prompts = [prompt_ids(tokenizer, conv, system_prompt, t) for conv, t in zip(conversations, tool_lists)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     # a fresh config: greedy means greedy, whatever sampling settings the model folder carries

@@ -73,6 +73,7 @@ class Base:
 def ensure(profile: str, say: Callable[[str], None] = print, root: Path | None = None) -> Base:
     """The cached base for ``profile``, building it first when it is not there yet."""
     folder = ((root or cache_root()) / "base" / build_key(profile)).resolve()
+    _sweep(folder.parent)
     if (folder / CARD).is_file():
         return Base(folder, False, json.loads((folder / CARD).read_text("utf-8")))
     work = folder.with_name(f".{folder.name}.building-{os.getpid()}")
@@ -92,6 +93,24 @@ def ensure(profile: str, say: Callable[[str], None] = print, root: Path | None =
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Base(folder, True, card)
+
+
+def _sweep(root: Path) -> None:
+    """Remove build folders left by killed builds (their process is gone)."""
+    for stale in root.glob(".*.building-*") if root.is_dir() else ():
+        pid = stale.name.rsplit("-", 1)[1]
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def build(profile: str, work: Path, say: Callable[[str], None]) -> dict[str, Any]:

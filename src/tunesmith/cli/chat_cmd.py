@@ -17,6 +17,9 @@ def chat(
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     from tunesmith import infer
     from tunesmith.data.records import Message
 

@@ -18,9 +18,12 @@ def evaluate(
     """Generate on every held-out task with the training template and system prompt, and score the replies."""
     import json
 
+    from transformers.utils import logging as hf_logging
+
     from tunesmith import evaluate as stage
     from tunesmith.config import load_config
 
+    hf_logging.disable_progress_bar()
     config = load_config(str(config_path), set_)
     out = Path(config.output_dir) / "eval"
     results = {"model": stage.run(config, model, name="model", out_dir=out)}

@@ -15,9 +15,12 @@ def merge(
     set_: list[str] = typer.Option([], "--set", help="Override a config key: key=value (dotted for nested)."),
 ) -> None:
     """Fold the adapter into the base, save a standalone model, and fail unless its logits equal the adapter's."""
+    from transformers.utils import logging as hf_logging
+
     from tunesmith import merge as stage
     from tunesmith.config import load_config
 
+    hf_logging.disable_progress_bar()
     config = load_config(str(config_path), set_)
     result = stage.run(config, stage.probe_prompts(config, probes), adapter_dir=adapter, out_dir=out)
     typer.echo(f"merged model: {result.output_dir}")

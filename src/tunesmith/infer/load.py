@@ -54,14 +54,12 @@ def load(path: str | Path, *, base_model: str | None = None, tokenizer: Any = No
     An adapter loads on ``base_model``, else the base recorded at training time. ``tokenizer``
     (e.g. the run's, with its configured template) replaces the folder's own.
     """
-    from transformers import AutoTokenizer
-
     if not Path(path).exists() and "/" in str(path) and not str(path).startswith((".", "/")):
         folder, meta = Path(str(path)), {}  # a hub id
     else:
         folder = resolve_model_dir(path)
         meta = info(folder)
-    tokenizer = tokenizer or _pretrained(AutoTokenizer, str(folder), str(folder))
+    tokenizer = tokenizer or _tokenizer(str(folder))
     if (folder / "adapter_config.json").is_file():
         model, kind = _adapter(folder, base_model or meta.get("base_model")), "adapter"
     else:
@@ -92,11 +90,13 @@ def _model(path: str, what: str) -> Any:
         raise TunesmithError(f"{what}: cannot load '{path}': {str(exc).splitlines()[0]}") from None
 
 
-def _pretrained(cls: Any, path: str, what: str) -> Any:
+def _tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
     try:
-        return cls.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise TunesmithError(f"{what}: cannot load the tokenizer: {str(exc).splitlines()[0]}") from None
+        raise TunesmithError(f"{path}: cannot load the tokenizer: {str(exc).splitlines()[0]}") from None
 
 
 def stop_ids(folder: Path, tokenizer: Any) -> list[int]:

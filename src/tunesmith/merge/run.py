@@ -40,7 +40,7 @@ class MergeResult:
 
 def run(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Path | None = None,
         out_dir: Path | None = None, tolerance: float = TOLERANCE) -> MergeResult:
-    """Merge ``adapter_dir`` (default: the run's ``model/``) into ``out_dir`` (default ``merged/``), then ``verify``.
+    """Merge ``adapter_dir`` (default: the run's ``model/``) into ``out_dir`` (default ``merged/``) and check it.
 
     ``probes`` are conversations ending with a user turn, rendered with the training template
     and ``config.system_prompt``. Returns the result whether or not the check passed; callers
@@ -50,6 +50,7 @@ def run(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Pat
     from tunesmith.train.artifacts import save_result
 
     t0 = time.perf_counter()
+    _require(probes)
     folder = infer.resolve_model_dir(adapter_dir or Path(config.output_dir), prefer=("", "model", "run/model"))
     out_dir = out_dir or Path(config.output_dir) / "merged"
     loaded = infer.load(folder, base_model=config.base_model)
@@ -58,11 +59,11 @@ def run(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Pat
     if loaded.model.peft_config["default"].is_prompt_learning:
         raise TunesmithError(f"{folder}: a {loaded.model.peft_config['default'].peft_type.value} adapter adds virtual "
                              "tokens instead of weight deltas, so it cannot be merged; serve it as an adapter")
+    ids = [infer.prompt_ids(loaded.tokenizer, p, config.system_prompt) for p in probes]
+    expected = _logits(loaded.model, ids)  # before merge_and_unload changes the base weights in place
     info = {**infer.info(folder), "base_model": None, "merged_from": str(folder.resolve())}
     save_result(loaded.model.merge_and_unload(), loaded.tokenizer, out_dir, info)
-    result = verify(config, probes, adapter_dir=folder, merged_dir=out_dir, tolerance=tolerance)
-    result.seconds = time.perf_counter() - t0
-    return result
+    return _compare(out_dir, ids, expected, tolerance, t0)
 
 
 def verify(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Path, merged_dir: Path,
@@ -71,14 +72,24 @@ def verify(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: 
     from tunesmith import infer
 
     t0 = time.perf_counter()
-    if not probes:
-        raise TunesmithError("merge: the check needs at least one probe prompt")
+    _require(probes)
     adapter = infer.load(adapter_dir, base_model=config.base_model)
     ids = [infer.prompt_ids(adapter.tokenizer, p, config.system_prompt) for p in probes]
-    expected = _logits(adapter.model, ids)
+    return _compare(merged_dir, ids, _logits(adapter.model, ids), tolerance, t0)
+
+
+def _require(probes: Sequence[Sequence[Message]]) -> None:
+    if not probes:
+        raise TunesmithError("merge: the check needs at least one probe prompt")
+
+
+def _compare(merged_dir: Path, ids: list[list[int]], expected: list[Any], tolerance: float, t0: float) -> MergeResult:
+    """Reload the merged folder from disk and compare its logits with ``expected``."""
+    from tunesmith import infer
+
     actual = _logits(infer.load(merged_dir).model, ids)
     diff = max(float((a - e).abs().max()) for a, e in zip(actual, expected))
-    return MergeResult(merged_dir, diff, tolerance, len(probes), time.perf_counter() - t0)
+    return MergeResult(merged_dir, diff, tolerance, len(ids), time.perf_counter() - t0)
 
 
 def probe_prompts(config: Config, count: int = 5) -> list[list[Message]]:

@@ -121,9 +121,10 @@ def build(profile: str, work: Path, say: Callable[[str], None]) -> dict[str, Any
     t0 = time.perf_counter()
     spec, seed = recipe()["base"], recipe()["seed"]
     counts = spec["profiles"][profile]["corpus"]
-    plain = corpus.documents(counts, seed, lambda messages: "\n".join(m["content"] for m in messages))
+    raw = corpus.documents(counts, seed)
+    plain = [d if isinstance(d, str) else "\n".join(m["content"] for m in d) for d in raw]
     tokenizer = train_tokenizer(plain, spec["tokenizer"]["vocab_size"])
-    docs = corpus.documents(counts, seed, lambda messages: tokenizer.apply_chat_template(messages, tokenize=False))
+    docs = [d if isinstance(d, str) else tokenizer.apply_chat_template(d, tokenize=False) for d in raw]
     with (work / "corpus.jsonl").open("w", encoding="utf-8") as fh:
         fh.writelines(json.dumps({"text": doc}) + "\n" for doc in docs)
     init_model(tokenizer, spec["model"], seed, work / "init")

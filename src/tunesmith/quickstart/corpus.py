@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
 
 from tunesmith.quickstart import tasks
 
@@ -61,18 +60,19 @@ def chat_doc(rng: random.Random, turns: list[list[str]]) -> list[dict[str, str]]
     return messages
 
 
-def documents(counts: dict[str, int], seed: int, render_chat: Any) -> list[str]:
+def documents(counts: dict[str, int], seed: int) -> list[str | list[dict[str, str]]]:
     """Documents per kind (``planning``, ``tickets``, ``qa``, ``chat``), shuffled deterministically.
 
-    ``render_chat(messages) -> str`` renders a conversation with the base's chat template.
+    Chat documents are conversations (messages), for the caller to render with the base's chat
+    template once its tokenizer exists; the others are text.
     """
     rng = random.Random(f"corpus:{seed}")
     writers = {"planning": planning_doc, "tickets": ticket_doc, "qa": qa_doc}
-    docs: list[str] = []
+    docs: list[str | list[dict[str, str]]] = []
     for kind, writer in writers.items():
         for example in tasks.draw(kind, counts.get(kind, 0), seed + 1, "train", distinct=False):
             docs.append(writer(rng, example))
     turns = tasks.catalogue()["chat"]
-    docs += [render_chat(chat_doc(rng, turns)) for _ in range(counts.get("chat", 0))]
+    docs += [chat_doc(rng, turns) for _ in range(counts.get("chat", 0))]
     rng.shuffle(docs)
     return docs

@@ -80,8 +80,9 @@ def prepare(base: Any, model: Any, speedups: Speedups) -> None:
     if speedups.padding_free:
         base.set_attn_implementation(varlen.register())
     if speedups.bf16_frozen_weights:
+        tied = model.get_input_embeddings().weight  # a head tied to the embedding stays fp32
         for module in model.modules():
-            if type(module) is torch.nn.Linear and not module.weight.requires_grad:
+            if type(module) is torch.nn.Linear and not module.weight.requires_grad and module.weight is not tied:
                 module.to(torch.bfloat16)
 
 

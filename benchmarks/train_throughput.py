@@ -33,6 +33,7 @@ import bench_assets as assets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "benchmarks" / "peers"
+DPO_RUNNERS = {"trl": "run_trl_dpo.py"}
 RUNNERS = {"trl": "run_trl_sft.py", "llamafactory": "run_llamafactory.py", "tunesmith": "run_tunesmith.py",
            "tunesmith_base": "run_tunesmith.py"}
 LABELS = {"trl": "TRL SFTTrainer script", "llamafactory": "LLaMA-Factory", "tunesmith": "tunesmith (this branch)",
@@ -60,7 +61,8 @@ def run_one(tool: str, spec: dict, python: str, work: Path, timeout: int, thread
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     with open(work / "log.txt", "w") as log:
-        proc = subprocess.Popen([python, str(PEERS / RUNNERS[tool]), str(work / "spec.json")], stdout=log,
+        runner = DPO_RUNNERS.get(tool, RUNNERS[tool]) if spec.get("stage") == "dpo" else RUNNERS[tool]
+        proc = subprocess.Popen([python, str(PEERS / runner), str(work / "spec.json")], stdout=log,
                                 stderr=subprocess.STDOUT, env=env, cwd=work)
         deadline = time.time() + timeout
         while True:
@@ -125,6 +127,8 @@ def main() -> None:
     parser.add_argument("--adapters", nargs="+", default=["lora"], choices=["lora", "full"])
     parser.add_argument("--tools", nargs="+", default=["trl", "llamafactory", "tunesmith"], choices=list(RUNNERS))
     parser.add_argument("--baseline-rev", help="also run tunesmith at this git revision (e.g. main)")
+    parser.add_argument("--method", choices=["sft", "dpo"], default="sft",
+                        help="dpo: TRL DPOTrainer script, LLaMA-Factory stage dpo, tunesmith method dpo on dpo_en_demo")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--seq", type=int, default=512)
@@ -153,8 +157,10 @@ def main() -> None:
             model_dir = models[model](args.cache)
             spec = {"model": str(model_dir), "pad_id": assets.pad_id(model_dir), "data_chat": str(data["chat"]),
                     "data_prompt_completion": str(data["prompt_completion"]), "lf_dataset_dir": str(data["dir"]),
-                    "lf_dataset": "bench_chat", "steps": args.steps, "seq": args.seq, "batch": args.batch,
-                    "adapter": adapter, "bf16": precision == "bf16", "lr": 2e-4 if adapter == "lora" else 2e-5}
+                    "data_preference": str(data["dpo"]), "stage": args.method,
+                    "lf_dataset": "bench_dpo" if args.method == "dpo" else "bench_chat", "steps": args.steps,
+                    "seq": args.seq, "batch": args.batch, "adapter": adapter, "bf16": precision == "bf16",
+                    "lr": 5e-6 if args.method == "dpo" else 2e-4 if adapter == "lora" else 2e-5}
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]
             for tool in order:
                 folder = work / f"{model}-{precision}-{adapter}-{tool}-{rep}"
@@ -172,7 +178,7 @@ def main() -> None:
         sub = [r for r in rows if (r["model"], r["precision"], r["adapter"]) == (model, precision, adapter)]
         summary = summarise(sub, tools)
         report.append({"model": model, "precision": precision, "adapter": adapter, "summary": summary})
-        print(table(f"{model}, {precision}, {'LoRA r 16' if adapter == 'lora' else 'full fine-tuning'}, "
+        print(table(f"{args.method.upper()}: {model}, {precision}, {'LoRA r 16' if adapter == 'lora' else 'full fine-tuning'}, "
                     f"seq {args.seq}, micro batch {args.batch}, {args.steps} steps, {args.reps} interleaved reps",
                     summary))
     print(f"\n(total {time.time() - t0:.0f} s; machine: {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f})")

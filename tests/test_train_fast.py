@@ -163,3 +163,22 @@ def test_fast_training_keeps_the_loss_curve(base, tmp_path):
         assert record["padding_free"] is on and record["fused_loss"] is on
         assert result.global_step == 6
     assert curves[True] == curves[False]
+
+
+def test_tokenization_reuses_the_audits_encodings(base, tmp_path):
+    from tunesmith import data, tokenize
+    from tunesmith.data import audit
+    from tunesmith.tokenize import chat
+
+    cfg = make_config(base, tmp_path)
+    dataset = data.run(cfg)
+    tokenizer = tokenize.load_tokenizer(cfg.base_model, cfg.chat_template)
+    plain = tokenize.run(cfg, dataset, tokenizer)
+    memo = chat.EncodeMemo()
+    audit.run(cfg, data=dataset, tokenizer=tokenizer, memo=memo)
+    audited = len(memo._done)
+    assert audited == len(dataset.train) + len(dataset.eval) > 0
+    cfg2 = make_config(base, tmp_path, output_dir=str(tmp_path / "other"))  # no cache hit
+    shared = tokenize.run(cfg2, dataset, tokenizer, memo)
+    assert len(memo._done) == audited  # nothing encoded twice
+    assert shared.train == plain.train and shared.eval == plain.eval

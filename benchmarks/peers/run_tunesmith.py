@@ -25,10 +25,12 @@ from tunesmith.train import run  # noqa: E402
 probe = Probe(spec["result"], spec["pad_id"])
 lora = spec["adapter"] == "lora"
 raw = {
-    "base_model": spec["model"], "datasets": [{"path": spec["data_chat"], "type": "chat"}], "output_dir": spec["out"],
+    "base_model": spec["model"], "output_dir": spec["out"],
+    "datasets": [{"path": spec["data_preference"], "type": "preference"} if spec.get("stage") == "dpo"
+                 else {"path": spec["data_chat"], "type": "chat"}],
     "method": spec.get("stage", "sft"), "adapter": "lora" if lora else "none", "sequence_len": spec["seq"],
     "micro_batch_size": spec["batch"], "max_steps": spec["steps"], "learning_rate": spec["lr"],
-    "warmup_ratio": 0.05, "lr_scheduler": "cosine", "bf16": spec["bf16"], "logging_steps": 1, "seed": 42,
+    "warmup_ratio": 0.1 if spec.get("stage") == "dpo" else 0.05, "lr_scheduler": "cosine", "bf16": spec["bf16"], "logging_steps": 1, "seed": 42,
     **spec.get("tunesmith", {}),
 }
 if lora:

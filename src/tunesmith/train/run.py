@@ -51,8 +51,10 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
     rundir.prepare(config, resume=resume, overwrite=overwrite)
     dataset = data.run(config)
     tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template)
-    _audit(config, dataset, tokenizer, say)
-    tok = tokenize.run(config, dataset, tokenizer)
+    memo = tokenize.EncodeMemo()  # the audit's encodings, reused by tokenization
+    _audit(config, dataset, tokenizer, say, memo)
+    tok = tokenize.run(config, dataset, tokenizer, memo)
+    del memo
     if tok.cache_hit:
         say("tokenized data: reused cache (same data, tokenizer and settings)")
     resolved = resolve(config, len(tok.train))
@@ -71,10 +73,10 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
         raise
 
 
-def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None]) -> None:
+def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None], memo: Any = None) -> None:
     from tunesmith.data import audit
 
-    report = audit.run(config, data=dataset, tokenizer=tokenizer)
+    report = audit.run(config, data=dataset, tokenizer=tokenizer, memo=memo)
     report.enforce(config.audit.fail_on)
     for finding in report.findings:
         if finding.severity in ("error", "warning"):

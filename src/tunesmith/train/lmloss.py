@@ -85,6 +85,8 @@ def trained_positions_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.
     """Mean (or sum / ``num_items_in_batch``) next-token CE at trained positions only."""
     positions, targets = shifted_targets(labels)
     flat = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)
+    if flat.dtype != head.weight.dtype and not torch.is_autocast_enabled(flat.device.type):
+        flat = flat.to(head.weight.dtype)  # as the head's own forward would need
     count = num_items_in_batch if num_items_in_batch is not None else max(int(targets.numel()), 1)
     scale = 1.0 / float(count)
     return _FusedLinearCrossEntropy.apply(flat, head.weight, head.bias, targets, scale, chunk)

@@ -100,6 +100,7 @@ class FastLossTrainer(Trainer):
     fused_loss_chunk = 1024
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
-        if return_outputs or not model.training or "labels" not in inputs:
+        # evaluation, and a model wrapped for distributed training (whose forward syncs gradients), take the plain path
+        if return_outputs or not model.training or "labels" not in inputs or self.accelerator.num_processes > 1:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         return lmloss.fused_loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)

@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lf-no-gc", action="store_true",
+                        help="turn off LLaMA-Factory's default gradient checkpointing (the others do not checkpoint)")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every tool (default: torch's choice)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per training process")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "tunesmith-bench")
@@ -159,7 +161,7 @@ def main() -> None:
                     "data_prompt_completion": str(data["prompt_completion"]), "lf_dataset_dir": str(data["dir"]),
                     "data_preference": str(data["dpo"]), "stage": args.method,
                     "lf_dataset": "bench_dpo" if args.method == "dpo" else "bench_chat", "steps": args.steps,
-                    "seq": args.seq, "batch": args.batch, "adapter": adapter, "bf16": precision == "bf16",
+                    "seq": args.seq, "batch": args.batch, "adapter": adapter, "lf_gradient_checkpointing": not args.lf_no_gc, "bf16": precision == "bf16",
                     "lr": 5e-6 if args.method == "dpo" else 2e-4 if adapter == "lora" else 2e-5}
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]
             for tool in order:

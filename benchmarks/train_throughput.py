@@ -161,7 +161,8 @@ def main() -> None:
                     "data_prompt_completion": str(data["prompt_completion"]), "lf_dataset_dir": str(data["dir"]),
                     "data_preference": str(data["dpo"]), "stage": args.method,
                     "lf_dataset": "bench_dpo" if args.method == "dpo" else "bench_chat", "steps": args.steps,
-                    "seq": args.seq, "batch": args.batch, "adapter": adapter, "lf_gradient_checkpointing": not args.lf_no_gc, "bf16": precision == "bf16",
+                    "seq": args.seq, "batch": args.batch, "adapter": adapter, "bf16": precision == "bf16",
+                    "lf_gradient_checkpointing": not args.lf_no_gc,
                     "lr": 5e-6 if args.method == "dpo" else 2e-4 if adapter == "lora" else 2e-5}
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]
             for tool in order:

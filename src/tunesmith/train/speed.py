@@ -67,6 +67,8 @@ def choose(config: Config, base: Any, model: Any, precision: Precision) -> Speed
     bf16_block = None
     if not precision.bf16:
         bf16_block = "not training in bf16"
+    elif not sft:
+        bf16_block = "only SFT/cpt (TRL's trainers are left as they are)"
     elif config.adapter != "lora":
         bf16_block = "only for LoRA (DoRA's norm and full fine-tuning need fp32 weights)"
     elif not fast_bf16():

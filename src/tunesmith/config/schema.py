@@ -151,6 +151,10 @@ class Config(_Strict):
     optimizer: str = "adamw_torch"
     bf16: Literal["auto", True, False] = "auto"
     gradient_checkpointing: bool | None = None
+    padding_free: Literal["auto", True, False] = Field(
+        "auto", description="SFT/cpt micro batches as one unpadded row, samples isolated (auto: where supported)")
+    fused_loss: Literal["auto", True, False] = Field(
+        "auto", description="LM head + loss only at trained positions, chunked (auto: where supported)")
     beta: float = Field(0.1, gt=0, description="DPO beta")
     loss_type: str = Field("sigmoid", description="DPO loss type (TRL's names)")
     # evaluation + checkpoints

@@ -66,11 +66,14 @@ def common_args(config: Config, resolved: Resolved, precision: Precision, out_di
 
 
 def build_sft(model: Any, config: Config, args: dict[str, Any], train: list[dict], eval_: list[dict],
-              collator: Any, callbacks: list[Any]) -> Trainer:
-    """SFT and continual pretraining: the plain transformers Trainer on pre-tokenized rows."""
+              collator: Any, callbacks: list[Any], fused_loss: bool = False) -> Trainer:
+    """SFT and continual pretraining: transformers' Trainer on pre-tokenized rows (its training
+    loss computed by ``lmloss`` at trained positions only when ``fused_loss``)."""
+    from tunesmith.train.speed import FastLossTrainer
+
     if config.early_stopping_patience and eval_:
         callbacks = [*callbacks, EarlyStoppingCallback(config.early_stopping_patience)]
-    trainer = Trainer(
+    trainer = (FastLossTrainer if fused_loss else Trainer)(
         model=model,
         args=TrainingArguments(**args, label_names=["labels"]),
         train_dataset=train,

@@ -7,6 +7,7 @@ cut by ``max_tokens`` (``finish_reason: length``) can be incomplete, as with any
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -22,10 +23,16 @@ _BITS = torch.arange(32, dtype=torch.int32)
 
 def compile_format(response_format: dict[str, Any] | None) -> str | None:
     """The llguidance grammar for a request's ``response_format`` (None for text); 400 when invalid."""
-    from llguidance import LLMatcher
-
     if not response_format or response_format.get("type") in (None, "text"):
         return None
+    return _compile(json.dumps(response_format, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)  # clients repeat the same schema; errors are not cached
+def _compile(text: str) -> str:
+    from llguidance import LLMatcher
+
+    response_format = json.loads(text)
     kind = response_format.get("type")
     if kind == "json_object":
         schema: Any = {"type": "object"}

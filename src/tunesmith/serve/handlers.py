@@ -47,17 +47,12 @@ class Generation:
     job: Job | None = None
     first_token: float | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Queue the sequences (429 when the queue is full)."""
         loop = asyncio.get_running_loop()
         emit = lambda event: loop.call_soon_threadsafe(self.events.put_nowait, event)  # noqa: E731
-        seqs = []
-        for k, prompt in enumerate(self.prompts):
-            for j in range(self.n):
-                matcher = (self.state.grammars.matcher(self.params.grammar, self.served.tokenizer, self.served.eos_ids)
-                           if self.params.grammar else None)
-                seqs.append(Seq(k * self.n + j, prompt, self.params, self.served, emit, matcher,
-                                self.state.models.vocab_size))
+        # grammar matchers can take a while to build (and the first one per tokenizer ~1 s): not on the loop
+        seqs = await asyncio.to_thread(self._seqs, emit) if self.params.grammar else self._seqs(emit)
         self.choices = [Choice() for _ in seqs]
         self.job = Job(seqs)
         try:
@@ -65,6 +60,16 @@ class Generation:
         except QueueFull:
             raise APIError(429, f"the server is busy ({self.state.config.max_queue} requests waiting); retry shortly",
                            code="queue_full", headers={"Retry-After": "1"}) from None
+
+    def _seqs(self, emit: Any) -> list[Seq]:
+        seqs = []
+        for k, prompt in enumerate(self.prompts):
+            for j in range(self.n):
+                matcher = (self.state.grammars.matcher(self.params.grammar, self.served.tokenizer, self.served.eos_ids)
+                           if self.params.grammar else None)
+                seqs.append(Seq(k * self.n + j, prompt, self.params, self.served, emit, matcher,
+                                self.state.models.vocab_size))
+        return seqs
 
     async def events_until_done(self) -> AsyncIterator[Event]:
         """Every event of every choice, until all have finished."""

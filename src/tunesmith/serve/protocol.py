@@ -115,10 +115,8 @@ def chat_choice(index: int, text: str, finish: str | None, tokens: list[TokenInf
             "logprobs": chat_logprobs(tokens) if tokens is not None else None, "finish_reason": finish}
 
 
-def chat_chunk_choice(event: Event, with_logprobs: bool, first: bool) -> dict[str, Any]:
-    delta: dict[str, Any] = {"role": "assistant", "content": event.text} if first else {"content": event.text}
-    if event.finish_reason is not None and not event.text and not first:
-        delta = {}
+def chat_chunk_choice(event: Event, with_logprobs: bool) -> dict[str, Any]:
+    delta: dict[str, Any] = {"content": event.text} if event.text or event.finish_reason is None else {}
     return {"index": event.index, "delta": delta,
             "logprobs": chat_logprobs(event.tokens) if with_logprobs else None,
             "finish_reason": event.finish_reason}

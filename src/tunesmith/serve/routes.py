@@ -36,7 +36,7 @@ async def chat_completions(body: p.ChatRequest, request: Request) -> Any:
               "system_prompt": None if has_system else served.system_prompt,
               "params": _log_params(body, params)}
     gen = Generation(state, request.state.request_id, "chat.completions", served, [prompt], params, body.n, fields)
-    gen.start()
+    await gen.start()
     if body.stream:
         return _stream(gen, body, request, _chat_chunks(gen, body))
     await gen.collect(_disconnected(request))
@@ -56,9 +56,9 @@ async def completions(body: p.CompletionRequest, request: Request) -> Any:
     params = _params(state, body, max(len(x) for x in prompts), body.max_tokens, body.logprobs, body.response_format)
     fields = {"prompt": json.dumps(body.prompt), "params": _log_params(body, params)}
     gen = Generation(state, request.state.request_id, "completions", served, prompts, params, body.n, fields)
-    texts = [served.tokenizer.decode(x) if isinstance(body.prompt, list) and body.prompt
-             and isinstance(body.prompt[0], int) else t for x, t in zip(prompts, _texts(body.prompt))]
-    gen.start()
+    by_ids = isinstance(body.prompt, list) and isinstance(body.prompt[0], int)
+    texts = [served.tokenizer.decode(x) for x in prompts] if by_ids else _texts(body.prompt)
+    await gen.start()
     if body.stream:
         return _stream(gen, body, request, _completion_chunks(gen, body, texts))
     await gen.collect(_disconnected(request))
@@ -91,7 +91,7 @@ def _params(state: State, body: p.CompletionRequest | p.ChatRequest, longest_pro
     stops = body.stops()
     if len(stops) > 4:
         raise APIError(400, "stop: at most 4 sequences", param="stop")
-    grammar = compile_format(response_format)
+    grammar = compile_format(response_format)  # cached per schema text, see grammar.py
     return Params(max_tokens=max_tokens or min(config.default_max_tokens, room), temperature=body.temperature,
                   top_p=body.top_p, seed=body.seed, stop=() if grammar else stops, logprobs=logprobs, grammar=grammar)
 
@@ -183,7 +183,7 @@ async def _chat_chunks(gen: Generation, body: p.ChatRequest) -> AsyncIterator[by
         yield sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
                                         "logprobs": None, "finish_reason": None}]})
     async for event in gen.events_until_done():
-        yield sse({**head, "choices": [p.chat_chunk_choice(event, body.logprobs, False)]})
+        yield sse({**head, "choices": [p.chat_chunk_choice(event, body.logprobs)]})
 
 
 async def _completion_chunks(gen: Generation, body: p.CompletionRequest, texts: list[str]) -> AsyncIterator[bytes]:

@@ -278,7 +278,8 @@ def test_health_metrics_and_request_ids(setup):
     assert float(line.split()[-1]) >= 1
 
 
-def test_a_client_that_disconnects_stops_its_generation(setup):
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_disconnects_stops_its_generation(setup, stream):
     import http.client
     from urllib.parse import urlsplit
 
@@ -286,17 +287,24 @@ def test_a_client_that_disconnects_stops_its_generation(setup):
     parts = urlsplit(server.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 500, "temperature": 1,
-            "stream": True}
+            "stream": stream}
     conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
-    response = conn.getresponse()
-    request_id = response.getheader("x-request-id")
-    response.fp.readline()  # the first event
+    if stream:
+        response = conn.getresponse()
+        request_id = response.getheader("x-request-id")
+        response.fp.readline()  # the first event
+    else:
+        deadline = time.monotonic() + 60
+        while not server.state.engine.active and time.monotonic() < deadline:
+            time.sleep(0.01)
+        request_id = None
     conn.sock.close()
     conn.close()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        rows = [r for r in serve.read_log(root / "log.sqlite") if r.id == request_id]
+        rows = [r for r in serve.read_log(root / "log.sqlite") if r.id == request_id or
+                (request_id is None and r.params.get("max_tokens") == 500 and not r.params.get("stream"))]
         if rows and not server.state.engine.active:
             break
         time.sleep(0.05)
-    assert rows and rows[0].finish_reason == "cancelled" and rows[0].completion_tokens < 500
+    assert rows and rows[-1].finish_reason == "cancelled" and rows[-1].completion_tokens < 500

@@ -24,7 +24,7 @@ def serve(
     api_key_env: str | None = typer.Option(None, "--api-key-env", help="Environment variable holding the API key clients must send (Authorization: Bearer KEY)."),
     db: Path = typer.Option(Path("serve.sqlite"), "--db", help="SQLite file for the request and feedback log."),
     name: str | None = typer.Option(None, "--name", help="The model name clients use (default: the folder name)."),
-    engine: str = typer.Option("tunesmith", "--engine", help="tunesmith (this process, CPU or GPU) or vllm (run vLLM on the same folder)."),
+    engine: str = typer.Option("tunesmith", "--engine", help="tunesmith (this process, on the CPU) or vllm (vLLM on the same folder, for GPUs)."),
     print_only: bool = typer.Option(False, "--print", help="With --engine vllm: print the command instead of running it."),
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Sequences decoded together."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests before 429."),

@@ -22,6 +22,8 @@ from tunesmith.serve.state import State
 
 GENERATION = {"/v1/chat/completions": "chat.completions", "/v1/completions": "completions"}
 OPEN_PATHS = {"/health"}
+PATHS = {*GENERATION, *OPEN_PATHS, "/metrics", "/v1/models", "/v1/feedback", "/v1/load_lora_adapter",
+         "/v1/unload_lora_adapter"}  # metric labels: anything else counts as "other"
 
 
 def create_app(state: State) -> FastAPI:
@@ -61,7 +63,8 @@ class _Guard:
             await _error_response(refusal)(scope, receive, send_with_id)
         else:
             await self.app(scope, self._limited(receive), send_with_id)
-        self.state.metrics.requests.labels(scope["path"], str(status["code"])).inc()
+        path = scope["path"] if scope["path"] in PATHS else "other"
+        self.state.metrics.requests.labels(path, str(status["code"])).inc()
 
     def _refuse(self, scope: dict[str, Any]) -> APIError | None:
         headers = dict(scope["headers"])
@@ -71,7 +74,9 @@ class _Guard:
             if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
                 return APIError(401, "Invalid or missing API key (Authorization: Bearer <key>)", code="invalid_api_key")
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.state.config.max_request_bytes):
+        if length is not None and not length.isdigit():
+            return APIError(400, "invalid Content-Length header")
+        if length is not None and int(length) > self.state.config.max_request_bytes:
             return _too_large(self.state.config.max_request_bytes)
         return None
 

@@ -9,6 +9,7 @@ thread between steps (``call``), so the weights never change under a forward.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
@@ -31,10 +32,14 @@ class QueueFull(Exception):
 
 
 class Job:
-    """The sequences of one request (``n`` choices, or several prompts), admitted together."""
+    """The sequences of one request (``n`` choices, or several prompts), admitted together.
 
-    def __init__(self, seqs: list[Seq]):
-        self.seqs = seqs
+    ``sink(events)`` runs on the event loop ``loop`` (one wake-up of that loop per engine step
+    for all its jobs, never one per token); without a loop it is called on the engine thread."""
+
+    def __init__(self, seqs: list[Seq], sink: Callable[[list[Event]], None],
+                 loop: asyncio.AbstractEventLoop | None = None):
+        self.seqs, self.sink, self.loop = seqs, sink, loop
         self.cancelled = False
         self.created = time.monotonic()
 
@@ -53,6 +58,7 @@ class Engine:
         self.jobs: dict[int, Job] = {}  # id(seq) -> its job, for cancellation
         self.batch: KVBatch | None = None
         self.steps = 0
+        self._touched: list[tuple[Seq, Job]] = []  # sequences that may have events to deliver
         self._calls: collections.deque[tuple[Callable[[], Any], Future[Any]]] = collections.deque()
         self._wake = threading.Condition()
         self._stopping = False
@@ -109,6 +115,21 @@ class Engine:
             except Exception as exc:  # a bug must fail the requests in flight, never kill the engine
                 logger.exception("engine step failed")
                 self._fail_all(f"internal error: {type(exc).__name__}: {exc}")
+            self._flush()
+
+    def _flush(self) -> None:
+        """Deliver the step's events: one call per event loop, carrying every job's events."""
+        by_loop: dict[Any, list[tuple[Job, list[Event]]]] = {}
+        for seq, job in self._touched:
+            if seq.outbox:
+                events, seq.outbox = seq.outbox, []
+                by_loop.setdefault(job.loop, []).append((job, events))
+        self._touched = []
+        for loop, items in by_loop.items():
+            if loop is None:
+                _deliver(items)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(_deliver, items)
 
     def _run_calls(self) -> None:
         while self._calls:
@@ -125,7 +146,7 @@ class Engine:
             while self.waiting and len(self.active) + len(new) + len(self.waiting[0].seqs) <= self.max_batch_size:
                 job = self.waiting.popleft()
                 if job.cancelled:
-                    self._release(job.seqs, "cancelled")
+                    self._release(job.seqs, "cancelled", job)
                     continue
                 for seq in job.seqs:
                     self.jobs[id(seq)] = job
@@ -154,6 +175,7 @@ class Engine:
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         keep = []
         for row, seq in enumerate(seqs):
+            self._touched.append((seq, self.jobs[id(seq)]))
             seq.accept(seq.choose(logits[row]), logprobs[row], self.models.max_len)
             if seq.finish_reason is None:
                 keep.append(row)
@@ -180,8 +202,11 @@ class Engine:
                 keep.append(row)
         self._shrink(keep)
 
-    def _release(self, seqs: list[Seq], reason: str | None) -> None:
+    def _release(self, seqs: list[Seq], reason: str | None, job: Job | None = None) -> None:
         for seq in seqs:
+            owner = job or self.jobs.get(id(seq))
+            if owner is not None:
+                self._touched.append((seq, owner))
             if reason is not None:
                 seq.cancel()
                 seq.emit(Event(seq.index, finish_reason=reason, completion_tokens=len(seq.tokens),
@@ -192,17 +217,24 @@ class Engine:
 
     def _fail_all(self, message: str) -> None:
         with self._wake:
-            pending = [s for job in self.waiting for s in job.seqs]
+            pending = [(s, job) for job in self.waiting for s in job.seqs]
             self.waiting.clear()
-        for seq in [*self.active, *pending]:
+        for seq, job in [*((s, self.jobs[id(s)]) for s in self.active), *pending]:
+            self._touched.append((seq, job))
             if seq.finish_reason is None:
                 seq.finish_reason = "error"
                 seq.emit(Event(seq.index, finish_reason="error", error=message))
             self.jobs.pop(id(seq), None)
             seq.served.users -= 1
         self.active, self.batch = [], None
+        self._flush()
 
     def _adapters(self, seqs: list[Seq]) -> list[str] | None:
         if not self.models.is_peft:
             return None
         return [s.served.adapter or BASE for s in seqs]
+
+
+def _deliver(items: list[tuple[Job, list[Event]]]) -> None:
+    for job, events in items:
+        job.sink(events)

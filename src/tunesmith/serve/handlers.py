@@ -41,6 +41,7 @@ class Generation:
     params: Params
     n: int
     log_fields: dict[str, Any]
+    stream: bool = False
     arrived: float = field(default_factory=time.time)
     choices: list[Choice] = field(default_factory=list)
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
@@ -49,25 +50,27 @@ class Generation:
 
     async def start(self) -> None:
         """Queue the sequences (429 when the queue is full)."""
-        loop = asyncio.get_running_loop()
-        emit = lambda event: loop.call_soon_threadsafe(self.events.put_nowait, event)  # noqa: E731
         # grammar matchers can take a while to build (and the first one per tokenizer ~1 s): not on the loop
-        seqs = await asyncio.to_thread(self._seqs, emit) if self.params.grammar else self._seqs(emit)
+        seqs = await asyncio.to_thread(self._seqs) if self.params.grammar else self._seqs()
         self.choices = [Choice() for _ in seqs]
-        self.job = Job(seqs)
+        self.job = Job(seqs, self._receive, asyncio.get_running_loop())
         try:
             self.state.engine.submit(self.job)
         except QueueFull:
             raise APIError(429, f"the server is busy ({self.state.config.max_queue} requests waiting); retry shortly",
                            code="queue_full", headers={"Retry-After": "1"}) from None
 
-    def _seqs(self, emit: Any) -> list[Seq]:
+    def _receive(self, events: list[Event]) -> None:
+        for event in events:
+            self.events.put_nowait(event)
+
+    def _seqs(self) -> list[Seq]:
         seqs = []
         for k, prompt in enumerate(self.prompts):
             for j in range(self.n):
                 matcher = (self.state.grammars.matcher(self.params.grammar, self.served.tokenizer, self.served.eos_ids)
                            if self.params.grammar else None)
-                seqs.append(Seq(k * self.n + j, prompt, self.params, self.served, emit, matcher,
+                seqs.append(Seq(k * self.n + j, prompt, self.params, self.served, self.stream, matcher,
                                 self.state.models.vocab_size))
         return seqs
 
@@ -123,7 +126,7 @@ class Generation:
         now = time.time()
         metrics = self.state.metrics
         metrics.latency.labels(self.endpoint).observe(now - self.arrived)
-        if self.first_token is not None:
+        if self.first_token is not None and self.stream:  # non-streaming replies arrive whole
             metrics.first_token.labels(self.endpoint).observe(self.first_token - self.arrived)
         metrics.prompt_tokens.inc(self.prompt_tokens)
         metrics.completion_tokens.inc(self.completion_tokens)

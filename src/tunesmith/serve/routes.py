@@ -35,7 +35,8 @@ async def chat_completions(body: p.ChatRequest, request: Request) -> Any:
     fields = {"messages": json.dumps([m.model_dump(exclude_none=True) for m in body.messages]),
               "system_prompt": None if has_system else served.system_prompt,
               "params": _log_params(body, params)}
-    gen = Generation(state, request.state.request_id, "chat.completions", served, [prompt], params, body.n, fields)
+    gen = Generation(state, request.state.request_id, "chat.completions", served, [prompt], params, body.n, fields,
+                     body.stream)
     await gen.start()
     if body.stream:
         return _stream(gen, body, request, _chat_chunks(gen, body))
@@ -55,7 +56,8 @@ async def completions(body: p.CompletionRequest, request: Request) -> Any:
     prompts = _prompts(served, body.prompt)
     params = _params(state, body, max(len(x) for x in prompts), body.max_tokens, body.logprobs, body.response_format)
     fields = {"prompt": json.dumps(body.prompt), "params": _log_params(body, params)}
-    gen = Generation(state, request.state.request_id, "completions", served, prompts, params, body.n, fields)
+    gen = Generation(state, request.state.request_id, "completions", served, prompts, params, body.n, fields,
+                     body.stream)
     by_ids = isinstance(body.prompt, list) and isinstance(body.prompt[0], int)
     texts = [served.tokenizer.decode(x) for x in prompts] if by_ids else _texts(body.prompt)
     await gen.start()

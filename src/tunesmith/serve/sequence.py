@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,12 +49,15 @@ class Event:
 
 
 class Seq:
-    """Generation state of one choice; ``emit`` receives its events (called on the engine thread)."""
+    """Generation state of one choice. Its events collect in ``outbox`` (the engine delivers them once
+    per step); without ``stream`` only the final event is produced, carrying the whole text."""
 
     def __init__(self, index: int, prompt: list[int], params: Params, served: ServedModel,
-                 emit: Callable[[Event], None], matcher: Any = None, vocab_size: int = 0):
-        self.index, self.prompt, self.params, self.served, self.emit = index, prompt, params, served, emit
+                 stream: bool = True, matcher: Any = None, vocab_size: int = 0):
+        self.index, self.prompt, self.params, self.served, self.stream = index, prompt, params, served, stream
         self.matcher, self.vocab_size = matcher, vocab_size
+        self.outbox: list[Event] = []
+        self._held: Event | None = None  # not streaming: text and tokens so far
         self.tokens: list[int] = []
         self.logprobs: list[float] = []
         self.text = ""  # decoded reply so far (stop string cut off once found)
@@ -110,6 +112,15 @@ class Seq:
         self.sent = max(self.sent, safe)
         if delta or info:
             self.emit(Event(self.index, delta, [info] if info else []))
+
+    def emit(self, event: Event) -> None:
+        if self._held is not None:
+            event.text, event.tokens = self._held.text + event.text, self._held.tokens + event.tokens
+            self._held = None
+        if self.stream or event.finish_reason is not None:
+            self.outbox.append(event)
+        else:
+            self._held = event
 
     def cancel(self) -> None:
         self.finish_reason = "cancelled"

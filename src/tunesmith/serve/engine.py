@@ -58,6 +58,7 @@ class Engine:
         self.jobs: dict[int, Job] = {}  # id(seq) -> its job, for cancellation
         self.batch: KVBatch | None = None
         self.steps = 0
+        self.admitting: list[Seq] = []
         self._touched: list[tuple[Seq, Job]] = []  # sequences that may have events to deliver
         self._calls: collections.deque[tuple[Callable[[], Any], Future[Any]]] = collections.deque()
         self._wake = threading.Condition()
@@ -153,8 +154,10 @@ class Engine:
                 new += job.seqs
         if not new:
             return
+        self.admitting = new  # failed with the active ones if the prefill raises
         batch, logits = KVBatch.prefill(self.models.model, [s.prompt for s in new], self.pad_id, self._adapters(new))
         keep = self._advance(new, logits)
+        self.admitting = []
         if keep:
             batch.keep(keep)
             if self.batch is None:
@@ -219,14 +222,15 @@ class Engine:
         with self._wake:
             pending = [(s, job) for job in self.waiting for s in job.seqs]
             self.waiting.clear()
-        for seq, job in [*((s, self.jobs[id(s)]) for s in self.active), *pending]:
+        running = [s for s in [*self.active, *self.admitting] if id(s) in self.jobs]
+        for seq, job in [*((s, self.jobs[id(s)]) for s in running), *pending]:
             self._touched.append((seq, job))
             if seq.finish_reason is None:
                 seq.finish_reason = "error"
                 seq.emit(Event(seq.index, finish_reason="error", error=message))
             self.jobs.pop(id(seq), None)
             seq.served.users -= 1
-        self.active, self.batch = [], None
+        self.active, self.admitting, self.batch = [], [], None
         self._flush()
 
     def _adapters(self, seqs: list[Seq]) -> list[str] | None:

@@ -51,6 +51,10 @@ class Generation:
     async def start(self) -> None:
         """Queue the sequences (429 when the queue is full)."""
         # grammar matchers can take a while to build (and the first one per tokenizer ~1 s): not on the loop
+        count, limit = len(self.prompts) * self.n, self.state.engine.max_batch_size
+        if count > limit:
+            raise APIError(400, f"n x prompts = {count} sequences; this server decodes at most {limit} together",
+                           param="n")
         seqs = await asyncio.to_thread(self._seqs) if self.params.grammar else self._seqs()
         self.choices = [Choice() for _ in seqs]
         self.job = Job(seqs, self._receive, asyncio.get_running_loop())

@@ -66,3 +66,18 @@ def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(engine):
     done, out = _submit(eng, infer.prompt_ids(loaded.tokenizer, [Message("user", "hi")], loaded.system_prompt), 4)
     assert done.wait(120) and out["reason"] in ("stop", "length") and out["error"] is None
     assert eng._thread.is_alive() and not eng.active and not eng.jobs
+
+
+def test_json_properties_are_written_in_the_schema_order(engine):
+    from tunesmith.serve.grammar import Grammars, compile_format
+
+    eng, _ = engine
+    served = eng.models.table[eng.models.base_name]
+    schema = {"type": "object", "properties": {"zeta": {"type": "integer"}, "alpha": {"type": "integer"}},
+              "required": ["zeta", "alpha"], "additionalProperties": False}
+    grammar = compile_format({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    tok, grammars = served.tokenizer, Grammars(eng.models.vocab_size)
+    for text, ok in (('{"zeta": 1, "alpha": 2}', True), ('{"alpha": 2, "zeta": 1}', False)):
+        matcher = grammars.matcher(grammar, tok, served.eos_ids)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert (matcher.validate_tokens(ids) == len(ids)) is ok, text

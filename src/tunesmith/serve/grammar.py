@@ -25,7 +25,7 @@ def compile_format(response_format: dict[str, Any] | None) -> str | None:
     """The llguidance grammar for a request's ``response_format`` (None for text); 400 when invalid."""
     if not response_format or response_format.get("type") in (None, "text"):
         return None
-    return _compile(json.dumps(response_format, sort_keys=True))
+    return _compile(json.dumps(response_format))  # key order kept: it is the order properties are written in
 
 
 @functools.lru_cache(maxsize=256)  # clients repeat the same schema; errors are not cached

@@ -1,7 +1,8 @@
 """``tunesmith.data.run(config)``: the data stage of a run.
 
 Ingests ``datasets`` (+ ``eval_datasets``, ``test_datasets``), applies ``on_bad_rows``
-(skip writes ``<output_dir>/rejected_rows.jsonl``), checks the record kinds fit the method,
+(skip keeps every bad row with its reason in ``DataResult.rejected``; ``train`` writes them to
+``<output_dir>/rejected_rows.jsonl``), checks the record kinds fit the method,
 and splits ``val_set_size`` off the training rows with ``seed`` when no eval data is given.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.config.schema import Config
-from tunesmith.data.ingest import Collected, collect, settle
+from tunesmith.data.ingest import Collected, Rejected, collect, settle
 from tunesmith.data.readers import DataSourceError
 from tunesmith.data.records import Record
 from tunesmith.errors import ConfigError, RowError
@@ -32,6 +33,7 @@ class DataResult:
     fingerprint: str
     formats: dict[str, str]
     errors: list[RowError] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
@@ -44,8 +46,7 @@ def run(config: Config) -> DataResult:
     parts = collect_splits(config)
     rejected = [r for part in parts.values() for r in part.rejected]
     rows = sum(part.rows for part in parts.values())
-    path = Path(config.output_dir) / "rejected_rows.jsonl" if config.on_bad_rows == "skip" else None
-    errors = settle(rejected, rows, config.on_bad_rows, path)
+    errors = settle(rejected, rows, config.on_bad_rows, None)
     for part in parts.values():
         check_kinds(part.records, config.method)
     train = parts["train"].records
@@ -64,6 +65,7 @@ def run(config: Config) -> DataResult:
         fingerprint=digest.hexdigest(),
         formats=formats_of(parts),
         errors=errors,
+        rejected=rejected,
     )
 
 

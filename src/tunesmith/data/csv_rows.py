@@ -31,7 +31,7 @@ class CsvRecord:
 def records(text: str, limit: int) -> Iterator[CsvRecord]:
     """Records of ``text`` (decoded with surrogateescape) after the header line."""
     lines = _LINE.findall(text)
-    reader = csv.reader(iter(lines))
+    reader = csv.reader(iter(lines), strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -46,7 +46,7 @@ def records(text: str, limit: int) -> Iterator[CsvRecord]:
 
 def _read_from(lines: list[str], start: int, header: list[str], limit: int) -> Iterator[CsvRecord]:
     """Records from line index ``start``; returns where to restart after a bad record (or the end)."""
-    reader = csv.reader(islice(lines, start, None))
+    reader = csv.reader(islice(lines, start, None), strict=True)  # strict: a mis-paired quote is an error
     while True:
         first = start + reader.line_num  # index of the record's first line
         try:
@@ -102,4 +102,6 @@ def _csv_problem(exc: csv.Error) -> str:
                 "store rows this long as JSONL or Parquet")
     if "NUL" in text:
         return "invalid CSV: the line contains a NUL byte"
+    if "expected after" in text or "unexpected end of data" in text:
+        return f"invalid CSV: {text} (an unbalanced quote? only this line was skipped)"
     return f"invalid CSV: {text}"

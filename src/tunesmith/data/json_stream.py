@@ -74,6 +74,7 @@ class _State:
         self.row = 0
         self.indent: int | None = None  # column at which elements start their line
         self.exhausted = False  # a bad element ran to the end of the file (already reported)
+        self.keys: frozenset[str] | None = None  # keys of the last good object row
 
     def run(self, pos: int) -> Iterator[Piece]:
         text, n = self.text, len(self.text)
@@ -106,15 +107,17 @@ class _State:
         try:
             value, end = rowcheck.decode(self.text, start)
         except json.JSONDecodeError as exc:
-            end = self._resync(start, exc.pos)
+            end, at_next = self._resync(start, exc.pos)
             self.exhausted = end >= len(self.text)
             yield self._bad(start, end, line, self._json_problem(exc, start, end))
-            return end, end < len(self.text) and self.text[end] not in ",]"
+            return end, at_next
         except RowProblem as exc:  # duplicate key or deep nesting: the element's extent is still JSON
             end = self._extent(start)
             yield self._bad(start, end, line, exc.message)
             return end, False
         self._learn_indent(start)
+        if isinstance(value, dict):
+            self.keys = frozenset(value)
         yield self._checked(start, end, line, value)
         return end, False
 
@@ -159,12 +162,13 @@ class _State:
         if not self.text[line_start:start].strip():
             self.indent = start - line_start
 
-    def _resync(self, start: int, error: int) -> int:
-        """Where the next element starts after a bad one at ``start`` (``len(text)``: nowhere)."""
+    def _resync(self, start: int, error: int) -> tuple[int, bool]:
+        """Where the bad element at ``start`` ends: the end of its brackets (False), or the start of
+        the next element (True; ``len(text)`` when there is none)."""
         end = self._balanced_end(start)
         if end is not None and end >= error and self._separator_after(end):
-            return end
-        return self._next_line_element(start, error)
+            return end, False
+        return self._next_line_element(start, error), True
 
     def _extent(self, start: int) -> int:
         """End of a syntactically valid element that failed a check (plain decode, else brackets)."""
@@ -198,29 +202,56 @@ class _State:
             pos += 1
 
     def _separator_after(self, end: int) -> bool:
+        """What follows a value can follow an element: ',', ']', the end, or (a missing comma) a value."""
         pos = skip_ws(self.text, end)
-        return pos >= len(self.text) or self.text[pos] in ",]" or (not self.array and self.text[pos] in "{[")
+        return pos >= len(self.text) or self.text[pos] in ",]{["
 
     def _next_line_element(self, start: int, error: int) -> int:
-        """The first later line starting at the elements' indentation with a whole, valid value."""
+        """The first later line that starts the next element: at the indentation the good elements
+        start at, or (none learned yet) at most as indented as this one and holding a whole value."""
         text = self.text
         first = text.rfind("\n", 0, max(error, start + 1)) + 1  # the line holding the error may start one
+        after_comma = re.compile(r"[ \t]*,?[ \t]*")
         start_col = start - (text.rfind("\n", 0, start) + 1)
         candidates = [first] if first > start else []
         for line_start in [*candidates, *self.lines.starts_after(max(error, start + 1))]:
-            pos = skip_ws(text, line_start)
+            pos = after_comma.match(text, line_start).end()  # type: ignore[union-attr]
             if pos >= len(text) or text[pos] != text[start] or self.lines.line(pos) != self.lines.line(line_start):
                 continue
             column = pos - line_start
-            if (column != self.indent) if self.indent is not None else (column > start_col):
+            if self.indent is not None:  # pretty-printed: a line at the rows' indentation starts the next row
+                if column == self.indent:
+                    return pos
+                continue
+            if column > start_col:
                 continue
             try:
-                _, end = rowcheck.PLAIN_DECODER.raw_decode(text, pos)
-            except (json.JSONDecodeError, RecursionError):
+                end: int | None = rowcheck.PLAIN_DECODER.raw_decode(text, pos)[1]
+            except json.JSONDecodeError:
                 continue
-            if self._separator_after(end):
+            except RecursionError:  # too deep to decode, but a whole value: the next row (reported as such)
+                end = self._balanced_end(pos)
+            if end is not None and self._separator_after(end):
                 return pos
-        return len(text)
+        return self._same_keys_element(start, error)
+
+    def _same_keys_element(self, start: int, error: int, tries: int = 200) -> int:
+        """Last resort (rows not on lines of their own): the next ``,{`` that opens an object with
+        the same keys as the last good row."""
+        if self.keys is None or self.text[start] != "{":
+            return len(self.text)
+        for match in re.finditer(r",\s*\{", self.text[max(error, start + 1):]):
+            pos = max(error, start + 1) + match.end() - 1
+            try:
+                value, end = rowcheck.PLAIN_DECODER.raw_decode(self.text, pos)
+            except (json.JSONDecodeError, RecursionError):
+                value, end = None, pos
+            if isinstance(value, dict) and frozenset(value) == self.keys and self._separator_after(end):
+                return pos
+            tries -= 1
+            if not tries:
+                break
+        return len(self.text)
 
     def _after_array(self, pos: int) -> Iterator[Piece]:
         """After the closing ']': nothing, or another array (its rows are read too), or an error."""

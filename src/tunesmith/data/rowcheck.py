@@ -155,6 +155,6 @@ def size_problem(size: int, limit: int) -> RowProblem | None:
     if not limit or size <= limit:
         return None
     return RowProblem(
-        f"is too large: {size / 1e6:.1f} MB > max_row_bytes {limit / 1e6:.1f} MB "
+        f"is too large: {size:,} bytes > max_row_bytes {limit:,} "
         "(raise max_row_bytes for this dataset if rows this big are intended)"
     )

@@ -57,7 +57,7 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
     try:
         return _prepare_and_train(config, rundir, plan, tokenizer, quiet, say)
     except BaseException as exc:
-        if (rundir.path / "run.json").is_file() and (plan.kind == "fresh" or rundir.read_run().get("status") == "running"):
+        if rundir.begun:  # a refused resume leaves the run's record as it was
             rundir.end_attempt("failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
 

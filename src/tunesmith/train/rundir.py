@@ -87,6 +87,7 @@ class RunDir:
     """An output directory owned by one run."""
 
     path: Path
+    begun: bool = False  # this process has claimed the directory (begin) and records its attempt
 
     @property
     def checkpoints(self) -> Path:
@@ -132,6 +133,7 @@ class RunDir:
                           start_time=_now())
         (self.path / "config.yaml").write_text(dump_yaml(config), encoding="utf-8")
         write_json_atomic(self.path / "run.json", record)
+        self.begun = True
 
     def end_attempt(self, status: str, **fields: Any) -> None:
         """Record the end of the current attempt (and the run's status) in run.json."""

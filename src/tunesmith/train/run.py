@@ -163,6 +163,7 @@ def _resume_point(rundir: RunDir, plan: resumes.Plan, say: Callable[[str], None]
     from tunesmith.train import metrics
 
     if plan.kind == "fresh":
+        say("training: starting at step 0")
         return None
     for removed in ckpt.discard_incomplete(rundir.checkpoints):
         say(f"discarded incomplete checkpoint {removed.name} (the run was killed while writing it)")

@@ -120,6 +120,9 @@ class RunDir:
         self._sweep()
         record = {} if plan.kind == "fresh" else self.read_run()
         attempts = list(record.get("attempts") or [])
+        for earlier in attempts:
+            if earlier.get("status") in ("starting", "running"):
+                earlier["status"] = "interrupted"  # killed: it never recorded its own end
         attempts.append({
             "attempt": len(attempts) + 1, "kind": plan.kind, "start_time": _now(), "pid": os.getpid(),
             "host": socket.gethostname(), "from_step": plan.step, "config_changes": plan.changes,

@@ -1,0 +1,63 @@
+"""How long `tunesmith train BAD.yaml` takes to report a config mistake, vs `tunesmith --help`.
+
+Each mistake is a load-time one (YAML syntax, duplicate key, unknown key, enumerated value
+checked against the installed transformers/TRL, wrong type, missing key): it must be reported
+before torch or transformers are imported. Wall time of the whole process, median of N runs;
+the baseline in the same run is `tunesmith --help` (the CLI's bare start-up).
+
+    .venv/bin/python benchmarks/config_errors.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TUNESMITH = str(Path(sys.executable).parent / "tunesmith")
+HEAD = "base_model: ./base\ndatasets:\n  - path: train.jsonl\n"
+MISTAKES = {
+    "lr_scheduler typo": HEAD + "lr_scheduler: cosin\n",
+    "optimizer typo": HEAD + "optimizer: adamw_torh\n",
+    "loss_type typo": HEAD + "method: dpo\nloss_type: sigmod\n",
+    "YAML tab": HEAD + "lora_r: 8\n\tlora_alpha: 16\n",
+    "duplicate key": HEAD + "learning_rate: 1.0e-4\nlearning_rate: 2.0e-4\n",
+    "unknown key": HEAD + "learning_rat: 1.0e-4\n",
+    "wrong type": HEAD + "micro_batch_size: two\n",
+    "missing base_model": "datasets:\n  - path: train.jsonl\n",
+}
+
+
+def wall(args: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    done = subprocess.run([TUNESMITH, *args], capture_output=True, text=True)
+    return time.perf_counter() - start, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    runs = parser.parse_args().runs
+    folder = Path(tempfile.mkdtemp())
+    wall(["--help"])  # warm the file cache
+    base = statistics.median(wall(["--help"])[0] for _ in range(runs))
+    print(f"tunesmith --help (baseline): {base:.2f} s (median of {runs})")
+    print("| mistake | exit | one line | seconds | ratio vs --help |\n|---|---|---|---|---|")
+    for name, text in MISTAKES.items():
+        path = folder / "bad.yaml"
+        path.write_text(text)
+        times = []
+        for _ in range(runs):
+            seconds, done = wall(["train", str(path)])
+            times.append(seconds)
+        lines = done.stderr.strip().splitlines()
+        median = statistics.median(times)
+        print(f"| {name} | {done.returncode} | {len(lines) == 1} | {median:.2f} | {median / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

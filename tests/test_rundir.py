@@ -175,3 +175,23 @@ def test_rejected_rows_from_every_stage(base, tmp_path) -> None:
         (10, "messages[0].content", "data"), (9, "messages", "tokenize"), (11, "messages", "tokenize")]
     assert entries[0]["reason"] == "is missing" and entries[0]["source"] == str(data)
     assert entries[1]["reason"].startswith("too_long: ") and entries[2]["reason"].startswith("no_trained_token: ")
+
+
+def test_base_model_files_changed_in_place_are_named(tmp_path) -> None:
+    from tunesmith.train.resume import Plan, verify
+    from tunesmith.train.rundir import base_fingerprint
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text('{"hidden_size": 64}')
+    weights = base / "model.safetensors"
+    weights.write_bytes(bytes(range(256)) * 5000)
+    before = base_fingerprint(str(base))
+    data = bytearray(weights.read_bytes())
+    data[1234567] ^= 1  # one bit
+    weights.write_bytes(bytes(data))
+    after = base_fingerprint(str(base))
+    assert before != after
+    plan = Plan("resume", record={"base_fingerprint": before, "data_fingerprint": "d", "tokenizer_fingerprint": "t"})
+    problems = verify(plan, {"base_fingerprint": after, "data_fingerprint": "d", "tokenizer_fingerprint": "t"})
+    assert len(problems) == 1 and problems[0].startswith("the base model's files changed")

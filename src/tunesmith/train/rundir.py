@@ -25,7 +25,8 @@ from tunesmith.train.resume import Plan
 __all__ = ["RunDir", "RunDirError", "base_fingerprint", "start_record", "write_json_atomic"]
 
 LIBRARIES = ("tunesmith", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers")
-_SAMPLE = 1 << 16  # bytes hashed at the start, middle and end of each large base-model file
+_WHOLE = 64 << 20  # base-model files up to this size are hashed whole
+_SAMPLE, _SAMPLES = 1 << 16, 32  # larger ones: 32 evenly spaced 64 KiB chunks (and their size)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -59,8 +60,9 @@ def git_commit(cwd: Path | None = None) -> str | None:
 
 
 def base_fingerprint(base_model: str) -> str:
-    """sha256 over a local base model folder's file names, sizes and sampled bytes (whole files up
-    to 1 MiB, else start/middle/end); a hub id stands for itself."""
+    """sha256 over a local base model folder's file names, sizes and bytes (files up to 64 MiB
+    whole; larger ones by 32 evenly spaced 64 KiB samples, so a run start stays fast on a
+    multi-GB model); a hub id stands for itself."""
     folder = Path(base_model).expanduser()
     digest = hashlib.sha256()
     if not folder.is_dir():
@@ -69,11 +71,12 @@ def base_fingerprint(base_model: str) -> str:
         size = path.stat().st_size
         digest.update(f"{path.relative_to(folder)}\0{size}\0".encode())
         with path.open("rb") as fh:
-            if size <= 16 * _SAMPLE:
-                digest.update(fh.read())
+            if size <= _WHOLE:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
                 continue
-            for offset in (0, size // 2, size - _SAMPLE):
-                fh.seek(offset)
+            for k in range(_SAMPLES):
+                fh.seek((size - _SAMPLE) * k // (_SAMPLES - 1))
                 digest.update(fh.read(_SAMPLE))
     return digest.hexdigest()
 

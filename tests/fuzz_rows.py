@@ -5,7 +5,7 @@ of alpaca rows, sharegpt, preference, CSV, Parquet, txt, a file mixing formats) 
 rows carry a unique ``good-<n>`` token and every defect is recorded as an :class:`Expected`
 (file, line or row). Defects: wrong roles, missing fields, wrong types, empty content, invalid
 UTF-8, truncated lines/files, duplicate keys, deep nesting, lone surrogate escapes, oversized
-rows, missing commas, unbalanced quotes/braces, NUL bytes, non-object rows.
+rows, missing commas, unbalanced quotes/braces, non-object rows.
 """
 
 from __future__ import annotations
@@ -229,6 +229,23 @@ def _parquet(corpus: Corpus, ids: _Ids, rng: random.Random, folder: Path, name: 
     corpus.specs.append({"path": str(folder / name), "max_row_bytes": LIMIT})
 
 
+def _parquet_text(corpus: Corpus, ids: _Ids, rng: random.Random, folder: Path, name: str, n: int) -> None:
+    """A text column holding invalid UTF-8 in some rows (Arrow stores the bytes; reading them fails)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = []
+    for i in range(n):
+        if rng.random() < 0.2:
+            values.append(b"bad \xff\xfe bytes")
+            corpus.expected.append(Expected(name, row=i + 1))
+        else:
+            values.append(f"Plain text document {ids.good(corpus)}.".encode())
+    table = pa.table({"text": pa.array(values, type=pa.binary()).view(pa.string())})
+    pq.write_table(table, folder / name, row_group_size=40)
+    corpus.specs.append({"path": str(folder / name), "type": "text", "max_row_bytes": LIMIT})
+
+
 def _txt(corpus: Corpus, ids: _Ids, rng: random.Random, folder: Path, name: str, n: int) -> None:
     lines: list[bytes] = []
     for _ in range(n):
@@ -265,4 +282,5 @@ def write_corpus(folder: Path, seed: int = 0, scale: int = 1) -> dict[str, Corpu
     pref = lambda t: {"prompt": f"P {t}", "chosen": f"Good {t}", "rejected": f"Bad {t}"}
     _jsonl(dpo, ids, rng, "preference.jsonl", pref, _preference_defects(), folder, 400 * scale)
     _txt(cpt, ids, rng, folder, "corpus.txt", 400 * scale)
+    _parquet_text(cpt, ids, rng, folder, "corpus.parquet", 200 * scale)
     return {"sft": sft, "dpo": dpo, "cpt": cpt}

@@ -155,16 +155,36 @@ def read_parquet(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]
     for group in range(parquet.num_row_groups):
         size = parquet.metadata.row_group(group).num_rows
         try:
-            values = [v for batch in parquet.iter_batches(batch_size=4096, row_groups=[group])
-                      for v in batch.to_pylist()]
+            table = parquet.read_row_group(group)
         except (pa.ArrowException, OSError, ValueError) as exc:
             yield RawRow(source, row + 1, None, None, f"rows {row + 1}-{row + size} (row group {group}) "
                          f"cannot be read: {' '.join(str(exc).split())[:200]}")
             row += size
             continue
-        for value in values:
+        for value in _parquet_values(table):
             row += 1
-            yield _parquet_row(source, row, value, spec.max_row_bytes)
+            if isinstance(value, UnicodeDecodeError):
+                yield RawRow(source, row, None, None, _utf8_problem(value.object[value.start], value.start + 1)
+                             .replace("at column", "at character"))
+            elif isinstance(value, Exception):
+                yield RawRow(source, row, None, None, f"cannot be read: {' '.join(str(value).split())[:200]}")
+            else:
+                yield _parquet_row(source, row, value, spec.max_row_bytes)
+
+
+def _parquet_values(table: Any) -> Iterator[Any]:
+    """The rows of a row group; when one can't be converted (invalid UTF-8 in a string column),
+    row by row, so only that row is lost (yielded as its exception)."""
+    try:
+        yield from table.to_pylist()
+        return
+    except (ValueError, TypeError):
+        pass
+    for i in range(table.num_rows):
+        try:
+            yield table.slice(i, 1).to_pylist()[0]
+        except (ValueError, TypeError) as exc:
+            yield exc
 
 
 def _parquet_row(source: str, row: int, value: Any, limit: int) -> RawRow:

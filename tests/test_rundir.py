@@ -104,6 +104,9 @@ def test_completed_run_is_a_no_op_and_extends_only_explicitly(base, tmp_path) ->
     assert code == 0 and "already holds this run, completed at step 2: nothing to do" in out, err
     code, out, err = run_main("train", str(cfg), "--quiet", "--resume", "--max-steps", "4")
     assert code == 0 and "done: 4 steps" in out, err
+    (tmp_path / "data" / "train.jsonl").write_text(rows(offset=50))  # new data, same config
+    code, out, err = run_main("train", str(cfg), "--quiet", "--max-steps", "4")
+    assert code == 1 and "its data files have changed since: --overwrite to train on the new data" in err
     assert steps_logged(tmp_path / "run") == [1, 2, 3, 4]
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert [(a["kind"], a["from_step"], a["config_changes"]) for a in record["attempts"]] == [

@@ -88,6 +88,15 @@ def collect(specs: list[DatasetSpec], method: str) -> Collected:
     return out
 
 
+def specs_fingerprint(specs: list[DatasetSpec], method: str) -> str:
+    """The fingerprint ``collect`` gives these specs, from the files' bytes alone (no row parsed)."""
+    digest = hashlib.sha256(f"method={method}".encode())
+    for spec in specs:
+        _, data_digest = open_rows(spec)  # the rows iterator is lazy: nothing is parsed
+        digest.update(spec.model_dump_json().encode() + data_digest.encode())
+    return digest.hexdigest()
+
+
 def settle(rejected: list[Rejected], rows: int, on_bad_rows: str, rejected_path: Path | None) -> list[RowError]:
     """Apply the bad-row policy; returns the skipped rows' errors."""
     if on_bad_rows not in ("error", "skip"):

@@ -7,7 +7,8 @@
 | an unfinished run with a complete checkpoint, same config | resume | resume | start over |
 | ... with a different config | refused, naming each difference | resume when every difference is safe (``SAFE_ON_RESUME``), else refused | start over |
 | an unfinished run without a complete checkpoint | start over | start over | start over |
-| a completed run, same config | nothing to do | nothing to do | start over |
+| a completed run, same config and data files | nothing to do | nothing to do | start over |
+| a completed run, same config, changed data files | refused | refused | start over |
 | a completed run, more ``max_steps`` / ``num_epochs`` | refused | extend from the last checkpoint | start over |
 
 After the data and tokenizer are loaded, a resume also compares the data, tokenizer and base
@@ -87,6 +88,9 @@ def decide(config: Config, path: Path, resume: bool, overwrite: bool) -> Plan:
 def _completed(config: Config, path: Path, record: dict[str, Any], changes: dict[str, list[Any]],
                done: list[Path], resume: bool) -> Plan:
     steps = record.get("global_step")
+    if not changes and _data_changed(config, record):
+        raise RunDirError(f"{path} holds a completed run ({steps} steps) of this config, but its data files have "
+                          "changed since: --overwrite to train on the new data, or choose another output_dir")
     if not changes:
         return Plan("done", f"{path} already holds this run, completed at step {steps}: nothing to do (to train "
                     "further: --resume --max-steps N; to start over: --overwrite)", record=record)
@@ -98,6 +102,15 @@ def _completed(config: Config, path: Path, record: dict[str, Any], changes: dict
     _check_length(config, changes, int(steps or 0))
     return Plan("extend", f"extending the completed run from {done[-1].name} (step {ckpt.step_of(done[-1])})",
                 done[-1], changes, record=record)
+
+
+def _data_changed(config: Config, record: dict[str, Any]) -> bool:
+    """The local data files no longer hash to the run's recorded data fingerprint (hub data: unknown)."""
+    from tunesmith.data.pipeline import local_fingerprint
+
+    recorded = record.get("data_fingerprint")
+    current = local_fingerprint(config) if recorded else None
+    return current is not None and current != recorded
 
 
 def _check_length(config: Config, changes: dict[str, list[Any]], step: int) -> None:

@@ -30,6 +30,27 @@ def cli():
     return run_cli
 
 
+def run_main(*args: str) -> tuple[int, str, str]:
+    """The CLI in this process (no start-up cost): (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from tunesmith.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["tunesmith", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
+
+
 def shared_path(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():

@@ -176,12 +176,13 @@ def test_label_outside_label_set(tmp_path: Path) -> None:
     ]
 
 
-def test_invalid_json_array_reports_line(tmp_path: Path) -> None:
+def test_invalid_json_array_reports_line_and_reads_later_rows(tmp_path: Path) -> None:
     path = tmp_path / "arr.json"
-    path.write_text('[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "a" "output": "b"}\n]\n')
-    message = only_error(path)
-    assert message.startswith(f"{path}:3: invalid JSON: Expecting ',' delimiter (column 23)")
-    assert "rows after it were not read" in message
+    path.write_text('[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "a" "output": "b"},\n'
+                    '  {"instruction": "c", "output": "d"}\n]\n')
+    assert only_error(path) == f"{path}:3: invalid JSON: Expecting ',' delimiter (column 23)"
+    result = ingest([DatasetSpec(path=str(path))], on_bad_rows="skip")
+    assert [(r.source.row, r.source.line) for r in result.records] == [(1, 2), (3, 4)]
 
 
 def test_truncated_json_array(tmp_path: Path) -> None:

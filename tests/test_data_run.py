@@ -57,12 +57,17 @@ def test_eval_datasets_replace_the_split(tmp_path: Path) -> None:
     assert (len(result.train), len(result.eval), len(result.test)) == (4, 2, 2)
 
 
-def test_skip_writes_rejected_rows_in_output_dir(tmp_path: Path) -> None:
+def test_skip_keeps_rejected_rows_for_the_run_directory(tmp_path: Path) -> None:
+    """The data stage returns every skipped row with its reason; `train` writes them to
+    <output_dir>/rejected_rows.jsonl (with tokenization's drops). Reading data never writes into
+    output_dir (audit and preview must not create a folder train would then refuse)."""
     chat_file(tmp_path / "train.jsonl", 6, bad=(1, 4))
     result = run(config(tmp_path, on_bad_rows="skip"))
     assert len(result.train) == 4 and result.skipped == 2
-    entries = [json.loads(x) for x in (tmp_path / "out" / "rejected_rows.jsonl").read_text().splitlines()]
-    assert [(e["line"], e["field"]) for e in entries] == [(2, "messages[1].role"), (5, "messages[1].role")]
+    entries = [json.loads(json.dumps(r.to_dict())) for r in result.rejected]
+    assert [(e["line"], e["field"], e["stage"]) for e in entries] == [(2, "messages[1].role", "data"),
+                                                                       (5, "messages[1].role", "data")]
+    assert not (tmp_path / "out").exists()
 
 
 def test_error_policy_raises_with_all_rows(tmp_path: Path) -> None:

@@ -101,7 +101,9 @@ def test_fully_masked_row_is_an_error_or_a_counted_drop(tmp_path: Path, chatml_t
     with pytest.raises(DataError, match="data.jsonl:2: messages no trained token: every label is -100"):
         run(_config(tmp_path), _data(records))
     result = run(_config(tmp_path, on_bad_rows="skip"), _data(records))
-    assert result.stats["rows"] == 1 and result.stats["dropped"] == {"bad_row": 1}
+    assert result.stats["rows"] == 1 and result.stats["dropped"] == {"no_trained_token": 1}
+    assert [(r["line"], r["field"], r["reason"].split(":")[0]) for r in result.rejected] == [
+        (2, "messages", "no_trained_token")]
     assert all(any(t != IGNORE for t in row["labels"]) for row in result.train)
 
 

@@ -173,15 +173,13 @@ def test_watchdog_stops_on_divergence(base, tmp_path, adapter):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
 
 
-def test_refuses_non_empty_run_dir_unless_overwrite(base, tmp_path):
+def test_refuses_a_foreign_folder_even_with_overwrite(base, tmp_path):
     cfg_path = _write_yaml(tmp_path, make_config(base, tmp_path, max_steps=1))
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("someone else's")
-    out = run_cli("train", str(cfg_path), "--quiet")
-    assert out.returncode == 1 and "output_dir is not empty" in out.stderr and "--overwrite" in out.stderr
-    again = run_cli("train", str(cfg_path), "--quiet", "--overwrite")
-    assert again.returncode == 0, again.stderr
-    assert not (tmp_path / "run" / "notes.txt").exists()
-    runs = run_cli("runs", str(tmp_path), "--json")
-    row = json.loads(runs.stdout.splitlines()[0])
-    assert row["status"] == "completed" and row["steps"] == 1 and row["method"] == "sft"
+    for flags in ((), ("--overwrite",)):
+        out = run_cli("train", str(cfg_path), "--quiet", *flags)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert "output_dir is not empty (notes.txt) and is not a tunesmith run directory" in out.stderr
+    assert (tmp_path / "run" / "notes.txt").read_text() == "someone else's"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]

@@ -1,19 +1,30 @@
 """User-facing errors.
 
 Every mistake a user can make (bad config, bad data, missing file) raises a subclass of
-:class:`TunesmithError`. The CLI prints its message without a traceback and exits 1;
-``--debug`` shows the traceback.
+:class:`TunesmithError`. The CLI prints its message without a traceback and exits
+:data:`EXIT_USER_ERROR`; any other exception is a bug in tunesmith: the CLI writes the
+traceback to a file, prints one line saying where, and exits :data:`EXIT_INTERNAL_ERROR`.
+``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+"""A mistake in the input (config, data, paths, run directory): fix it and run again."""
+EXIT_USAGE = 2
+"""The command line itself is wrong (unknown option, missing argument): click's code."""
+EXIT_INTERNAL_ERROR = 70
+"""A bug in tunesmith (EX_SOFTWARE): please report it with the written traceback."""
+EXIT_INTERRUPTED = 130
+
 
 class TunesmithError(Exception):
     """An error caused by user input; printed without a traceback."""
 
-    exit_code = 1
+    exit_code = EXIT_USER_ERROR
 
 
 class ConfigError(TunesmithError):

@@ -15,7 +15,7 @@ from tunesmith.cli import (
     audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, merge_cmd, preview_cmd, quickstart_cmd, runs_cmd,
     serve_cmd, train_cmd,
 )
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, TunesmithError
 
 app = typer.Typer(
     name="tunesmith",
@@ -64,20 +64,65 @@ app.command("config", help="Print the resolved config (defaults filled, aliases 
 
 
 def main() -> None:
+    """Run the CLI: user mistakes exit 1 without a traceback, bugs exit 70 with the traceback in a file."""
     try:
         app()
     except TunesmithError as exc:
         if _state["debug"]:
             raise
-        from rich.console import Console
-        from rich.markup import escape
-
-        # escape: messages quote user data and locations like "data.json[row 3]"
-        console = Console(stderr=True, highlight=False, soft_wrap=True)
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        _print_error(f"[bold red]error:[/] {_escape(str(exc))}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # a bug in tunesmith (or a library): never a bare traceback for the user
+        if _state["debug"]:
+            import traceback
+
+            traceback.print_exc()
+            sys.exit(EXIT_INTERNAL_ERROR)
+        where = _write_crash_report(exc)
+        head = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        _print_error(
+            f"[bold red]internal error:[/] {_escape(head[:300])}\n"
+            f"This is a bug in tunesmith, not a mistake in your input: please report it with the traceback "
+            f"written to {_escape(where)} (or rerun with --debug to see it here)."
+        )
+        sys.exit(EXIT_INTERNAL_ERROR)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _print_error(markup: str) -> None:
+    from rich.console import Console
+
+    # escape: messages quote user data and locations like "data.json[row 3]"
+    Console(stderr=True, highlight=False, soft_wrap=True).print(markup, markup=True)
+
+
+def _write_crash_report(exc: BaseException) -> str:
+    """The traceback, command line and versions in a file under the temp folder; returns its path."""
+    import os
+    import platform
+    import tempfile
+    import time
+    import traceback
+
+    name = f"tunesmith-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    path = os.path.join(tempfile.gettempdir(), name)
+    text = (
+        f"tunesmith {__version__}, Python {platform.python_version()}, {platform.platform()}\n"
+        f"command: {' '.join(sys.argv)}\n\n" + "".join(traceback.format_exception(exc))
+    )
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError:
+        return "(could not write the traceback file; rerun with --debug)"
+    return path
 
 
 if __name__ == "__main__":

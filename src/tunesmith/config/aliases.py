@@ -12,6 +12,15 @@ import yaml
 from tunesmith.errors import ConfigError
 
 
+class KeyProblem(ConfigError):
+    """A config key that cannot be used as written; ``path`` is where it was written (``datasets[0].tag``)."""
+
+    def __init__(self, path: str, message: str, shown: str | None = None):
+        super().__init__(f"{shown or path}: {message}")
+        self.path = path
+        self.message = message
+
+
 @cache
 def alias_table() -> dict[str, dict[str, dict[str, Any]]]:
     text = resources.files("tunesmith.config").joinpath("aliases.yaml").read_text("utf-8")
@@ -39,7 +48,7 @@ def translate_value(key: str, value: Any, level: str = "top") -> Any:
     if value in values:
         mapped = values[value]
         if mapped is None:
-            raise ConfigError(f"{key}: '{value}' ({spec['from']}) is not supported by tunesmith")
+            raise KeyProblem(key, f"'{value}' ({spec['from']}) is not supported by tunesmith")
         return mapped
     return value
 
@@ -47,7 +56,8 @@ def translate_value(key: str, value: Any, level: str = "top") -> Any:
 def canonicalize(raw: dict[str, Any], level: str, where: str = "") -> tuple[dict[str, Any], dict[str, str]]:
     """Rename aliased keys; return the new mapping and canonical -> original key names.
 
-    Raises ConfigError when one value is set under two names.
+    Raises KeyProblem when one value is set under two names; ``where`` prefixes key paths
+    (``datasets[0].``).
     """
     out: dict[str, Any] = {}
     origin: dict[str, str] = {}
@@ -55,11 +65,15 @@ def canonicalize(raw: dict[str, Any], level: str, where: str = "") -> tuple[dict
         key = str(key)
         canon = canonical_key(key, level)
         if canon in out:
-            raise ConfigError(
-                f"{where}{canon}: set twice, as '{origin[canon]}' and '{key}' "
-                f"(they are the same setting; keep one)"
+            raise KeyProblem(
+                f"{where}{key}",
+                f"set twice, as '{origin[canon]}' and '{key}' (they are the same setting; keep one)",
+                shown=f"{where}{canon}",
             )
-        out[canon] = translate_value(key, value, level)
+        try:
+            out[canon] = translate_value(key, value, level)
+        except KeyProblem as exc:
+            raise KeyProblem(f"{where}{key}", exc.message) from None
         origin[canon] = key
     return out, origin
 

@@ -6,6 +6,7 @@ Errors name the file, line, YAML path and offending value, e.g.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,16 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tunesmith.config import llamafactory
-from tunesmith.config.aliases import alias_table, canonical_key, canonicalize, did_you_mean, translate_value
+from tunesmith.config.aliases import (
+    KeyProblem, alias_table, canonical_key, canonicalize, did_you_mean, translate_value,
+)
 from tunesmith.config.schema import Config, DatasetSpec
 from tunesmith.config.yaml_lines import line_of
+from tunesmith.config.yaml_load import read_yaml
 from tunesmith.errors import ConfigError
 
 _DATASET_LISTS = ("datasets", "eval_datasets", "test_datasets")
+_KEYED_MESSAGE = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> Config:
@@ -26,19 +31,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
     text, source = "", "<config>"
     raw: dict[str, Any] = dict(base or {})
     if path is not None:
-        p = Path(path)
         source = str(path)
-        if not p.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        text = p.read_text("utf-8")
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        loaded, text = read_yaml(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a config must be a mapping of key: value (got {type(loaded).__name__})")
+            kind = "a list" if isinstance(loaded, list) else f"a {type(loaded).__name__}"
+            raise ConfigError(f"{path}:1: a config must be a mapping of key: value lines (got {kind})")
         raw.update(loaded)
     return config_from_dict(raw, overrides, source=source, text=text, base_dir=Path(path).parent if path else None)
 
@@ -50,19 +49,61 @@ def config_from_dict(
     text: str = "",
     base_dir: Path | None = None,
 ) -> Config:
-    data, origin = _canonical(raw, source)
+    try:
+        data, origin = _canonical(raw)
+    except KeyProblem as exc:
+        line = line_of(text, _loc_of(exc.path))
+        raise ConfigError(f"{source}:{line}: {exc}" if line else f"{source}: {exc}") from None
     _expand_llamafactory(data, base_dir)
     set_paths: set[str] = set()
     for item in overrides or []:
         set_paths.add(_apply_override(data, item))
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, text, origin, set_paths)) from None
+    config._origin = (source, text, origin, set_paths)
+    return config
 
 
-def _canonical(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, str]]:
-    data, origin = canonicalize(raw, "top", where=f"{source}: ")
+def located(config: Config, key: str, message: str) -> ConfigError:
+    """A ConfigError for ``key`` (a canonical path such as ``lora_target_modules``) of a loaded config,
+    naming the file and line it was set on (or ``--set``), as load-time errors do."""
+    origin = config._origin
+    if origin is None:
+        return ConfigError(f"{key}: {message}")
+    source, text, names, set_paths = origin
+    shown = names.get(key, key)
+    if key in set_paths:
+        return ConfigError(f"{source}: --set {shown}: {message}")
+    loc = _loc_of(shown)
+    line = line_of(text, loc) or (_first_line(text) if text else None)
+    prefix = f"{source}:{line}: " if line else f"{source}: "
+    return ConfigError(f"{prefix}{shown}: {message}")
+
+
+def _loc_of(path: str) -> list[Any]:
+    """``datasets[0].type`` -> ["datasets", 0, "type"]."""
+    out: list[Any] = []
+    for part in path.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            out.append(name)
+        for index in re.findall(r"(\d+)\]", "[" + rest if rest else ""):
+            out.append(int(index))
+    return out
+
+
+def _first_line(text: str) -> int:
+    """The first line holding a key (a missing top-level key is reported there)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith(("#", "---")):
+            return number
+    return 1
+
+
+def _canonical(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    data, origin = canonicalize(raw, "top")
     for key in _DATASET_LISTS:
         if isinstance(data.get(key), list):
             items = []
@@ -70,7 +111,7 @@ def _canonical(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[s
                 if isinstance(item, str):
                     item = {"path": item}
                 if isinstance(item, dict):
-                    item, sub = canonicalize(item, "dataset", where=f"{source}: {key}[{i}].")
+                    item, sub = canonicalize(item, "dataset", where=f"{key}[{i}].")
                     origin.update({f"{key}[{i}].{c}": f"{key}[{i}].{o}" for c, o in sub.items() if c != o})
                 items.append(item)
             data[key] = items
@@ -135,12 +176,16 @@ def _format_errors(
     lines: dict[str, int | None] = {}
     for err in exc.errors():
         loc = [p for p in err["loc"] if isinstance(p, int) or _is_field_name(p)]
+        msg = _message(err, loc)
+        keyed = _KEYED_MESSAGE.match(msg) if err["type"] == "value_error" else None
+        if keyed and not loc:  # a model-level check naming its key ("save_steps: must be ...")
+            loc, msg = _loc_of(keyed.group(1)), keyed.group(2)
         path = _path_str(loc)
         shown = origin.get(path, path)
-        msg = _message(err, loc)
         if msg not in seen.setdefault(shown, []):
             seen[shown].append(msg)
-        lines[shown] = None if path in set_paths else line_of(text, _original_loc(loc, origin))
+        line = None if path in set_paths else line_of(text, _original_loc(loc, origin))
+        lines[shown] = line or (_first_line(text) if text and path not in set_paths else None)
     out = []
     for shown, msgs in sorted(seen.items(), key=lambda kv: lines.get(kv[0]) or 0):
         where = f"--set {shown}" if shown in set_paths else shown or "(config)"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from tunesmith.config import choices
 
 DataType = Literal[
     "auto", "chat", "alpaca", "sharegpt", "preference", "kto", "text", "classification", "rag"
@@ -31,6 +33,9 @@ class DatasetSpec(_Strict):
     split: str = "train"
     name: str | None = Field(None, description="Hub dataset config name")
     data_files: list[str] | None = None
+    max_row_bytes: int = Field(
+        8 * 1024 * 1024, ge=0, description="Rows larger than this (bytes as stored) are rejected as too large; 0: no limit"
+    )
     text_unit: Literal["line", "paragraph", "file"] = Field(
         "line", description="How a .txt file is cut into documents"
     )
@@ -144,11 +149,11 @@ class Config(_Strict):
     num_epochs: float | None = Field(None, gt=0)
     max_steps: int = Field(-1, ge=-1)
     learning_rate: float | None = Field(None, gt=0)
-    lr_scheduler: str = "cosine"
+    lr_scheduler: str = Field("cosine", description="transformers' lr_scheduler_type names")
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(None, gt=0)
-    optimizer: str = "adamw_torch"
+    optimizer: str = Field("adamw_torch", description="transformers' optim names")
     bf16: Literal["auto", True, False] = "auto"
     gradient_checkpointing: bool | None = None
     padding_free: Literal["auto", True, False] = Field(
@@ -163,7 +168,7 @@ class Config(_Strict):
     save_total_limit: int | None = Field(2, gt=0)
     early_stopping_patience: int | None = Field(None, gt=0)
     logging_steps: int = Field(1, gt=0)
-    report_to: Literal["none", "tensorboard", "mlflow", "wandb", "trackio"] = "none"
+    report_to: str = Field("none", description="none or one of transformers' reporting integrations")
     # run
     output_dir: str = "./outputs/run"
     seed: int = 42
@@ -171,6 +176,14 @@ class Config(_Strict):
     # held-out evaluation
     eval_tasks: list[EvalTaskSpec] = Field(default_factory=list)
     eval_batch_size: int = Field(32, gt=0)
+    # where the config was read from (file, text, key names as written): for file:line in later errors
+    _origin: Any = PrivateAttr(default=None)
+
+    @field_validator("lr_scheduler", "optimizer", "report_to", "loss_type")
+    @classmethod
+    def _installed_choice(cls, value: str, info: Any) -> str:
+        default = cls.model_fields[info.field_name].default
+        return value if value == default else choices.check(info.field_name, value)
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "Config":
@@ -183,4 +196,8 @@ class Config(_Strict):
             raise ValueError(f"eval_tasks: task names must be unique (got {names})")
         if self.stride and self.stride >= self.sequence_len:
             raise ValueError(f"stride: must be < sequence_len ({self.sequence_len}) (got {self.stride})")
+        has_eval = bool(self.eval_datasets) or self.val_set_size > 0
+        if has_eval and self.save_steps and self.eval_steps and self.save_steps % self.eval_steps:
+            raise ValueError(f"save_steps: must be a multiple of eval_steps ({self.eval_steps}) to keep the best "
+                             f"checkpoint (got {self.save_steps})")
         return self

@@ -51,6 +51,12 @@ class Rejected:
     error: RowError
     raw: Any
 
+    def to_dict(self) -> dict[str, Any]:
+        """The rejected_rows.jsonl entry: source, row, line, field, reason, raw."""
+        e = self.error
+        return {"source": e.source, "row": e.row, "line": e.line, "field": e.field, "reason": e.message,
+                "stage": "data", "raw": self.raw}
+
 
 @dataclass
 class Collected:
@@ -82,6 +88,15 @@ def collect(specs: list[DatasetSpec], method: str) -> Collected:
     return out
 
 
+def specs_fingerprint(specs: list[DatasetSpec], method: str) -> str:
+    """The fingerprint ``collect`` gives these specs, from the files' bytes alone (no row parsed)."""
+    digest = hashlib.sha256(f"method={method}".encode())
+    for spec in specs:
+        _, data_digest = open_rows(spec)  # the rows iterator is lazy: nothing is parsed
+        digest.update(spec.model_dump_json().encode() + data_digest.encode())
+    return digest.hexdigest()
+
+
 def settle(rejected: list[Rejected], rows: int, on_bad_rows: str, rejected_path: Path | None) -> list[RowError]:
     """Apply the bad-row policy; returns the skipped rows' errors."""
     if on_bad_rows not in ("error", "skip"):
@@ -97,16 +112,15 @@ def settle(rejected: list[Rejected], rows: int, on_bad_rows: str, rejected_path:
     return errors
 
 
-def write_rejected(path: Path, rejected: list[Rejected]) -> None:
-    """One JSON object per skipped row: source, row, line, field, reason, raw."""
+def write_rejected(path: Path, rejected: list[Rejected], more: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
+    """One JSON object per left-out row (source, row, line, field, reason, stage, raw): the data
+    stage's ``rejected`` and ``more`` entries (rows tokenization dropped), written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for item in rejected:
-            e = item.error
-            entry = {
-                "source": e.source, "row": e.row, "line": e.line, "field": e.field, "reason": e.message, "raw": item.raw
-            }
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for entry in [*(item.to_dict() for item in rejected), *more]:
             fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
 
 
 def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: Collected) -> str:
@@ -116,7 +130,7 @@ def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: C
     for raw in rows:
         out.rows += 1
         if raw.error is not None:
-            out.rejected.append(_reject(raw, None, raw.error))
+            out.rejected.append(_reject(raw, raw.field, raw.error))
         elif not isinstance(raw.data, dict):
             out.rejected.append(_reject(raw, None, f"row must be a JSON object {got(raw.data)}"))
         elif fmt is None:  # not reached: every usable row was in the detection sample

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from tunesmith.config.aliases import did_you_mean
+from tunesmith.data import rowcheck
 from tunesmith.data.records import ROLES, Message, ToolCall
 from tunesmith.data.rows import FUNCTION_CALL, FieldError, ParseContext, got, structured, weight
 
@@ -45,7 +46,7 @@ def _message(item: Any, field: str, index: int | None, ctx: ParseContext) -> Mes
         if not isinstance(item, dict):
             raise FieldError(_at(field, index), f"must be an object with role and content {got(item)}")
     role_key = "role" if "role" in item else ctx.spec.role_tag
-    content_key = "content" if "content" in item else ctx.spec.content_tag
+    content_key = _content_key(item, role_key, ctx)
     raw_role = item.get(role_key)
     role = ctx.roles.get(raw_role) if isinstance(raw_role, str) else None
     if role is None:
@@ -64,7 +65,8 @@ def _message(item: Any, field: str, index: int | None, ctx: ParseContext) -> Mes
     if reasoning is None and ("reasoning_content" in item or "reasoning" in item or "thinking" in item):
         reasoning = _reasoning(item, _at(field, index))
     if not calls and not content.strip():
-        raise FieldError(f"{_at(field, index)}.{content_key}", "is empty")
+        problem = "is empty" if content_key in item else "is missing"
+        raise FieldError(f"{_at(field, index)}.{content_key}", problem)
     loss = next((k for k in ("loss_weight", "weight") if item.get(k) is not None), None)
     name = item.get("name")
     return Message(
@@ -75,6 +77,16 @@ def _message(item: Any, field: str, index: int | None, ctx: ParseContext) -> Mes
         reasoning=reasoning,
         name=name if isinstance(name, str) else None,
     )
+
+
+def _content_key(item: dict[str, Any], role_key: str, ctx: ParseContext) -> str:
+    """The key holding the content: ``content`` (OpenAI style) or the sharegpt tag; when it is
+    missing, the one that goes with the row's role key (``role`` -> ``content``)."""
+    if "content" in item:
+        return "content"
+    if ctx.spec.content_tag in item:
+        return ctx.spec.content_tag
+    return "content" if role_key == "role" else ctx.spec.content_tag
 
 
 def _at(field: str, index: int | None) -> str:
@@ -196,8 +208,8 @@ def json_turns(value: str) -> Any | None:
     if not stripped or stripped[0] not in "[{":
         return None
     try:
-        parsed = json.loads(stripped)
-    except json.JSONDecodeError:
+        parsed = rowcheck.loads(stripped)
+    except (json.JSONDecodeError, rowcheck.RowProblem):  # not usable as messages: the text stays text
         return None
     if isinstance(parsed, dict) or (isinstance(parsed, list) and all(isinstance(p, dict) for p in parsed)):
         return parsed

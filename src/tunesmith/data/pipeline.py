@@ -1,7 +1,8 @@
 """``tunesmith.data.run(config)``: the data stage of a run.
 
 Ingests ``datasets`` (+ ``eval_datasets``, ``test_datasets``), applies ``on_bad_rows``
-(skip writes ``<output_dir>/rejected_rows.jsonl``), checks the record kinds fit the method,
+(skip keeps every bad row with its reason in ``DataResult.rejected``; ``train`` writes them to
+``<output_dir>/rejected_rows.jsonl``), checks the record kinds fit the method,
 and splits ``val_set_size`` off the training rows with ``seed`` when no eval data is given.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.config.schema import Config
-from tunesmith.data.ingest import Collected, collect, settle
+from tunesmith.data.ingest import Collected, Rejected, collect, settle, specs_fingerprint
 from tunesmith.data.readers import DataSourceError
 from tunesmith.data.records import Record
 from tunesmith.errors import ConfigError, RowError
@@ -32,6 +33,7 @@ class DataResult:
     fingerprint: str
     formats: dict[str, str]
     errors: list[RowError] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
@@ -44,8 +46,7 @@ def run(config: Config) -> DataResult:
     parts = collect_splits(config)
     rejected = [r for part in parts.values() for r in part.rejected]
     rows = sum(part.rows for part in parts.values())
-    path = Path(config.output_dir) / "rejected_rows.jsonl" if config.on_bad_rows == "skip" else None
-    errors = settle(rejected, rows, config.on_bad_rows, path)
+    errors = settle(rejected, rows, config.on_bad_rows, None)
     for part in parts.values():
         check_kinds(part.records, config.method)
     train = parts["train"].records
@@ -54,17 +55,33 @@ def run(config: Config) -> DataResult:
     evals = parts["eval"].records if "eval" in parts else []
     if not evals and config.val_set_size > 0:
         train, evals = split_validation(train, config.val_set_size, config.seed)
-    digest = hashlib.sha256(f"val={config.val_set_size};seed={config.seed}".encode())
-    for name, part in parts.items():
-        digest.update(f"{name}:{part.fingerprint}".encode())
     return DataResult(
         train=train,
         eval=evals,
         test=parts["test"].records if "test" in parts else [],
-        fingerprint=digest.hexdigest(),
+        fingerprint=_combined(config, {name: part.fingerprint for name, part in parts.items()}),
         formats=formats_of(parts),
         errors=errors,
+        rejected=rejected,
     )
+
+
+def _combined(config: Config, parts: dict[str, str]) -> str:
+    digest = hashlib.sha256(f"val={config.val_set_size};seed={config.seed}".encode())
+    for name, fingerprint in parts.items():
+        digest.update(f"{name}:{fingerprint}".encode())
+    return digest.hexdigest()
+
+
+def local_fingerprint(config: Config) -> str | None:
+    """``run(config).fingerprint`` from the files' bytes alone (nothing parsed; cheap enough to ask
+    before a run), or None when a dataset is not a local file or folder (a hub id)."""
+    from tunesmith.data.sources import looks_like_hub_id
+
+    splits = (("train", config.datasets), ("eval", config.eval_datasets), ("test", config.test_datasets))
+    if any(not Path(s.path).expanduser().exists() and looks_like_hub_id(s.path) for _, specs in splits for s in specs):
+        return None
+    return _combined(config, {name: specs_fingerprint(specs, config.method) for name, specs in splits if specs})
 
 
 def collect_splits(config: Config) -> dict[str, Collected]:

@@ -1,39 +1,42 @@
 """Read raw rows, with their location, from local files and folders.
 
-JSONL (line), JSON arrays (row + line), CSV (row + line), Parquet (row), ``.txt``
-(line / paragraph / file per ``text_unit``), folders of those (sorted, recursive).
-Unreadable rows (invalid JSON, non-UTF-8 bytes, a truncated last line) come back as
-:class:`RawRow` with ``error`` set, so every bad row is reported, not just the first.
+JSONL (line), JSON arrays (row + line, decoded element by element), CSV (row + line), Parquet
+(row), ``.txt`` (line / paragraph / file per ``text_unit``), folders of those (sorted,
+recursive). A bad row (invalid JSON or CSV, invalid UTF-8 bytes, a truncated end, a duplicate
+key, deep nesting, a lone surrogate, a row over ``max_row_bytes``) comes back as a
+:class:`RawRow` with ``error`` set and never takes the rows after it with it: every bad row is
+reported, every good one is read.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config.schema import DatasetSpec
+from tunesmith.data import csv_rows, json_stream, rowcheck
+from tunesmith.data.rowcheck import RowProblem
 from tunesmith.errors import DataError, RowError, TunesmithError
 
 _BOM = b"\xef\xbb\xbf"
-_WS = re.compile(r"[ \t\n\r]*")
+_PREVIEW = 200  # characters of a bad row kept for rejected_rows.jsonl
 
 
 @dataclass(slots=True)
 class RawRow:
-    """One raw row: a dict (or other JSON value) with its location, or an ``error`` message."""
+    """One raw row: a dict (or other JSON value) with its location, or an ``error`` message
+    (``field`` names where in the row, when known)."""
 
     source: str
     row: int | None
     line: int | None
     data: Any
     error: str | None = None
+    field: str | None = None
 
 
 class DataSourceError(DataError):
@@ -49,21 +52,26 @@ def read_file(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
     """Rows of one file; an empty file yields one error row."""
     reader = READERS[path.suffix.lower()]
     count = 0
-    for raw in reader(path, spec):
+    try:
+        data = path.read_bytes() if reader is not read_parquet else b""
+    except OSError as exc:
+        yield RawRow(str(path), None, None, None, f"cannot be read ({exc.strerror or exc})")
+        return
+    for raw in reader(path, data, spec):
         count += 1
         yield raw
     if count == 0:
         yield RawRow(str(path), None, None, None, "file is empty (no rows)")
 
 
-def _decode(data: bytes, source: str) -> str | RawRow:
-    """The file's text, or an error row at the first invalid byte."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        return RawRow(source, None, line, None, _utf8_problem(data[exc.start], column))
+def _lossless(data: bytes) -> str:
+    """The file's text; invalid bytes survive as surrogates (rowcheck.bad_byte finds them per row)."""
+    return data[len(_BOM):].decode("utf-8", "surrogateescape") if data.startswith(_BOM) else data.decode(
+        "utf-8", "surrogateescape")
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= _PREVIEW else value[:_PREVIEW] + "..."
 
 
 def _utf8_problem(byte: int, column: int) -> str:
@@ -75,7 +83,7 @@ def _json_problem(exc: json.JSONDecodeError, at_end: bool) -> str:
     return problem + (" (the file ends here: was it truncated?)" if at_end else "")
 
 
-def _jsonl_rows(data: bytes, source: str) -> Iterator[RawRow]:
+def _jsonl_rows(data: bytes, source: str, limit: int) -> Iterator[RawRow]:
     lines = data.split(b"\n")
     last = len(lines) if lines[-1].strip() else 0  # a last line without newline may be cut off
     row = 0
@@ -85,152 +93,121 @@ def _jsonl_rows(data: bytes, source: str) -> Iterator[RawRow]:
         row += 1
         if lineno == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM):]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad = raw.decode("utf-8", "backslashreplace")
-            yield RawRow(source, row, lineno, bad, _utf8_problem(raw[exc.start], exc.start + 1))
-            continue
-        try:
-            yield RawRow(source, row, lineno, json.loads(text))
-        except json.JSONDecodeError as exc:
-            yield RawRow(source, row, lineno, text, _json_problem(exc, lineno == last))
+        yield _jsonl_row(raw, source, row, lineno, limit, lineno == last)
 
 
-def read_jsonl(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
-    return _jsonl_rows(path.read_bytes(), str(path))
+def _jsonl_row(raw: bytes, source: str, row: int, lineno: int, limit: int, last: bool) -> RawRow:
+    too_big = rowcheck.size_problem(len(raw), limit)
+    if too_big:
+        return RawRow(source, row, lineno, _short(raw.decode("utf-8", "backslashreplace")), too_big.message)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw.decode("utf-8", "backslashreplace")
+        return RawRow(source, row, lineno, _short(bad), _utf8_problem(raw[exc.start], exc.start + 1))
+    try:
+        return RawRow(source, row, lineno, rowcheck.loads(text))
+    except json.JSONDecodeError as exc:
+        return RawRow(source, row, lineno, _short(text), _json_problem(exc, last))
+    except RowProblem as exc:
+        return RawRow(source, row, lineno, _short(text), exc.message, exc.field)
 
 
-def read_json(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
-    """A JSON array of rows; a single object; or JSON Lines saved as ``.json``."""
+def read_jsonl(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:
+    return _jsonl_rows(data, str(path), spec.max_row_bytes)
+
+
+def read_json(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:
+    """A JSON array of rows (read element by element); or one object; or JSON values one after
+    another (JSON Lines saved as ``.json``)."""
     source = str(path)
-    data = path.read_bytes()
-    text = _decode(data, source)
-    if isinstance(text, RawRow):
-        yield text
-        return
-    start = _skip_ws(text, 0)
+    text = _lossless(data)
+    start = json_stream.skip_ws(text, 0)
     if start == len(text):
         return
-    if text[start] == "[":
-        yield from _json_array(text, start + 1, source)
-        return
-    try:
-        whole = json.loads(text)
-    except json.JSONDecodeError:
-        yield from _jsonl_rows(data, source)
-        return
-    if not isinstance(whole, dict):
-        yield RawRow(source, None, 1, whole, "must hold a list of rows ([{...}, ...]) or one JSON object per line")
-        return
-    yield RawRow(source, 1, text.count("\n", 0, start) + 1, whole)
+    array = text[start] == "["
+    for piece in json_stream.stream(text, start + 1 if array else start, spec.max_row_bytes, array):
+        yield RawRow(source, piece.row, piece.line, piece.raw if piece.problem else piece.value, piece.problem,
+                     piece.field)
 
 
-def _skip_ws(text: str, pos: int) -> int:
-    match = _WS.match(text, pos)
-    return match.end() if match else pos
-
-
-def _json_array(text: str, pos: int, source: str) -> Iterator[RawRow]:
-    """Rows of a top-level JSON array, each with the line where it starts."""
-    decoder = json.JSONDecoder()
-    cut_off = not text.rstrip().endswith("]")
-    row, line, seen = 0, 1, 0
-    while True:
-        pos = _skip_ws(text, pos)
-        if pos >= len(text):
-            problem = "invalid JSON: the file ends before the closing ']' (was it truncated?)"
-            yield RawRow(source, None, line, None, problem)
-            return
-        if text[pos] == "]" and row == 0:
-            break
-        line += text.count("\n", seen, pos)
-        seen = pos
-        try:
-            value, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            problem = _json_problem(exc, cut_off)
-            yield RawRow(source, row + 1, exc.lineno, None, problem + "; rows after it were not read")
-            return
-        row += 1
-        yield RawRow(source, row, line, value)
-        pos = _skip_ws(text, pos)
-        if pos < len(text) and text[pos] == ",":
-            pos += 1
-        elif pos < len(text) and text[pos] == "]":
-            break
-        else:
-            at = text.count("\n", 0, pos) + 1
-            problem = f"invalid JSON: expected ',' or ']' after row {row}"
-            yield RawRow(source, None, at, None, problem + (" (was the file truncated?)" if cut_off else ""))
-            return
-    if text[pos + 1:].strip():
-        yield RawRow(source, None, text.count("\n", 0, pos) + 1, None, "invalid JSON: extra data after the closing ']'")
-
-
-def read_csv(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
+def read_csv(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:
     """Rows of a CSV file with a header; cells are strings (JSON cells are parsed by the formats)."""
     source = str(path)
-    text = _decode(path.read_bytes(), source)
-    if isinstance(text, RawRow):
-        yield text
-        return
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None:
-        return
     row = 0
-    while True:
-        line = reader.line_num + 1
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield RawRow(source, row + 1, line, None, f"invalid CSV: {exc}")
-            return
-        if not any(v.strip() for v in values):
-            continue
+    for record in csv_rows.records(_lossless(data), spec.max_row_bytes):
         row += 1
-        if len(values) != len(header):
-            problem = f"has {len(values)} fields but the header has {len(header)}"
-            yield RawRow(source, row, line, values, problem)
-            continue
-        yield RawRow(source, row, line, dict(zip(header, values, strict=True)))
+        yield RawRow(source, row, record.line, record.values, record.problem)
 
 
-def read_parquet(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
+def read_parquet(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:
+    """Rows of a Parquet file, row group by row group (an unreadable group is reported, the rest read)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     source = str(path)
     try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         yield RawRow(source, None, None, None, f"is not a readable Parquet file ({exc})")
         return
     row = 0
-    for batch in batches:
-        for value in batch.to_pylist():
+    for group in range(parquet.num_row_groups):
+        size = parquet.metadata.row_group(group).num_rows
+        try:
+            table = parquet.read_row_group(group)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            yield RawRow(source, row + 1, None, None, f"rows {row + 1}-{row + size} (row group {group}) "
+                         f"cannot be read: {' '.join(str(exc).split())[:200]}")
+            row += size
+            continue
+        for value in _parquet_values(table):
             row += 1
-            yield RawRow(source, row, None, value)
+            if isinstance(value, UnicodeDecodeError):
+                yield RawRow(source, row, None, None, _utf8_problem(value.object[value.start], value.start + 1)
+                             .replace("at column", "at character"))
+            elif isinstance(value, Exception):
+                yield RawRow(source, row, None, None, f"cannot be read: {' '.join(str(value).split())[:200]}")
+            else:
+                yield _parquet_row(source, row, value, spec.max_row_bytes)
 
 
-def read_txt(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
+def _parquet_values(table: Any) -> Iterator[Any]:
+    """The rows of a row group; when one can't be converted (invalid UTF-8 in a string column),
+    row by row, so only that row is lost (yielded as its exception)."""
+    try:
+        yield from table.to_pylist()
+        return
+    except (ValueError, TypeError):
+        pass
+    for i in range(table.num_rows):
+        try:
+            yield table.slice(i, 1).to_pylist()[0]
+        except (ValueError, TypeError) as exc:
+            yield exc
+
+
+def _parquet_row(source: str, row: int, value: Any, limit: int) -> RawRow:
+    try:
+        too_big = rowcheck.size_problem(rowcheck.check_value(value), limit)
+        if too_big:
+            raise too_big
+    except RowProblem as exc:
+        return RawRow(source, row, None, _short(repr(value)), exc.message, exc.field)
+    return RawRow(source, row, None, value)
+
+
+def read_txt(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:
     """Plain text: one document per non-blank line, per blank-line-separated paragraph, or per file."""
-    source, key = str(path), spec.field_text or "text"
-    data = path.read_bytes()
+    source, key, limit = str(path), spec.field_text or "text", spec.max_row_bytes
     if spec.text_unit == "line":
-        for raw in _text_lines(data, source):
+        for raw in _text_lines(data, source, limit):
             yield raw if raw.error else RawRow(source, raw.row, raw.line, {key: raw.data})
         return
-    text = _decode(data, source)
-    if isinstance(text, RawRow):
-        yield text
-        return
+    text = _lossless(data)
     if spec.text_unit == "file":
         if text.strip():
-            yield RawRow(source, 1, 1, {key: text})
+            yield _text_block(source, 1, 1, text, key, limit)
         return
     row, start, block = 0, 0, []
     for lineno, line in enumerate([*text.split("\n"), ""], 1):
@@ -239,11 +216,27 @@ def read_txt(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
             block.append(line.rstrip("\r"))
         elif block:
             row += 1
-            yield RawRow(source, row, start, {key: "\n".join(block)})
+            yield _text_block(source, row, start, "\n".join(block), key, limit)
             start, block = 0, []
 
 
-def _text_lines(data: bytes, source: str) -> Iterator[RawRow]:
+def _text_block(source: str, row: int, line: int, text: str, key: str, limit: int) -> RawRow:
+    """A paragraph or file as a row; an invalid byte or excess size rejects only this block."""
+    bad = rowcheck.bad_byte(text)
+    if bad is not None:
+        at = line + text.count("\n", 0, bad)
+        column = bad - (text.rfind("\n", 0, bad) + 1) + 1
+        byte = rowcheck.byte_of(text[bad])
+        return RawRow(source, row, line, _short(text), f"is not valid UTF-8 (byte 0x{byte:02x} at line {at}, "
+                      f"column {column}); save the file as UTF-8")
+    size = len(text) if len(text) * 4 <= (limit or 1 << 62) else len(text.encode("utf-8"))
+    too_big = rowcheck.size_problem(size, limit)
+    if too_big:
+        return RawRow(source, row, line, _short(text), too_big.message)
+    return RawRow(source, row, line, {key: text})
+
+
+def _text_lines(data: bytes, source: str, limit: int) -> Iterator[RawRow]:
     """Non-blank lines as strings, each decoded separately (a bad byte spoils one line only)."""
     row = 0
     for lineno, raw in enumerate(data.split(b"\n"), 1):
@@ -251,14 +244,18 @@ def _text_lines(data: bytes, source: str) -> Iterator[RawRow]:
             continue
         row += 1
         raw = raw[len(_BOM):] if lineno == 1 and raw.startswith(_BOM) else raw
+        too_big = rowcheck.size_problem(len(raw), limit)
+        if too_big:
+            yield RawRow(source, row, lineno, _short(raw.decode("utf-8", "backslashreplace")), too_big.message)
+            continue
         try:
             yield RawRow(source, row, lineno, raw.rstrip(b"\r").decode("utf-8"))
         except UnicodeDecodeError as exc:
             bad = raw.decode("utf-8", "backslashreplace")
-            yield RawRow(source, row, lineno, bad, _utf8_problem(raw[exc.start], exc.start + 1))
+            yield RawRow(source, row, lineno, _short(bad), _utf8_problem(raw[exc.start], exc.start + 1))
 
 
-READERS: dict[str, Callable[[Path, DatasetSpec], Iterator[RawRow]]] = {
+READERS: dict[str, Callable[[Path, bytes, DatasetSpec], Iterator[RawRow]]] = {
     ".jsonl": read_jsonl,
     ".ndjson": read_jsonl,
     ".json": read_json,

@@ -13,6 +13,7 @@ from typing import Any
 
 from tunesmith.config.aliases import did_you_mean
 from tunesmith.config.schema import DatasetSpec
+from tunesmith.data import rowcheck
 from tunesmith.data.records import ROLES
 
 FUNCTION_CALL = "function_call"
@@ -140,9 +141,11 @@ def structured(value: Any, where: str) -> Any:
     if not stripped or stripped[0] not in "[{":
         return value
     try:
-        return json.loads(stripped)
+        return rowcheck.loads(stripped)
     except json.JSONDecodeError as exc:
         raise FieldError(where, f"is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except rowcheck.RowProblem as exc:
+        raise FieldError(f"{where}.{exc.field}" if exc.field else where, exc.message) from None
 
 
 def weight(value: Any, where: str) -> float:

@@ -42,7 +42,7 @@ def tokenize_text_split(records: Sequence[Record], tokenizer: PreTrainedTokenize
     texts = [r for r in records if r.text and r.text.strip()]
     for record in records:
         if not (record.text and record.text.strip()):
-            split.bad(record, "text", "is empty", cfg.on_bad_rows)
+            split.bad(record, "empty_text", "text", "is empty", cfg.on_bad_rows)
     encoded = tokenizer([r.text for r in texts], add_special_tokens=False)["input_ids"] if texts else []
     for ids in encoded:
         stream.extend(ids)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.config.schema import Config
 from tunesmith.data.records import Message, Record
@@ -30,25 +30,30 @@ class Split:
     dropped: Counter[str] = field(default_factory=Counter)
     drop_examples: list[str] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
     truncated_rows: int = 0
     truncated_tokens: int = 0
     dropped_tokens: int = 0
     appended_eos_rows: int = 0
     documents: int = 0
 
-    def drop(self, record: Record, reason: str, detail: str) -> None:
+    def drop(self, record: Record, reason: str, detail: str, field_name: str | None = None) -> None:
+        """Leave ``record`` out, counted under ``reason`` and listed (every one) in ``rejected``."""
         self.dropped[reason] += 1
         if len(self.drop_examples) < _EXAMPLES:
             self.drop_examples.append(f"{record.source}: {reason}: {detail}")
+        src = record.source
+        self.rejected.append({"source": src.file, "row": src.row, "line": src.line, "field": field_name,
+                              "reason": f"{reason}: {detail}", "stage": "tokenize"})
 
     def fail(self, record: Record, field_name: str, message: str) -> None:
         src = record.source
         self.errors.append(RowError(src.file, src.row, field_name, message, src.line))
 
-    def bad(self, record: Record, field_name: str, message: str, on_bad_rows: str) -> None:
-        """An invalid row: an error, or a counted drop under ``on_bad_rows: skip``."""
+    def bad(self, record: Record, reason: str, field_name: str, message: str, on_bad_rows: str) -> None:
+        """An invalid row: an error, or a counted drop (``reason``) under ``on_bad_rows: skip``."""
         if on_bad_rows == "skip":
-            self.drop(record, "bad_row", f"{field_name} {message}")
+            self.drop(record, reason, message, field_name)
         else:
             self.fail(record, field_name, message)
 
@@ -82,13 +87,13 @@ def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenize
         try:
             encoded = _fit(record, _encoder(record, tokenizer, cfg, closing, memo), cfg, split)
         except TemplateMismatch as exc:
-            split.bad(record, "messages", str(exc), cfg.on_bad_rows)
+            split.bad(record, "template", "messages", str(exc), cfg.on_bad_rows)
             continue
         if encoded is None:
             continue
         if "labels" in encoded.row and all(x == IGNORE for x in encoded.row["labels"]):
             message = "no trained token: every label is -100 (no assistant turn to train)"
-            split.bad(record, "messages", message, cfg.on_bad_rows)
+            split.bad(record, "no_trained_token", "messages", message, cfg.on_bad_rows)
             continue
         split.rows.append(encoded.row)
         split.sources.append(str(record.source))
@@ -124,7 +129,7 @@ def _fit(
                 split.truncated_tokens += length - encoded.length
                 return encoded
         detail += " even with every earlier turn removed"
-    split.drop(record, "too_long", detail)
+    split.drop(record, "too_long", detail, "messages")
     split.dropped_tokens += length
     return None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -53,6 +53,9 @@ class TokenizeResult:
     samples: list[dict[str, list[int]]]
     sources: list[str]
     cache_dir: Path
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """Every row left out (too long, template failure, no trained token, ...) with its source,
+    row, line, field and reason, for ``rejected_rows.jsonl``."""
 
 
 def settings(config: Config) -> dict[str, Any]:
@@ -84,6 +87,8 @@ def run(
     key = cache.cache_key(cache.records_fingerprint([data.train, data.eval]), fingerprint, settings(config))
     path = cache.cache_dir(config.output_dir, key)
     cached = cache.load(path, _SPLITS)
+    if cached is not None and "rejected" not in cached[1]:
+        cached = None  # an entry written before rejected rows were recorded: rebuild it
     if cached is not None:
         splits, meta = cached
         log.info("tokenize: reusing the cached tokenized dataset %s", path)
@@ -100,6 +105,7 @@ def run(
     return TokenizeResult(
         train=train, eval=splits["eval"], stats=stats, tokenizer=tokenizer, cache_hit=cached is not None,
         fingerprint=fingerprint, samples=splits["train"], sources=meta["sources"], cache_dir=path,
+        rejected=meta["rejected"],
     )
 
 
@@ -116,7 +122,8 @@ def _build(
     for name, split in done.items():
         if split.dropped:
             log.warning("tokenize: dropped %d %s rows (%s)", sum(split.dropped.values()), name, dict(split.dropped))
-    meta = {"sources": done["train"].sources, "counts": {name: _counts(split) for name, split in done.items()}}
+    meta = {"sources": done["train"].sources, "counts": {name: _counts(split) for name, split in done.items()},
+            "rejected": [{**r, "split": name} for name, split in done.items() for r in split.rejected]}
     return {name: split.rows for name, split in done.items()}, meta
 
 

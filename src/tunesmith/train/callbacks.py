@@ -1,4 +1,4 @@
-"""Trainer callbacks: metrics.jsonl, loss watchdog, progress display."""
+"""Trainer callbacks: metrics.jsonl, loss watchdog, progress display, checkpoint completion."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import yaml
 from transformers import TrainerCallback
 
 from tunesmith.errors import TunesmithError
+from tunesmith.train import checkpoints as ckpt
 
 
 class TrainingDiverged(TunesmithError):
@@ -34,22 +35,39 @@ def diagnosis(kind: str, **facts: Any) -> str:
 
 
 class MetricsLogger(TrainerCallback):
-    """Appends every logged step (loss, lr, grad norm, tokens/s) and every warning to metrics.jsonl."""
+    """Appends every logged step (loss, lr, grad norm, tokens/s) and every warning to metrics.jsonl.
 
-    def __init__(self, path: Path):
+    ``from_step`` is the step this attempt resumed from: the final ``train_loss`` record (and
+    :attr:`train_loss`) is then the whole run's mean, not just this attempt's.
+    """
+
+    def __init__(self, path: Path, from_step: int = 0):
         self.path = path
+        self.from_step = from_step
+        self.step = from_step
+        self.train_loss: float | None = None
         self._last: tuple[float, int] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
+        record = record if "step" in record else {"step": self.step, **record}
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        from tunesmith.train.metrics import read, run_loss
+
         now, tokens = time.perf_counter(), int(state.num_input_tokens_seen or 0)
+        self.step = state.global_step
         record = {"step": state.global_step, "epoch": state.epoch, **(logs or {})}
         if self._last is not None and tokens > self._last[1] and now > self._last[0]:
             record["tokens_per_s"] = (tokens - self._last[1]) / (now - self._last[0])
         self._last = (now, tokens)
+        if "train_loss" in record:
+            session = float(record["train_loss"])
+            whole = run_loss(read(self.path), self.from_step, session, state.global_step - self.from_step)
+            record["train_loss"], self.train_loss = whole, whole
+            if self.from_step:
+                record["attempt_train_loss"] = session
         self.write(record)
         return control
 
@@ -140,3 +158,18 @@ class Progress(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         self.bar.stop()
+
+
+class CompletionMarker(TrainerCallback):
+    """Marks each checkpoint complete after the Trainer has written all of it, then rotates
+    (``save_total_limit``; the Trainer itself must run with ``save_total_limit=None``)."""
+
+    def __init__(self, save_total_limit: int | None = None):
+        self.limit = save_total_limit
+
+    def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            ckpt.mark_complete(folder, state.global_step)
+            ckpt.rotate(Path(args.output_dir), self.limit, state.best_model_checkpoint)
+        return control

@@ -1,11 +1,17 @@
-"""The run directory: resolved config, run.json (versions, git, fingerprints, status), metrics."""
+"""The run directory: resolved config, run.json (versions, git, fingerprints, status, one entry
+per attempt), metrics, rejected rows, checkpoints and the atomically saved model."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -13,13 +19,14 @@ from typing import Any
 
 from tunesmith.config import Config
 from tunesmith.config.loader import dump_yaml
-from tunesmith.errors import TunesmithError
+from tunesmith.train.guard import RunDirError, clear
+from tunesmith.train.resume import Plan
+
+__all__ = ["RunDir", "RunDirError", "base_fingerprint", "start_record", "write_json_atomic"]
 
 LIBRARIES = ("tunesmith", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers")
-
-
-class RunDirError(TunesmithError):
-    """The output directory is not usable for this run."""
+_WHOLE = 64 << 20  # base-model files up to this size are hashed whole
+_SAMPLE, _SAMPLES = 1 << 16, 32  # larger ones: 32 evenly spaced 64 KiB chunks (and their size)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -52,11 +59,38 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return res.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def base_fingerprint(base_model: str) -> str:
+    """sha256 over a local base model folder's file names, sizes and bytes (files up to 64 MiB
+    whole; larger ones by 32 evenly spaced 64 KiB samples, so a run start stays fast on a
+    multi-GB model); a hub id stands for itself."""
+    folder = Path(base_model).expanduser()
+    digest = hashlib.sha256()
+    if not folder.is_dir():
+        return hashlib.sha256(f"hub:{base_model}".encode()).hexdigest()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder)}\0{size}\0".encode())
+        with path.open("rb") as fh:
+            if size <= _WHOLE:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+                continue
+            for k in range(_SAMPLES):
+                fh.seek((size - _SAMPLE) * k // (_SAMPLES - 1))
+                digest.update(fh.read(_SAMPLE))
+    return digest.hexdigest()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 @dataclass
 class RunDir:
     """An output directory owned by one run."""
 
     path: Path
+    begun: bool = False  # this process has claimed the directory (begin) and records its attempt
 
     @property
     def checkpoints(self) -> Path:
@@ -66,19 +100,9 @@ class RunDir:
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
 
-    def prepare(self, config: Config, resume: bool, overwrite: bool) -> None:
-        """Refuse to clobber another run; clear it with ``overwrite``."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        existing = [p.name for p in self.path.iterdir() if p.name != ".cache"]
-        if existing and not resume:
-            if not overwrite:
-                raise RunDirError(
-                    f"{self.path}: output_dir is not empty ({', '.join(sorted(existing)[:5])}); "
-                    "use --resume to continue that run or --overwrite to replace it"
-                )
-            for name in existing:
-                _remove(self.path / name)
-        (self.path / "config.yaml").write_text(dump_yaml(config), encoding="utf-8")
+    @property
+    def model(self) -> Path:
+        return self.path / "model"
 
     def read_run(self) -> dict[str, Any]:
         p = self.path / "run.json"
@@ -90,17 +114,81 @@ class RunDir:
         write_json_atomic(self.path / "run.json", run)
         return run
 
+    def begin(self, config: Config, plan: Plan) -> None:
+        """Claim the directory for this attempt: a fresh run clears the previous (tunesmith) run's
+        files and writes config.yaml + run.json; a resume appends an attempt to run.json's history."""
+        if plan.clear:
+            clear(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._sweep()
+        record = {} if plan.kind == "fresh" else self.read_run()
+        attempts = list(record.get("attempts") or [])
+        for earlier in attempts:
+            if earlier.get("status") in ("starting", "running"):
+                earlier["status"] = "interrupted"  # killed: it never recorded its own end
+        attempts.append({
+            "attempt": len(attempts) + 1, "kind": plan.kind, "start_time": _now(), "pid": os.getpid(),
+            "host": socket.gethostname(), "from_step": plan.step, "config_changes": plan.changes,
+            "versions": versions(), "git_commit": git_commit(), "status": "running",
+        })
+        record.update(status="starting" if plan.kind == "fresh" else "running", attempts=attempts)
+        for stale in ("end_time", "error"):
+            record.pop(stale, None)
+        if plan.kind == "fresh":
+            record.update(method=config.method, adapter=config.adapter, base_model=config.base_model,
+                          start_time=_now())
+        (self.path / "config.yaml").write_text(dump_yaml(config), encoding="utf-8")
+        write_json_atomic(self.path / "run.json", record)
+        self.begun = True
 
-def _remove(path: Path) -> None:
-    import shutil
+    def end_attempt(self, status: str, **fields: Any) -> None:
+        """Record the end of the current attempt (and the run's status) in run.json."""
+        record = self.read_run()
+        attempts = record.get("attempts") or [{}]
+        attempts[-1].update(status=status, end_time=_now(),
+                            **{k: v for k, v in fields.items() if k in ("global_step", "error", "train_loss")})
+        record.update(status=status, end_time=_now(), attempts=attempts, **fields)
+        write_json_atomic(self.path / "run.json", record)
 
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
+    def write_rejected(self, data_rejected: list[Any], more: list[dict[str, Any]]) -> Path | None:
+        """Every left-out row (data stage + tokenization) in rejected_rows.jsonl; None when none was."""
+        from tunesmith.data.ingest import write_rejected
+
+        path = self.path / "rejected_rows.jsonl"
+        if not data_rejected and not more:
+            path.unlink(missing_ok=True)
+            return None
+        write_rejected(path, data_rejected, more)
+        return path
+
+    @contextlib.contextmanager
+    def saving_model(self) -> Iterator[Path]:
+        """A temporary folder to save the model into; it replaces ``model/`` only once complete."""
+        tmp = self.path / f".model.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        old = self.path / f".model.old-{os.getpid()}"
+        if self.model.exists():
+            os.replace(self.model, old)
+        os.replace(tmp, self.model)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _sweep(self) -> None:
+        """Remove temporary model folders a killed attempt left (``model/`` is only ever replaced whole)."""
+        for stale in self.path.glob(".model.*"):
+            if stale.name.startswith(".model.old-") and not self.model.exists():
+                os.replace(stale, self.model)  # killed between the two renames: the old model is still whole
+            else:
+                shutil.rmtree(stale, ignore_errors=True)
 
 
-def start_record(config: Config, data_fp: str, tok_fp: str, stats: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def start_record(config: Config, facts: dict[str, Any], stats: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The run's identity and tokenization facts, recorded once the data is loaded."""
     return {
         "status": "running",
         "method": config.method,
@@ -108,9 +196,7 @@ def start_record(config: Config, data_fp: str, tok_fp: str, stats: dict[str, Any
         "base_model": config.base_model,
         "versions": versions(),
         "git_commit": git_commit(),
-        "data_fingerprint": data_fp,
-        "tokenizer_fingerprint": tok_fp,
+        **facts,
         "tokenization": stats,
         "resolved": defaults,
-        "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -52,7 +52,9 @@ def common_args(config: Config, resolved: Resolved, precision: Precision, out_di
         "activation_checkpointing": gradient_checkpointing,
         "logging_steps": config.logging_steps,
         "logging_nan_inf_filter": False,
-        "save_total_limit": config.save_total_limit,
+        # tunesmith rotates after marking the new checkpoint complete (train/checkpoints.py); the
+        # Trainer's own rotation would delete the old one first
+        "save_total_limit": None,
         "report_to": [] if config.report_to == "none" else [config.report_to],
         "seed": config.seed,
         "data_seed": config.seed,
@@ -65,6 +67,16 @@ def common_args(config: Config, resolved: Resolved, precision: Precision, out_di
     }
 
 
+def training_arguments(config: Config, args: dict[str, Any]) -> Any:
+    """``TrainingArguments`` (sft, cpt) or TRL's ``DPOConfig`` (dpo) for ``common_args``' output."""
+    if config.method == "dpo":
+        from trl import DPOConfig
+
+        return DPOConfig(**args, beta=config.beta, loss_type=[config.loss_type],
+                         max_length=config.sequence_len, precompute_ref_log_probs=False)
+    return TrainingArguments(**args, label_names=["labels"])
+
+
 def build_sft(model: Any, config: Config, args: dict[str, Any], train: list[dict], eval_: list[dict],
               collator: Any, callbacks: list[Any], fused_loss: bool = False) -> Trainer:
     """SFT and continual pretraining: transformers' Trainer on pre-tokenized rows (its training
@@ -75,7 +87,7 @@ def build_sft(model: Any, config: Config, args: dict[str, Any], train: list[dict
         callbacks = [*callbacks, EarlyStoppingCallback(config.early_stopping_patience)]
     trainer = (FastLossTrainer if fused_loss else Trainer)(
         model=model,
-        args=TrainingArguments(**args, label_names=["labels"]),
+        args=training_arguments(config, args),
         train_dataset=train,
         eval_dataset=eval_ or None,
         data_collator=collator,
@@ -90,7 +102,7 @@ def build_dpo(model: Any, config: Config, args: dict[str, Any], train: list[dict
     """DPO via TRL on tunesmith's prompt/chosen/rejected ids (TRL does not re-tokenize)."""
     from datasets import Dataset
     from peft import PeftModel
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     class PretokenizedDPOTrainer(DPOTrainer):
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):  # type: ignore[no-untyped-def]
@@ -104,8 +116,7 @@ def build_dpo(model: Any, config: Config, args: dict[str, Any], train: list[dict
     if not isinstance(model, PeftModel):
         ref = copy.deepcopy(model).eval()
         ref.requires_grad_(False)
-    dpo_args = DPOConfig(**args, beta=config.beta, loss_type=[config.loss_type],
-                         max_length=config.sequence_len, precompute_ref_log_probs=False)
+    dpo_args = training_arguments(config, args)
     trainer = PretokenizedDPOTrainer(
         model=model,
         ref_model=ref,

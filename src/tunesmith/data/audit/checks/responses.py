@@ -90,7 +90,7 @@ def _is_json(text: str) -> bool:
         return False
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a reply nested thousands deep is not usable JSON either
         return False
     return True
 

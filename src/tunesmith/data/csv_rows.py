@@ -1,0 +1,107 @@
+"""Rows of a CSV file with a header, each with its line; a bad record never takes later rows with it.
+
+Quoted cells may span lines, so an unbalanced quote makes the csv module read the rest of the
+file as one cell. A record that fails (a csv error, or a field count different from the
+header's) is reported at its first line and reading resumes at the next line, so only that
+line is lost. Invalid bytes (kept by ``surrogateescape`` decoding) spoil only their record.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+from tunesmith.data import rowcheck
+
+_LINE = re.compile(r"[^\n]*\n|[^\n]+$")
+
+
+@dataclass(slots=True)
+class CsvRecord:
+    """One record (first line, 1-based) as a header-keyed dict, or the problem with it."""
+
+    line: int
+    values: dict[str, str] | list[str] | None
+    problem: str | None = None
+
+
+def records(text: str, limit: int) -> Iterator[CsvRecord]:
+    """Records of ``text`` (decoded with surrogateescape) after the header line."""
+    lines = _LINE.findall(text)
+    reader = csv.reader(iter(lines), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        yield CsvRecord(1, None, f"invalid CSV header: {exc}")
+        return
+    if header is None:
+        return
+    start = reader.line_num
+    while start < len(lines):
+        start = yield from _read_from(lines, start, header, limit)
+
+
+def _read_from(lines: list[str], start: int, header: list[str], limit: int) -> Iterator[CsvRecord]:
+    """Records from line index ``start``; returns where to restart after a bad record (or the end)."""
+    reader = csv.reader(islice(lines, start, None), strict=True)  # strict: a mis-paired quote is an error
+    while True:
+        first = start + reader.line_num  # index of the record's first line
+        try:
+            values = next(reader)
+        except StopIteration:
+            return len(lines)
+        except csv.Error as exc:
+            yield CsvRecord(first + 1, None, _csv_problem(exc))
+            return first + 1
+        last = start + reader.line_num - 1
+        if not any(v.strip() for v in values):
+            continue
+        if (last > first or any("\n" in v for v in values)) and _odd_quotes(lines, first, last):
+            yield CsvRecord(first + 1, None, "invalid CSV: a quote opened on this line is never closed "
+                            "(only this line was skipped)")
+            return first + 1
+        if len(values) != len(header):
+            problem = f"has {len(values)} fields but the header has {len(header)}"
+            if last > first:
+                problem += " (an unbalanced quote? only this line was skipped)"
+            yield CsvRecord(first + 1, values if last == first else None, problem)
+            if last > first:
+                return first + 1
+            continue
+        yield _checked(first + 1, dict(zip(header, values, strict=True)), limit)
+
+
+def _odd_quotes(lines: list[str], first: int, last: int) -> bool:
+    """An odd number of quote characters in a record's lines: a writer's quoted cells always hold
+    an even number, so a quote was left open and swallowed the lines after it."""
+    return sum(lines[k].count('"') for k in range(first, last + 1)) % 2 == 1
+
+
+def _checked(line: int, row: dict[str, str], limit: int) -> CsvRecord:
+    size = sum(len(v) for v in row.values())
+    for value in row.values():
+        bad = rowcheck.bad_byte(value)
+        if bad is not None:
+            byte = rowcheck.byte_of(value[bad])
+            return CsvRecord(line, None, f"is not valid UTF-8 (byte 0x{byte:02x}); save the file as UTF-8")
+    if size * 4 > (limit or 1 << 62):
+        size = sum(len(v.encode("utf-8")) for v in row.values())
+    problem = rowcheck.size_problem(size, limit)
+    if problem:
+        return CsvRecord(line, None, problem.message)
+    return CsvRecord(line, row)
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return (f"invalid CSV: a cell is longer than the csv module's limit ({csv.field_size_limit()} characters); "
+                "store rows this long as JSONL or Parquet")
+    if "NUL" in text:
+        return "invalid CSV: the line contains a NUL byte"
+    if "expected after" in text or "unexpected end of data" in text:
+        return f"invalid CSV: {text} (an unbalanced quote? only this line was skipped)"
+    return f"invalid CSV: {text}"

@@ -1,0 +1,161 @@
+"""Checks that need the model or the training libraries, run before any data is loaded.
+
+Load-time validation (``config/``) cannot know the model's module names or build the
+transformers arguments without importing transformers; these checks do, in seconds, so a typo
+in ``lora_target_modules`` or a setting transformers rejects fails before data loading and
+tokenization, with the config file and line, instead of as a traceback minutes later.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunesmith.config import Config
+from tunesmith.config.aliases import did_you_mean
+from tunesmith.config.loader import located
+from tunesmith.errors import ConfigError
+
+_KEYED = re.compile(r"^([a-z_]+): (.+)$", re.S)
+
+
+def run(config: Config) -> Any:
+    """Every check; returns the tokenizer (with the run's chat template) for reuse."""
+    from tunesmith import tokenize
+
+    with _located(config):
+        tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template)
+        if config.method != "cpt":
+            tokenize.tokenizer.require_chat_template(tokenizer, config.chat_template)
+    check_report_to(config)
+    check_target_modules(config)
+    with _located(config):
+        check_training_arguments(config)
+    return tokenizer
+
+
+class _located:
+    """Turn a ``key: message`` ConfigError from a stage into one naming the config file and line."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if isinstance(exc, ConfigError) and config_key(str(exc)):
+            key, message = config_key(str(exc))  # type: ignore[misc]
+            raise located(self.config, key, message.splitlines()[0]) from None
+        return False
+
+
+def config_key(message: str) -> tuple[str, str] | None:
+    match = _KEYED.match(message)
+    if match and match.group(1) in Config.model_fields:
+        return match.group(1), match.group(2)
+    return None
+
+
+@cache
+def _integrations() -> dict[str, list[str]]:
+    text = resources.files("tunesmith.train").joinpath("integrations.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def check_report_to(config: Config) -> None:
+    """The reporting integration's package must be installed (transformers fails later otherwise)."""
+    if config.report_to == "none":
+        return
+    modules = _integrations().get(config.report_to, [config.report_to])
+    if not any(importlib.util.find_spec(m) is not None for m in modules):
+        raise located(config, "report_to", f"{config.report_to} needs the '{modules[0]}' package: "
+                      f"pip install {modules[0]} (or report_to: none; metrics.jsonl is always written)")
+
+
+def module_names(base_model: str) -> list[str] | None:
+    """Qualified module names of the base model, built on the meta device (no weights read);
+    None when the architecture can't be read (the model load reports that later)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = Path(base_model)
+    adapter = path / "adapter_config.json"
+    try:
+        if adapter.is_file():
+            import json
+
+            base_model = json.loads(adapter.read_text("utf-8")).get("base_model_name_or_path") or base_model
+        model_config = AutoConfig.from_pretrained(base_model)
+        import torch
+
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(model_config)
+    except (OSError, ValueError, KeyError):
+        return None
+    return [name for name, _ in model.named_modules() if name]
+
+
+def _linear_leaves(base_model: str) -> list[str]:
+    from transformers import AutoConfig, AutoModelForCausalLM
+    import torch
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base_model))
+    leaves = [n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    return list(dict.fromkeys(leaves))
+
+
+def check_target_modules(config: Config) -> None:
+    """Every name in ``lora_target_modules`` / ``modules_to_save`` must match a module of the base
+    (PEFT matches a name or a dotted suffix of one), with a did-you-mean against its layer names."""
+    lora = config.adapter in ("lora", "dora", "qlora") and isinstance(config.lora_target_modules, list)
+    wanted = [("lora_target_modules", t) for t in (config.lora_target_modules if lora else [])]
+    wanted += [("modules_to_save", t) for t in config.modules_to_save or []]
+    if not wanted:
+        return
+    names = module_names(config.base_model)
+    if names is None:
+        return
+    leaves = list(dict.fromkeys(n.rsplit(".", 1)[-1] for n in names))
+    for key, target in wanted:
+        if any(n == target or n.endswith("." + target) for n in names):
+            continue
+        try:
+            linear = _linear_leaves(config.base_model)
+        except (OSError, ValueError, KeyError):
+            linear = leaves
+        raise located(config, key, f"'{target}' is not a module of {config.base_model}"
+                      f"{did_you_mean(target, linear) or did_you_mean(target, leaves)}; its linear layers are: "
+                      f"{', '.join(linear)}")
+
+
+def check_training_arguments(config: Config) -> None:
+    """Build the transformers / TRL arguments once now: what they reject is a config error."""
+    from tunesmith.train import trainers
+    from tunesmith.train.defaults import resolve
+    from tunesmith.train.precision import choose
+
+    has_eval = bool(config.eval_datasets) or config.val_set_size > 0
+    args = trainers.common_args(config, resolve(config, 0), choose(config.bf16), "/nonexistent", has_eval,
+                                bool(config.gradient_checkpointing))
+    try:
+        trainers.training_arguments(config, args)
+    except (ValueError, TypeError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise located(config, _blamed_key(first), f"transformers rejects the training settings: {first}") from None
+
+
+def _blamed_key(message: str) -> str:
+    """The config key a transformers message is most likely about (for the line number)."""
+    for key, words in (("lr_scheduler", "scheduler"), ("optimizer", "optim"), ("bf16", "bf16"),
+                       ("bf16", "fp16"), ("eval_steps", "eval"), ("save_steps", "save"),
+                       ("report_to", "report"), ("loss_type", "loss")):
+        if words in message.lower():
+            return key
+    return "method"

@@ -7,18 +7,19 @@ Errors name the file, line, YAML path and offending value, e.g.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from tunesmith.config import llamafactory
 from tunesmith.config.aliases import alias_table, canonical_key, canonicalize, did_you_mean, translate_value
-from tunesmith.config.schema import Config, DatasetSpec
+from tunesmith.config.schema import EVAL_TASK_TAGS, Config, DatasetSpec
 from tunesmith.config.yaml_lines import line_of
 from tunesmith.errors import ConfigError
 
 _DATASET_LISTS = ("datasets", "eval_datasets", "test_datasets")
+M = TypeVar("M", bound=BaseModel)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> Config:
@@ -41,6 +42,25 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
             raise ConfigError(f"{path}: a config must be a mapping of key: value (got {type(loaded).__name__})")
         raw.update(loaded)
     return config_from_dict(raw, overrides, source=source, text=text, base_dir=Path(path).parent if path else None)
+
+
+def load_yaml_model(path: str | Path, model: type[M], what: str) -> M:
+    """Read the YAML file ``path`` into ``model`` (another frozen schema of ``schema.py``, e.g. a
+    gate config or a judge rubric); errors name the file, line, key path and value, as for configs."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: {what} file not found")
+    text = p.read_text("utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a {what} must be a mapping of key: value (got {type(raw).__name__})")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path), text, {}, set(), root=model)) from None
 
 
 def config_from_dict(
@@ -129,7 +149,8 @@ def _expand_llamafactory(data: dict[str, Any], base_dir: Path | None) -> None:
 
 
 def _format_errors(
-    exc: ValidationError, source: str, text: str, origin: dict[str, str], set_paths: set[str]
+    exc: ValidationError, source: str, text: str, origin: dict[str, str], set_paths: set[str],
+    root: type[BaseModel] = Config,
 ) -> str:
     seen: dict[str, list[str]] = {}
     lines: dict[str, int | None] = {}
@@ -137,7 +158,7 @@ def _format_errors(
         loc = [p for p in err["loc"] if isinstance(p, int) or _is_field_name(p)]
         path = _path_str(loc)
         shown = origin.get(path, path)
-        msg = _message(err, loc)
+        msg = _message(err, loc, root)
         if msg not in seen.setdefault(shown, []):
             seen[shown].append(msg)
         lines[shown] = None if path in set_paths else line_of(text, _original_loc(loc, origin))
@@ -159,7 +180,8 @@ def _original_loc(loc: list[Any], origin: dict[str, str]) -> list[Any]:
 
 
 def _is_field_name(part: Any) -> bool:
-    return isinstance(part, str) and "[" not in part and part not in ("str", "bool", "int", "float")
+    return (isinstance(part, str) and "[" not in part and part not in ("str", "bool", "int", "float")
+            and part not in EVAL_TASK_TAGS)
 
 
 def _path_str(loc: list[Any]) -> str:
@@ -169,11 +191,11 @@ def _path_str(loc: list[Any]) -> str:
     return out
 
 
-def _message(err: dict[str, Any], loc: list[Any]) -> str:
+def _message(err: dict[str, Any], loc: list[Any], root: type[BaseModel] = Config) -> str:
     kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
     got = f" (got {value!r})" if kind != "missing" else ""
     if kind == "extra_forbidden":
-        return "unknown key" + did_you_mean(str(loc[-1]), _known_keys(loc))
+        return "unknown key" + did_you_mean(str(loc[-1]), _known_keys(loc, root))
     if kind == "missing":
         return "required"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -198,17 +220,24 @@ def _message(err: dict[str, Any], loc: list[Any]) -> str:
     return simple.get(kind, err["msg"]) + got
 
 
-def _known_keys(loc: list[Any]) -> list[str]:
-    model: type[BaseModel] = Config
-    level = "top"
+def _known_keys(loc: list[Any], root: type[BaseModel] = Config) -> list[str]:
+    model: type[BaseModel] = root
+    level = "top" if root is Config else "none"
     for part in loc[:-1]:
         if isinstance(part, str):
             field = model.model_fields.get(part)
             if part in _DATASET_LISTS:
                 model, level = DatasetSpec, "dataset"
-            elif field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-                model, level = field.annotation, "none"
+            elif field is not None and (inner := _model_in(field.annotation)) is not None:
+                model, level = inner, "none"
     return list(model.model_fields) + list(alias_table().get(level, {}))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The first schema model inside an annotation (``X``, ``X | None``, ``list[X]``, a union of models)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in get_args(annotation) if (m := _model_in(arg)) is not None), None)
 
 
 def dump_yaml(config: Config) -> str:

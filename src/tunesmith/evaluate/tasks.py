@@ -10,6 +10,20 @@ from tunesmith.data.records import Record
 from tunesmith.errors import ConfigError, DataError, RowError
 from tunesmith.evaluate.scorers import Scorer
 
+_SHOWN = 20
+
+
+class EvalDataError(DataError):
+    """Rows of an eval task that cannot be scored (no gold answer, or one the scorer cannot read)."""
+
+    def __init__(self, task: str, errors: list[RowError], total: int) -> None:
+        self.errors, self.total_rows = errors, total
+        lines = [str(e) for e in errors[:_SHOWN]]
+        if len(errors) > _SHOWN:
+            lines.append(f"... and {len(errors) - _SHOWN} more")
+        Exception.__init__(self, "\n".join([f"{len(errors)} of {total} rows of eval task {task!r} cannot be scored "
+                                    "(each must end with an assistant turn holding the gold answer):", *lines]))
+
 
 @dataclass
 class TaskRows:
@@ -21,15 +35,18 @@ class TaskRows:
 
 def read_task(spec: EvalTaskSpec, scorer: Scorer) -> TaskRows:
     """The task's rows; each must end with an assistant answer its scorer can read (else one
-    ``DataError`` listing every bad row with file:line)."""
-    from tunesmith.data import ingest
+    ``EvalDataError`` listing every bad row with file:line)."""
+    from tunesmith.data.ingest import collect
 
-    records = ingest([spec.dataset()], method="sft").records
+    batch = collect([spec.dataset()], "sft")
+    records = batch.records
+    errors = [r.error for r in batch.rejected]
+    errors += [error for record in records if (error := _gold_error(spec, scorer, record)) is not None]
+    if errors:
+        errors.sort(key=lambda e: (e.source, e.row or 0))
+        raise EvalDataError(spec.name, errors, batch.rows)
     if not records:
         raise ConfigError(f"eval_tasks[{spec.name}].path: {spec.path} has no rows")
-    errors = [error for record in records if (error := _gold_error(spec, scorer, record)) is not None]
-    if errors:
-        raise DataError(errors, total_rows=len(records))
     return TaskRows(records, _categories(spec, records))
 
 

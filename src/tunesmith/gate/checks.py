@@ -6,7 +6,8 @@ candidate's and baseline's ``eval_<name>.json`` summaries and returning its verd
 - ``format``: every task with a format metric (schema compliance, valid label, parse rate) >= ``min``.
 - ``capability``: probe accuracy >= ``ratio`` x the baseline's; each probe category that fell
   by more than ``max_category_drop`` is a warning (or a failure: ``category_drop: fail``).
-- ``health``: every task's (and the probes') stop rate >= ``min_stop_rate`` (loop rate <= ``max_loop_rate``).
+- ``health``: every task's stop rate >= ``min_stop_rate`` (loop rate <= ``max_loop_rate``); the
+  probes' stop rate is listed, not gated (general prompts may rightly run long).
 - ``judge``: judge-scored tasks: ``judge_score`` >= ``ratio`` x the baseline's, failures <= ``max_failure_rate``.
 """
 
@@ -115,9 +116,11 @@ def capability(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
 def health(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
     cfg = config.health
     subjects = [(n, t.get("health") or {}) for n, t in _tasks(cand).items()]
-    if cand.get("probes"):
-        subjects.append(("probes", cand["probes"].get("health") or {}))
     lines = []
+    probe_stats = (cand.get("probes") or {}).get("health") or {}
+    if "stop_rate" in probe_stats:  # general prompts: reported, not gated
+        lines.append(Line("health", "probes", "stop_rate", probe_stats["stop_rate"],
+                          _base_health(base, "probes").get("stop_rate"), None, "info", "not gated"))
     for name, stats in subjects:
         if "stop_rate" not in stats:
             continue
@@ -127,7 +130,9 @@ def health(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
             ok = stats.get("loop_rate", 0.0) <= cfg.max_loop_rate + _EPS
             lines.append(Line("health", name, "loop_rate", stats.get("loop_rate"), _base_health(base, name).get("loop_rate"),
                               cfg.max_loop_rate, "pass" if ok else "fail", op="<="))
-    return lines or _missing("health", "generation-health metrics in the candidate", config)
+    if not any(line.status != "info" for line in lines):
+        return lines + _missing("health", "generation-health metrics in the candidate", config)
+    return lines
 
 
 def _base_health(base: Summary, name: str) -> dict[str, float]:

@@ -33,7 +33,7 @@ def run(spec: LmEvalTaskSpec, loaded: Any) -> dict[str, Any]:
 
     lm_eval, hflm, task_manager = _lm_eval()
     options = spec.lm_eval
-    manager = task_manager(include_path=options.include_path) if options.include_path else task_manager()
+    manager = _manager(task_manager, options.include_path, options.tasks)
     unknown = [t for t in options.tasks if t not in manager.all_tasks]
     if unknown:
         where = f" or under include_path {options.include_path}" if options.include_path else ""
@@ -55,6 +55,17 @@ def run(spec: LmEvalTaskSpec, loaded: Any) -> dict[str, Any]:
     return results
 
 
+def _manager(task_manager: Any, include_path: str | None, tasks: list[str]) -> Any:
+    """lm-eval's task index: only ``include_path`` when it defines every task (indexing the ~15,000
+    bundled task files takes a minute), else the bundled tasks too."""
+    if include_path:
+        local = task_manager(include_path=include_path, include_defaults=False)
+        if all(t in local.all_tasks for t in tasks):
+            return local
+        return task_manager(include_path=include_path)
+    return task_manager()
+
+
 def _score(name: str, values: dict[str, Any], better: dict[str, bool], samples: list[dict[str, Any]]) -> TaskScore:
     metrics, other = {}, {}
     for key, value in values.items():
@@ -70,7 +81,8 @@ def _score(name: str, values: dict[str, Any], better: dict[str, bool], samples: 
     for sample in samples:
         value = sample.get(main)
         ok = isinstance(value, (int, float)) and float(value) >= 1.0
-        rows.append(RowScore(ok, str(_first(sample.get("filtered_resps"))), {"doc_id": sample.get("doc_id")},
+        rows.append(RowScore(ok, _row(sample).output, {"doc_id": sample.get("doc_id"),
+                                                      "resps": sample.get("filtered_resps")},
                              value=float(value) if isinstance(value, (int, float)) else None))
     return TaskScore(task=name, scorer="lm_eval", n=len(samples), metrics=metrics, main=main, rows=rows,
                      extra={"other": other, "higher_is_better": better})
@@ -83,7 +95,15 @@ def _first(value: Any) -> Any:
 
 
 def _row(sample: dict[str, Any]) -> EvalRow:
+    """The sample as a row. Multiple choice (one (loglikelihood, greedy) per choice): the reply is
+    the most likely choice and the gold the target choice's text; generation: the text itself."""
     arguments = sample.get("arguments") or [[""]]
-    prompt = _first(arguments)
-    return EvalRow(prompt=str(prompt), gold=str(sample.get("target", "")),
-                   output=str(_first(sample.get("filtered_resps"))), source=f"doc {sample.get('doc_id')}")
+    resps, target = sample.get("filtered_resps") or [], sample.get("target", "")
+    choices = [a[1] for a in arguments if isinstance(a, (list, tuple)) and len(a) > 1 and isinstance(a[1], str)]
+    scored = [_first(r) for r in resps]
+    if choices and len(choices) == len(scored) and all(isinstance(x, (int, float)) for x in scored):
+        output = choices[max(range(len(scored)), key=lambda i: scored[i])].strip()
+        gold = choices[target].strip() if isinstance(target, int) and 0 <= target < len(choices) else str(target)
+    else:
+        output, gold = str(_first(resps)), str(target)
+    return EvalRow(prompt=str(_first(arguments)), gold=gold, output=output, source=f"doc {sample.get('doc_id')}")

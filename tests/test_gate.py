@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from test_quickstart_report import _Balance
 from tunesmith import gate
 from tunesmith.config.loader import load_yaml_model
 from tunesmith.config.schema import EvalTaskSpec, GateConfig
@@ -139,7 +140,11 @@ def test_summary_markdown_and_json(runs, tmp_path: Path) -> None:
     data = json.loads((tmp_path / "gate.json").read_text())
     assert data["passed"] is False and data["failures"] == 2 and data["config"]["format"]["min"] == 0.95
     page = (tmp_path / "gate.html").read_text()
-    assert "tunesmith gate: FAILED" in page and 'class="fail-row"' in page and "<script" not in page
+    assert '<span class="badge fail">FAILED</span>' in page and 'class="fail-row"' in page and "<script" not in page
+    parser = _Balance()
+    parser.feed(page)
+    parser.close()
+    assert parser.errors == [] and parser.stack == []
     assert "Biggest regressions" in page and "The station S0 needs 1 machines." in page  # the broken rows, side by side
     assert page.count('<table class="matrix">') == 2  # tickets: baseline and candidate
 

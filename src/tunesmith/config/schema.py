@@ -300,6 +300,9 @@ class Config(_Strict):
         names = [t.name for t in self.eval_tasks]
         if len(names) != len(set(names)):
             raise ValueError(f"eval_tasks: task names must be unique (got {names})")
+        judged = [t.name for t in self.dataset_tasks if t.scorer == "judge"]
+        if judged and self.judge is None:
+            raise ValueError(f"judge: the judge scorer (task {judged[0]!r}) needs a judge: section (base_url, model)")
         if self.stride and self.stride >= self.sequence_len:
             raise ValueError(f"stride: must be < sequence_len ({self.sequence_len}) (got {self.stride})")
         return self

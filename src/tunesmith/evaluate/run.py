@@ -80,14 +80,14 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
     system = config.system_prompt if config.system_prompt is not None else loaded.system_prompt
     t0 = time.perf_counter()
     tasks: dict[str, TaskResult] = {}
-    for spec in config.dataset_tasks:
-        tasks[spec.name] = _run_task(spec, scorers[spec.name], tests[spec.name], report, loaded, system,
-                                     config.eval_batch_size)
-    for spec in config.eval_tasks:
+    for spec in config.eval_tasks:  # lm-eval first: a task name it does not know fails before long generations
         if not isinstance(spec, EvalTaskSpec):
             from tunesmith.evaluate import harness
 
             tasks.update(harness.run(spec, loaded))
+    for spec in config.dataset_tasks:
+        tasks[spec.name] = _run_task(spec, scorers[spec.name], tests[spec.name], report, loaded, system,
+                                     config.eval_batch_size)
     probe_result = _probes(config, loaded, system)
     generated = sum(r.tokens for t in tasks.values() for r in t.rows)
     result = EvalResult(name, loaded.path, tasks, time.perf_counter() - t0, generated, probes=probe_result,

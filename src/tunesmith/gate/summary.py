@@ -54,9 +54,8 @@ def write_html(result: Any, path: Path) -> Path:
     from tunesmith.evaluate.report import load_side, render_page
     from tunesmith.reporting.view import write_page
 
-    verdict = "passed" if result.passed else "FAILED"
     page = render_page(load_side(result.baseline, "baseline"), load_side(result.candidate, "candidate"),
-                       title=f"tunesmith gate: {verdict}",
+                       title="tunesmith gate",
                        summary=f"{len(result.failures)} failing check(s), {len(result.warnings)} warning(s).",
                        gate=[{"line": line, "candidate": _value(line.candidate), "baseline": _value(line.baseline),
                               "threshold": _threshold(line), "mark": _MARK[line.status]} for line in result.lines],

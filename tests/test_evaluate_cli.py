@@ -132,3 +132,22 @@ def test_bad_input_is_one_line_with_file_and_line(project: Path, tmp_path: Path)
         load_config(tmp_path / "b.yaml")
     proc = run_cli("evaluate", str(tmp_path / "b.yaml"))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "b.yaml:6: eval_tasks[0].scorer" in proc.stderr
+
+
+def test_a_judge_that_is_down_keeps_every_generation(project: Path, tmp_path: Path) -> None:
+    from judge_server import free_port
+
+    from tunesmith import evaluate
+    from tunesmith.config import config_from_dict
+    from tunesmith.evaluate.judge import JudgeError
+
+    config = yaml.safe_load((project / "run.yaml").read_text())
+    config.update(output_dir=str(tmp_path / "run"), probes={"enabled": False},
+                  judge={"base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "j", "max_retries": 0,
+                         "max_consecutive_failures": 2})
+    config["eval_tasks"].append({"name": "open", "path": str(project / "sums.jsonl"), "scorer": "judge",
+                                 "max_new_tokens": 3})
+    with pytest.raises(JudgeError, match="cannot connect"):
+        evaluate.run(config_from_dict(config), str(project / "base"))
+    rows = [json.loads(line) for line in (tmp_path / "run/eval/generations_model.jsonl").read_text().splitlines()]
+    assert [r["task"] for r in rows].count("open") == 3 and len(rows) == 4 + 3 + 3

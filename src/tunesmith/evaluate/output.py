@@ -61,6 +61,15 @@ def write(result: Any, out_dir: Path) -> list[Path]:
     return files
 
 
+def write_generations(path: Path, rows_by_task: dict[str, Any]) -> Path:
+    """Every generated row before scoring (``{task: (rows, excluded)}``); ``write`` replaces the
+    file with the scored rows, so a scorer that fails (a judge that is down) loses no generation."""
+    return write_jsonl(path, [{"task": task, "source": r.source, "category": r.category, "prompt": r.prompt,
+                               "gold": r.gold, "output": r.output, "finish_reason": r.finish_reason,
+                               "tokens": r.tokens}
+                              for task, (rows, _) in rows_by_task.items() for r in rows])
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     """One JSON object per line (pairwise verdicts and the like)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,9 +85,13 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
             from tunesmith.evaluate import harness
 
             tasks.update(harness.run(spec, loaded))
+    generated_rows = {spec.name: _generate(spec, tests[spec.name], report, loaded, system, config.eval_batch_size)
+                      for spec in config.dataset_tasks}
+    output.write_generations(out / f"generations_{name}.jsonl", generated_rows)  # kept even if scoring fails
     for spec in config.dataset_tasks:
-        tasks[spec.name] = _run_task(spec, scorers[spec.name], tests[spec.name], report, loaded, system,
-                                     config.eval_batch_size)
+        rows, excluded = generated_rows[spec.name]
+        tasks[spec.name] = TaskResult(spec, score_rows(scorers[spec.name], rows), [r.prompt for r in rows],
+                                      [r.gold for r in rows], [r.output for r in rows], rows, excluded)
     probe_result = _probes(config, loaded, system)
     generated = sum(r.tokens for t in tasks.values() for r in t.rows)
     result = EvalResult(name, loaded.path, tasks, time.perf_counter() - t0, generated, probes=probe_result,
@@ -96,8 +100,10 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
     return result
 
 
-def _run_task(spec: EvalTaskSpec, scorer: Scorer, test: Any, report: ContaminationReport | None, loaded: Any,
-              system: str | None, batch_size: int) -> TaskResult:
+def _generate(spec: EvalTaskSpec, test: Any, report: ContaminationReport | None, loaded: Any, system: str | None,
+              batch_size: int) -> tuple[list[EvalRow], int]:
+    """The task's rows with the model's replies (rows found in the training data left out under
+    ``contamination.action: exclude``), and how many were left out."""
     from tunesmith import infer
     from tunesmith.evaluate.contamination import keep
 
@@ -109,17 +115,15 @@ def _run_task(spec: EvalTaskSpec, scorer: Scorer, test: Any, report: Contaminati
         raise ConfigError(f"eval_tasks[{spec.name}]: every row is also in the training data (see contamination.json)")
     records = [r for r, _ in pairs]
     prompts = [r.messages[:-1] for r in records]
-    golds = [r.messages[-1].content for r in records]
     gens = infer.generate_details(loaded.model, loaded.tokenizer, prompts, eos_ids=loaded.eos_ids,
                                   system_prompt=system, max_new_tokens=spec.max_new_tokens, batch_size=batch_size,
                                   tools=[r.tools for r in records])
     tok = loaded.tokenizer
-    rows = [EvalRow(prompt=p[-1].content, gold=gold, output=g.text, finish_reason=g.finish_reason, tokens=g.tokens,
-                    gold_tokens=len(tok(gold, add_special_tokens=False)["input_ids"]), category=category,
-                    source=str(r.source))
-            for p, gold, g, (r, category) in zip(prompts, golds, gens, pairs)]
-    return TaskResult(spec, score_rows(scorer, rows), [r.prompt for r in rows], golds, [g.text for g in gens], rows,
-                      len(test.records) - len(records))
+    rows = [EvalRow(prompt=p[-1].content, gold=r.messages[-1].content, output=g.text, finish_reason=g.finish_reason,
+                    tokens=g.tokens, gold_tokens=len(tok(r.messages[-1].content, add_special_tokens=False)["input_ids"]),
+                    category=category, source=str(r.source))
+            for p, g, (r, category) in zip(prompts, gens, pairs)]
+    return rows, len(test.records) - len(records)
 
 
 def score_rows(scorer: Scorer, rows: Sequence[EvalRow]) -> TaskScore:

@@ -136,7 +136,7 @@ def test_summary_markdown_and_json(runs, tmp_path: Path) -> None:
     md = (tmp_path / "gate.md").read_text()
     assert md.startswith("## \u274c tunesmith gate: FAILED (2 failing checks)")
     assert "| format | planning | schema_compliance | 80.0% | 100.0% | \u2265 95.0% | \u274c FAIL |" in md
-    assert "<details><summary>Per category" in md
+    assert "<details><summary>Per category and other figures, not gated (" in md
     data = json.loads((tmp_path / "gate.json").read_text())
     assert data["passed"] is False and data["failures"] == 2 and data["config"]["format"]["min"] == 0.95
     page = (tmp_path / "gate.html").read_text()
@@ -189,3 +189,11 @@ def test_cli_exit_codes(runs, tmp_path: Path) -> None:
     err = run_cli("gate", "--candidate", str(runs["good"]), "--baseline", str(runs["baseline"]), "--config", str(config))
     assert err.returncode == 1 and "gate.yaml:1: golden.ratio: must be > 0.0 (got -1)" in err.stderr
     assert "Traceback" not in err.stderr
+
+
+def test_the_readme_gate_config_is_the_default(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("**The gate**", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "gate.yaml"
+    path.write_text(block)
+    assert load_yaml_model(path, GateConfig, "gate config") == GateConfig()

@@ -44,7 +44,8 @@ def markdown(result: Any) -> str:
     out = [head, "", f"candidate: `{result.candidate}`  ", f"baseline: `{result.baseline}`", ""]
     out += _table(main) if main else ["No check ran."]
     if detail:
-        out += ["", f"<details><summary>Per category ({len(detail)} lines, not gated)</summary>", "", *_table(detail),
+        out += ["", f"<details><summary>Per category and other figures, not gated ({len(detail)} lines)</summary>", "",
+                *_table(detail),
                 "", "</details>"]
     return "\n".join(out) + "\n"
 

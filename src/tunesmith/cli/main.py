@@ -52,7 +52,8 @@ app.command("audit", help="Find dataset defects before training (the data doctor
 app.command("preview", help="Show tokenized rows with their trained tokens highlighted.")(preview_cmd.preview)
 app.command("train", help="Fine-tune (sft, cpt, dpo) into a reproducible run directory.")(train_cmd.train)
 app.command("runs", help="List runs: method, status, steps, best eval loss.")(runs_cmd.runs)
-app.command("evaluate", help="Score a model on held-out tasks (eval_tasks), optionally against its base.")(
+app.command("evaluate", help="Score a model on held-out tasks and forgetting probes (optionally against its base), "
+                             "or compare two models with an LLM judge; writes eval/ and report.html.")(
     evaluate_cmd.evaluate
 )
 app.command("gate", help="Pass or fail a candidate against a baseline's evaluation (CI deployment gate).")(

@@ -33,12 +33,15 @@ def project(tmp_path_factory) -> Path:
     qa = [_conv(f"what is the capital of country {i}", "paris", category="europe" if i % 2 else "asia") for i in range(4)]
     qa.append(_conv("tell me fact 3 about birds", "fact 3"))  # also in the training data
     (root / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa))
+    probe_items = [{"id": f"p{i}", "category": "arithmetic" if i < 2 else "refusal", "prompt": f"What is {i} + 1?",
+                    "check": {"type": "number", "value": i + 1} if i < 2 else {"type": "refusal"}} for i in range(3)]
+    (root / "probes.jsonl").write_text("".join(json.dumps(p) + "\n" for p in probe_items))
     (root / "sums.jsonl").write_text("".join(json.dumps(_conv(f"what is {i} plus {i}", str(2 * i))) + "\n"
                                              for i in range(3)))
     config = {
         "base_model": str(root / "base"), "datasets": [{"path": str(root / "train.jsonl")}],
         "output_dir": str(root / "run"), "eval_batch_size": 8,
-        "probes": {"max_new_tokens": 3},
+        "probes": {"max_new_tokens": 3, "path": str(root / "probes.jsonl")},
         "eval_tasks": [{"name": "qa", "path": str(root / "qa.jsonl"), "scorer": "token_f1", "max_new_tokens": 4},
                        {"name": "sums", "path": str(root / "sums.jsonl"), "scorer": "numeric", "max_new_tokens": 4}],
     }
@@ -47,7 +50,7 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_evaluate_writes_every_row_and_a_report(project: Path) -> None:
-    proc = run_cli("evaluate", str(project / "run.yaml"), "--model", str(project / "base"), "--base")
+    proc = run_cli("evaluate", str(project / "run.yaml"), "--model", str(project / "base"), "--base", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "held-out tasks" in proc.stdout and "stop_rate" in proc.stdout and "probes" in proc.stdout
     assert "contaminated rows left out" in proc.stdout
@@ -57,7 +60,8 @@ def test_evaluate_writes_every_row_and_a_report(project: Path) -> None:
     assert qa["n"] == 4 and qa["excluded"] == 1 and qa["main"] == "token_f1"
     assert set(qa["categories"]) == {"asia", "europe"} and qa["categories"]["asia"]["n"] == 2
     assert summary["tasks"]["sums"]["format"] == "parse_rate"
-    assert summary["contamination"]["contaminated"] == 1 and summary["probes"]["n"] >= 30
+    assert summary["contamination"]["contaminated"] == 1 and summary["probes"]["n"] == 3
+    assert set(summary["probes"]["categories"]) == {"arithmetic", "refusal"}
     rows = [json.loads(line) for line in (ev / "generations_model.jsonl").read_text().splitlines()]
     assert len(rows) == 4 + 3 and {"finish_reason", "tokens", "score", "detail", "category", "source"} <= set(rows[0])
     qa_rows = [r for r in rows if r["task"] == "qa"]
@@ -83,7 +87,7 @@ def test_compare_and_judge_scorer_through_a_judge_server(project: Path) -> None:
         config["eval_tasks"].append({"name": "open", "path": str(project / "sums.jsonl"), "scorer": "judge",
                                      "max_new_tokens": 3})
         (project / "judge.yaml").write_text(yaml.safe_dump(config))
-        proc = run_cli("evaluate", str(project / "judge.yaml"), "--compare", "base", str(project / "base"))
+        proc = run_cli("evaluate", str(project / "judge.yaml"), "--compare", "base", str(project / "base"), timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
     ev = project / "run" / "eval"
     assert "pairwise: base vs" in proc.stdout and "orders agree" in proc.stdout

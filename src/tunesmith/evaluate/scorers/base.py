@@ -83,10 +83,10 @@ class TaskScore:
 
 @dataclass(frozen=True)
 class ScoreContext:
-    """What a scorer may need beyond its task: the judge settings and where to cache verdicts."""
+    """What a scorer may need beyond its task: the judge settings and the eval folder (where the
+    judge keeps its verdict cache unless ``judge.cache`` says otherwise)."""
 
     judge: Any = None  # config.schema.JudgeConfig
-    cache_dir: Path | None = None
     out_dir: Path | None = None
 
 

@@ -188,7 +188,26 @@ def test_empty_and_length_mismatch() -> None:
 
 
 def test_registry() -> None:
-    assert SCORERS == {"json": score_json, "label": score_label, "grounded": score_grounded}
+    """One table: every scorer name the config accepts, each class registered under its own name;
+    the json/label/grounded classes score exactly as their functions do."""
+    from typing import get_args
+
+    from tunesmith.config.schema import EvalTaskSpec, ScorerName
+    from tunesmith.evaluate.scorers import EvalRow
+
+    assert list(SCORERS) == list(get_args(ScorerName))
+    assert all(cls.name == name for name, cls in SCORERS.items())
+    spec = EvalTaskSpec(name="t", path="x.jsonl", scorer="json", json_schema=SCHEMA, labels=LABELS,
+                        abstention=ABSTAIN)
+    outputs, golds = [_out(), "nope"], [json.dumps(GOLD)] * 2
+    rows = [EvalRow("p", g, o) for o, g in zip(outputs, golds)]
+    assert SCORERS["json"](spec).score(rows).metrics == score_json("t", outputs, golds, SCHEMA).metrics
+    rows = [EvalRow("p", "positive", "Positive."), EvalRow("p", "neutral", "x")]
+    assert SCORERS["label"](spec).score(rows).metrics == score_label("t", ["Positive.", "x"], ["positive", "neutral"],
+                                                                     LABELS).metrics
+    rows = [EvalRow("p", ABSTAIN, ABSTAIN), EvalRow("p", "a", "b")]
+    assert SCORERS["grounded"](spec).score(rows).metrics == score_grounded("t", [ABSTAIN, "b"], [ABSTAIN, "a"],
+                                                                           ABSTAIN).metrics
 
 
 def test_eval_task_config_errors_name_the_key():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith.quickstart.chart import line_chart
+from tunesmith.reporting.chart import line_chart
 from tunesmith.quickstart.report import ConfusionView, Example, MetricRow, ReportData, render, write
 
 SVG = "{http://www.w3.org/2000/svg}"

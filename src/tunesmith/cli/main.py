@@ -12,8 +12,8 @@ import typer
 
 from tunesmith import __version__
 from tunesmith.cli import (
-    audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, merge_cmd, preview_cmd, quickstart_cmd, runs_cmd,
-    serve_cmd, train_cmd,
+    audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, gate_cmd, merge_cmd, preview_cmd, quickstart_cmd,
+    runs_cmd, serve_cmd, train_cmd,
 )
 from tunesmith.errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, TunesmithError
 
@@ -43,7 +43,7 @@ def _root(
 
 
 # quickstart first (the whole lifecycle); then lifecycle order: data -> audit -> preview (tokenize)
-# -> train -> runs -> evaluate -> merge -> chat -> serve; config helps every stage
+# -> train -> runs -> evaluate -> gate -> merge -> chat -> serve; config helps every stage
 app.command("quickstart", help="The whole lifecycle offline in minutes: base, fine-tune, evaluate, merge, report.")(
     quickstart_cmd.quickstart
 )
@@ -52,8 +52,12 @@ app.command("audit", help="Find dataset defects before training (the data doctor
 app.command("preview", help="Show tokenized rows with their trained tokens highlighted.")(preview_cmd.preview)
 app.command("train", help="Fine-tune (sft, cpt, dpo) into a reproducible run directory.")(train_cmd.train)
 app.command("runs", help="List runs: method, status, steps, best eval loss.")(runs_cmd.runs)
-app.command("evaluate", help="Score a model on held-out tasks (eval_tasks), optionally against its base.")(
+app.command("evaluate", help="Score a model on held-out tasks and forgetting probes (optionally against its base), "
+                             "or compare two models with an LLM judge; writes eval/ and report.html.")(
     evaluate_cmd.evaluate
+)
+app.command("gate", help="Pass or fail a candidate against a baseline's evaluation (CI deployment gate).")(
+    gate_cmd.gate
 )
 app.command("merge", help="Merge an adapter into its base and verify the merged logits.")(merge_cmd.merge)
 app.command("chat", help="Chat with a trained model using its own chat template.")(chat_cmd.chat)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -17,13 +17,14 @@ from tunesmith.config import llamafactory
 from tunesmith.config.aliases import (
     KeyProblem, alias_table, canonical_key, canonicalize, did_you_mean, translate_value,
 )
-from tunesmith.config.schema import Config, DatasetSpec
+from tunesmith.config.schema import EVAL_TASK_TAGS, Config, DatasetSpec
 from tunesmith.config.yaml_lines import line_of
 from tunesmith.config.yaml_load import read_yaml
 from tunesmith.errors import ConfigError
 
 _DATASET_LISTS = ("datasets", "eval_datasets", "test_datasets")
 _KEYED_MESSAGE = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)
+M = TypeVar("M", bound=BaseModel)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> Config:
@@ -40,6 +41,25 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
             raise ConfigError(f"{path}:1: a config must be a mapping of key: value lines (got {kind})")
         raw.update(loaded)
     return config_from_dict(raw, overrides, source=source, text=text, base_dir=Path(path).parent if path else None)
+
+
+def load_yaml_model(path: str | Path, model: type[M], what: str) -> M:
+    """Read the YAML file ``path`` into ``model`` (another frozen schema of ``schema.py``, e.g. a
+    gate config or a judge rubric); errors name the file, line, key path and value, as for configs."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: {what} file not found")
+    text = p.read_text("utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a {what} must be a mapping of key: value (got {type(raw).__name__})")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path), text, {}, set(), root=model)) from None
 
 
 def config_from_dict(
@@ -170,13 +190,14 @@ def _expand_llamafactory(data: dict[str, Any], base_dir: Path | None) -> None:
 
 
 def _format_errors(
-    exc: ValidationError, source: str, text: str, origin: dict[str, str], set_paths: set[str]
+    exc: ValidationError, source: str, text: str, origin: dict[str, str], set_paths: set[str],
+    root: type[BaseModel] = Config,
 ) -> str:
     seen: dict[str, list[str]] = {}
     lines: dict[str, int | None] = {}
     for err in exc.errors():
         loc = [p for p in err["loc"] if isinstance(p, int) or _is_field_name(p)]
-        msg = _message(err, loc)
+        msg = _message(err, loc, root)
         keyed = _KEYED_MESSAGE.match(msg) if err["type"] == "value_error" else None
         if keyed and not loc:  # a model-level check naming its key ("save_steps: must be ...")
             loc, msg = _loc_of(keyed.group(1)), keyed.group(2)
@@ -204,7 +225,8 @@ def _original_loc(loc: list[Any], origin: dict[str, str]) -> list[Any]:
 
 
 def _is_field_name(part: Any) -> bool:
-    return isinstance(part, str) and "[" not in part and part not in ("str", "bool", "int", "float")
+    return (isinstance(part, str) and "[" not in part and part not in ("str", "bool", "int", "float")
+            and part not in EVAL_TASK_TAGS)
 
 
 def _path_str(loc: list[Any]) -> str:
@@ -214,11 +236,11 @@ def _path_str(loc: list[Any]) -> str:
     return out
 
 
-def _message(err: dict[str, Any], loc: list[Any]) -> str:
+def _message(err: dict[str, Any], loc: list[Any], root: type[BaseModel] = Config) -> str:
     kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
     got = f" (got {value!r})" if kind != "missing" else ""
     if kind == "extra_forbidden":
-        return "unknown key" + did_you_mean(str(loc[-1]), _known_keys(loc))
+        return "unknown key" + did_you_mean(str(loc[-1]), _known_keys(loc, root))
     if kind == "missing":
         return "required"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -243,17 +265,24 @@ def _message(err: dict[str, Any], loc: list[Any]) -> str:
     return simple.get(kind, err["msg"]) + got
 
 
-def _known_keys(loc: list[Any]) -> list[str]:
-    model: type[BaseModel] = Config
-    level = "top"
+def _known_keys(loc: list[Any], root: type[BaseModel] = Config) -> list[str]:
+    model: type[BaseModel] = root
+    level = "top" if root is Config else "none"
     for part in loc[:-1]:
         if isinstance(part, str):
             field = model.model_fields.get(part)
             if part in _DATASET_LISTS:
                 model, level = DatasetSpec, "dataset"
-            elif field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-                model, level = field.annotation, "none"
+            elif field is not None and (inner := _model_in(field.annotation)) is not None:
+                model, level = inner, "none"
     return list(model.model_fields) + list(alias_table().get(level, {}))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The first schema model inside an annotation (``X``, ``X | None``, ``list[X]``, a union of models)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in get_args(annotation) if (m := _model_in(arg)) is not None), None)
 
 
 def dump_yaml(config: Config) -> str:

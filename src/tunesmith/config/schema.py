@@ -8,9 +8,9 @@ uses them, which records where each value came from.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from tunesmith.config import choices
 
@@ -83,16 +83,26 @@ class AuditConfig(_Strict):
     skip: list[str] = Field(default_factory=list, description="Audit checks not to run (by check name)")
 
 
+ScorerName = Literal[
+    "json", "label", "grounded", "exact_match", "token_f1", "contains", "regex", "numeric", "rouge_l", "bleu", "chrf",
+    "judge",
+]  # = the keys of tunesmith.evaluate.scorers.SCORERS (a test keeps them equal)
+
+
 class EvalTaskSpec(DatasetSpec):
     """A held-out task: a dataset (read with the same options as a training one) whose last
     assistant turn is the gold answer, and how to score replies. ``labels`` is the label
     scorer's label set (default: the golds seen); ``abstention`` the grounded scorer's refusal."""
 
     name: str = Field(min_length=1)
-    scorer: Literal["json", "label", "grounded"]
+    scorer: ScorerName
     max_new_tokens: int = Field(128, gt=0)
     json_schema: dict[str, Any] | None = Field(None, description="json scorer: the schema replies must follow")
     tolerance: dict[str, float] = Field(default_factory=dict, description="json scorer: absolute tolerance per numeric field")
+    pattern: str | None = Field(None, description="regex scorer: one pattern for every row (default: each gold is a pattern)")
+    abs_tolerance: float = Field(0.0, ge=0, description="numeric scorer: allowed absolute difference")
+    rel_tolerance: float = Field(0.0, ge=0, description="numeric scorer: allowed difference relative to the gold")
+    field_category: str = Field("category", description="Row field holding a category for per-category scores")
 
     def dataset(self) -> DatasetSpec:
         """The task's file as a dataset spec (so it is read exactly as training reads it)."""
@@ -110,7 +120,112 @@ class EvalTaskSpec(DatasetSpec):
                 validator_for(self.json_schema).check_schema(self.json_schema)
             except SchemaError as exc:
                 raise ValueError(f"json_schema: not a valid JSON Schema: {exc.message}") from None
+        if self.pattern is not None:
+            import re
+
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern: not a valid regular expression: {exc} (got {self.pattern!r})") from None
         return self
+
+
+class LmEvalOptions(_Strict):
+    """lm-evaluation-harness tasks run on the model being evaluated (``pip install 'tunesmith[lm-eval]'``)."""
+
+    tasks: list[str] = Field(min_length=1, description="lm-eval task names (or names defined under include_path)")
+    include_path: str | None = Field(None, description="Folder of extra lm-eval task YAML files")
+    num_fewshot: int | None = Field(None, ge=0)
+    limit: float | None = Field(None, gt=0, description="Rows per task (a fraction < 1 or a count)")
+    batch_size: int = Field(8, gt=0)
+
+
+class LmEvalTaskSpec(_Strict):
+    """An ``eval_tasks`` entry of the form ``- lm_eval: {tasks: [...]}``."""
+
+    lm_eval: LmEvalOptions
+    name: str = Field("lm_eval", min_length=1)
+
+
+def _eval_task_kind(value: Any) -> str:
+    return "lm_eval entry" if isinstance(value, dict) and "lm_eval" in value else "dataset entry"
+
+
+EVAL_TASK_TAGS = ("lm_eval entry", "dataset entry")  # union tags: not key names (the loader drops them)
+AnyEvalTask = Annotated[
+    Union[Annotated[EvalTaskSpec, Tag("dataset entry")], Annotated[LmEvalTaskSpec, Tag("lm_eval entry")]],
+    Discriminator(_eval_task_kind),
+]
+
+
+class JudgeConfig(_Strict):
+    """An LLM judge behind any OpenAI-compatible endpoint (``/v1/chat/completions``)."""
+
+    base_url: str = Field(min_length=1, description="e.g. http://localhost:8000/v1")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key (none: no key)")
+    temperature: float = Field(0.0, ge=0, le=2)
+    timeout: float = Field(60.0, gt=0, description="Seconds per request")
+    max_retries: int = Field(2, ge=0, description="Retries per verdict after a failed or unparseable reply")
+    backoff: float = Field(1.0, ge=0, description="Seconds before the first retry; doubles each retry")
+    max_tokens: int = Field(512, gt=0)
+    workers: int = Field(4, gt=0, description="Verdicts requested in parallel")
+    max_consecutive_failures: int = Field(5, gt=0, description="Stop with an error after this many failed rows in a row")
+    rubric: str | None = Field(None, description="Rubric YAML (default: the bundled one)")
+    cache: str | None = Field(None, description="SQLite verdict cache (default: <output_dir>/eval/judge_cache.sqlite)")
+
+
+class ProbeConfig(_Strict):
+    """General-capability (forgetting) probes scored next to the eval tasks."""
+
+    enabled: bool = True
+    path: str | None = Field(None, description="Probe JSONL file (default: the bundled general set)")
+    max_new_tokens: int = Field(48, gt=0)
+    max_drop: float = Field(0.10, ge=0, le=1, description="Flag a category whose accuracy falls by more than this share")
+
+
+class ContaminationConfig(_Strict):
+    """Eval rows that also stand in the training data (exactly or nearly)."""
+
+    check: bool = True
+    action: Literal["exclude", "fail", "report"] = "exclude"
+    threshold: float | None = Field(None, gt=0, le=1, description="MinHash Jaccard (default: audit.near_duplicate_threshold)")
+
+
+class RubricCriterion(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    description: str = Field(min_length=1)
+    scale: tuple[int, int] = Field(description="[lowest, highest] score")
+
+    @field_validator("scale")
+    @classmethod
+    def _ordered(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] >= v[1]:
+            raise ValueError(f"must be [lowest, highest] with lowest < highest (got {list(v)})")
+        return v
+
+
+class RubricFlag(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    description: str = Field(min_length=1)
+
+
+class PairwisePrompt(_Strict):
+    system: str = Field(min_length=1)
+    template: str = Field(min_length=1, description="Jinja: prompt, reference, first, second")
+
+
+class Rubric(_Strict):
+    """A judge rubric (data, overridable with ``judge.rubric``): criteria with a scale, yes/no
+    flags, and the prompts that ask for them."""
+
+    name: str = Field(min_length=1)
+    system: str = Field(min_length=1)
+    template: str = Field(min_length=1, description="Jinja: prompt, reference, reply, criteria, flags")
+    criteria: list[RubricCriterion] = Field(min_length=1)
+    flags: list[RubricFlag] = Field(default_factory=list)
+    pass_min: int = Field(4, description="A verdict passes when every criterion scores >= this and no flag is set")
+    pairwise: PairwisePrompt
 
 
 class Config(_Strict):
@@ -174,8 +289,11 @@ class Config(_Strict):
     seed: int = 42
     audit: AuditConfig = Field(default_factory=AuditConfig)
     # held-out evaluation
-    eval_tasks: list[EvalTaskSpec] = Field(default_factory=list)
+    eval_tasks: list[AnyEvalTask] = Field(default_factory=list)
     eval_batch_size: int = Field(32, gt=0)
+    judge: JudgeConfig | None = None
+    probes: ProbeConfig = Field(default_factory=ProbeConfig)
+    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
     # where the config was read from (file, text, key names as written): for file:line in later errors
     _origin: Any = PrivateAttr(default=None)
 
@@ -184,6 +302,11 @@ class Config(_Strict):
     def _installed_choice(cls, value: str, info: Any) -> str:
         default = cls.model_fields[info.field_name].default
         return value if value == default else choices.check(info.field_name, value)
+
+    @property
+    def dataset_tasks(self) -> list[EvalTaskSpec]:
+        """The ``eval_tasks`` read from a dataset file (every entry except ``lm_eval`` ones)."""
+        return [t for t in self.eval_tasks if isinstance(t, EvalTaskSpec)]
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "Config":
@@ -194,6 +317,9 @@ class Config(_Strict):
         names = [t.name for t in self.eval_tasks]
         if len(names) != len(set(names)):
             raise ValueError(f"eval_tasks: task names must be unique (got {names})")
+        judged = [t.name for t in self.dataset_tasks if t.scorer == "judge"]
+        if judged and self.judge is None:
+            raise ValueError(f"judge: the judge scorer (task {judged[0]!r}) needs a judge: section (base_url, model)")
         if self.stride and self.stride >= self.sequence_len:
             raise ValueError(f"stride: must be < sequence_len ({self.sequence_len}) (got {self.stride})")
         has_eval = bool(self.eval_datasets) or self.val_set_size > 0
@@ -201,3 +327,45 @@ class Config(_Strict):
             raise ValueError(f"save_steps: must be a multiple of eval_steps ({self.eval_steps}) to keep the best "
                              f"checkpoint (got {self.save_steps})")
         return self
+
+
+class GoldenGate(_Strict):
+    enabled: bool = True
+    ratio: float = Field(0.98, gt=0, description="Each golden task's headline metric >= ratio x the baseline's")
+    tasks: list[str] | None = Field(None, description="Tasks that count (default: every task of both, judge and weak-signal tasks aside)")
+    category_ratio: float | None = Field(None, gt=0, description="Also hold every category to this ratio (default: report only)")
+
+
+class FormatGate(_Strict):
+    enabled: bool = True
+    min: float = Field(0.95, ge=0, le=1, description="Format compliance (schema compliance, valid label, ...) >= this")
+
+
+class CapabilityGate(_Strict):
+    enabled: bool = True
+    ratio: float = Field(0.80, gt=0, description="Probe accuracy >= ratio x the baseline's")
+    max_category_drop: float = Field(0.10, ge=0, le=1, description="Flag a probe category that falls by more than this share")
+    category_drop: Literal["fail", "warn"] = "warn"
+
+
+class HealthGate(_Strict):
+    enabled: bool = True
+    min_stop_rate: float = Field(0.95, ge=0, le=1, description="Share of replies that end on a stop token")
+    max_loop_rate: float | None = Field(None, ge=0, le=1, description="Share of looping replies allowed (default: not checked)")
+
+
+class JudgeGate(_Strict):
+    enabled: bool = True
+    ratio: float = Field(0.98, gt=0, description="judge_score >= ratio x the baseline's")
+    max_failure_rate: float = Field(0.05, ge=0, le=1, description="Share of rows the judge failed on")
+
+
+class GateConfig(_Strict):
+    """``tunesmith gate`` thresholds: candidate vs baseline evaluation results."""
+
+    golden: GoldenGate = Field(default_factory=GoldenGate)
+    format: FormatGate = Field(default_factory=FormatGate)
+    capability: CapabilityGate = Field(default_factory=CapabilityGate)
+    health: HealthGate = Field(default_factory=HealthGate)
+    judge: JudgeGate = Field(default_factory=JudgeGate)
+    missing: Literal["fail", "skip"] = Field("fail", description="A check whose results are missing: fail or skip it")

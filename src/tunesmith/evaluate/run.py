@@ -1,28 +1,37 @@
-"""``evaluate.run(config)``: generate on each held-out task and score the replies."""
+"""``evaluate.run(config)``: generate on each held-out task and score the replies.
+
+Per task: read the rows (golds vetted by the task's scorer), drop or refuse rows found in the
+training data (``contamination.py``), generate greedily in the training template, score with
+the scorer from ``SCORERS`` (never by branching on its name), add generation health and the
+per-category breakdown. Then lm-eval tasks (``harness.py``) and the forgetting probes
+(``probes/``). Everything is written to the run's ``eval/`` folder (``output.py``).
+"""
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config import Config, EvalTaskSpec
-from tunesmith.data.records import Record
-from tunesmith.errors import ConfigError, DataError, RowError
-from tunesmith.evaluate.scorers import SCORERS, TaskScore
+from tunesmith.errors import ConfigError
+from tunesmith.evaluate.contamination import ContaminationReport
+from tunesmith.evaluate.scorers import SCORERS, EvalRow, ScoreContext, Scorer, TaskScore, health
 
 
 @dataclass
 class TaskResult:
-    """One task: the score, and each row's prompt, gold and reply."""
+    """One task: the score, and each row's prompt, gold and reply (``rows``: the full rows)."""
 
-    spec: EvalTaskSpec
+    spec: Any  # EvalTaskSpec | LmEvalTaskSpec
     score: TaskScore
     prompts: list[str]
     golds: list[str]
     outputs: list[str]
+    rows: list[EvalRow] = field(default_factory=list)
+    excluded: int = 0  # rows left out as contaminated
 
 
 @dataclass
@@ -33,6 +42,8 @@ class EvalResult:
     seconds: float
     generated_tokens: int
     files: list[Path] = field(default_factory=list)
+    probes: Any = None  # probes.ProbeResult
+    contamination: ContaminationReport | None = None
 
     @property
     def tokens_per_s(self) -> float:
@@ -40,24 +51,32 @@ class EvalResult:
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
 
     def main_metrics(self) -> dict[str, float]:
-        """``{task: value of its headline metric}``."""
-        return {name: t.score.metrics[t.score.main] for name, t in self.tasks.items()}
+        """``{task: value of its headline metric}`` (tasks whose headline is missing are left out)."""
+        return {name: t.score.metrics[t.score.main] for name, t in self.tasks.items() if t.score.main in t.score.metrics}
 
 
 def run(config: Config, model: str | Path | None = None, *, name: str = "model", loaded: Any = None,
         out_dir: Path | None = None) -> EvalResult:
-    """Score ``model`` (default: the run's ``model/``) on ``config.eval_tasks``.
+    """Score ``model`` (default: the run's ``model/``) on ``config.eval_tasks`` and the probes.
 
     Prompts are the test conversations without their last assistant turn, rendered with the
     model's own chat template and ``config.system_prompt``, as in training. Writes
-    ``eval_<name>.json`` (metrics) and ``generations_<name>.jsonl`` to ``out_dir`` (default: the run).
+    ``eval_<name>.json``, ``generations_<name>.jsonl`` (and probes/contamination files) to
+    ``out_dir`` (default: ``<output_dir>/eval``).
     """
     from tunesmith import infer
+    from tunesmith.evaluate import contamination, output
+    from tunesmith.evaluate.tasks import read_task
     from tunesmith.tokenize import load_tokenizer
 
     if not config.eval_tasks:
         raise ConfigError("eval_tasks: no held-out tasks to evaluate on")
-    tests = {spec.name: _test_records(spec) for spec in config.eval_tasks}  # bad files fail before any generation
+    out = out_dir or Path(config.output_dir) / "eval"
+    context = ScoreContext(judge=config.judge, out_dir=out)
+    scorers = {spec.name: SCORERS[spec.scorer](spec, context) for spec in config.dataset_tasks}
+    tests = {spec.name: read_task(spec, scorers[spec.name]) for spec in config.dataset_tasks}  # bad files fail first
+    report = (contamination.check(config, {n: t.records for n, t in tests.items()})
+              if config.contamination.check and tests else None)
     # the run's tokenizer and template, so every model is prompted exactly as training rendered
     tokenizer = load_tokenizer(config.base_model, config.chat_template)
     target = model or Path(config.output_dir) / "model"
@@ -66,78 +85,73 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
     system = config.system_prompt if config.system_prompt is not None else loaded.system_prompt
     t0 = time.perf_counter()
     tasks: dict[str, TaskResult] = {}
-    generated = 0
-    for spec in config.eval_tasks:
-        records = tests[spec.name]
-        prompts = [r.messages[:-1] for r in records]
-        golds = [r.messages[-1].content for r in records]
-        outputs = infer.generate(loaded.model, loaded.tokenizer, prompts, eos_ids=loaded.eos_ids, system_prompt=system,
-                                 max_new_tokens=spec.max_new_tokens, batch_size=config.eval_batch_size,
-                                 tools=[r.tools for r in records])
-        generated += sum(len(loaded.tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs)
-        tasks[spec.name] = TaskResult(spec, _score(spec, outputs, golds), [p[-1].content for p in prompts],
-                                      golds, outputs)
-    result = EvalResult(name, loaded.path, tasks, time.perf_counter() - t0, generated)
-    result.files = write(result, out_dir or Path(config.output_dir))
+    for spec in config.eval_tasks:  # lm-eval first: a task name it does not know fails before long generations
+        if not isinstance(spec, EvalTaskSpec):
+            from tunesmith.evaluate import harness
+
+            tasks.update(harness.run(spec, loaded))
+    generated_rows = {spec.name: _generate(spec, tests[spec.name], report, loaded, system, config.eval_batch_size)
+                      for spec in config.dataset_tasks}
+    output.write_generations(out / f"generations_{name}.jsonl", generated_rows)  # kept even if scoring fails
+    for spec in config.dataset_tasks:
+        rows, excluded = generated_rows[spec.name]
+        tasks[spec.name] = TaskResult(spec, score_rows(scorers[spec.name], rows), [r.prompt for r in rows],
+                                      [r.gold for r in rows], [r.output for r in rows], rows, excluded)
+    probe_result = _probes(config, loaded, system)
+    generated = sum(r.tokens for t in tasks.values() for r in t.rows)
+    result = EvalResult(name, loaded.path, tasks, time.perf_counter() - t0, generated, probes=probe_result,
+                        contamination=report)
+    result.files = output.write(result, out)
     return result
 
 
-def _test_records(spec: EvalTaskSpec) -> list[Record]:
-    """The task's rows; each must end with an assistant answer the scorer can read."""
-    from tunesmith.data import ingest
+def _generate(spec: EvalTaskSpec, test: Any, report: ContaminationReport | None, loaded: Any, system: str | None,
+              batch_size: int) -> tuple[list[EvalRow], int]:
+    """The task's rows with the model's replies (rows found in the training data left out under
+    ``contamination.action: exclude``), and how many were left out."""
+    from tunesmith import infer
+    from tunesmith.evaluate.contamination import keep
 
-    records = ingest([spec.dataset()], method="sft").records
-    if not records:
-        raise ConfigError(f"eval_tasks[{spec.name}].path: {spec.path} has no rows")
-    errors = [error for record in records if (error := _gold_error(spec, record)) is not None]
-    if errors:
-        raise DataError(errors, total_rows=len(records))
-    return records
-
-
-def _gold_error(spec: EvalTaskSpec, record: Record) -> RowError | None:
-    def bad(message: str) -> RowError:
-        return RowError(record.source.file, record.source.row, "messages", message, record.source.line)
-
-    if record.kind != "sft" or not record.messages or record.messages[-1].role != "assistant":
-        return bad(f"must end with the assistant's gold answer (eval task {spec.name!r})")
-    gold = record.messages[-1].content
-    if spec.scorer == "json":
-        try:
-            ok = isinstance(json.loads(gold), dict)
-        except json.JSONDecodeError:
-            ok = False
-        return None if ok else bad(f"the gold answer is not a JSON object (json scorer, task {spec.name!r})")
-    if spec.scorer == "label" and spec.labels and gold.strip().casefold() not in {l.casefold() for l in spec.labels}:
-        return bad(f"gold label {gold!r} is not one of {spec.labels} (task {spec.name!r})")
-    return None
+    pairs = list(zip(test.records, test.categories))
+    if report is not None:
+        kept = {id(r) for r in keep(report, spec.name, test.records)}
+        pairs = [(r, c) for r, c in pairs if id(r) in kept]
+    if not pairs:
+        raise ConfigError(f"eval_tasks[{spec.name}]: every row is also in the training data (see contamination.json)")
+    records = [r for r, _ in pairs]
+    prompts = [r.messages[:-1] for r in records]
+    gens = infer.generate_details(loaded.model, loaded.tokenizer, prompts, eos_ids=loaded.eos_ids,
+                                  system_prompt=system, max_new_tokens=spec.max_new_tokens, batch_size=batch_size,
+                                  tools=[r.tools for r in records])
+    tok = loaded.tokenizer
+    rows = [EvalRow(prompt=p[-1].content, gold=r.messages[-1].content, output=g.text, finish_reason=g.finish_reason,
+                    tokens=g.tokens, gold_tokens=len(tok(r.messages[-1].content, add_special_tokens=False)["input_ids"]),
+                    category=category, source=str(r.source))
+            for p, g, (r, category) in zip(prompts, gens, pairs)]
+    return rows, len(test.records) - len(records)
 
 
-def _score(spec: EvalTaskSpec, outputs: list[str], golds: list[str]) -> TaskScore:
-    scorer = SCORERS[spec.scorer]
-    if spec.scorer == "json":
-        return scorer(spec.name, outputs, golds, spec.json_schema, spec.tolerance)
-    if spec.scorer == "label":
-        return scorer(spec.name, outputs, golds, spec.labels or sorted(set(golds)))
-    return scorer(spec.name, outputs, golds, spec.abstention)
+def score_rows(scorer: Scorer, rows: Sequence[EvalRow]) -> TaskScore:
+    """Score ``rows`` with ``scorer``, add generation health, and -- when rows carry categories --
+    the same metrics per category."""
+    scorer.prepare(rows)
+    score = scorer.score(rows)
+    score.health = health(rows)
+    names = sorted({r.category for r in rows if r.category is not None})
+    if names:
+        for name in [*names, None]:
+            subset = [r for r in rows if r.category == name]
+            if subset:
+                part = scorer.score(subset)
+                score.categories[name or "(none)"] = {"n": len(subset), "metrics": part.metrics,
+                                                      "health": health(subset)}
+    return score
 
 
-def write(result: EvalResult, out_dir: Path) -> list[Path]:
-    """``eval_<name>.json`` with every metric, ``generations_<name>.jsonl`` with every reply."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = {
-        "model": str(result.model_dir), "seconds": round(result.seconds, 2), "generated_tokens": result.generated_tokens,
-        "tokens_per_s": round(result.tokens_per_s, 1),
-        "tasks": {name: {"scorer": t.score.scorer, "n": t.score.n, "main": t.score.main, "metrics": t.score.metrics,
-                         "confusion": vars(t.score.confusion) if t.score.confusion else None}
-                  for name, t in result.tasks.items()},
-    }
-    summary = out_dir / f"eval_{result.name}.json"
-    summary.write_text(json.dumps(metrics, indent=2), "utf-8")
-    gens = out_dir / f"generations_{result.name}.jsonl"
-    with gens.open("w", encoding="utf-8") as fh:
-        for name, t in result.tasks.items():
-            for prompt, gold, out, row in zip(t.prompts, t.golds, t.outputs, t.score.rows):
-                fh.write(json.dumps({"task": name, "prompt": prompt, "gold": gold, "output": out,
-                                     "correct": row.correct}) + "\n")
-    return [summary, gens]
+def _probes(config: Config, loaded: Any, system: str | None) -> Any:
+    if not config.probes.enabled:
+        return None
+    from tunesmith.evaluate import probes
+
+    return probes.run(loaded, path=config.probes.path, system_prompt=system,
+                      max_new_tokens=config.probes.max_new_tokens, batch_size=config.eval_batch_size)

@@ -4,7 +4,7 @@ Shared by evaluation, the merge check, ``tunesmith chat`` and serving, so every 
 renders prompts exactly as training did.
 """
 
-from tunesmith.infer.generate import generate, prompt_ids
+from tunesmith.infer.generate import Generation, generate, generate_details, prompt_ids
 from tunesmith.infer.load import Loaded, info, load, resolve_model_dir, stop_ids
 
-__all__ = ["Loaded", "generate", "info", "load", "prompt_ids", "resolve_model_dir", "stop_ids"]
+__all__ = ["Generation", "Loaded", "generate", "generate_details", "info", "load", "prompt_ids", "resolve_model_dir", "stop_ids"]

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from tunesmith.data.records import Message
 from tunesmith.tokenize.spans import render
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One reply: its text (up to the first stop token), why generation ended, and its length in tokens.
+
+    ``finish_reason`` is ``"stop"`` when the model emitted a stop token and ``"length"`` when it
+    ran into ``max_new_tokens`` first (the names OpenAI-compatible servers use)."""
+
+    text: str
+    finish_reason: Literal["stop", "length"]
+    tokens: int
 
 
 def prompt_ids(tokenizer: Any, messages: Sequence[Message], system_prompt: str | None = None,
@@ -28,6 +41,15 @@ def generate(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Messag
 
     Prompts are sorted by length and left-padded in batches, so padding stays small.
     """
+    return [g.text for g in generate_details(model, tokenizer, conversations, eos_ids=eos_ids,
+                                             system_prompt=system_prompt, max_new_tokens=max_new_tokens,
+                                             batch_size=batch_size, tools=tools)]
+
+
+def generate_details(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Message]], *,
+                     eos_ids: Sequence[int], system_prompt: str | None = None, max_new_tokens: int = 128,
+                     batch_size: int = 32, tools: Sequence[Sequence[dict[str, Any]]] | None = None) -> list[Generation]:
+    """``generate`` with each reply's finish reason and token count (for generation-health metrics)."""
     import torch
     from transformers import GenerationConfig
 
@@ -38,7 +60,7 @@ def generate(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Messag
     # a fresh config: greedy means greedy, whatever sampling settings the model folder carries
     greedy = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=list(eos_ids),
                               pad_token_id=pad)
-    replies: list[str] = [""] * len(prompts)
+    replies: list[Generation | None] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         width = max(len(prompts[i]) for i in batch)
@@ -48,11 +70,13 @@ def generate(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Messag
             out = model.generate(input_ids=ids, attention_mask=mask, generation_config=greedy)
         for row, i in enumerate(batch):
             replies[i] = _reply(tokenizer, out[row, width:].tolist(), eos_ids)
-    return replies
+    return [r for r in replies if r is not None]
 
 
-def _reply(tokenizer: Any, ids: list[int], eos_ids: Sequence[int]) -> str:
-    """The text up to the first stop token (what a server would return)."""
+def _reply(tokenizer: Any, ids: list[int], eos_ids: Sequence[int]) -> Generation:
+    """The text up to the first stop token (what a server would return) and why it ended."""
     stops = set(eos_ids)
-    end = next((k for k, t in enumerate(ids) if t in stops), len(ids))
-    return str(tokenizer.decode(ids[:end], skip_special_tokens=True)).strip()
+    end = next((k for k, t in enumerate(ids) if t in stops), None)
+    kept = ids if end is None else ids[:end]
+    text = str(tokenizer.decode(kept, skip_special_tokens=True)).strip()
+    return Generation(text, "length" if end is None else "stop", len(kept))

@@ -98,7 +98,7 @@ def probe_prompts(config: Config, count: int = 5) -> list[list[Message]]:
 
     from tunesmith.data import ingest
 
-    specs = [[t.dataset()] for t in config.eval_tasks] or [list(config.datasets)]
+    specs = [[t.dataset()] for t in config.dataset_tasks] or [list(config.datasets)]
     groups = [ingest(group).records for group in specs]
     mixed = [r for row in zip_longest(*groups) for r in row if r is not None and r.messages]
     return [list(r.messages[:-1]) if r.messages[-1].role == "assistant" else list(r.messages)

@@ -1,4 +1,4 @@
-"""Small, dependency-free inline SVG line charts for the quickstart report (no JavaScript, no fonts)."""
+"""Small, dependency-free inline SVG line charts for HTML reports (no JavaScript, no fonts)."""
 
 from __future__ import annotations
 

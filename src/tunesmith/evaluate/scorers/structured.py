@@ -1,4 +1,4 @@
-"""Scorers: compare a model's generated strings with gold answers, per held-out task kind.
+"""Structured scorers: JSON extraction, classification labels, grounded QA with abstention.
 
 Three kinds: ``json`` (structured extraction against a JSON Schema), ``label``
 (classification into a fixed label set) and ``grounded`` (question answering where some
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -19,41 +18,12 @@ from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 from sklearn.metrics import f1_score
 
+from tunesmith.evaluate.scorers.base import Confusion, EvalRow, RowScore, Scorer, TaskScore
+
 OTHER = "(other)"
 _FENCE = re.compile(r"^```(?:json)?[ \t]*\n?(.*?)\n?[ \t]*```$", re.DOTALL | re.IGNORECASE)
 _TRAILING = re.compile(r"[.!\s]+$")
 _QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}
-
-
-@dataclass
-class RowScore:
-    """One row: whether it counts as right for the headline metric family, and why."""
-
-    correct: bool
-    prediction: str
-    detail: dict[str, Any]
-
-
-@dataclass
-class Confusion:
-    """Counts of (gold label, predicted label); the last column holds predictions outside the set."""
-
-    labels: list[str]
-    columns: list[str]
-    matrix: list[list[int]]
-
-
-@dataclass
-class TaskScore:
-    """All metrics of one task, the name of its headline metric, and the per-row scores."""
-
-    task: str
-    scorer: str
-    n: int
-    metrics: dict[str, float]
-    main: str
-    rows: list[RowScore]
-    confusion: Confusion | None = None
 
 
 def _check_lengths(outputs: Sequence[str], golds: Sequence[str]) -> None:
@@ -241,8 +211,58 @@ def score_grounded(task: str, outputs: Sequence[str], golds: Sequence[str], abst
     return TaskScore(task=task, scorer="grounded", n=n, metrics=metrics, main="accuracy", rows=rows)
 
 
-SCORERS: dict[str, Callable[..., TaskScore]] = {
-    "json": score_json,
-    "label": score_label,
-    "grounded": score_grounded,
-}
+
+def _outputs_golds(rows: Sequence[EvalRow]) -> tuple[list[str], list[str]]:
+    return [r.output for r in rows], [r.gold for r in rows]
+
+
+class JsonScorer(Scorer):
+    """``json``: see ``score_json``; format compliance is ``schema_compliance``."""
+
+    name, main, format_metric = "json", "json_valid", "schema_compliance"
+
+    def check_gold(self, gold: str) -> str | None:
+        try:
+            ok = isinstance(json.loads(gold), dict)
+        except json.JSONDecodeError:
+            ok = False
+        return None if ok else f"the gold answer is not a JSON object (json scorer, task {self.spec.name!r})"
+
+    def score(self, rows: Sequence[EvalRow]) -> TaskScore:
+        result = score_json(self.spec.name, *_outputs_golds(rows), self.spec.json_schema, self.spec.tolerance)
+        result.format = self.format_metric
+        return result
+
+
+class LabelScorer(Scorer):
+    """``label``: see ``score_label``; the label set is ``labels`` or the golds seen; format
+    compliance is ``valid_label_rate``."""
+
+    name, main, format_metric = "label", "macro_f1", "valid_label_rate"
+
+    def check_gold(self, gold: str) -> str | None:
+        labels = self.spec.labels
+        if labels and gold.strip().casefold() not in {label.casefold() for label in labels}:
+            return f"gold label {gold!r} is not one of {labels} (task {self.spec.name!r})"
+        return None
+
+    def prepare(self, rows: Sequence[EvalRow]) -> None:
+        seen = {r.gold.strip().casefold(): r.gold.strip() for r in reversed(rows)}  # first spelling wins
+        self.labels = list(self.spec.labels or sorted(seen.values()))
+
+    def score(self, rows: Sequence[EvalRow]) -> TaskScore:
+        outputs, golds = _outputs_golds(rows)
+        if not hasattr(self, "labels"):
+            self.prepare(rows)
+        result = score_label(self.spec.name, outputs, golds, self.labels)
+        result.format = self.format_metric
+        return result
+
+
+class GroundedScorer(Scorer):
+    """``grounded``: see ``score_grounded`` (refusal string: the task's ``abstention``)."""
+
+    name, main = "grounded", "accuracy"
+
+    def score(self, rows: Sequence[EvalRow]) -> TaskScore:
+        return score_grounded(self.spec.name, *_outputs_golds(rows), self.spec.abstention)

@@ -1,0 +1,112 @@
+"""The contamination guard: eval rows that also stand in the run's training data.
+
+Before any generation every eval task's rows are compared with the training data
+(``datasets`` and ``eval_datasets``): an exact copy (the same normalised prompt, or the same
+prompt + answer) or a near copy (MinHash + exact Jaccard of word 2-gram shingles >= the
+threshold, the audit's own code and settings). ``contamination.action``: ``exclude`` drops those
+rows from scoring (and says how many), ``fail`` stops the run listing them, ``report`` only lists
+them. The list is written to ``eval/contamination.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tunesmith.config import Config
+from tunesmith.data.records import Record
+from tunesmith.errors import TunesmithError
+
+
+class ContaminationError(TunesmithError):
+    """Eval rows stand in the training data and ``contamination.action`` is ``fail``."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """An eval row (task, file:line) found in the training data (file:line), exactly or nearly."""
+
+    task: str
+    source: str
+    train_source: str
+    kind: str  # "exact" | "near"
+    similarity: float
+
+
+@dataclass
+class ContaminationReport:
+    action: str
+    threshold: float
+    train_rows: int
+    checked: int
+    hits: list[Hit] = field(default_factory=list)
+
+    def by_task(self, task: str) -> list[Hit]:
+        return [h for h in self.hits if h.task == task]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "threshold": self.threshold, "train_rows": self.train_rows,
+                "checked": self.checked, "contaminated": len(self.hits), "hits": [asdict(h) for h in self.hits]}
+
+
+def _texts(record: Record) -> tuple[str, str]:
+    """(prompt, answer) of a record without system turns, each whitespace-collapsed and casefolded."""
+    def norm(text: str) -> str:
+        return " ".join(text.split()).casefold()
+
+    if record.kind == "text":
+        return "", norm(record.text or "")
+    turns = [m for m in record.messages if m.role != "system"]
+    answer = record.chosen[-1].content if record.kind == "preference" and record.chosen else ""
+    if record.kind != "preference" and turns and turns[-1].role == "assistant":
+        answer, turns = turns[-1].content, turns[:-1]
+    return norm("\n".join(m.content for m in turns)), norm(answer)
+
+
+def check(config: Config, tasks: dict[str, Sequence[Record]]) -> ContaminationReport:
+    """Compare every eval row of ``tasks`` with the training data; ``fail`` raises ``DataError``."""
+    from tunesmith.data import ingest
+    from tunesmith.data.audit.guidelines import load_guidelines
+    from tunesmith.data.audit.minhash import near_duplicates
+
+    settings = config.contamination
+    threshold = settings.threshold or config.audit.near_duplicate_threshold
+    train = ingest(list(config.datasets) + list(config.eval_datasets), method=config.method,
+                   on_bad_rows="skip").records
+    evals = [(task, r) for task, rows in tasks.items() for r in rows]
+    report = ContaminationReport(settings.action, threshold, len(train), len(evals))
+    train_texts = [_texts(r) for r in train]
+    prompts = {p: i for i, (p, _) in reversed(list(enumerate(train_texts))) if p}
+    pairs = {f"{p}\x00{a}": i for i, (p, a) in reversed(list(enumerate(train_texts)))}
+    found: dict[int, Hit] = {}
+    for k, (task, r) in enumerate(evals):
+        p, a = _texts(r)
+        i = pairs.get(f"{p}\x00{a}", prompts.get(p) if p else None)
+        if i is not None:
+            found[k] = Hit(task, str(r.source), str(train[i].source), "exact", 1.0)
+    g = load_guidelines()["near_duplicate"]
+    joined = [f"{p}\n{a}" for p, a in train_texts] + [f"{p}\n{a}" for p, a in (_texts(r) for _, r in evals)]
+    n = len(train)
+    for i, j, sim in near_duplicates(joined, threshold, ngram=g["ngram"], num_perm=g["num_perm"],
+                                     margin=g["lsh_margin"], seed=g["seed"]):
+        if i < n <= j and (j - n) not in found:
+            task, r = evals[j - n]
+            found[j - n] = Hit(task, str(r.source), str(train[i].source), "near", round(sim, 4))
+    report.hits = [found[k] for k in sorted(found)]
+    if report.hits and settings.action == "fail":
+        lines = [f"{h.source}: eval task {h.task!r}: {h.kind} copy of training row {h.train_source} "
+                 f"(Jaccard {h.similarity:.2f})" for h in report.hits[:20]]
+        more = [f"... and {len(report.hits) - 20} more"] if len(report.hits) > 20 else []
+        raise ContaminationError("\n".join([f"{len(report.hits)} of {len(evals)} eval rows also stand in the training "
+                                             "data (contamination.action: fail):", *lines, *more,
+                                             "(remove them, or set contamination.action: exclude to score without them)"]))
+    return report
+
+
+def keep(report: ContaminationReport, task: str, records: Sequence[Record]) -> list[Record]:
+    """The task's rows to score: all of them, or (``exclude``) those not found in the training data."""
+    if report.action != "exclude":
+        return list(records)
+    bad = {h.source for h in report.by_task(task)}
+    return [r for r in records if str(r.source) not in bad]

@@ -1,0 +1,167 @@
+"""The gate's checks: one function per check, in one table (``CHECKS``), each reading the
+candidate's and baseline's ``eval_<name>.json`` summaries and returning its verdict lines.
+
+- ``golden``: every golden task's headline metric >= ``ratio`` x the baseline's (judge-scored and
+  weak-signal tasks aside); categories listed, and held to ``category_ratio`` when it is set.
+- ``format``: every task with a format metric (schema compliance, valid label, parse rate) >= ``min``.
+- ``capability``: probe accuracy >= ``ratio`` x the baseline's; each probe category that fell
+  by more than ``max_category_drop`` is a warning (or a failure: ``category_drop: fail``).
+- ``health``: every task's stop rate >= ``min_stop_rate`` (loop rate <= ``max_loop_rate``); the
+  probes' stop rate is listed, not gated (general prompts may rightly run long).
+- ``judge``: judge-scored tasks: ``judge_score`` >= ``ratio`` x the baseline's, failures <= ``max_failure_rate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tunesmith.config.schema import GateConfig
+
+Summary = dict[str, Any]
+_EPS = 1e-9
+
+
+@dataclass
+class Line:
+    """One verdict: ``status`` is ``pass``, ``fail``, ``warn`` (does not fail the gate) or ``info``."""
+
+    check: str
+    subject: str
+    metric: str
+    candidate: float | None
+    baseline: float | None
+    threshold: float | None
+    status: str
+    note: str = ""
+    op: str = ">="  # how candidate compares with threshold: ">=" or "<="
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _at_least(check: str, subject: str, metric: str, value: float | None, base: float | None,
+              threshold: float, note: str = "") -> Line:
+    ok = value is not None and value >= threshold - _EPS
+    return Line(check, subject, metric, value, base, threshold, "pass" if ok else "fail", note)
+
+
+def _missing(check: str, what: str, config: GateConfig) -> list[Line]:
+    status = "fail" if config.missing == "fail" else "info"
+    return [Line(check, "-", "-", None, None, None, status, f"no {what} (missing: {config.missing})")]
+
+
+def _tasks(summary: Summary) -> dict[str, Any]:
+    return summary.get("tasks") or {}
+
+
+def golden(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
+    cfg = config.golden
+    wanted = cfg.tasks or [n for n, t in _tasks(base).items() if t["scorer"] != "judge" and not t.get("weak")]
+    if not wanted:
+        return _missing("golden", "golden task in the baseline", config)
+    lines = []
+    for name in wanted:
+        b, c = _tasks(base).get(name), _tasks(cand).get(name)
+        if b is None or c is None:
+            side = "baseline" if b is None else "candidate"
+            lines.append(Line("golden", name, "-", None, None, None, "fail", f"task missing from the {side}"))
+            continue
+        main = b["main"]
+        before, after = b["metrics"].get(main), c["metrics"].get(main)
+        lines.append(_at_least("golden", name, main, after, before, cfg.ratio * (before or 0.0), f"{cfg.ratio:g} x baseline"))
+        for cat, entry in (c.get("categories") or {}).items():
+            b_cat = (b.get("categories") or {}).get(cat, {}).get("metrics", {}).get(main)
+            value = entry["metrics"].get(main)
+            if cfg.category_ratio is not None and b_cat is not None:
+                lines.append(_at_least("golden", f"{name} / {cat}", main, value, b_cat, cfg.category_ratio * b_cat,
+                                       f"{cfg.category_ratio:g} x baseline"))
+            else:
+                lines.append(Line("golden", f"{name} / {cat}", main, value, b_cat, None, "info", f"n={entry['n']}"))
+    return lines
+
+
+def format_(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
+    lines = []
+    for name, task in _tasks(cand).items():
+        metric = task.get("format")
+        if not metric:
+            continue
+        before = (_tasks(base).get(name) or {}).get("metrics", {}).get(metric)
+        lines.append(_at_least("format", name, metric, task["metrics"].get(metric), before, config.format.min))
+        for cat, entry in (task.get("categories") or {}).items():
+            lines.append(Line("format", f"{name} / {cat}", metric, entry["metrics"].get(metric), None, None, "info",
+                              f"n={entry['n']}"))
+    return lines
+
+
+def capability(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
+    cfg = config.capability
+    c, b = cand.get("probes"), base.get("probes")
+    if not c or not b:
+        return _missing("capability", f"probe results in the {'candidate' if not c else 'baseline'}", config)
+    lines = [_at_least("capability", "probes", "accuracy", c["accuracy"], b["accuracy"], cfg.ratio * b["accuracy"],
+                       f"{cfg.ratio:g} x baseline")]
+    for cat, entry in b["categories"].items():
+        before = entry["accuracy"]
+        after = c["categories"].get(cat, {}).get("accuracy", 0.0)
+        drop = (before - after) / before if before > 0 else 0.0
+        status = "pass" if drop <= cfg.max_category_drop + _EPS else cfg.category_drop
+        lines.append(Line("capability", f"probes / {cat}", "accuracy", after, before,
+                          before * (1 - cfg.max_category_drop), status, f"drop {drop:.0%}"))
+    return lines
+
+
+def health(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
+    cfg = config.health
+    subjects = [(n, t.get("health") or {}) for n, t in _tasks(cand).items()]
+    lines = []
+    probe_stats = (cand.get("probes") or {}).get("health") or {}
+    if "stop_rate" in probe_stats:  # general prompts: reported, not gated
+        lines.append(Line("health", "probes", "stop_rate", probe_stats["stop_rate"],
+                          _base_health(base, "probes").get("stop_rate"), None, "info", "not gated"))
+    for name, stats in subjects:
+        if "stop_rate" not in stats:
+            continue
+        before = _base_health(base, name).get("stop_rate")
+        lines.append(_at_least("health", name, "stop_rate", stats["stop_rate"], before, cfg.min_stop_rate))
+        if cfg.max_loop_rate is not None:
+            ok = stats.get("loop_rate", 0.0) <= cfg.max_loop_rate + _EPS
+            lines.append(Line("health", name, "loop_rate", stats.get("loop_rate"), _base_health(base, name).get("loop_rate"),
+                              cfg.max_loop_rate, "pass" if ok else "fail", op="<="))
+    if not any(line.status != "info" for line in lines):
+        return lines + _missing("health", "generation-health metrics in the candidate", config)
+    return lines
+
+
+def _base_health(base: Summary, name: str) -> dict[str, float]:
+    if name == "probes":
+        return (base.get("probes") or {}).get("health") or {}
+    return (_tasks(base).get(name) or {}).get("health") or {}
+
+
+def judge(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
+    cfg = config.judge
+    lines = []
+    for name, task in _tasks(cand).items():
+        if task["scorer"] != "judge":
+            continue
+        failure = task["metrics"].get("judge_failure_rate", 1.0)
+        ok = failure <= cfg.max_failure_rate + _EPS
+        lines.append(Line("judge", name, "judge_failure_rate", failure, None, cfg.max_failure_rate,
+                          "pass" if ok else "fail", op="<="))
+        before = (_tasks(base).get(name) or {}).get("metrics", {}).get("judge_score")
+        if before is not None:
+            lines.append(_at_least("judge", name, "judge_score", task["metrics"].get("judge_score"), before,
+                                   cfg.ratio * before, f"{cfg.ratio:g} x baseline"))
+    return lines
+
+
+CHECKS: dict[str, Callable[[Summary, Summary, GateConfig], list[Line]]] = {
+    "golden": golden,
+    "format": format_,
+    "capability": capability,
+    "health": health,
+    "judge": judge,
+}

@@ -1,0 +1,199 @@
+"""`tunesmith gate`: planted regressions (broken format on 20 % of rows, forgetting, never stopping)
+fail it, a good candidate passes; thresholds come from a validated gate config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from test_quickstart_report import _Balance
+from tunesmith import gate
+from tunesmith.config.loader import load_yaml_model
+from tunesmith.config.schema import EvalTaskSpec, GateConfig
+from tunesmith.errors import ConfigError, TunesmithError
+from tunesmith.evaluate import EvalResult, TaskResult, output, score_rows
+from tunesmith.evaluate.probes import ProbeResult
+from tunesmith.evaluate.scorers import SCORERS, EvalRow
+
+SCHEMA = {"type": "object", "required": ["station", "machines"],
+          "properties": {"station": {"type": "string"}, "machines": {"type": "integer"}}}
+PLAN = EvalTaskSpec(name="planning", path="p.jsonl", scorer="json", json_schema=SCHEMA)
+TICKETS = EvalTaskSpec(name="tickets", path="t.jsonl", scorer="label", labels=["billing", "bug", "other"])
+LABELS = ["billing", "bug", "other"] * 7 + ["billing"]  # 22 rows
+PROBE_CATS = {"arithmetic": 0.8, "facts": 0.75, "format_following": 0.9, "refusal": 0.6}
+
+
+def _plan_rows(broken: int = 0, finish: str = "stop") -> list[EvalRow]:
+    rows = []
+    for i in range(20):
+        gold = json.dumps({"station": f"S{i}", "machines": i % 4 + 1})
+        reply = f"The station S{i} needs {i % 4 + 1} machines." if i < broken else gold
+        rows.append(EvalRow(f"plan {i}", gold, reply, finish, 12, 12, source=f"p.jsonl:{i + 1}"))
+    return rows
+
+
+def _ticket_rows(wrong: int = 0, finish: str = "stop") -> list[EvalRow]:
+    rows = []
+    for i, gold in enumerate(LABELS):
+        reply = "other" if i < wrong and gold != "other" else gold
+        rows.append(EvalRow(f"ticket {i}", gold, reply, finish, 1, 1, category="email" if i % 2 else "chat",
+                            source=f"t.jsonl:{i + 1}"))
+    return rows
+
+
+def _probes(scale: float = 1.0) -> ProbeResult:
+    cats = {c: {"n": 10, "passed": round(a * scale * 10), "accuracy": round(a * scale * 10) / 10}
+            for c, a in PROBE_CATS.items()}
+    acc = sum(c["passed"] for c in cats.values()) / 40
+    return ProbeResult("general.jsonl", [], acc, cats, {"stop_rate": 1.0, "max_tokens_rate": 0.0})
+
+
+def _write(folder: Path, name: str, plan: list[EvalRow], tickets: list[EvalRow], probes: ProbeResult | None) -> Path:
+    tasks = {}
+    for spec, rows in ((PLAN, plan), (TICKETS, tickets)):
+        score = score_rows(SCORERS[spec.scorer](spec), rows)
+        tasks[spec.name] = TaskResult(spec, score, [r.prompt for r in rows], [r.gold for r in rows],
+                                      [r.output for r in rows], rows)
+    result = EvalResult(name, folder / "model", tasks, 1.0, 100, probes=probes)
+    output.write(result, folder / "eval")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("gate")
+    return {
+        "baseline": _write(root / "baseline", "model", _plan_rows(), _ticket_rows(wrong=2), _probes()),
+        "good": _write(root / "good", "model", _plan_rows(), _ticket_rows(wrong=1), _probes()),
+        "broken_format": _write(root / "broken", "model", _plan_rows(broken=4), _ticket_rows(wrong=2), _probes()),
+        "forgets": _write(root / "forgets", "model", _plan_rows(), _ticket_rows(wrong=2), _probes(scale=0.5)),
+        "never_stops": _write(root / "loops", "model", _plan_rows(finish="length"), _ticket_rows(wrong=2, finish="length"),
+                              _probes()),
+        "no_probes": _write(root / "no_probes", "model", _plan_rows(), _ticket_rows(wrong=2), None),
+    }
+
+
+def _failed(result: gate.GateResult) -> set[tuple[str, str, str]]:
+    return {(line.check, line.subject, line.metric) for line in result.failures}
+
+
+def test_a_good_candidate_passes(runs, tmp_path: Path) -> None:
+    result = gate.run(runs["good"], runs["baseline"], out_dir=tmp_path)
+    assert result.passed, result.failures
+    golden = {line.subject: line for line in result.lines if line.check == "golden" and line.status != "info"}
+    assert set(golden) == {"planning", "tickets"}
+    assert golden["planning"].candidate == 1.0 and golden["planning"].threshold == pytest.approx(0.98)
+    categories = [line.subject for line in result.lines if line.status == "info" and line.check == "golden"]
+    assert categories == ["tickets / chat", "tickets / email"]
+    assert {p.name for p in result.files} == {"gate.json", "gate.md", "gate.html"}
+
+
+def test_format_broken_on_20_percent_of_rows_fails(runs, tmp_path: Path) -> None:
+    result = gate.run(runs["broken_format"], runs["baseline"], out_dir=tmp_path)
+    assert not result.passed
+    assert _failed(result) == {("golden", "planning", "json_valid"), ("format", "planning", "schema_compliance")}
+    line = next(line for line in result.failures if line.check == "format")
+    assert line.candidate == pytest.approx(0.8) and line.threshold == 0.95
+
+
+def test_forgetting_fails_and_flags_categories(runs, tmp_path: Path) -> None:
+    result = gate.run(runs["forgets"], runs["baseline"], out_dir=tmp_path)
+    assert _failed(result) == {("capability", "probes", "accuracy")}
+    line = result.failures[0]
+    assert line.candidate == pytest.approx(0.5 * line.baseline, abs=0.03) and line.threshold == pytest.approx(0.8 * line.baseline)
+    assert {w.subject for w in result.warnings} == {f"probes / {c}" for c in PROBE_CATS}
+    strict = GateConfig.model_validate({"capability": {"category_drop": "fail"}})
+    assert len(gate.run(runs["forgets"], runs["baseline"], strict, out_dir=tmp_path).failures) == 1 + len(PROBE_CATS)
+
+
+def test_a_model_that_never_stops_fails(runs, tmp_path: Path) -> None:
+    result = gate.run(runs["never_stops"], runs["baseline"], out_dir=tmp_path)
+    assert _failed(result) == {("health", "planning", "stop_rate"), ("health", "tickets", "stop_rate")}
+    relaxed = GateConfig.model_validate({"health": {"enabled": False}})
+    assert gate.run(runs["never_stops"], runs["baseline"], relaxed, out_dir=tmp_path).passed
+
+
+def test_missing_probe_results_fail_unless_skipped(runs, tmp_path: Path) -> None:
+    result = gate.run(runs["no_probes"], runs["baseline"], out_dir=tmp_path)
+    assert [line.note for line in result.failures] == ["no probe results in the candidate (missing: fail)"]
+    skip = GateConfig.model_validate({"missing": "skip"})
+    assert gate.run(runs["no_probes"], runs["baseline"], skip, out_dir=tmp_path).passed
+
+
+def test_thresholds_are_configurable(runs, tmp_path: Path) -> None:
+    loose = GateConfig.model_validate({"golden": {"ratio": 0.7}, "format": {"min": 0.8}})
+    assert gate.run(runs["broken_format"], runs["baseline"], loose, out_dir=tmp_path).passed
+    per_category = GateConfig.model_validate({"golden": {"category_ratio": 1.0}})
+    result = gate.run(runs["good"], runs["baseline"], per_category, out_dir=tmp_path)
+    assert all(line.status != "info" for line in result.lines if line.check == "golden")
+
+
+def test_summary_markdown_and_json(runs, tmp_path: Path) -> None:
+    result = gate.run(runs["broken_format"], runs["baseline"], out_dir=tmp_path)
+    md = (tmp_path / "gate.md").read_text()
+    assert md.startswith("## \u274c tunesmith gate: FAILED (2 failing checks)")
+    assert "| format | planning | schema_compliance | 80.0% | 100.0% | \u2265 95.0% | \u274c FAIL |" in md
+    assert "<details><summary>Per category and other figures, not gated (" in md
+    data = json.loads((tmp_path / "gate.json").read_text())
+    assert data["passed"] is False and data["failures"] == 2 and data["config"]["format"]["min"] == 0.95
+    page = (tmp_path / "gate.html").read_text()
+    assert '<span class="badge fail">FAILED</span>' in page and 'class="fail-row"' in page and "<script" not in page
+    parser = _Balance()
+    parser.feed(page)
+    parser.close()
+    assert parser.errors == [] and parser.stack == []
+    assert "Biggest regressions" in page and "The station S0 needs 1 machines." in page  # the broken rows, side by side
+    assert page.count('<table class="matrix">') == 2  # tickets: baseline and candidate
+
+
+def test_inputs_are_resolved_or_refused(runs, tmp_path: Path) -> None:
+    assert gate.resolve(runs["good"]) == runs["good"] / "eval" / "eval_model.json"
+    assert gate.resolve(runs["good"] / "eval") == runs["good"] / "eval" / "eval_model.json"
+    with pytest.raises(TunesmithError, match="no evaluation results"):
+        gate.resolve(tmp_path)
+    (tmp_path / "eval_a.json").write_text("{}")
+    (tmp_path / "eval_b.json").write_text("{}")
+    with pytest.raises(TunesmithError, match="several evaluation results"):
+        gate.resolve(tmp_path)
+    with pytest.raises(TunesmithError, match="not an evaluation result"):
+        gate.run(tmp_path / "eval_a.json", runs["baseline"])
+
+
+def test_gate_config_errors_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "gate.yaml"
+    path.write_text("golden:\n  ratio: 0.99\nformt:\n  min: 0.9\n")
+    with pytest.raises(ConfigError, match=r"gate.yaml:3: formt: unknown key \(did you mean 'format'\?\)"):
+        load_yaml_model(path, GateConfig, "gate config")
+    path.write_text("golden:\n  ratio: 0.99\nhealth:\n  min_stop_rate: 1.5\n")
+    with pytest.raises(ConfigError, match=r"gate.yaml:4: health.min_stop_rate: must be <= 1.0 \(got 1.5\)"):
+        load_yaml_model(path, GateConfig, "gate config")
+    path.write_text("golden:\n  ratoi: 1\n")
+    with pytest.raises(ConfigError, match=r"gate.yaml:2: golden.ratoi: unknown key \(did you mean 'ratio'\?\)"):
+        load_yaml_model(path, GateConfig, "gate config")
+
+
+def test_cli_exit_codes(runs, tmp_path: Path) -> None:
+    config = tmp_path / "gate.yaml"
+    config.write_text("golden:\n  ratio: 0.98\nformat:\n  min: 0.95\n")
+    ok = run_cli("gate", "--candidate", str(runs["good"]), "--baseline", str(runs["baseline"]), "--config", str(config),
+                 "--out", str(tmp_path / "ok"))
+    assert ok.returncode == 0, ok.stderr
+    assert "tunesmith gate: passed" in ok.stdout and (tmp_path / "ok" / "gate.html").is_file()
+    bad = run_cli("gate", "--candidate", str(runs["never_stops"]), "--baseline", str(runs["baseline"]),
+                  "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 1 and "FAILED" in bad.stdout and "| health | planning | stop_rate | 0.0%" in bad.stdout
+    config.write_text("golden: {ratio: -1}\n")
+    err = run_cli("gate", "--candidate", str(runs["good"]), "--baseline", str(runs["baseline"]), "--config", str(config))
+    assert err.returncode == 1 and "gate.yaml:1: golden.ratio: must be > 0.0 (got -1)" in err.stderr
+    assert "Traceback" not in err.stderr
+
+
+def test_the_readme_gate_config_is_the_default(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("**The gate**", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "gate.yaml"
+    path.write_text(block)
+    assert load_yaml_model(path, GateConfig, "gate config") == GateConfig()

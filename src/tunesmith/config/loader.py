@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tunesmith.config import llamafactory
+from tunesmith.config import llamafactory, migrate
 from tunesmith.config.aliases import alias_table, canonical_key, canonicalize, did_you_mean, translate_value
 from tunesmith.config.schema import Config, DatasetSpec
 from tunesmith.config.yaml_lines import line_of
@@ -21,8 +21,12 @@ from tunesmith.errors import ConfigError
 _DATASET_LISTS = ("datasets", "eval_datasets", "test_datasets")
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> Config:
-    """Read ``path`` (YAML), apply ``key=value`` overrides, validate."""
+def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict[str, Any] | None = None,
+                tool: str | None = None) -> Config:
+    """Read ``path`` (YAML), apply ``key=value`` overrides, validate.
+
+    ``tool`` (axolotl | llamafactory | tunesmith) says whose conventions the file follows;
+    by default it is detected from the keys (``config/migrate.py``)."""
     text, source = "", "<config>"
     raw: dict[str, Any] = dict(base or {})
     if path is not None:
@@ -40,7 +44,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config must be a mapping of key: value (got {type(loaded).__name__})")
         raw.update(loaded)
-    return config_from_dict(raw, overrides, source=source, text=text, base_dir=Path(path).parent if path else None)
+    return config_from_dict(raw, overrides, source=source, text=text, base_dir=Path(path).parent if path else None,
+                            tool=tool)
 
 
 def config_from_dict(
@@ -49,14 +54,18 @@ def config_from_dict(
     source: str = "<config>",
     text: str = "",
     base_dir: Path | None = None,
+    tool: str | None = None,
 ) -> Config:
-    data, origin = _canonical(raw, source)
+    migrated = migrate.translate(raw, source, text, tool)
+    data, origin = _canonical(migrated.data, source)
+    origin.update(migrated.key_origin)
     _expand_llamafactory(data, base_dir)
+    migrate.finish(data, migrated)
     set_paths: set[str] = set()
     for item in overrides or []:
         set_paths.add(_apply_override(data, item))
     try:
-        return Config.model_validate(data)
+        return migrate.attach(Config.model_validate(data), migrated, set_paths)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, text, origin, set_paths)) from None
 

@@ -48,7 +48,7 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
         resume = True
     rundir.prepare(config, resume=resume, overwrite=overwrite)
     dataset = data.run(config)
-    tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template)
+    tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
     _audit(config, dataset, tokenizer, say)
     tok = tokenize.run(config, dataset, tokenizer)
     if tok.cache_hit:

@@ -27,6 +27,8 @@ class MethodSpec:
     preference: bool = False
     reference: bool = False
     teacher: bool = False
+    min_micro_batch_size: int = 1
+    min_micro_batch_why: str = ""
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 

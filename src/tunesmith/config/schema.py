@@ -255,6 +255,11 @@ class Config(_Strict):
             raise ValueError(f"teacher_model: method {self.method} needs a teacher model (a folder or hub id)")
         if self.teacher_model and not spec.teacher:
             raise ValueError(f"teacher_model: method {self.method} has no teacher (only {_with('teacher')})")
+        if self.micro_batch_size < spec.min_micro_batch_size:
+            raise ValueError(
+                f"micro_batch_size: method {self.method} needs at least {spec.min_micro_batch_size} "
+                f"(got {self.micro_batch_size}): {spec.min_micro_batch_why}"
+            )
         if self.ref_model and not spec.reference:
             raise ValueError(f"ref_model: method {self.method} has no reference model (only {_with('reference')})")
         quantized = self.quantization in ("4bit", "8bit")

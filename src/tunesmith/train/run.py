@@ -108,10 +108,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
         callbacks.append(Progress())
     args = trainers.common_args(config, resolved, precision, str(rundir.checkpoints), bool(tok.eval), grad_ckpt)
     collator = Collator(tok.tokenizer.pad_token_id, attn_implementation=base.config._attn_implementation)
-    if config.method == "dpo":
-        trainer = trainers.build_dpo(model, config, args, tok.train, tok.eval, tok.tokenizer, callbacks)
-    else:
-        trainer = trainers.build_sft(model, config, args, tok.train, tok.eval, collator, callbacks)
+    trainer = trainers.build(model, config, resolved, args, tok, collator, callbacks)
     start_from = _resume_point(rundir, resume, say)
     output = trainer.train(resume_from_checkpoint=start_from)
     model_dir = save_result(trainer.model, tok.tokenizer, rundir.path / "model", model_info(config))

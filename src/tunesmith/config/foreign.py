@@ -205,9 +205,11 @@ def _dataset_type(name: str, key: str, value: Any, context: dict[str, Any]) -> O
                              f"{', '.join(context.get('native_types', ()))} and map your columns with field_*")
     if "refuse" in entry:
         return Outcome(error=entry["refuse"])
+    top = {**entry.get("top", {}), **top}
     sets = {"type": (entry["type"], ()), **{f: (v, ()) for f, v in entry.get("fields", {}).items()}}
     parts = [f"type: {entry['type']}", *(f"{f}: {v}" for f, v in entry.get("fields", {}).items())]
-    parts += [f"chat_template: {v} (the strategy writes {v} tokens)" for v in top.values()]
+    parts += [f"{k}: {v}" + (f" (the strategy writes {v} tokens)" if k == "chat_template" else "")
+              for k, v in top.items()]
     note = f" ({entry['note']})" if entry.get("note") else ""
     return Outcome(sets=sets, top=top, applied=", ".join(parts) + note)
 

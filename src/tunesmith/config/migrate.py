@@ -182,7 +182,8 @@ class _Walk:
         self.migrated.push.update(outcome.push)
         for target in outcome.push:
             self.migrated.origins[target] = self.origin(path, value)
-        if outcome.applied and not outcome.keep:
+        identity = all(t == key and v == value for t, (v, _) in outcome.sets.items()) and not outcome.top
+        if outcome.applied and not outcome.keep and not (identity and outcome.sets):
             self.note(path, "applied", f"{foreign._show(value)} -> {outcome.applied}", loc)
         if outcome.notice:
             self.note(path, "ignored", f"{foreign._show(value)} ({entry.get('meaning', key)}): {outcome.notice}", loc)
@@ -227,7 +228,11 @@ class _Walk:
             if not isinstance(item, dict):
                 result.append(item)
                 continue
-            for one in _split_data_files(item):
+            split = _split_data_files(item)
+            if len(split) > 1 or split[0] is not item:
+                files = foreign._show([one["path"] for one in split])
+                self.note(f"{name}[{i}].data_files", "applied", f"-> one dataset per file: path {files}", [name, i])
+            for one in split:
                 out: dict[str, Any] = {}
                 files = [str(one.get("path", "")), *_as_list(one.get("data_files"))]
                 for key, value in one.items():
@@ -239,7 +244,9 @@ class _Walk:
 
     def defaults(self, out: dict[str, Any]) -> None:
         for key, spec in foreign.table(self.tool).get("defaults", {}).items():
-            if key in out:
+            if key in out or any(k in out for k in spec.get("unless", ())):
+                continue
+            if "adapters" in spec and out.get("adapter", "lora") not in spec["adapters"]:
                 continue
             out[key] = spec["value"]
             self.migrated.origins[key] = f"{self.name} default: {spec['why']}"

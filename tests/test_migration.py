@@ -3,6 +3,7 @@ semantics and defaults; ``tunesmith import``; ``tunesmith config`` origins."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -317,3 +318,63 @@ def test_cli_import_refusal_is_one_clear_error(tmp_path):
     out = run_cli("import", str(bad))
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert f"{bad}:2: stage: ppo" in out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: a LLaMA-Factory-style and an Axolotl-style file train through the real CLI
+
+
+LLAMA3 = (Path(__file__).resolve().parents[1] / "src/tunesmith/tokenize/templates/llama3.jinja").read_text()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """Copies of the fixture folders next to a tiny Llama-3-style model named tiny-model."""
+    import shutil
+
+    from tiny import build_model, build_tokenizer
+
+    root = tmp_path_factory.mktemp("migration")
+    for folder in (LF, AX):
+        shutil.copytree(folder, root / folder.name)
+        model = root / folder.name / "tiny-model"
+        tok = build_tokenizer(model, LLAMA3, ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+                              bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token="<|end_of_text|>")
+        build_model(model, tok)
+    return root
+
+
+@pytest.mark.slow
+def test_llamafactory_style_config_trains_through_the_cli(workspace):
+    folder = workspace / "llamafactory"
+    out = run_cli("train", "llama3_lora_sft.yaml", "--set", "max_steps=3", "--quiet", cwd=folder, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "read as a LLaMA-Factory config" in out.stdout
+    assert "not applicable: llama3_lora_sft.yaml:39: ddp_timeout: 180000000 (multi-GPU collective timeout)" in out.stdout
+    assert "learning_rate = 0.001  (config)" in out.stdout and "lora_dropout = 0.0  (LLaMA-Factory default" in out.stdout
+    run_dir = folder / "saves" / "llama3" / "lora" / "sft"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["global_step"] == 3
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (saved["source_tool"], saved["chat_template"], saved["lora_r"]) == ("llamafactory", "llama3", 8)
+    assert (run_dir / "model" / "adapter_config.json").is_file()
+    again = run_cli("train", "llama3_lora_sft.yaml", "--set", "max_steps=3", "--quiet", cwd=folder, timeout=900)
+    assert again.returncode == 0 and "overwrite_output_dir: true" in again.stdout  # replaced, as LLaMA-Factory does
+
+
+@pytest.mark.slow
+def test_axolotl_style_config_trains_through_the_cli(workspace):
+    folder = workspace / "axolotl"
+    out = run_cli("train", "lora-1b.yml", "--set", "max_steps=3", "--quiet", cwd=folder, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "read as an Axolotl config" in out.stdout
+    assert "flash_attention_2 needs the flash-attn package and a CUDA GPU" in out.stderr
+    run_dir = folder / "outputs" / "lora-out"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["global_step"] == 3
+    assert record["resolved"]["warmup_steps"] == 10 and "eval_steps" in record["resolved"]
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (saved["source_tool"], saved["adapter"], saved["special_tokens"]["pad_token"]) == (
+        "axolotl", "lora", "<|end_of_text|>")
+    tokenizer_config = json.loads((run_dir / "model" / "tokenizer_config.json").read_text())
+    assert tokenizer_config["pad_token"] == "<|end_of_text|>"

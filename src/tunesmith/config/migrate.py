@@ -284,7 +284,8 @@ def summary(config: Any, source: str) -> list[str]:
         return []
     name = foreign.TOOLS.get(config.source_tool, "tunesmith")
     applied = sum(n.kind == "applied" for n in notes)
-    lines = [f"read as a {name} config: {applied} keys translated (tunesmith config {source} shows every value's origin)"]
+    article = "an" if name[0] in "AEIOU" else "a"
+    lines = [f"read as {article} {name} config: {applied} keys translated (tunesmith config {source} shows every value's origin)"]
     lines += [f"  {name} default: {n.path} = {n.text}" for n in notes if n.kind == "defaulted"]
     lines += [f"  not applicable: {n.render(source)}" for n in notes if n.kind == "ignored"]
     empty = [n.path for n in notes if n.kind == "empty"]

@@ -228,3 +228,62 @@ def test_dpo_full_fine_tuning_uses_a_frozen_reference(base, other_teacher, tmp_p
                       ref_model=str(other_teacher), max_steps=1)
     quiet(explicit)
     assert abs(logged(tmp_path / "b" / "run", "rewards/chosen")[0]) > 1e-3  # another reference: log-ratio != 0
+
+
+# ---------------------------------------------------------------------------------------------
+# keys other tools write do what they say
+
+
+def sft_data(tmp: Path) -> Path:
+    rows = [{"messages": [{"role": "user", "content": f"What is {i % 7} plus {i % 5}?"},
+                          {"role": "assistant", "content": f"The answer is {i % 7 + i % 5}."}]} for i in range(16)]
+    return write_jsonl(tmp / "sft.jsonl", rows)
+
+
+@pytest.mark.slow
+def test_load_in_8bit_trains_lora_on_an_int8_base_and_save_only_model_skips_optimizer_state(base, tmp_path):
+    cfg = config(base, tmp_path, sft_data(tmp_path), quantization="8bit", max_steps=4, save_steps=2,
+                 save_only_model=True, learning_rate=1e-2)
+    result = quiet(cfg)
+    assert type(result.model.get_base_model().model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear8bitLt"
+    curve = logged(tmp_path / "run", "loss")
+    assert result.global_step == 4 and curve[-1] < curve[0], curve
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-2"
+    assert (checkpoint / "adapter_model.safetensors").is_file() and not (checkpoint / "optimizer.pt").exists()
+
+
+@pytest.mark.slow
+def test_lora_model_dir_continues_training_the_given_adapter(base, tmp_path):
+    from safetensors.torch import load_file
+
+    data = sft_data(tmp_path)
+    first = quiet(config(base, tmp_path / "a", data, max_steps=6, learning_rate=1e-2))
+    saved = load_file(first.model_dir / "adapter_model.safetensors")
+    cont = quiet(config(base, tmp_path / "b", data, max_steps=1, learning_rate=1e-12,
+                        lora_model_dir=str(first.model_dir)))
+    state = {k: v for k, v in cont.model.state_dict().items() if "lora_" in k}
+    for name, value in saved.items():  # the adapter starts from the given weights (lr ~ 0: unchanged)
+        match = [v for k, v in state.items() if k.replace(".default", "").endswith(name.split("base_model.model.")[-1])]
+        assert match and torch.allclose(match[0], value, atol=1e-6), name
+    fresh = logged(tmp_path / "a" / "run", "loss")[0]
+    assert logged(tmp_path / "b" / "run", "loss")[0] < fresh - 0.1  # it starts where the first run ended
+
+
+def test_overwrite_cache_tokenizes_again(base, tmp_path):
+    from tunesmith import tokenize
+
+    data = sft_data(tmp_path)
+    assert not tokenize.run(config(base, tmp_path, data)).cache_hit
+    assert tokenize.run(config(base, tmp_path, data)).cache_hit
+    assert not tokenize.run(config(base, tmp_path, data, overwrite_cache=True)).cache_hit
+
+
+def test_special_tokens_must_be_in_the_vocabulary(base, tmp_path):
+    from tunesmith import tokenize
+
+    data = sft_data(tmp_path)
+    tok = tokenize.run(config(base, tmp_path, data, special_tokens={"pad_token": "<|im_end|>"})).tokenizer
+    assert tok.pad_token == "<|im_end|>"
+    with pytest.raises(ConfigError, match=r"special_tokens.pad_token: '<\|finetune_right_pad_id\|>' is not in the "
+                                          r"tokenizer's vocabulary; tunesmith does not add tokens"):
+        tokenize.run(config(base, tmp_path, data, special_tokens={"pad_token": "<|finetune_right_pad_id|>"}))

@@ -23,6 +23,9 @@ def train(
     cfg = load_config(path, set_, tool=from_)
     for line in summary(cfg, path):
         typer.echo(line)
+    if cfg.save_only_model:
+        typer.echo("save_only_model: true: checkpoints hold no optimizer or scheduler state, so a resume "
+                   "restarts both (set it to false to resume exactly)")
     if cfg.overwrite_output_dir and not resume and not overwrite:
         typer.echo("overwrite_output_dir: true: an existing run in output_dir is replaced (as --overwrite)")
         overwrite = True

@@ -64,7 +64,11 @@ def choose(entry: dict[str, Any], value: Any) -> dict[str, Any]:
         return {"rename": entry["rename"], "replace_value": hit}
     if "other" in entry:
         return entry["other"]
-    return {k: entry[k] for k in (*ACTIONS, "split_commas") if k in entry}
+    own = {k: entry[k] for k in (*ACTIONS, "split_commas") if k in entry}
+    if not own:  # only some values are known and this is not one of them
+        known = ", ".join(show(k) for k in values)
+        return {"refuse": f"tunesmith knows the values {known} for this key (got {show(value)})"}
+    return own
 
 
 def _same_text(a: Any, b: Any) -> bool:
@@ -106,7 +110,7 @@ def _rename(action: dict[str, Any], key: str, value: Any, context: dict[str, Any
         value = parts[0] if len(parts) == 1 else parts
     target = action["rename"]
     same = target == key
-    return Outcome(sets={target: (value, ())}, applied=None if same else f"{target}: {_show(value)}")
+    return Outcome(sets={target: (value, ())}, applied=None if same else f"{target}: {show(value)}")
 
 
 def _set(action: dict[str, Any], key: str, value: Any, context: dict[str, Any]) -> Outcome:
@@ -116,7 +120,7 @@ def _set(action: dict[str, Any], key: str, value: Any, context: dict[str, Any]) 
         if isinstance(spec, dict):
             replaces, spec = tuple(spec.get("replaces", ())), spec["value"]
         out.sets[target] = (value if spec == "$value" else spec, replaces)
-    out.applied = ", ".join(f"{t}: {_show(v)}" for t, (v, _) in out.sets.items())
+    out.applied = ", ".join(f"{t}: {show(v)}" for t, (v, _) in out.sets.items())
     return out
 
 
@@ -134,7 +138,7 @@ def _keep(action: dict[str, Any], key: str, value: Any, context: dict[str, Any])
 
 def _map(action: dict[str, Any], key: str, value: Any, context: dict[str, Any]) -> Outcome:
     if not isinstance(value, dict):
-        return Outcome(error=f"must be a mapping of {', '.join(action['map'])} (got {_show(value)})")
+        return Outcome(error=f"must be a mapping of {', '.join(action['map'])} (got {show(value)})")
     unknown = [k for k in value if k not in action["map"]]
     if unknown:
         return Outcome(error=f"tunesmith maps only {', '.join(action['map'])} (got {', '.join(map(str, unknown))})")
@@ -214,7 +218,8 @@ def _dataset_type(name: str, key: str, value: Any, context: dict[str, Any]) -> O
     return Outcome(sets=sets, top=top, applied=", ".join(parts) + note)
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
+    """A value as one line of YAML (for notes and comments)."""
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
 

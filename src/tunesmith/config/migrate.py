@@ -114,7 +114,7 @@ def translate(raw: dict[str, Any], source: str = "<config>", text: str = "", too
 def finish(data: dict[str, Any], migrated: Migrated) -> None:
     """After LLaMA-Factory ``dataset:`` names are expanded: apply keys meant for every dataset."""
     if "dataset" in migrated.data and "datasets" in data:
-        names = foreign._show(migrated.data["dataset"])
+        names = foreign.show(migrated.data["dataset"])
         migrated.origins["datasets"] = f"from dataset: {names} (LLaMA-Factory, via dataset_dir/dataset_info.json)"
     for key, value in migrated.push.items():
         for name in ("datasets", "eval_datasets"):
@@ -168,7 +168,7 @@ class _Walk:
             self.put(node, key, value, path, (), prefix)
             return
         outcome = foreign.apply(foreign.choose(entry, value), key, value, context)
-        where = f"{path}: {foreign._show(value)} ({self.name}: {entry.get('meaning', key)})"
+        where = f"{path}: {foreign.show(value)} ({self.name}: {entry.get('meaning', key)})"
         if outcome.error:
             self.errors.append(f"{self._at(loc)}{where} - {outcome.error}")
             return
@@ -184,9 +184,9 @@ class _Walk:
             self.migrated.origins[target] = self.origin(path, value)
         identity = all(t == key and v == value for t, (v, _) in outcome.sets.items()) and not outcome.top
         if outcome.applied and not outcome.keep and not (identity and outcome.sets):
-            self.note(path, "applied", f"{foreign._show(value)} -> {outcome.applied}", loc)
+            self.note(path, "applied", f"{foreign.show(value)} -> {outcome.applied}", loc)
         if outcome.notice:
-            self.note(path, "ignored", f"{foreign._show(value)} ({entry.get('meaning', key)}): {outcome.notice}", loc)
+            self.note(path, "ignored", f"{foreign.show(value)} ({entry.get('meaning', key)}): {outcome.notice}", loc)
 
     def put(self, node: dict[str, Any], target: str, value: Any, origin: str, replaces: tuple[Any, ...],
             prefix: str = "") -> None:
@@ -209,7 +209,7 @@ class _Walk:
         self.migrated.key_origin[full] = origin
 
     def origin(self, path: str, value: Any) -> str:
-        return f"from {path}: {foreign._show(value)} ({self.name})"
+        return f"from {path}: {foreign.show(value)} ({self.name})"
 
     def note(self, path: str, kind: str, text: str, loc: list[Any]) -> None:
         self.migrated.notes.append(Note(path, kind, text, self.line(loc)))
@@ -230,7 +230,7 @@ class _Walk:
                 continue
             split = _split_data_files(item)
             if len(split) > 1 or split[0] is not item:
-                files = foreign._show([one["path"] for one in split])
+                files = foreign.show([one["path"] for one in split])
                 self.note(f"{name}[{i}].data_files", "applied", f"-> one dataset per file: path {files}", [name, i])
             for one in split:
                 out: dict[str, Any] = {}
@@ -250,7 +250,7 @@ class _Walk:
                 continue
             out[key] = spec["value"]
             self.migrated.origins[key] = f"{self.name} default: {spec['why']}"
-            shown = foreign._show(spec["value"])
+            shown = foreign.show(spec["value"])
             self.migrated.notes.append(Note(key, "defaulted", f"{shown} ({self.name}: {spec['why']})"))
 
 

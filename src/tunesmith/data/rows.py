@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith.config.aliases import did_you_mean
+from tunesmith.config.methods import methods
 from tunesmith.config.schema import DatasetSpec
 from tunesmith.data.records import ROLES
 
@@ -66,8 +67,6 @@ class ParseContext:
     @property
     def sft(self) -> bool:
         """Rows of methods that train on conversations (sft, distill) must end with an assistant turn."""
-        from tunesmith.config.methods import methods
-
         spec = methods().get(self.method)
         return spec is not None and spec.records == "sft"
 

@@ -25,6 +25,11 @@ def test_artifacts_exist(quick):
                  "eval/eval_base.json", "eval/eval_tuned.json", "eval/generations_tuned.jsonl",
                  "data/test/planning.jsonl"):
         assert (out / name).is_file(), name
+    tuned = json.loads((out / "eval/eval_tuned.json").read_text())
+    assert tuned["generated_tokens"] > 0
+    assert tuned["tokens_per_s"] == pytest.approx(tuned["generated_tokens"] / tuned["seconds"], rel=0.02, abs=0.1)
+    runinfo = json.loads((out / "run/run.json").read_text())
+    assert runinfo["optimisations"]["padding_free"] and runinfo["optimisations"]["fused_loss"]
     assert "base vs fine-tuned" in proc.stdout and f"report: {out / 'report.html'}" in proc.stdout
 
 

@@ -13,7 +13,7 @@ import typer
 from tunesmith import __version__
 from tunesmith.cli import (
     audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, import_cmd, merge_cmd, preview_cmd, quickstart_cmd,
-    runs_cmd, train_cmd,
+    runs_cmd, serve_cmd, train_cmd,
 )
 from tunesmith.errors import TunesmithError
 
@@ -43,7 +43,7 @@ def _root(
 
 
 # quickstart first (the whole lifecycle); then lifecycle order: data -> audit -> preview (tokenize)
-# -> train -> runs -> evaluate -> merge -> chat; config helps every stage
+# -> train -> runs -> evaluate -> merge -> chat -> serve; config helps every stage
 app.command("quickstart", help="The whole lifecycle offline in minutes: base, fine-tune, evaluate, merge, report.")(
     quickstart_cmd.quickstart
 )
@@ -59,6 +59,9 @@ app.command("evaluate", help="Score a model on held-out tasks (eval_tasks), opti
 )
 app.command("merge", help="Merge an adapter into its base and verify the merged logits.")(merge_cmd.merge)
 app.command("chat", help="Chat with a trained model using its own chat template.")(chat_cmd.chat)
+app.command("serve", help="OpenAI-compatible server: adapters, streaming, JSON schema, every request logged.")(
+    serve_cmd.serve
+)
 app.command("config", help="Print the resolved config with where each value came from.")(config_cmd.config)
 app.command("import", help="Translate an Axolotl or LLaMA-Factory config into a tunesmith config.")(import_cmd.import_)
 

@@ -34,6 +34,11 @@ class EvalResult:
     generated_tokens: int
     files: list[Path] = field(default_factory=list)
 
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated reply tokens per second of generation (batched greedy, KV cache)."""
+        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
     def main_metrics(self) -> dict[str, float]:
         """``{task: value of its headline metric}``."""
         return {name: t.score.metrics[t.score.main] for name, t in self.tasks.items()}
@@ -122,6 +127,7 @@ def write(result: EvalResult, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = {
         "model": str(result.model_dir), "seconds": round(result.seconds, 2), "generated_tokens": result.generated_tokens,
+        "tokens_per_s": round(result.tokens_per_s, 1),
         "tasks": {name: {"scorer": t.score.scorer, "n": t.score.n, "main": t.score.main, "metrics": t.score.metrics,
                          "confusion": vars(t.score.confusion) if t.score.confusion else None}
                   for name, t in result.tasks.items()},

@@ -48,53 +48,58 @@ def info(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text("utf-8")) if path.is_file() else {}
 
 
-def load(path: str | Path, *, base_model: str | None = None, tokenizer: Any = None) -> Loaded:
+def load(path: str | Path, *, base_model: str | None = None, tokenizer: Any = None,
+         trust_remote_code: bool = False) -> Loaded:
     """Load ``path`` (a folder, see ``resolve_model_dir``, or a hub id) for generation on CPU in float32.
 
     An adapter loads on ``base_model``, else the base recorded at training time. ``tokenizer``
-    (e.g. the run's, with its configured template) replaces the folder's own.
+    (e.g. the run's, with its configured template) replaces the folder's own. Code shipped with
+    the model runs only with ``trust_remote_code``.
     """
     if not Path(path).exists() and "/" in str(path) and not str(path).startswith((".", "/")):
         folder, meta = Path(str(path)), {}  # a hub id
     else:
         folder = resolve_model_dir(path)
         meta = info(folder)
-    tokenizer = tokenizer or _tokenizer(str(folder))
+    tokenizer = tokenizer or _tokenizer(str(folder), trust_remote_code)
     if (folder / "adapter_config.json").is_file():
-        model, kind = _adapter(folder, base_model or meta.get("base_model")), "adapter"
+        model, kind = _adapter(folder, base_model or meta.get("base_model"), trust_remote_code), "adapter"
     else:
-        model, kind = _model(str(folder), str(folder)), "full"
+        model, kind = _model(str(folder), str(folder), trust_remote_code), "full"
     model.eval()
     return Loaded(folder, model, tokenizer, stop_ids(folder, tokenizer), kind, meta.get("system_prompt"))
 
 
-def _adapter(folder: Path, base_model: str | None) -> Any:
+def _adapter(folder: Path, base_model: str | None, trust_remote_code: bool = False) -> Any:
     from peft import PeftModel
 
     recorded = json.loads((folder / "adapter_config.json").read_text("utf-8")).get("base_model_name_or_path")
     base = base_model or recorded
     if not base:
         raise TunesmithError(f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty; pass the base model")
-    return PeftModel.from_pretrained(_model(base, f"{folder}: its base model"), str(folder))
+    return PeftModel.from_pretrained(_model(base, f"{folder}: its base model", trust_remote_code), str(folder))
 
 
-def _model(path: str, what: str) -> Any:
+def _model(path: str, what: str, trust_remote_code: bool = False) -> Any:
     """A causal LM in float32; an adapter folder as base is merged into its own base first."""
     import torch
 
     from tunesmith.train.model import load_pretrained
 
     try:
-        return load_pretrained(path, {"dtype": torch.float32})
+        kwargs: dict[str, Any] = {"dtype": torch.float32}
+        if trust_remote_code:
+            kwargs["trust_remote_code"] = True
+        return load_pretrained(path, kwargs)
     except (OSError, ValueError) as exc:
         raise TunesmithError(f"{what}: cannot load '{path}': {str(exc).splitlines()[0]}") from None
 
 
-def _tokenizer(path: str) -> Any:
+def _tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, **({"trust_remote_code": True} if trust_remote_code else {}))
     except (OSError, ValueError) as exc:
         raise TunesmithError(f"{path}: cannot load the tokenizer: {str(exc).splitlines()[0]}") from None
 

@@ -5,7 +5,7 @@ no role strings), every trained sequence ends with an end-of-turn token, padding
 position, packed samples are isolated, and the result is cached by data + tokenizer + settings.
 """
 
-from tunesmith.tokenize.chat import EncodedChat, EncodedPreference, encode_chat, encode_preference
+from tunesmith.tokenize.chat import EncodedChat, EncodedPreference, EncodeMemo, encode_chat, encode_preference
 from tunesmith.tokenize.collate import Collator
 from tunesmith.tokenize.run import TokenizeResult, run
 from tunesmith.tokenize.spans import TemplateMismatch
@@ -15,6 +15,7 @@ __all__ = [
     "Collator",
     "EncodedChat",
     "EncodedPreference",
+    "EncodeMemo",
     "TemplateMismatch",
     "TokenizeResult",
     "builtin_templates",

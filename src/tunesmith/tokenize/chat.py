@@ -167,3 +167,18 @@ def encode_preference(
     if prompt_c != prompt_r:
         raise TemplateMismatch("the prompt tokenizes differently before the chosen and the rejected answer")
     return EncodedPreference(prompt_c, chosen_ids, rejected_ids, text)
+
+
+class EncodeMemo:
+    """``encode_chat`` results shared by one run's audit and tokenization, which encode every SFT
+    row in exactly the same way (same tokenizer, template, flags): the second asks, the first computed."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, EncodedChat] = {}
+
+    def encode_chat(self, messages: Sequence[Message], tokenizer: PreTrainedTokenizerBase, **options: Any) -> EncodedChat:
+        key = repr((tuple(messages), {k: v for k, v in options.items() if k != "closing"}))
+        found = self._done.get(key)
+        if found is None:
+            found = self._done[key] = encode_chat(messages, tokenizer, **options)
+        return found

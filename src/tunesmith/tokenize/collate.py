@@ -5,6 +5,11 @@ Packed rows (with ``position_ids``) get a block-diagonal causal 4D mask for the 
 attention implementations, so samples sharing a row never attend to each other whatever the
 model's cache settings; flash-attention implementations get ``position_ids`` only, from which
 they derive the sample boundaries themselves.
+
+``padding_free=True`` concatenates a micro batch's rows into one row with ``position_ids``
+restarting at 0 per sample, no attention mask and no padding at all (for ``tunesmith.train.varlen``
+attention or flash-attention varlen). The first label of every sample is -100, which is exactly
+what a padded batch trains (a row's first token is never a target), so the loss is the same.
 """
 
 from __future__ import annotations
@@ -31,9 +36,13 @@ class Collator:
     pad_token_id: int | None
     attn_implementation: str = "sdpa"
     mask_dtype: str = "float32"
+    padding_free: bool = False
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         import torch
+
+        if self.padding_free:
+            return self._concatenated(rows)
 
         width = max(len(r["input_ids"]) for r in rows)
         fill = 0 if self.pad_token_id is None else self.pad_token_id
@@ -63,6 +72,21 @@ class Collator:
                 "(supported: sdpa, eager, flash_attention_*)"
             )
         return batch
+
+    def _concatenated(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """One row, no padding: samples side by side, positions restarting, boundary labels -100."""
+        import torch
+
+        ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        for row in rows:
+            ids.extend(row["input_ids"])
+            labels.append(IGNORE)
+            labels.extend(row["labels"][1:])
+            positions.extend(row.get("position_ids") or range(len(row["input_ids"])))
+        return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+                "position_ids": torch.tensor([positions])}
 
     def _packed_mask(self, positions: torch.Tensor) -> torch.Tensor:
         """(batch, 1, q, k) mask: causal, and only within the segment that ``positions`` restart."""

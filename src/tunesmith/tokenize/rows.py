@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from tunesmith.config.schema import Config
 from tunesmith.data.records import Message, Record
 from tunesmith.errors import RowError
-from tunesmith.tokenize.chat import IGNORE, EncodedChat, encode_chat, encode_preference
+from tunesmith.tokenize.chat import IGNORE, EncodedChat, EncodeMemo, encode_chat, encode_preference
 from tunesmith.tokenize.spans import TemplateMismatch
 from tunesmith.tokenize.tokenizer import closer_ids
 
@@ -72,13 +72,15 @@ def shorter_prompts(messages: Sequence[Message]) -> Iterator[tuple[Message, ...]
         yield (*head, *rest[cut:])
 
 
-def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config) -> Split:
-    """sft/dpo: one row per record, truncation policy applied, bad rows collected or counted."""
+def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config,
+                        memo: EncodeMemo | None = None) -> Split:
+    """sft/dpo: one row per record, truncation policy applied, bad rows collected or counted.
+    ``memo``: encodings the audit already made (reused when identical)."""
     split = Split()
     closing = closer_ids(tokenizer)  # once per split, not once per row
     for record in records:
         try:
-            encoded = _fit(record, _encoder(record, tokenizer, cfg, closing), cfg, split)
+            encoded = _fit(record, _encoder(record, tokenizer, cfg, closing, memo), cfg, split)
         except TemplateMismatch as exc:
             split.bad(record, "messages", str(exc), cfg.on_bad_rows)
             continue
@@ -128,7 +130,8 @@ def _fit(
 
 
 def _encoder(
-    record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config, closing: Collection[int]
+    record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config, closing: Collection[int],
+    memo: EncodeMemo | None = None,
 ) -> Callable[[Sequence[Message]], _Encoded]:
     """A function from the (possibly shortened) prompt messages to the encoded row.
 
@@ -138,9 +141,10 @@ def _encoder(
     from tunesmith.config.methods import method_spec
 
     tools = record.tools
+    encode = memo.encode_chat if memo is not None else encode_chat
 
     def sft(messages: Sequence[Message]) -> _Encoded:
-        enc: EncodedChat = encode_chat(
+        enc: EncodedChat = encode(
             messages, tokenizer, tools=tools, train_on_inputs=cfg.train_on_inputs,
             train_on_turns=cfg.train_on_turns, closing=closing,
         )

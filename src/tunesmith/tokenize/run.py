@@ -14,7 +14,7 @@ from tunesmith.data.pipeline import check_kinds
 from tunesmith.data.records import Record
 from tunesmith.errors import DataError
 from tunesmith.tokenize import cache
-from tunesmith.tokenize.chat import IGNORE
+from tunesmith.tokenize.chat import IGNORE, EncodeMemo
 from tunesmith.tokenize.cpt import tokenize_text_split
 from tunesmith.tokenize.pack import best_fit_decreasing, pack, packing_efficiency, padded_efficiency
 from tunesmith.tokenize.rows import Split, tokenize_chat_split
@@ -64,12 +64,13 @@ def settings(config: Config) -> dict[str, Any]:
 
 
 def run(
-    config: Config, data: RecordSplits | None = None, tokenizer: PreTrainedTokenizerBase | None = None
+    config: Config, data: RecordSplits | None = None, tokenizer: PreTrainedTokenizerBase | None = None,
+    memo: EncodeMemo | None = None,
 ) -> TokenizeResult:
     """Tokenize the train and eval records of ``config`` (ingesting them when ``data`` is None).
 
     ``tokenizer`` is the one ``load_tokenizer(config.base_model, config.chat_template)`` returns;
-    it is loaded here when not given.
+    it is loaded here when not given. ``memo``: the audit's encodings of the same rows, reused.
     """
     if data is None:
         from tunesmith.data import run as run_data
@@ -89,7 +90,7 @@ def run(
         splits, meta = cached
         log.info("tokenize: reusing the cached tokenized dataset %s", path)
     else:
-        splits, meta = _build(config, tokenizer, data)
+        splits, meta = _build(config, tokenizer, data, memo)
         cache.save(path, splits, meta)
         log.info("tokenize: tokenized %d train / %d eval rows into %s", len(splits["train"]), len(splits["eval"]), path)
     lengths, trained = _token_counts(splits["train"])
@@ -105,10 +106,12 @@ def run(
 
 
 def _build(
-    config: Config, tokenizer: PreTrainedTokenizerBase, data: RecordSplits
+    config: Config, tokenizer: PreTrainedTokenizerBase, data: RecordSplits, memo: EncodeMemo | None = None
 ) -> tuple[dict[str, list[dict[str, list[int]]]], dict[str, Any]]:
-    tokenize = tokenize_text_split if method_spec(config.method).rows == "text" else tokenize_chat_split
-    done: dict[str, Split] = {name: tokenize(getattr(data, name), tokenizer, config) for name in _SPLITS}
+    if method_spec(config.method).rows == "text":
+        done: dict[str, Split] = {name: tokenize_text_split(getattr(data, name), tokenizer, config) for name in _SPLITS}
+    else:
+        done = {name: tokenize_chat_split(getattr(data, name), tokenizer, config, memo) for name in _SPLITS}
     errors = [e for split in done.values() for e in split.errors]
     if errors:
         raise DataError(errors, total_rows=len(data.train) + len(data.eval))

@@ -30,7 +30,14 @@ def choose(setting: str | bool) -> Precision:
         if torch.cuda.is_bf16_supported():
             return Precision(True, False, False, "CUDA device supports bf16")
         return Precision(False, True, False, "CUDA device without bf16: fp16 with loss scaling")
-    if torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported():
+    if fast_bf16():
         return Precision(True, False, True, "CPU has bf16 matrix units (AMX / AVX512-BF16)")
     cap = torch.backends.cpu.get_cpu_capability()
     return Precision(False, False, True, f"CPU has no bf16 matrix units ({cap}): fp32 is faster")
+
+
+def fast_bf16() -> bool:
+    """Whether bf16 matmuls are fast here: a CUDA device with bf16, or a CPU with AMX / AVX512-BF16."""
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from tunesmith.config import Config
 from tunesmith.errors import TunesmithError
@@ -31,8 +31,10 @@ class TrainResult:
 
 
 def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-        say: Callable[[str], None] = print) -> TrainResult:
-    """Train per ``config``; everything lands in ``config.output_dir``."""
+        say: Callable[[str], None] = print, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train per ``config``; everything lands in ``config.output_dir``.
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects (e.g. a benchmark's probe)."""
     from tunesmith import data, tokenize
     from tunesmith.train.defaults import resolve
     from tunesmith.train.precision import choose
@@ -49,8 +51,10 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
     rundir.prepare(config, resume=resume, overwrite=overwrite)
     dataset = data.run(config)
     tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
-    _audit(config, dataset, tokenizer, say)
-    tok = tokenize.run(config, dataset, tokenizer)
+    memo = tokenize.EncodeMemo()  # the audit's encodings, reused by tokenization
+    _audit(config, dataset, tokenizer, say, memo)
+    tok = tokenize.run(config, dataset, tokenizer, memo)
+    del memo
     if tok.cache_hit:
         say("tokenized data: reused cache (same data, tokenizer and settings)")
     resolved = resolve(config, len(tok.train))
@@ -62,17 +66,17 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
     record["precision"] = precision.name
     rundir.update_run(**record)
     try:
-        return _train(config, rundir, tok, resolved, precision, resume, quiet, say)
+        return _train(config, rundir, tok, resolved, precision, resume, quiet, say, list(callbacks))
     except BaseException as exc:
         rundir.update_run(status="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                           end_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         raise
 
 
-def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None]) -> None:
+def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None], memo: Any = None) -> None:
     from tunesmith.data import audit
 
-    report = audit.run(config, data=dataset, tokenizer=tokenizer)
+    report = audit.run(config, data=dataset, tokenizer=tokenizer, memo=memo)
     report.enforce(config.audit.fail_on)
     for finding in report.findings:
         if finding.severity in ("error", "warning"):
@@ -80,10 +84,10 @@ def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], No
 
 
 def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: Any, resume: bool,
-           quiet: bool, say: Callable[[str], None]) -> TrainResult:
+           quiet: bool, say: Callable[[str], None], extra_callbacks: list[Any]) -> TrainResult:
     from tunesmith.tokenize import Collator
     from tunesmith.train import model as models
-    from tunesmith.train import trainers
+    from tunesmith.train import speed, trainers
     from tunesmith.train.artifacts import model_info, save_result
 
     warnings: list[str] = []
@@ -99,6 +103,9 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     set_seed(config.seed)  # adapter initialisation must be reproducible, not just the data order
     base = models.load_base(config)
     model = models.attach_adapter(base, config, resolved, grad_ckpt)
+    speedups = speed.choose(config, base, model, precision)
+    speed.prepare(base, model, speedups)
+    rundir.update_run(optimisations=speedups.record())
     trainable, total = models.parameter_counts(model)
     say(f"parameters: {trainable:,} trainable of {total:,} ({100 * trainable / max(total, 1):.3f}%)")
     logger = MetricsLogger(rundir.metrics)
@@ -106,11 +113,16 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
                             ckpt.CompletionMarker()]
     if not quiet:
         callbacks.append(Progress())
+    callbacks.extend(extra_callbacks)
     args = trainers.common_args(config, resolved, precision, str(rundir.checkpoints), bool(tok.eval), grad_ckpt)
-    collator = Collator(tok.tokenizer.pad_token_id, attn_implementation=base.config._attn_implementation)
-    trainer = trainers.build(model, config, resolved, args, tok, collator, callbacks)
+    collator = Collator(tok.tokenizer.pad_token_id, attn_implementation=base.config._attn_implementation,
+                        padding_free=speedups.padding_free)
+    if speedups.padding_free:
+        args["include_num_input_tokens_seen"] = "all"  # there is no padding to leave out
+    trainer = trainers.build(model, config, resolved, args, tok, collator, callbacks, fused_loss=speedups.fused_loss)
     start_from = _resume_point(rundir, resume, say)
     output = trainer.train(resume_from_checkpoint=start_from)
+    speed.restore(trainer.model, speedups)
     model_dir = save_result(trainer.model, tok.tokenizer, rundir.path / "model", model_info(config))
     best = trainer.state.best_metric
     rundir.update_run(

@@ -82,7 +82,8 @@ def _length_stats(ctx: AuditContext) -> dict[str, Any]:
 
 
 def run(
-    config: Config, *, data: DataResult | None = None, tokenize: bool = True, tokenizer: Any | None = None
+    config: Config, *, data: DataResult | None = None, tokenize: bool = True, tokenizer: Any | None = None,
+    memo: Any | None = None,
 ) -> AuditReport:
     """Audit the datasets of a run with the run's tokenizer.
 
@@ -91,11 +92,12 @@ def run(
     ``tunesmith.data.run`` does; with ``data`` (``tunesmith.data.run``'s result) those records and
     errors are audited. The tokenizer is loaded from ``base_model`` unless given
     (``tokenize=False``: none, token checks skipped); when it cannot be loaded the token checks
-    are skipped and the reason is recorded in ``stats['tokenizer_error']``.
+    are skipped and the reason is recorded in ``stats['tokenizer_error']``. ``memo``
+    (``tunesmith.tokenize.chat.EncodeMemo``) keeps the encodings for tokenization to reuse.
     """
     if data is None:
         data = _ingest(config)
-    hooks, problem = _hooks(config, tokenizer) if tokenize else (None, None)
+    hooks, problem = _hooks(config, tokenizer, memo) if tokenize else (None, None)
     report = audit_records(data.train, data.eval, data.test, config=config, tokens=hooks, errors=data.errors)
     report.stats["formats"] = data.formats
     if problem:
@@ -119,7 +121,7 @@ def _ingest(config: Config) -> DataResult:
     )
 
 
-def _hooks(config: Config, tokenizer: Any | None) -> tuple[TokenHooks | None, str | None]:
+def _hooks(config: Config, tokenizer: Any | None, memo: Any | None = None) -> tuple[TokenHooks | None, str | None]:
     from tunesmith.data.audit.tokens import TokenizerHooks
     from tunesmith.tokenize import load_tokenizer
 
@@ -128,4 +130,4 @@ def _hooks(config: Config, tokenizer: Any | None) -> tuple[TokenHooks | None, st
             tokenizer = load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
         except TunesmithError as exc:
             return None, str(exc)
-    return TokenizerHooks(tokenizer, config), None
+    return TokenizerHooks(tokenizer, config, memo), None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from tunesmith.config.schema import Config
 from tunesmith.data.records import Message, Record
 from tunesmith.errors import TunesmithError
-from tunesmith.tokenize.chat import EncodedChat, encode_chat
+from tunesmith.tokenize.chat import EncodedChat, EncodeMemo, encode_chat
 from tunesmith.tokenize.rows import with_system_prompt
 from tunesmith.tokenize.spans import render
 from tunesmith.tokenize.tokenizer import closer_ids
@@ -28,9 +28,10 @@ _RECHECK = 8  # rows within this many tokens of sequence_len are measured with e
 class TokenizerHooks:
     """``TokenHooks`` for one tokenizer (chat template attached) and run configuration."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: Config):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: Config, memo: EncodeMemo | None = None):
         self.tokenizer = tokenizer
         self.config = config
+        self.memo = memo  # shared with tokenization, which encodes the same rows the same way
         self.stop_ids = closer_ids(tokenizer)
         self._stop_texts = tuple(str(t) for t in tokenizer.convert_ids_to_tokens(sorted(self.stop_ids)))
 
@@ -91,7 +92,8 @@ class TokenizerHooks:
             return encode_chat(
                 conv, self.tokenizer, tools=record.tools, allowed=range(prompt, len(conv)), closing=self.stop_ids
             )
-        return encode_chat(
+        encode = self.memo.encode_chat if self.memo is not None else encode_chat
+        return encode(
             conv, self.tokenizer, tools=record.tools, closing=self.stop_ids,
             train_on_inputs=self.config.train_on_inputs, train_on_turns=self.config.train_on_turns,
         )

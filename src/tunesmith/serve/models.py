@@ -1,0 +1,172 @@
+"""The served models: one base (or merged/full) model plus LoRA adapters chosen by the request's ``model``.
+
+Every adapter keeps its own tokenizer (chat template), stop ids and trained system prompt, so a
+request is rendered exactly as that adapter was trained. Adapters load only from the configured
+roots and only from ``adapter_model.safetensors`` (never a pickle).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import TunesmithError
+from tunesmith.serve.config import ServeConfig
+from tunesmith.serve.errors import APIError, not_found
+
+BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
+
+
+@dataclass
+class ServedModel:
+    """One name clients can ask for."""
+
+    name: str
+    adapter: str | None  # PEFT adapter name inside the model; None = the base weights
+    path: Path
+    tokenizer: Any
+    eos_ids: list[int]
+    system_prompt: str | None
+    created: int = field(default_factory=lambda: int(time.time()))
+    parent: str | None = None
+    users: int = 0  # sequences in flight (an unloaded adapter is deleted once this reaches 0)
+
+
+class Models:
+    """The model weights and the name -> ServedModel table. Mutated only on the engine thread."""
+
+    def __init__(self, config: ServeConfig):
+        from tunesmith import infer
+
+        self.config = config
+        self._counter = itertools.count()
+        _refuse_pickled_weights(Path(config.model))
+        loaded = infer.load(config.model, trust_remote_code=config.trust_remote_code)
+        self.model = loaded.model
+        self.base_name = config.served_model_name or _default_name(Path(config.model), loaded.path)
+        adapter = "default" if loaded.kind == "adapter" else None
+        self.table: dict[str, ServedModel] = {
+            self.base_name: ServedModel(self.base_name, adapter, loaded.path, loaded.tokenizer, loaded.eos_ids,
+                                        loaded.system_prompt)}
+        self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
+        self.max_len = int(config.max_model_len or getattr(self.model.config, "max_position_embeddings", 2048))
+        self._retired: list[ServedModel] = []
+        for name, path in config.adapters.items():
+            try:
+                self.add(name, path)
+            except APIError as exc:
+                raise TunesmithError(f"--adapter {name}={path}: {exc.message}") from None
+
+    @property
+    def is_peft(self) -> bool:
+        from peft import PeftModel
+
+        return isinstance(self.model, PeftModel)
+
+    def names(self) -> list[str]:
+        return list(self.table)
+
+    def get(self, name: str) -> ServedModel:
+        served = self.table.get(name)
+        if served is None:
+            raise not_found(name, self.names())
+        return served
+
+    def add(self, name: str, path: str | Path) -> ServedModel:
+        """Load the LoRA adapter at ``path`` as ``name`` (checks first: roots, safetensors, LoRA, vocabulary)."""
+        from tunesmith import infer
+
+        if name in self.table:
+            raise APIError(400, f"The model '{name}' is already loaded", param="lora_name", code="adapter_exists")
+        folder = self.check_adapter(path)
+        internal = f"adapter{next(self._counter)}"
+        try:
+            if self.is_peft:
+                self.model.load_adapter(str(folder), adapter_name=internal)
+            else:
+                from peft import PeftModel
+
+                self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=internal)
+        except (RuntimeError, ValueError, KeyError, OSError) as exc:
+            raise APIError(400, f"cannot load the adapter: {str(exc).splitlines()[0]}", param="lora_path",
+                           code="adapter_incompatible") from None
+        self.model.eval()
+        base = self.table[self.base_name]
+        tokenizer = base.tokenizer
+        if (folder / "tokenizer_config.json").is_file():
+            tokenizer = _tokenizer(folder)
+            if len(tokenizer) != len(base.tokenizer):
+                self.model.delete_adapter(internal)
+                raise APIError(400, f"{folder}: its tokenizer has {len(tokenizer)} tokens, the served model "
+                               f"{len(base.tokenizer)}", param="lora_path", code="adapter_incompatible")
+        meta = infer.info(folder)
+        system_prompt = meta["system_prompt"] if "system_prompt" in meta else base.system_prompt
+        served = ServedModel(name, internal, folder, tokenizer, infer.stop_ids(folder, tokenizer), system_prompt,
+                             parent=self.base_name)
+        self.table[name] = served
+        return served
+
+    def remove(self, name: str) -> None:
+        """Stop serving ``name``; its weights are deleted once no sequence uses them."""
+        served = self.table.get(name)
+        if served is None or name == self.base_name:
+            code = "cannot_unload_base" if name == self.base_name else "adapter_not_found"
+            raise APIError(404 if served is None else 400, f"The adapter '{name}' is not loaded"
+                           if served is None else f"'{name}' is the served model, not an adapter",
+                           param="lora_name", code=code)
+        del self.table[name]
+        self._retired.append(served)
+        self.collect()
+
+    def collect(self) -> None:
+        """Delete retired adapters that no sequence uses any more."""
+        for served in [s for s in self._retired if s.users == 0]:
+            self._retired.remove(served)
+            if served.adapter is not None:
+                self.model.delete_adapter(served.adapter)
+
+    def check_adapter(self, path: str | Path) -> Path:
+        """The adapter folder, resolved; refuses paths outside the roots, pickles and non-LoRA adapters."""
+        folder = Path(path).expanduser().resolve()
+        roots = self.config.roots()
+        if not any(folder == root or root in folder.parents for root in roots):
+            allowed = ", ".join(str(r) for r in roots) or "none configured (use --adapter-root)"
+            raise APIError(403, f"{path}: adapters load only from the configured roots ({allowed})",
+                           param="lora_path", code="adapter_outside_roots", type="permission_error")
+        if not (folder / "adapter_config.json").is_file():
+            raise APIError(400, f"{path}: not an adapter folder (no adapter_config.json)", param="lora_path",
+                           code="adapter_not_found")
+        if not (folder / "adapter_model.safetensors").is_file():
+            raise APIError(400, f"{path}: no adapter_model.safetensors (pickled weights are never loaded)",
+                           param="lora_path", code="adapter_not_safetensors")
+        peft_type = json.loads((folder / "adapter_config.json").read_text("utf-8")).get("peft_type")
+        if peft_type != "LORA":
+            raise APIError(400, f"{path}: peft_type {peft_type}; only LoRA adapters can share a batch",
+                           param="lora_path", code="adapter_not_lora")
+        return folder
+
+
+def _tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def _default_name(given: Path, folder: Path) -> str:
+    """The folder name the user typed (``outputs/quickstart`` -> ``quickstart``), else the model folder's."""
+    return (given.name if given.exists() else str(given)) or folder.name
+
+
+def _refuse_pickled_weights(given: Path) -> None:
+    from tunesmith import infer
+
+    if not given.exists():
+        return  # a hub id: transformers prefers safetensors itself
+    folder = infer.resolve_model_dir(given)
+    if any(folder.glob("*.bin")) and not any(folder.glob("*.safetensors")):
+        raise TunesmithError(f"{folder}: only pickled weights (*.bin); serve loads safetensors only "
+                             "(re-save the model with save_pretrained)")

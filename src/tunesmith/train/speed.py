@@ -1,0 +1,109 @@
+"""Which training speed-ups a run uses, why, and the Trainer that applies the loss one.
+
+Each speed-up is exact (tests/test_train_fast.py compares loss and gradients with the plain path)
+and is used where it applies unless the config turns it off:
+
+* ``padding_free``: a micro batch's samples go in one row with no padding, each attending only to
+  itself (``tunesmith.train.varlen``); same samples per step, same loss;
+* ``fused_loss``: the LM head and cross-entropy run only at trained positions, chunked, gradients
+  computed in the same pass (``tunesmith.train.lmloss``);
+* ``bf16_frozen_weights``: with bf16 autocast on hardware with fast bf16 (AMX / CUDA), LoRA's
+  frozen base linear weights are stored in bf16 instead of being re-cast every step (adapter
+  weights and optimizer stay fp32); autocast would cast them to the same bf16 values anyway.
+
+The choice and the reasons are recorded in run.json (``optimisations``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from tunesmith.config import Config
+from tunesmith.config.methods import method_spec
+from tunesmith.errors import ConfigError
+from tunesmith.train import lmloss, varlen
+from tunesmith.train.precision import Precision, fast_bf16
+
+_NO_WRAPPER_FORWARD = ("prompt", "prefix")  # PEFT methods that change the inputs in the wrapper's forward
+
+
+@dataclass(frozen=True)
+class Speedups:
+    padding_free: bool = False
+    fused_loss: bool = False
+    bf16_frozen_weights: bool = False
+    fused_loss_chunk: int = 1024
+    why: dict[str, str] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _decide(name: str, setting: Any, blocker: str | None, why: dict[str, str]) -> bool:
+    if setting is False:
+        why[name] = f"{name}: false in config"
+        return False
+    if blocker:
+        if setting is True:
+            raise ConfigError(f"{name}: true is not possible for this run: {blocker}")
+        why[name] = f"off: {blocker}"
+        return False
+    why[name] = "on"
+    return True
+
+
+def choose(config: Config, base: Any, model: Any, precision: Precision) -> Speedups:
+    """Decide every speed-up for ``model`` (the adapter-wrapped ``base``) under ``config``."""
+    why: dict[str, str] = {}
+    sft = method_spec(config.method).trainer == "sft"  # transformers' Trainer (sft, cpt), not TRL's
+    wrapper = config.adapter in _NO_WRAPPER_FORWARD
+    free_block = ("only SFT/cpt batches" if not sft else "prompt/prefix tuning" if wrapper else varlen.unsupported(base))
+    padding_free = _decide("padding_free", config.padding_free, free_block, why)
+    loss_block = "only SFT/cpt" if not sft else lmloss.supports_fused_loss(model)
+    fused = _decide("fused_loss", config.fused_loss, loss_block, why)
+    bf16_block = None
+    if not precision.bf16:
+        bf16_block = "not training in bf16"
+    elif not sft:
+        bf16_block = "only SFT/cpt (TRL's trainers are left as they are)"
+    elif config.adapter != "lora":
+        bf16_block = "only for LoRA (DoRA's norm and full fine-tuning need fp32 weights)"
+    elif not fast_bf16():
+        bf16_block = "no fast bf16 on this hardware"
+    bf16 = _decide("bf16_frozen_weights", "auto", bf16_block, why)
+    return Speedups(padding_free, fused, bf16, why=why)
+
+
+def prepare(base: Any, model: Any, speedups: Speedups) -> None:
+    """Apply the model-side speed-ups (attention implementation, frozen weight dtype) in place."""
+    if speedups.padding_free:
+        base.set_attn_implementation(varlen.register())
+    if speedups.bf16_frozen_weights:
+        tied = model.get_input_embeddings().weight  # a head tied to the embedding stays fp32
+        for module in model.modules():
+            if type(module) is torch.nn.Linear and not module.weight.requires_grad and module.weight is not tied:
+                module.to(torch.bfloat16)
+
+
+def restore(model: Any, speedups: Speedups) -> None:
+    """After training: frozen weights back to fp32 so the in-memory model runs without autocast."""
+    if speedups.bf16_frozen_weights:
+        for module in model.modules():
+            if type(module) is torch.nn.Linear and module.weight.dtype == torch.bfloat16:
+                module.to(torch.float32)
+
+
+class FastLossTrainer(Trainer):
+    """transformers' Trainer whose training loss is ``lmloss.fused_loss`` (evaluation: plain path)."""
+
+    fused_loss_chunk = 1024
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+        # evaluation, and a model wrapped for distributed training (whose forward syncs gradients), take the plain path
+        if return_outputs or not model.training or "labels" not in inputs or self.accelerator.num_processes > 1:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return lmloss.fused_loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)

@@ -86,7 +86,7 @@ def test_all_rows_skipped_is_an_error(tmp_path: Path) -> None:
 
 def test_method_must_fit_record_kind(tmp_path: Path) -> None:
     cfg = config(tmp_path, datasets=[str(FIX / "preference.jsonl")])
-    expected = r"method: sft trains on sft rows, but .*preference.jsonl:1 is a preference row \(.* method: dpo\)"
+    expected = r"method: sft trains on sft rows, but .*preference.jsonl:1 is a preference row \(.* method: dpo \| orpo \| rm\)"
     with pytest.raises(ConfigError, match=expected):
         run(cfg)
     dpo = run(config(tmp_path, datasets=[str(FIX / "preference.jsonl")], method="dpo"))

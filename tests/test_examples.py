@@ -15,7 +15,8 @@ CONFIGS = sorted(ROOT.glob("examples/**/*.yaml"))
 
 def test_every_method_and_adapter_has_an_example():
     names = {p.stem for p in CONFIGS}
-    assert {"sft-lora", "sft-full", "qlora", "dora", "prompt-tuning", "cpt", "dpo"} <= names
+    assert {"sft-lora", "sft-full", "qlora", "dora", "prompt-tuning", "cpt", "dpo", "kto", "orpo", "reward-model",
+            "distill"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

@@ -12,8 +12,8 @@ import typer
 
 from tunesmith import __version__
 from tunesmith.cli import (
-    audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, gate_cmd, merge_cmd, preview_cmd, quickstart_cmd,
-    runs_cmd, serve_cmd, train_cmd,
+    audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, gate_cmd, import_cmd, merge_cmd, preview_cmd,
+    quickstart_cmd, runs_cmd, serve_cmd, train_cmd,
 )
 from tunesmith.errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, TunesmithError
 
@@ -50,7 +50,9 @@ app.command("quickstart", help="The whole lifecycle offline in minutes: base, fi
 app.add_typer(data_cmd.app, name="data", help="Load, normalise and inspect datasets.")
 app.command("audit", help="Find dataset defects before training (the data doctor).")(audit_cmd.audit)
 app.command("preview", help="Show tokenized rows with their trained tokens highlighted.")(preview_cmd.preview)
-app.command("train", help="Fine-tune (sft, cpt, dpo) into a reproducible run directory.")(train_cmd.train)
+app.command("train", help="Fine-tune (sft, cpt, dpo, kto, orpo, rm, distill) into a reproducible run directory.")(
+    train_cmd.train
+)
 app.command("runs", help="List runs: method, status, steps, best eval loss.")(runs_cmd.runs)
 app.command("evaluate", help="Score a model on held-out tasks and forgetting probes (optionally against its base), "
                              "or compare two models with an LLM judge; writes eval/ and report.html.")(
@@ -64,7 +66,8 @@ app.command("chat", help="Chat with a trained model using its own chat template.
 app.command("serve", help="OpenAI-compatible server: adapters, streaming, JSON schema, every request logged.")(
     serve_cmd.serve
 )
-app.command("config", help="Print the resolved config (defaults filled, aliases resolved).")(config_cmd.config)
+app.command("config", help="Print the resolved config with where each value came from.")(config_cmd.config)
+app.command("import", help="Translate an Axolotl or LLaMA-Factory config into a tunesmith config.")(import_cmd.import_)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""``tunesmith train CONFIG [--set k=v] [--resume] [--overwrite] [--max-steps N] [--quiet]``."""
+"""``tunesmith train CONFIG [--from TOOL] [--set k=v] [--resume] [--overwrite] [--max-steps N] [--quiet]``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import typer
 
 
 def train(
-    path: str = typer.Argument(..., help="YAML config file."),
+    path: str = typer.Argument(..., help="YAML config file (tunesmith, Axolotl or LLaMA-Factory)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: key=value (dotted for nested)."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the last complete checkpoint; with --max-steps, extend a completed run."
@@ -16,14 +16,31 @@ def train(
     ),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Same as --set max_steps=N."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (for CI logs)."),
+    from_: str | None = typer.Option(None, "--from", help="axolotl | llamafactory | tunesmith (default: detected)."),
 ) -> None:
-    """Fine-tune (SFT, cpt, DPO; LoRA/DoRA/QLoRA/prompt/prefix/IA3/full) and save a run directory."""
+    """Fine-tune (SFT, cpt, DPO, KTO, ORPO, reward model, distillation; LoRA/DoRA/QLoRA/prompt/prefix/IA3/full)."""
+    import os
+
     from tunesmith.config import load_config
+    from tunesmith.config.migrate import summary
 
     overrides = [*set_, *([f"max_steps={max_steps}"] if max_steps is not None else [])]
-    cfg = load_config(path, overrides)  # validated before anything heavy is imported
+    cfg = load_config(path, overrides, tool=from_)  # validated before anything heavy is imported
     from tunesmith.train import run
 
+    for line in summary(cfg, path):
+        typer.echo(line)
+    if cfg.save_only_model:
+        typer.echo("save_only_model: true: checkpoints hold no optimizer or scheduler state, so a resume "
+                   "restarts both (set it to false to resume exactly)")
+    if cfg.overwrite_output_dir and not resume and not overwrite:
+        typer.echo("overwrite_output_dir: true: an existing run in output_dir is replaced (as --overwrite)")
+        overwrite = True
+    # the CLI (not the library) sets process environment: tracker names wandb reads from it
+    for var, value in (("WANDB_PROJECT", cfg.tracking.project), ("WANDB_ENTITY", cfg.tracking.entity)):
+        if cfg.report_to == "wandb" and value:
+            os.environ.setdefault(var, value)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO and GKD come from trl.experimental by choice
     result = run(cfg, resume=resume, overwrite=overwrite, quiet=quiet, say=typer.echo)
     if result.status == "unchanged":
         typer.echo(f"model: {result.model_dir}")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import difflib
 from functools import cache
-from importlib import resources
 from typing import Any
 
-import yaml
-
+from tunesmith.config import foreign
 from tunesmith.errors import ConfigError
 
 
@@ -23,8 +21,8 @@ class KeyProblem(ConfigError):
 
 @cache
 def alias_table() -> dict[str, dict[str, dict[str, Any]]]:
-    text = resources.files("tunesmith.config").joinpath("aliases.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    """Other tools' plain renames (``foreign/*.yaml``), by level: ``{name: {to, from, values}}``."""
+    return {"top": foreign.all_renames("top"), "dataset": foreign.all_renames("dataset")}
 
 
 def canonical_key(key: str, level: str = "top") -> str:

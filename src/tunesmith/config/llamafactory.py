@@ -23,6 +23,13 @@ _COLUMNS = {
 _TAGS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
 
 
+def _records(method: str | None) -> str | None:
+    from tunesmith.config.methods import methods
+
+    spec = methods().get(method) if isinstance(method, str) else None
+    return spec.records if spec else None
+
+
 def dataset_specs(names: str | list[str], dataset_dir: str, method: str | None) -> list[dict[str, Any]]:
     """Turn LLaMA-Factory dataset names into tunesmith dataset entries."""
     info_path = Path(dataset_dir) / "dataset_info.json"
@@ -53,7 +60,7 @@ def _one(name: str, info: dict[str, Any], root: Path, method: str | None) -> dic
     # No explicit formatting: LLaMA-Factory's default is alpaca, but pretraining entries
     # (c4_demo, wiki_demo: only a "prompt" -> "text" column) are text; let detection decide.
     explicit = "formatting" in entry
-    if method == "cpt":
+    if _records(method) == "text":
         spec["type"] = "text"
         spec["field_text"] = columns.get("prompt", "text")
         return spec

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tunesmith.config import llamafactory
+from tunesmith.config import llamafactory, migrate
 from tunesmith.config.aliases import (
     KeyProblem, alias_table, canonical_key, canonicalize, did_you_mean, translate_value,
 )
@@ -27,8 +27,12 @@ _KEYED_MESSAGE = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict[str, Any] | None = None) -> Config:
-    """Read ``path`` (YAML), apply ``key=value`` overrides, validate."""
+def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict[str, Any] | None = None,
+                tool: str | None = None) -> Config:
+    """Read ``path`` (YAML), apply ``key=value`` overrides, validate.
+
+    ``tool`` (axolotl | llamafactory | tunesmith) says whose conventions the file follows;
+    by default it is detected from the keys (``config/migrate.py``)."""
     text, source = "", "<config>"
     raw: dict[str, Any] = dict(base or {})
     if path is not None:
@@ -40,7 +44,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
             kind = "a list" if isinstance(loaded, list) else f"a {type(loaded).__name__}"
             raise ConfigError(f"{path}:1: a config must be a mapping of key: value lines (got {kind})")
         raw.update(loaded)
-    return config_from_dict(raw, overrides, source=source, text=text, base_dir=Path(path).parent if path else None)
+    return config_from_dict(raw, overrides, source=source, text=text, base_dir=Path(path).parent if path else None,
+                            tool=tool)
 
 
 def load_yaml_model(path: str | Path, model: type[M], what: str) -> M:
@@ -68,18 +73,22 @@ def config_from_dict(
     source: str = "<config>",
     text: str = "",
     base_dir: Path | None = None,
+    tool: str | None = None,
 ) -> Config:
+    migrated = migrate.translate(raw, source, text, tool)
     try:
-        data, origin = _canonical(raw)
+        data, origin = _canonical(migrated.data)
     except KeyProblem as exc:
         line = line_of(text, _loc_of(exc.path))
         raise ConfigError(f"{source}:{line}: {exc}" if line else f"{source}: {exc}") from None
+    origin.update(migrated.key_origin)
     _expand_llamafactory(data, base_dir)
+    migrate.finish(data, migrated)
     set_paths: set[str] = set()
     for item in overrides or []:
         set_paths.add(_apply_override(data, item))
     try:
-        config = Config.model_validate(data)
+        config = migrate.attach(Config.model_validate(data), migrated, set_paths)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, text, origin, set_paths)) from None
     config._origin = (source, text, origin, set_paths)

@@ -13,12 +13,16 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from tunesmith.config import choices
+from tunesmith.config.methods import method_spec, methods, unknown_method
 
 DataType = Literal[
     "auto", "chat", "alpaca", "sharegpt", "preference", "kto", "text", "classification", "rag"
 ]
-Method = Literal["sft", "cpt", "dpo"]
 Adapter = Literal["lora", "dora", "qlora", "prompt", "prefix", "ia3", "none"]
+
+
+def _with(flag: str) -> str:
+    return ", ".join(m.name for m in methods().values() if getattr(m, flag))
 
 
 class _Strict(BaseModel):
@@ -39,6 +43,7 @@ class DatasetSpec(_Strict):
     text_unit: Literal["line", "paragraph", "file"] = Field(
         "line", description="How a .txt file is cut into documents"
     )
+    max_samples: int | None = Field(None, gt=0, description="Read only the first N rows (LLaMA-Factory max_samples)")
     # field remapping (Axolotl names)
     field_messages: str | None = None
     field_instruction: str | None = None
@@ -64,6 +69,9 @@ class DatasetSpec(_Strict):
     system_tag: str = "system"
     function_tag: str = "function_call"
     observation_tag: str = "observation"
+    roles: dict[Literal["system", "user", "assistant", "tool"], list[str]] | None = Field(
+        None, description="Extra role names per role (Axolotl roles: {user: [human], assistant: [gpt]})"
+    )
     # classification / rag
     labels: list[str] | None = Field(None, description="Allowed labels for classification data")
     instruction: str | None = Field(None, description="Prompt prefix for classification/rag rows")
@@ -81,6 +89,23 @@ class AuditConfig(_Strict):
     fail_on: Literal["error", "warning", "never"] = "error"
     near_duplicate_threshold: float = Field(0.85, gt=0, le=1)
     skip: list[str] = Field(default_factory=list, description="Audit checks not to run (by check name)")
+
+
+class SpecialTokens(_Strict):
+    """Special tokens to set on the tokenizer; each must already be in its vocabulary."""
+
+    bos_token: str | None = None
+    eos_token: str | None = None
+    pad_token: str | None = None
+    unk_token: str | None = None
+
+
+class Tracking(_Strict):
+    """Experiment-tracker settings for ``report_to`` (metrics.jsonl is always written)."""
+
+    project: str | None = Field(None, description="Project name (WANDB_PROJECT / trackio project)")
+    entity: str | None = Field(None, description="wandb entity (team or user)")
+    run_name: str | None = Field(None, description="Run name shown by the tracker")
 
 
 ScorerName = Literal[
@@ -233,8 +258,18 @@ class Config(_Strict):
 
     # model + method
     base_model: str
-    method: Method = "sft"
+    method: str = "sft"
     adapter: Adapter = "lora"
+    quantization: Literal["none", "4bit", "8bit"] | None = Field(
+        None, description="Base weights for LoRA/DoRA: 4bit (nf4, = qlora) or 8bit (bitsandbytes); default from adapter"
+    )
+    attn_implementation: str | None = Field(None, description="eager | sdpa | flash_attention_2 | ... (default: model's)")
+    special_tokens: SpecialTokens | None = None
+    teacher_model: str | None = Field(None, description="distill: the teacher (must share the student's tokenizer)")
+    ref_model: str | None = Field(None, description="dpo/kto: reference model (default: the frozen base)")
+    source_tool: Literal["tunesmith", "axolotl", "llamafactory"] = Field(
+        "tunesmith", description="The tool whose config conventions and defaults the file follows"
+    )
     chat_template: str = "tokenizer_default"
     system_prompt: str | None = None
     # data
@@ -255,8 +290,11 @@ class Config(_Strict):
     lora_r: int | None = Field(None, gt=0)
     lora_alpha: float | None = Field(None, gt=0)
     lora_dropout: float | None = Field(None, ge=0, lt=1)
-    lora_target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    lora_target_modules: list[str] | Literal["all-linear"] | None = Field(
+        "all-linear", description="null: PEFT's per-architecture default targets"
+    )
     modules_to_save: list[str] | None = None
+    lora_model_dir: str | None = Field(None, description="Start from (and keep training) this LoRA adapter")
     num_virtual_tokens: int = Field(20, gt=0, description="prompt/prefix tuning length")
     # optimisation
     micro_batch_size: int = Field(1, gt=0)
@@ -266,26 +304,36 @@ class Config(_Strict):
     learning_rate: float | None = Field(None, gt=0)
     lr_scheduler: str = Field("cosine", description="transformers' lr_scheduler_type names")
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    warmup_steps: int | None = Field(None, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(None, gt=0)
     optimizer: str = Field("adamw_torch", description="transformers' optim names")
     bf16: Literal["auto", True, False] = "auto"
+    tf32: bool | None = Field(None, description="TF32 matmuls on NVIDIA Ampere+ (ignored elsewhere)")
     gradient_checkpointing: bool | None = None
     padding_free: Literal["auto", True, False] = Field(
         "auto", description="SFT/cpt micro batches as one unpadded row, samples isolated (auto: where supported)")
     fused_loss: Literal["auto", True, False] = Field(
         "auto", description="LM head + loss only at trained positions, chunked (auto: where supported)")
-    beta: float = Field(0.1, gt=0, description="DPO beta")
+    beta: float | None = Field(None, gt=0, description="dpo/kto/orpo beta, distill JSD interpolation (per method)")
     loss_type: str = Field("sigmoid", description="DPO loss type (TRL's names)")
+    kto_desirable_weight: float = Field(1.0, gt=0)
+    kto_undesirable_weight: float = Field(1.0, gt=0)
     # evaluation + checkpoints
     eval_steps: int | None = Field(None, gt=0)
     save_steps: int | None = Field(None, gt=0)
+    evals_per_epoch: int | None = Field(None, gt=0)
+    saves_per_epoch: int | None = Field(None, gt=0)
+    save_only_model: bool = Field(False, description="Checkpoints without optimizer state (a resume restarts it)")
     save_total_limit: int | None = Field(2, gt=0)
     early_stopping_patience: int | None = Field(None, gt=0)
     logging_steps: int = Field(1, gt=0)
     report_to: str = Field("none", description="none or one of transformers' reporting integrations")
+    tracking: Tracking = Field(default_factory=Tracking)
     # run
     output_dir: str = "./outputs/run"
+    overwrite_output_dir: bool = Field(False, description="Replace an existing run in output_dir (as --overwrite)")
+    overwrite_cache: bool = Field(False, description="Tokenize again instead of reusing the cache")
     seed: int = 42
     audit: AuditConfig = Field(default_factory=AuditConfig)
     # held-out evaluation
@@ -307,6 +355,65 @@ class Config(_Strict):
     def dataset_tasks(self) -> list[EvalTaskSpec]:
         """The ``eval_tasks`` read from a dataset file (every entry except ``lm_eval`` ones)."""
         return [t for t in self.eval_tasks if isinstance(t, EvalTaskSpec)]
+
+    _notes: tuple[Any, ...] = PrivateAttr(default=())
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in methods():
+            raise ValueError(unknown_method(v))
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _quantized_lora_is_qlora(cls, data: Any) -> Any:
+        """LoRA on a 4-bit base is QLoRA (Axolotl ``load_in_4bit`` + ``adapter: lora``)."""
+        if isinstance(data, dict) and data.get("quantization") == "4bit" and data.get("adapter", "lora") == "lora":
+            data = {**data, "adapter": "qlora"}
+        return data
+
+    def origin(self, key: str) -> str | None:
+        """Where ``key``'s value came from when it was not written natively (translated, tool default)."""
+        return self._origins.get(key)
+
+    @property
+    def notes(self) -> tuple[Any, ...]:
+        """What loading did with keys of another tool (``config.migrate.Note``)."""
+        return self._notes
+
+    @property
+    def method_spec(self) -> Any:
+        return method_spec(self.method)
+
+    @model_validator(mode="after")
+    def _check_methods(self) -> "Config":
+        spec = method_spec(self.method)
+        if spec.teacher and not self.teacher_model:
+            raise ValueError(f"teacher_model: method {self.method} needs a teacher model (a folder or hub id)")
+        if self.teacher_model and not spec.teacher:
+            raise ValueError(f"teacher_model: method {self.method} has no teacher (only {_with('teacher')})")
+        if self.micro_batch_size < spec.min_micro_batch_size:
+            raise ValueError(
+                f"micro_batch_size: method {self.method} needs at least {spec.min_micro_batch_size} "
+                f"(got {self.micro_batch_size}): {spec.min_micro_batch_why}"
+            )
+        if self.ref_model and not spec.reference:
+            raise ValueError(f"ref_model: method {self.method} has no reference model (only {_with('reference')})")
+        quantized = self.quantization in ("4bit", "8bit")
+        if quantized and self.adapter not in ("lora", "dora", "qlora"):
+            raise ValueError(
+                f"quantization: a {self.quantization} base can only be trained through a LoRA/DoRA adapter "
+                f"(adapter is {self.adapter}); full fine-tuning needs the full-precision weights"
+            )
+        if self.adapter == "qlora" and self.quantization == "8bit":
+            raise ValueError("quantization: adapter qlora is LoRA on a 4-bit base; 8bit needs adapter: lora")
+        for a, b in (("warmup_steps", "warmup_ratio"), ("evals_per_epoch", "eval_steps"),
+                     ("saves_per_epoch", "save_steps")):
+            if getattr(self, a) is not None and getattr(self, b) is not None:
+                raise ValueError(f"{a}: set either {a} or {b}, not both")
+        return self
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "Config":

@@ -124,6 +124,8 @@ def write_rejected(path: Path, rejected: list[Rejected], more: list[dict[str, An
 
 
 def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: Collected) -> str:
+    if spec.max_samples is not None:  # LLaMA-Factory max_samples: the first N rows of the dataset
+        rows = itertools.islice(rows, spec.max_samples)
     head, rows = _head(rows)
     fmt = _choose(spec, [r.data for r in head if r.error is None and isinstance(r.data, dict)])
     ctx = ParseContext.create(spec, method)

@@ -13,14 +13,12 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunesmith.config.methods import methods, methods_for_records
 from tunesmith.config.schema import Config
 from tunesmith.data.ingest import Collected, Rejected, collect, settle, specs_fingerprint
 from tunesmith.data.readers import DataSourceError
 from tunesmith.data.records import Record
 from tunesmith.errors import ConfigError, RowError
-
-_KINDS = {"sft": "sft", "dpo": "preference", "cpt": "text"}
-_METHOD_OF = {"sft": "sft", "preference": "dpo", "text": "cpt"}
 
 
 @dataclass
@@ -100,11 +98,13 @@ def formats_of(parts: dict[str, Collected]) -> dict[str, str]:
 
 def check_kinds(records: list[Record], method: str) -> None:
     """Every record must be of the kind ``method`` trains on."""
-    wanted = _KINDS.get(method)
+    spec = methods().get(method)
+    wanted = spec.records if spec else None
     wrong = next((r for r in records if r.kind != wanted), None)
     if wanted is None or wrong is None:
         return
-    fits = f" ({wrong.kind} rows train with method: {_METHOD_OF[wrong.kind]})" if wrong.kind in _METHOD_OF else ""
+    fitting = methods_for_records(wrong.kind)
+    fits = f" ({wrong.kind} rows train with method: {' | '.join(fitting)})" if fitting else ""
     raise ConfigError(f"method: {method} trains on {wanted} rows, but {wrong.source} is a {wrong.kind} row{fits}")
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith.config.aliases import did_you_mean
+from tunesmith.config.methods import methods
 from tunesmith.config.schema import DatasetSpec
 from tunesmith.data import rowcheck
 from tunesmith.data.records import ROLES
@@ -60,12 +61,15 @@ class ParseContext:
             spec.function_tag: FUNCTION_CALL,
             spec.observation_tag: "tool",
         })
+        for role, names in (spec.roles or {}).items():
+            roles.update({name: role for name in names})
         return cls(spec=spec, method=method, roles=roles)
 
     @property
     def sft(self) -> bool:
-        """SFT rows must end with an assistant turn."""
-        return self.method == "sft"
+        """Rows of methods that train on conversations (sft, distill) must end with an assistant turn."""
+        spec = methods().get(self.method)
+        return spec is not None and spec.records == "sft"
 
 
 def type_name(value: Any) -> str:

@@ -78,7 +78,7 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
     report = (contamination.check(config, {n: t.records for n, t in tests.items()})
               if config.contamination.check and tests else None)
     # the run's tokenizer and template, so every model is prompted exactly as training rendered
-    tokenizer = load_tokenizer(config.base_model, config.chat_template)
+    tokenizer = load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
     target = model or Path(config.output_dir) / "model"
     is_base = str(target) == config.base_model  # the base itself: not an adapter on top of it
     loaded = loaded or infer.load(target, base_model=None if is_base else config.base_model, tokenizer=tokenizer)

@@ -2,7 +2,7 @@
 
 The JSON shape is a stable interface: ``{"row", "input_ids", "labels", "text",
 "trained_text", "trained_spans"}`` (+ ``source``; preference rows add ``rejected_ids`` and
-``rejected_text``).
+``rejected_text``; kto rows add ``label``: true for a desirable completion).
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ def runs(labels: Sequence[int]) -> list[tuple[int, int, bool]]:
 
 
 def as_sequence(row: dict[str, list[int]]) -> tuple[list[int], list[int]]:
-    """``input_ids`` and ``labels`` of a row; a preference row shows prompt + chosen."""
+    """``input_ids`` and ``labels`` of a row; a preference row shows prompt + chosen, a kto row
+    prompt + completion."""
+    if "completion_ids" in row:
+        return row["prompt_ids"] + row["completion_ids"], [IGNORE] * len(row["prompt_ids"]) + row["completion_ids"]
     if "prompt_ids" in row:
         return row["prompt_ids"] + row["chosen_ids"], [IGNORE] * len(row["prompt_ids"]) + row["chosen_ids"]
     return row["input_ids"], row["labels"]
@@ -56,6 +59,8 @@ def row_view(index: int, row: dict[str, list[int]], source: str, tokenizer: PreT
     if "rejected_ids" in row:
         view["rejected_ids"] = row["rejected_ids"]
         view["rejected_text"] = _decode(tokenizer, row["rejected_ids"])
+    if "label" in row:
+        view["label"] = bool(row["label"][0])
     return view
 
 

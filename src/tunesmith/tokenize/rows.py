@@ -138,7 +138,13 @@ def _encoder(
     record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config, closing: Collection[int],
     memo: EncodeMemo | None = None,
 ) -> Callable[[Sequence[Message]], _Encoded]:
-    """A function from the (possibly shortened) prompt messages to the encoded row."""
+    """A function from the (possibly shortened) prompt messages to the encoded row.
+
+    The row layout is the method's ``rows`` (``config/methods.yaml``): chat (input_ids + labels),
+    preference (prompt/chosen/rejected ids, TRL's layout) or kto (prompt/completion ids + label).
+    """
+    from tunesmith.config.methods import method_spec
+
     tools = record.tools
     encode = memo.encode_chat if memo is not None else encode_chat
 
@@ -154,4 +160,15 @@ def _encoder(
         row = {"prompt_ids": enc.prompt_ids, "chosen_ids": enc.chosen_ids, "rejected_ids": enc.rejected_ids}
         return _Encoded(row, len(enc.prompt_ids) + max(len(enc.chosen_ids), len(enc.rejected_ids)))
 
-    return dpo if cfg.method == "dpo" else sft
+    def kto(messages: Sequence[Message]) -> _Encoded:
+        last = max(i for i, m in enumerate(messages) if m.role == "assistant")
+        enc = encode_chat(messages, tokenizer, tools=tools, allowed=[last], closing=closing)
+        if not enc.spans:
+            raise TemplateMismatch("the kto completion (the last assistant turn) has no token to train")
+        start, end = enc.spans[0][0], enc.spans[-1][1]
+        row = {"prompt_ids": enc.input_ids[:start], "completion_ids": enc.input_ids[start:end],
+               "label": [int(bool(record.label))]}
+        return _Encoded(row, end, enc.appended_eos)
+
+    encoders = {"chat": sft, "preference": dpo, "kto": kto}
+    return encoders[method_spec(cfg.method).rows]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tunesmith.config.methods import method_spec
 from tunesmith.config.schema import Config
 from tunesmith.data.pipeline import check_kinds
 from tunesmith.data.records import Record
@@ -79,14 +80,15 @@ def run(
 
         data = run_data(config)
     check_kinds([*data.train, *data.eval], config.method)
+    spec = method_spec(config.method)
     if tokenizer is None:
-        tokenizer = load_tokenizer(config.base_model, config.chat_template)
-    if config.method != "cpt":
+        tokenizer = load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
+    if spec.rows != "text":
         require_chat_template(tokenizer, config.chat_template)
     fingerprint = tokenizer_fingerprint(tokenizer)
     key = cache.cache_key(cache.records_fingerprint([data.train, data.eval]), fingerprint, settings(config))
     path = cache.cache_dir(config.output_dir, key)
-    cached = cache.load(path, _SPLITS)
+    cached = None if config.overwrite_cache else cache.load(path, _SPLITS)
     if cached is not None and "rejected" not in cached[1]:
         cached = None  # an entry written before rejected rows were recorded: rebuild it
     if cached is not None:
@@ -97,10 +99,10 @@ def run(
         cache.save(path, splits, meta)
         log.info("tokenize: tokenized %d train / %d eval rows into %s", len(splits["train"]), len(splits["eval"]), path)
     lengths, trained = _token_counts(splits["train"])
-    bins = best_fit_decreasing(lengths, config.sequence_len) if config.method != "dpo" else []
+    bins = best_fit_decreasing(lengths, config.sequence_len) if spec.rows in ("chat", "text") else []
     stats = _stats(config, meta, (lengths, trained), _token_counts(splits["eval"])[0], bins)
     train = splits["train"]
-    if config.sample_packing and config.method == "sft":
+    if config.sample_packing and spec.packing:
         train = pack(train, bins)
     return TokenizeResult(
         train=train, eval=splits["eval"], stats=stats, tokenizer=tokenizer, cache_hit=cached is not None,
@@ -112,7 +114,7 @@ def run(
 def _build(
     config: Config, tokenizer: PreTrainedTokenizerBase, data: RecordSplits, memo: EncodeMemo | None = None
 ) -> tuple[dict[str, list[dict[str, list[int]]]], dict[str, Any]]:
-    if config.method == "cpt":
+    if method_spec(config.method).rows == "text":
         done: dict[str, Split] = {name: tokenize_text_split(getattr(data, name), tokenizer, config) for name in _SPLITS}
     else:
         done = {name: tokenize_chat_split(getattr(data, name), tokenizer, config, memo) for name in _SPLITS}
@@ -138,6 +140,9 @@ def _counts(split: Split) -> dict[str, Any]:
 
 def _token_counts(rows: Sequence[dict[str, list[int]]]) -> tuple[list[int], int]:
     """Per-row token counts and the number of trained tokens."""
+    if rows and "completion_ids" in rows[0]:
+        lengths = [len(r["prompt_ids"]) + len(r["completion_ids"]) for r in rows]
+        return lengths, sum(len(r["completion_ids"]) for r in rows)
     if rows and "prompt_ids" in rows[0]:
         lengths = [len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows]
         return lengths, sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
@@ -151,7 +156,8 @@ def _stats(
     """The report: rows, tokens, trained share, truncation, drops, packing and padding efficiency."""
     counts = meta["counts"]["train"]
     lengths, trained = train
-    sequences = config.method != "dpo"
+    spec = method_spec(config.method)
+    sequences = spec.rows in ("chat", "text")
     stats: dict[str, Any] = {
         "rows": len(lengths), "tokens": sum(lengths), "trained_tokens": trained,
         "trained_share": trained / sum(lengths) if lengths else 0.0,
@@ -161,10 +167,10 @@ def _stats(
         "appended_eos_rows": counts["appended_eos_rows"],
         "packing_efficiency": packing_efficiency(lengths, bins, config.sequence_len) if sequences else None,
         "padded_efficiency": padded_efficiency(lengths, config.micro_batch_size) if sequences else None,
-        "sample_packing": config.sample_packing and config.method == "sft",
+        "sample_packing": config.sample_packing and spec.packing,
         "eval_rows": len(eval_lengths), "eval_tokens": sum(eval_lengths),
         "eval_dropped_rows": sum(meta["counts"]["eval"]["dropped"].values()),
     }
-    if config.method == "cpt":
+    if spec.rows == "text":
         stats["documents"] = counts["documents"]
     return stats

@@ -11,7 +11,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.errors import ConfigError
 
@@ -45,10 +45,14 @@ def template_text(chat_template: str) -> str | None:
     )
 
 
-def load_tokenizer(base_model: str, chat_template: str = DEFAULT_TEMPLATE) -> PreTrainedTokenizerBase:
-    """Load the (fast) tokenizer of ``base_model`` and set its chat template.
+def load_tokenizer(
+    base_model: str, chat_template: str = DEFAULT_TEMPLATE, special_tokens: Any = None
+) -> PreTrainedTokenizerBase:
+    """Load the (fast) tokenizer of ``base_model``, set its chat template and ``special_tokens``.
 
     ``base_model`` may be a folder holding only tokenizer files; no weights are read.
+    ``special_tokens`` (``config.special_tokens``: bos/eos/pad/unk) must already be in the
+    vocabulary: tunesmith never adds tokens (new rows in the embedding matrix would be untrained).
     """
     from transformers import AutoTokenizer
 
@@ -64,7 +68,25 @@ def load_tokenizer(base_model: str, chat_template: str = DEFAULT_TEMPLATE) -> Pr
         )
     if text is not None:
         tokenizer.chat_template = text
+    set_special_tokens(tokenizer, special_tokens)
     return tokenizer
+
+
+def set_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: Any) -> None:
+    """Point bos/eos/pad/unk at tokens of the vocabulary (Axolotl ``special_tokens``)."""
+    if special_tokens is None:
+        return
+    items = special_tokens if isinstance(special_tokens, dict) else special_tokens.model_dump()
+    vocab = tokenizer.get_vocab()
+    for name, token in items.items():
+        if token is None:
+            continue
+        if token not in vocab:
+            raise ConfigError(
+                f"special_tokens.{name}: {token!r} is not in the tokenizer's vocabulary; tunesmith does not add "
+                "tokens (their embeddings would be untrained): pick a token the tokenizer has"
+            )
+        setattr(tokenizer, name, token)
 
 
 def require_chat_template(tokenizer: PreTrainedTokenizerBase, chat_template: str) -> None:

@@ -29,8 +29,11 @@ MODEL_INFO = "tunesmith_model.json"
 def model_info(config: Any) -> dict[str, Any]:
     """What inference needs to reproduce training: the base (absolute when local), template, system prompt."""
     base = Path(config.base_model)
+    from tunesmith.config.methods import method_spec
+
     return {"base_model": str(base.resolve()) if base.exists() else config.base_model,
-            "chat_template": config.chat_template, "system_prompt": config.system_prompt}
+            "chat_template": config.chat_template, "system_prompt": config.system_prompt,
+            "method": config.method, "head": method_spec(config.method).model}
 
 
 def save_result(model: Any, tokenizer: Any, out: Path, info: dict[str, Any] | None = None) -> Path:
@@ -55,7 +58,8 @@ def _generation_config(model: Any, tokenizer: Any) -> Any:
     from transformers import GenerationConfig
 
     base = model.get_base_model() if isinstance(model, PeftModel) else model
-    gen = GenerationConfig.from_dict(base.generation_config.to_dict()) if base.generation_config else GenerationConfig()
+    own = getattr(base, "generation_config", None)  # a reward model (sequence classifier) has none
+    gen = GenerationConfig.from_dict(own.to_dict()) if own else GenerationConfig()
     eot = end_of_turn_ids(tokenizer)
     gen.eos_token_id = eot if len(eot) > 1 else (eot[0] if eot else None)
     gen.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eot[0] if eot else None)

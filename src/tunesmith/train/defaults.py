@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from tunesmith.config import Config
+from tunesmith.config.methods import method_spec
 
 
 @dataclass(frozen=True)
@@ -32,23 +33,33 @@ def _table() -> dict[str, Any]:
 
 
 def resolve(config: Config, train_rows: int) -> Resolved:
-    """Fill every ``None`` training value from the seed's defaults for this method/size."""
+    """Fill every ``None`` training value from the seed's defaults for this method/size.
+
+    A value the config file set says "config", or where it came from when it was translated
+    from another tool's key or is that tool's default (``config.origin``).
+    """
     t = _table()
+    spec = method_spec(config.method)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
     def pick(name: str, configured: Any, default: dict[str, Any]) -> None:
         if configured is not None:
-            values[name], sources[name] = configured, "config"
+            values[name], sources[name] = configured, config.origin(name) or "config"
         else:
             values[name], sources[name] = default["value"], default["source"]
 
-    lr_key = config.method if config.method in ("dpo", "cpt") else config.adapter
-    pick("learning_rate", config.learning_rate, t["learning_rate"][lr_key])
-    small = train_rows < t["warmup_ratio"]["small_rows"] or config.method == "dpo"
-    pick("warmup_ratio", config.warmup_ratio, t["warmup_ratio"]["small_or_dpo" if small else "default"])
-    pick("max_grad_norm", config.max_grad_norm, t["max_grad_norm"]["dpo" if config.method == "dpo" else "default"])
-    pick("num_epochs", config.num_epochs, t["num_epochs"][config.method])
+    pick("learning_rate", config.learning_rate, spec.defaults.get("learning_rate") or t["learning_rate"][config.adapter])
+    if config.warmup_steps is not None:
+        values["warmup_steps"], sources["warmup_steps"] = config.warmup_steps, config.origin("warmup_steps") or "config"
+    else:
+        small = train_rows < t["warmup_ratio"]["small_rows"] or spec.preference
+        pick("warmup_ratio", config.warmup_ratio, t["warmup_ratio"]["small_or_preference" if small else "default"])
+    pick("max_grad_norm", config.max_grad_norm, t["max_grad_norm"]["preference" if spec.preference else "default"])
+    pick("num_epochs", config.num_epochs, spec.defaults["num_epochs"])
+    if "beta" in spec.defaults:
+        pick("beta", config.beta, spec.defaults["beta"])
+    _per_epoch(config, train_rows, values, sources)
     if config.adapter in ("lora", "dora", "qlora"):
         pick("lora_r", config.lora_r, t["lora_r"])
         factor = t["lora_alpha_factor"]
@@ -57,3 +68,20 @@ def resolve(config: Config, train_rows: int) -> Resolved:
         drop = t["lora_dropout"]
         pick("lora_dropout", config.lora_dropout, drop["small" if train_rows < drop["small_rows"] else "default"])
     return Resolved(values, sources)
+
+
+def _per_epoch(config: Config, train_rows: int, values: dict[str, Any], sources: dict[str, str]) -> None:
+    """Axolotl ``evals_per_epoch`` / ``saves_per_epoch`` as step counts (saves on an eval step)."""
+    per_epoch = max(1, -(-train_rows // (config.micro_batch_size * config.gradient_accumulation_steps)))
+    eval_steps = None
+    if config.evals_per_epoch:
+        eval_steps = max(1, per_epoch // config.evals_per_epoch)
+        values["eval_steps"] = eval_steps
+        sources["eval_steps"] = f"evals_per_epoch: {config.evals_per_epoch} of {per_epoch} steps per epoch"
+    if config.saves_per_epoch:
+        every = max(1, per_epoch // config.saves_per_epoch)
+        step = eval_steps or config.eval_steps
+        if step:  # the best checkpoint can only be kept when saves fall on evaluation steps
+            every = step * max(1, round(every / step))
+        values["save_steps"] = every
+        sources["save_steps"] = f"saves_per_epoch: {config.saves_per_epoch} of {per_epoch} steps per epoch"

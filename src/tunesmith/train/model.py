@@ -1,15 +1,21 @@
-"""Load the base model and attach the configured PEFT adapter."""
+"""Load the base model (causal LM, or a one-score classifier for reward models) and attach
+the configured PEFT adapter."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from tunesmith.config import Config
+from tunesmith.config.methods import method_spec
 from tunesmith.errors import TunesmithError
 from tunesmith.train.defaults import Resolved
+
+log = logging.getLogger("tunesmith.train")
 
 
 class ModelError(TunesmithError):
@@ -24,13 +30,22 @@ def check_qlora_supported() -> None:
         raise ModelError("adapter: qlora needs bitsandbytes (pip install 'tunesmith[qlora]')") from None
 
 
-def load_base(config: Config) -> Any:
-    """The base causal LM (nf4-quantised for QLoRA); an adapter folder is merged into its base first."""
+def quantization(config: Config) -> str | None:
+    """``4bit`` (QLoRA, nf4), ``8bit`` or None (full-precision base)."""
+    if config.adapter == "qlora" or config.quantization == "4bit":
+        return "4bit"
+    return "8bit" if config.quantization == "8bit" else None
+
+
+def load_kwargs(config: Config) -> dict[str, Any]:
+    """``from_pretrained`` arguments: dtype, bitsandbytes quantization, attention implementation."""
     from transformers import BitsAndBytesConfig
 
     kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if config.adapter == "qlora":
+    bits = quantization(config)
+    if bits is not None:
         check_qlora_supported()
+    if bits == "4bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
@@ -38,33 +53,95 @@ def load_base(config: Config) -> Any:
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
         kwargs["dtype"] = torch.bfloat16
-    if config.sample_packing:
-        kwargs["attn_implementation"] = "sdpa"
+    elif bits == "8bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    attn = attention(config)
+    if attn is not None:
+        kwargs["attn_implementation"] = attn
+    return kwargs
+
+
+def attention(config: Config) -> str | None:
+    """The attention implementation to load: the configured one where it can run, else sdpa.
+
+    FlashAttention needs the flash-attn package and a CUDA GPU; where either is missing the
+    run uses sdpa (the same attention, computed differently) and says so. Packing needs a
+    mask-aware implementation: sdpa unless one is configured.
+    """
+    wanted = config.attn_implementation
+    if wanted and wanted.startswith("flash_attention") and not _flash_available(wanted):
+        log.warning("attn_implementation: %s needs the flash-attn package and a CUDA GPU, which this machine "
+                    "lacks: using sdpa (same results)", wanted)
+        return "sdpa"
+    if wanted:
+        return wanted
+    return "sdpa" if config.sample_packing else None
+
+
+def _flash_available(name: str) -> bool:
+    package = "flash_attn_interface" if name == "flash_attention_3" else "flash_attn"
+    return torch.cuda.is_available() and importlib.util.find_spec(package) is not None
+
+
+def load_base(config: Config) -> Any:
+    """The base model for the method (quantised for QLoRA / 8-bit); an adapter folder is merged first."""
+    kind = method_spec(config.method).model
     try:
-        return load_pretrained(config.base_model, kwargs)
+        return load_pretrained(config.base_model, load_kwargs(config), kind)
     except (OSError, ValueError) as exc:
         raise ModelError(f"base_model: cannot load '{config.base_model}': {exc}") from None
 
 
-def load_pretrained(path: str, kwargs: dict[str, Any]) -> Any:
-    """A causal LM from a folder or hub id; an adapter folder is merged into its base."""
-    from transformers import AutoModelForCausalLM
+def load_frozen(config: Config, path: str, key: str) -> Any:
+    """A reference or teacher model: loaded like the base (full precision), in eval mode, no gradients."""
+    kwargs = {"dtype": torch.float32}
+    try:
+        model = load_pretrained(path, kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{key}: cannot load '{path}': {exc}") from None
+    model.eval().requires_grad_(False)
+    return model
 
+
+def load_pretrained(path: str, kwargs: dict[str, Any], kind: str = "causal_lm") -> Any:
+    """A causal LM (or a one-score sequence classifier) from a folder or hub id; an adapter folder
+    is merged into its base."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if kind == "reward":
+        kwargs = {**kwargs, "num_labels": 1}
     if (Path(path) / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
         # an SFT adapter as base (e.g. DPO on top of SFT): merge it into the base weights
-        return AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        merged = AutoPeftModelForCausalLM.from_pretrained(path, **{k: v for k, v in kwargs.items() if k != "num_labels"})
+        merged = merged.merge_and_unload()
+        if kind != "reward":
+            return merged
+        return _reward_from(merged, kwargs)
+    cls = AutoModelForSequenceClassification if kind == "reward" else AutoModelForCausalLM
+    return cls.from_pretrained(path, **kwargs)
+
+
+def _reward_from(causal: Any, kwargs: dict[str, Any]) -> Any:
+    """A reward model whose body is a (merged) causal LM's: saved to a temp folder and reloaded."""
+    import tempfile
+
+    from transformers import AutoModelForSequenceClassification
+
+    with tempfile.TemporaryDirectory() as tmp:
+        causal.save_pretrained(tmp)
+        return AutoModelForSequenceClassification.from_pretrained(tmp, **kwargs)
 
 
 def peft_config(config: Config, resolved: Resolved) -> Any | None:
     """The PEFT config for ``config.adapter`` (None for full fine-tuning)."""
     from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
 
+    task = TaskType.SEQ_CLS if method_spec(config.method).model == "reward" else TaskType.CAUSAL_LM
     if config.adapter in ("lora", "dora", "qlora"):
         return LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
+            task_type=task,
             r=resolved["lora_r"],
             lora_alpha=resolved["lora_alpha"],
             lora_dropout=resolved["lora_dropout"],
@@ -73,23 +150,27 @@ def peft_config(config: Config, resolved: Resolved) -> Any | None:
             use_dora=config.adapter == "dora",
         )
     if config.adapter == "prompt":
-        return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.num_virtual_tokens)
+        return PromptTuningConfig(task_type=task, num_virtual_tokens=config.num_virtual_tokens)
     if config.adapter == "prefix":
-        return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.num_virtual_tokens)
+        return PrefixTuningConfig(task_type=task, num_virtual_tokens=config.num_virtual_tokens)
     if config.adapter == "ia3":
-        return IA3Config(task_type=TaskType.CAUSAL_LM, modules_to_save=config.modules_to_save)
+        return IA3Config(task_type=task, modules_to_save=config.modules_to_save)
     return None
 
 
 def attach_adapter(model: Any, config: Config, resolved: Resolved, gradient_checkpointing: bool) -> Any:
-    """Wrap ``model`` with its adapter; full fine-tuning returns it unchanged."""
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    """Wrap ``model`` with its adapter (or continue ``lora_model_dir``); full fine-tuning returns it unchanged."""
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     pcfg = peft_config(config, resolved)
     if pcfg is None:
         return model
-    if config.adapter == "qlora":
+    if quantization(config) is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    if config.lora_model_dir:
+        if not (Path(config.lora_model_dir) / "adapter_config.json").is_file():
+            raise ModelError(f"lora_model_dir: {config.lora_model_dir} has no adapter_config.json (not a PEFT adapter)")
+        return PeftModel.from_pretrained(model, config.lora_model_dir, is_trainable=True)
     return get_peft_model(model, pcfg)
 
 

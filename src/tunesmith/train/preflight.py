@@ -30,7 +30,7 @@ def run(config: Config) -> Any:
     from tunesmith import tokenize
 
     with _located(config):
-        tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template)
+        tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
         if config.method != "cpt":
             tokenize.tokenizer.require_chat_template(tokenizer, config.chat_template)
     check_report_to(config)
@@ -142,10 +142,11 @@ def check_training_arguments(config: Config) -> None:
     from tunesmith.train.precision import choose
 
     has_eval = bool(config.eval_datasets) or config.val_set_size > 0
-    args = trainers.common_args(config, resolve(config, 0), choose(config.bf16), "/nonexistent", has_eval,
+    resolved = resolve(config, 0)
+    args = trainers.common_args(config, resolved, choose(config.bf16), "/nonexistent", has_eval,
                                 bool(config.gradient_checkpointing))
     try:
-        trainers.training_arguments(config, args)
+        trainers.training_arguments(config, args, resolved)
     except (ValueError, TypeError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise located(config, _blamed_key(first), f"transformers rejects the training settings: {first}") from None

@@ -146,7 +146,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
         callbacks.append(Progress())
     callbacks.extend(extra_callbacks)
     args = trainers.common_args(config, resolved, precision, str(rundir.checkpoints), bool(tok.eval), grad_ckpt)
-    trainer = _build_trainer(config, model, base, args, tok, callbacks, speedups)
+    trainer = _build_trainer(config, model, base, resolved, args, tok, callbacks, speedups)
     output = trainer.train(resume_from_checkpoint=start_from)
     speed.restore(trainer.model, speedups)
     with rundir.saving_model() as folder:
@@ -162,8 +162,8 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
                        best, trainable, total, start_from, warnings, trainer.model, tok.tokenizer)
 
 
-def _build_trainer(config: Config, model: Any, base: Any, args: dict[str, Any], tok: Any, callbacks: list[Any],
-                   speedups: Any) -> Any:
+def _build_trainer(config: Config, model: Any, base: Any, resolved: Any, args: dict[str, Any], tok: Any,
+                   callbacks: list[Any], speedups: Any) -> Any:
     from tunesmith.tokenize import Collator
     from tunesmith.train import trainers
 
@@ -171,10 +171,7 @@ def _build_trainer(config: Config, model: Any, base: Any, args: dict[str, Any], 
                         padding_free=speedups.padding_free)
     if speedups.padding_free:
         args["include_num_input_tokens_seen"] = "all"  # there is no padding to leave out
-    if config.method == "dpo":
-        return trainers.build_dpo(model, config, args, tok.train, tok.eval, tok.tokenizer, callbacks)
-    return trainers.build_sft(model, config, args, tok.train, tok.eval, collator, callbacks,
-                              fused_loss=speedups.fused_loss)
+    return trainers.build(model, config, resolved, args, tok, collator, callbacks, fused_loss=speedups.fused_loss)
 
 
 def _resume_point(rundir: RunDir, plan: resumes.Plan, say: Callable[[str], None]) -> str | None:

@@ -23,6 +23,7 @@ import torch
 from transformers import Trainer
 
 from tunesmith.config import Config
+from tunesmith.config.methods import method_spec
 from tunesmith.errors import ConfigError
 from tunesmith.train import lmloss, varlen
 from tunesmith.train.precision import Precision, fast_bf16
@@ -58,7 +59,7 @@ def _decide(name: str, setting: Any, blocker: str | None, why: dict[str, str]) -
 def choose(config: Config, base: Any, model: Any, precision: Precision) -> Speedups:
     """Decide every speed-up for ``model`` (the adapter-wrapped ``base``) under ``config``."""
     why: dict[str, str] = {}
-    sft = config.method in ("sft", "cpt")
+    sft = method_spec(config.method).trainer == "sft"  # transformers' Trainer (sft, cpt), not TRL's
     wrapper = config.adapter in _NO_WRAPPER_FORWARD
     free_block = ("only SFT/cpt batches" if not sft else "prompt/prefix tuning" if wrapper else varlen.unsupported(base))
     padding_free = _decide("padding_free", config.padding_free, free_block, why)

@@ -1,4 +1,9 @@
-"""Build the transformers / TRL trainer for a run, fed with tunesmith's own tokenized data."""
+"""Build the transformers / TRL trainer for a run, fed with tunesmith's own tokenized data.
+
+``BUILDERS`` is the registry of trainer builders; ``config/methods.yaml`` says which one each
+method uses. Every builder gets the same arguments and returns a transformers ``Trainer``, so
+the run directory, checkpoints, resume and watchdog are the same for every method.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments
 
 from tunesmith.config import Config
+from tunesmith.config.methods import method_spec
 from tunesmith.errors import ConfigError
 from tunesmith.train.defaults import Resolved
 from tunesmith.train.precision import Precision
@@ -15,16 +21,22 @@ from tunesmith.train.precision import Precision
 _DPO_COLUMNS = {"prompt_ids", "chosen_ids", "rejected_ids"}
 
 
-def schedule(config: Config, has_eval: bool) -> dict[str, Any]:
-    """Evaluation / checkpoint cadence; best-checkpoint restore needs saves aligned to evals."""
-    out: dict[str, Any] = {"save_strategy": "steps" if config.save_steps else "epoch", "save_steps": config.save_steps}
+def schedule(config: Config, has_eval: bool, resolved: Resolved | None = None) -> dict[str, Any]:
+    """Evaluation / checkpoint cadence; best-checkpoint restore needs saves aligned to evals.
+
+    ``resolved`` carries eval/save steps computed from ``evals_per_epoch`` / ``saves_per_epoch``.
+    """
+    values = resolved.values if resolved is not None else {}
+    config_save = values.get("save_steps", config.save_steps)
+    config_eval = values.get("eval_steps", config.eval_steps)
+    out: dict[str, Any] = {"save_strategy": "steps" if config_save else "epoch", "save_steps": config_save}
     if not has_eval:
         return {**out, "eval_strategy": "no"}
-    eval_steps = config.eval_steps or config.save_steps
+    eval_steps = config_eval or config_save
     if eval_steps is None:
         return {**out, "eval_strategy": "epoch", "save_strategy": "epoch", "load_best_model_at_end": True,
                 "metric_for_best_model": "eval_loss", "greater_is_better": False}
-    save_steps = config.save_steps or eval_steps
+    save_steps = config_save or eval_steps
     if save_steps % eval_steps:
         raise ConfigError(f"save_steps: must be a multiple of eval_steps ({eval_steps}) to keep the best checkpoint (got {save_steps})")
     return {"eval_strategy": "steps", "eval_steps": eval_steps, "save_strategy": "steps", "save_steps": save_steps,
@@ -33,6 +45,12 @@ def schedule(config: Config, has_eval: bool) -> dict[str, Any]:
 
 def common_args(config: Config, resolved: Resolved, precision: Precision, out_dir: str,
                 has_eval: bool, gradient_checkpointing: bool) -> dict[str, Any]:
+    return {**_base_args(config, resolved, precision, out_dir, gradient_checkpointing),
+            **_extra_args(config, precision), **schedule(config, has_eval, resolved)}
+
+
+def _base_args(config: Config, resolved: Resolved, precision: Precision, out_dir: str,
+               gradient_checkpointing: bool) -> dict[str, Any]:
     return {
         "output_dir": out_dir,
         "per_device_train_batch_size": config.micro_batch_size,
@@ -42,7 +60,8 @@ def common_args(config: Config, resolved: Resolved, precision: Precision, out_di
         "max_steps": config.max_steps,
         "learning_rate": resolved["learning_rate"],
         "lr_scheduler_type": config.lr_scheduler,
-        "warmup_steps": resolved["warmup_ratio"],
+        # a float below 1 is a ratio of the total steps (transformers 5)
+        "warmup_steps": resolved.values.get("warmup_steps", resolved.values.get("warmup_ratio")),
         "weight_decay": config.weight_decay,
         "max_grad_norm": resolved["max_grad_norm"],
         "optim": config.optimizer,
@@ -63,18 +82,53 @@ def common_args(config: Config, resolved: Resolved, precision: Precision, out_di
         "include_num_input_tokens_seen": "all" if config.sample_packing else "non_padding",
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
-        **schedule(config, has_eval),
     }
 
 
-def training_arguments(config: Config, args: dict[str, Any]) -> Any:
-    """``TrainingArguments`` (sft, cpt) or TRL's ``DPOConfig`` (dpo) for ``common_args``' output."""
+def training_arguments(config: Config, args: dict[str, Any], resolved: Resolved) -> Any:
+    """``TrainingArguments`` (sft, cpt) or TRL's ``DPOConfig`` (dpo) for ``common_args``' output
+    (the other methods build their TRL configs in ``preference.py`` / ``distill.py``)."""
     if config.method == "dpo":
         from trl import DPOConfig
 
-        return DPOConfig(**args, beta=config.beta, loss_type=[config.loss_type],
+        return DPOConfig(**args, beta=resolved["beta"], loss_type=[config.loss_type],
                          max_length=config.sequence_len, precompute_ref_log_probs=False)
     return TrainingArguments(**args, label_names=["labels"])
+
+
+def _extra_args(config: Config, precision: Precision) -> dict[str, Any]:
+    """Checkpoint contents, tracker names and TF32 (only where a CUDA device can use it)."""
+    out: dict[str, Any] = {"save_only_model": config.save_only_model}
+    if config.tracking.run_name:
+        out["run_name"] = config.tracking.run_name
+    if config.tracking.project:
+        out["project"] = config.tracking.project
+    if config.tf32 is not None and not precision.use_cpu:
+        out["tf32"] = config.tf32
+    return out
+
+
+def with_early_stopping(config: Config, eval_: list[dict], callbacks: list[Any]) -> list[Any]:
+    if config.early_stopping_patience and eval_:
+        return [*callbacks, EarlyStoppingCallback(config.early_stopping_patience)]
+    return callbacks
+
+
+def build(model: Any, config: Config, resolved: Resolved, args: dict[str, Any], tok: Any, collator: Any,
+          callbacks: list[Any], fused_loss: bool = False) -> Any:
+    """The trainer of ``config.method`` (its ``trainer`` in methods.yaml), on ``tok``'s rows.
+
+    ``fused_loss`` (``speed.choose``) applies to the plain SFT/cpt trainer only."""
+    from tunesmith.train import distill, preference
+
+    def sft(*common: Any) -> Trainer:
+        model, config, resolved, args, tok, collator, callbacks = common
+        return build_sft(model, config, args, tok.train, tok.eval, collator, callbacks, fused_loss=fused_loss)
+
+    builders = {"sft": sft, "dpo": build_dpo, "kto": preference.build_kto, "orpo": preference.build_orpo,
+                "rm": preference.build_rm, "distill": distill.build_distill}
+    builder = builders[method_spec(config.method).trainer]
+    return builder(model, config, resolved, args, tok, collator, with_early_stopping(config, tok.eval, callbacks))
 
 
 def build_sft(model: Any, config: Config, args: dict[str, Any], train: list[dict], eval_: list[dict],
@@ -83,11 +137,9 @@ def build_sft(model: Any, config: Config, args: dict[str, Any], train: list[dict
     loss computed by ``lmloss`` at trained positions only when ``fused_loss``)."""
     from tunesmith.train.speed import FastLossTrainer
 
-    if config.early_stopping_patience and eval_:
-        callbacks = [*callbacks, EarlyStoppingCallback(config.early_stopping_patience)]
     trainer = (FastLossTrainer if fused_loss else Trainer)(
         model=model,
-        args=training_arguments(config, args),
+        args=TrainingArguments(**args, label_names=["labels"]),
         train_dataset=train,
         eval_dataset=eval_ or None,
         data_collator=collator,
@@ -97,11 +149,14 @@ def build_sft(model: Any, config: Config, args: dict[str, Any], train: list[dict
     return trainer
 
 
-def build_dpo(model: Any, config: Config, args: dict[str, Any], train: list[dict], eval_: list[dict],
-              tokenizer: Any, callbacks: list[Any]) -> Any:
-    """DPO via TRL on tunesmith's prompt/chosen/rejected ids (TRL does not re-tokenize)."""
+def build_dpo(model: Any, config: Config, resolved: Resolved, args: dict[str, Any], tok: Any, collator: Any,
+              callbacks: list[Any]) -> Any:
+    """DPO via TRL on tunesmith's prompt/chosen/rejected ids (TRL does not re-tokenize).
+
+    The reference model is ``ref_model`` when set; else, for full fine-tuning, a frozen copy of
+    the starting weights (with an adapter, the base without the adapter).
+    """
     from datasets import Dataset
-    from peft import PeftModel
     from trl import DPOTrainer
 
     class PretokenizedDPOTrainer(DPOTrainer):
@@ -110,21 +165,31 @@ def build_dpo(model: Any, config: Config, args: dict[str, Any], train: list[dict
                 return dataset
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
-    if config.early_stopping_patience and eval_:
-        callbacks = [*callbacks, EarlyStoppingCallback(config.early_stopping_patience)]
-    ref = None
-    if not isinstance(model, PeftModel):
-        ref = copy.deepcopy(model).eval()
-        ref.requires_grad_(False)
-    dpo_args = training_arguments(config, args)
+    dpo_args = training_arguments(config, args, resolved)
     trainer = PretokenizedDPOTrainer(
         model=model,
-        ref_model=ref,
+        ref_model=reference_model(model, config),
         args=dpo_args,
-        train_dataset=Dataset.from_list(train),
-        eval_dataset=Dataset.from_list(eval_) if eval_ else None,
-        processing_class=tokenizer,
+        train_dataset=Dataset.from_list(tok.train),
+        eval_dataset=Dataset.from_list(tok.eval) if tok.eval else None,
+        processing_class=tok.tokenizer,
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def reference_model(model: Any, config: Config) -> Any | None:
+    """``ref_model`` when set; a frozen copy for full fine-tuning; None with an adapter (TRL then
+    disables the adapter to get the reference)."""
+    from peft import PeftModel
+
+    from tunesmith.train.model import load_frozen
+
+    if config.ref_model:
+        return load_frozen(config, config.ref_model, "ref_model")
+    if isinstance(model, PeftModel):
+        return None
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref

@@ -127,7 +127,7 @@ def _hooks(config: Config, tokenizer: Any | None, memo: Any | None = None) -> tu
 
     if tokenizer is None:
         try:
-            tokenizer = load_tokenizer(config.base_model, config.chat_template)
+            tokenizer = load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
         except TunesmithError as exc:
             return None, str(exc)
     return TokenizerHooks(tokenizer, config, memo), None

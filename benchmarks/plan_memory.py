@@ -41,7 +41,7 @@ CASES: list[tuple[str, str, str, str, int, int, dict[str, Any]]] = [
     ("tiny-qwen2 qlora", "tiny-qwen2", "sft", "qlora", 256, 4, {}),
     ("tiny-llama dpo lora", "tiny-llama", "dpo", "lora", 256, 4, {}),
     ("smollm2 full", "smollm2", "sft", "none", 256, 2, {}),
-    ("smollm2 full bf16-autocast", "smollm2", "sft", "none", 256, 2, {"bf16": True}),
+    ("smollm2 full bf16-autocast", "smollm2", "sft", "none", 64, 1, {"bf16": True}),
     ("smollm2 lora", "smollm2", "sft", "lora", 512, 2, {}),
     ("smollm2 lora checkpointing", "smollm2", "sft", "lora", 512, 2, {"gradient_checkpointing": True}),
     ("smollm2 qlora", "smollm2", "sft", "qlora", 256, 2, {}),
@@ -164,7 +164,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child")
     ap.add_argument("--smollm2")
-    ap.add_argument("--only")
+    ap.add_argument("--only", help="comma-separated case names")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.child:
@@ -174,7 +174,7 @@ def main() -> None:
     results = []
     print(f"{'case':30s} {'est GiB':>8s} {'RSS GiB':>8s} {'ratio':>6s} | {'est-rt':>7s} {'RSS-base':>8s} {'ratio':>6s} {'base':>5s}")
     for name, model, method, adapter, seq, batch, extra in CASES:
-        if model not in paths or (args.only and args.only not in name):
+        if model not in paths or (args.only and not any(o.strip() == name for o in args.only.split(","))):
             continue
         cfg = case_config(name, paths[model], method, adapter, seq, batch, extra, work)
         peak = measure(cfg)

@@ -75,9 +75,7 @@ def _read_answers(path: str) -> dict[str, Any]:
 
 
 def _ask(qs: list[dict[str, Any]], given: dict[str, Any] | None, where: str) -> dict[str, str]:
-    import click
-
-    from tunesmith.plan.advise import check_answer
+    from tunesmith.plan.advise import AdviseError, check_answer
 
     values: dict[str, str] = {}
     for q in qs:
@@ -90,8 +88,11 @@ def _ask(qs: list[dict[str, Any]], given: dict[str, Any] | None, where: str) -> 
         typer.echo(q["prompt"])
         for key, label in q["choices"].items():
             typer.echo(f"  {key}: {label}")
-        choice = typer.prompt("answer", type=click.Choice([str(c) for c in q["choices"]]))
-        values[q["key"]] = check_answer(q, choice, where)
+        while q["key"] not in values:
+            try:
+                values[q["key"]] = check_answer(q, typer.prompt("answer"), "")
+            except AdviseError as exc:
+                typer.echo(str(exc))
     return values
 
 

@@ -87,6 +87,9 @@ class HardwareConfig(_Strict):
         "none", description="What is split across devices: none (DDP), zero1 optimizer, zero2 + gradients, zero3/fsdp + weights"
     )
     price_per_hour: float | None = Field(None, gt=0, description="Price of one GPU-hour, for the cost estimate")
+    memory_check: Literal["error", "warn", "off"] = Field(
+        "error", description="train: stop (error), warn, or skip when the memory estimate exceeds the device"
+    )
 
     @field_validator("gpu")
     @classmethod

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tunesmith.plan.adapters import Trainable
-from tunesmith.plan.shapes import ModelShape
+from tunesmith.plan.shapes import Linear, ModelShape
 
 if TYPE_CHECKING:
     from tunesmith.plan.memory import Setup
@@ -71,7 +71,7 @@ class _Layer:
             if self.full and not self.quantized:
                 kept, shared = (kept + size * cast, shared) if cast else (kept, True)
             if name in self.adapted:
-                kept += self._lora(size, in_bytes, linears[name].out_features)
+                kept += self._lora(size, in_bytes, linears[name])
                 shared = shared or (not self.dropout and not self.autocast and in_bytes == 4)
             if name in self.ia3 and name in self.s.ia3_feedforward:
                 # PEFT scales the input in the base weight's dtype (fp32): a copy unless it is fp32 already
@@ -80,7 +80,7 @@ class _Layer:
                 kept += linears[name].out_features * self._out_bytes(in_bytes)  # the scaled output
         return kept + (size * in_bytes if shared and not kept_already else 0.0)
 
-    def _lora(self, size: int, in_bytes: float, out_features: int) -> float:
+    def _lora(self, size: int, in_bytes: float, module: Linear) -> float:
         """A LoRA module's own saved tensors. PEFT casts its input to the adapter's dtype (fp32) first."""
         kept = (self.setup.lora_r or 0) * (2 if self.autocast else 4)  # lora_A output, kept by lora_B
         if self.dropout:
@@ -89,8 +89,11 @@ class _Layer:
             kept += size * 2  # lora_A's 16-bit copy of its input
         elif self.dropout or in_bytes != 4:
             kept += size * 4  # the dropout output / the fp32 copy lora_A reads
-        if self.setup.adapter == "dora":
-            kept += 2 * out_features * self._out_bytes(in_bytes)  # base and LoRA outputs, for the magnitude
+        if self.setup.adapter == "dora":  # base and LoRA outputs, for the magnitude's gradient
+            out = self._out_bytes(in_bytes)
+            # without dropout PEFT reuses the base output minus the fp32 bias (an fp32 tensor under autocast)
+            base = 4 if (module.bias and self.autocast and not self.dropout) else out
+            kept += module.out_features * (base + out)
         return kept
 
     def total(self) -> float:

@@ -180,7 +180,8 @@ def _step_temporary(shape: ModelShape, train: Trainable, setup: Setup) -> float:
 
 _FORWARD = ("activations", "weight_copies", "logits")
 _SHARDED_BY = {"none": set(), "zero1": {"optimizer"}, "zero2": {"optimizer", "gradients"},
-               "zero3": {"optimizer", "gradients", "weights", "adapter", "reference"}}
+               "zero3": {"optimizer", "gradients", "weights", "adapter", "reference", "weight_copies"}}
+# zero3 / FSDP gather one layer at a time and cast it there: the 16-bit copies are sharded too
 
 
 def _shard(c: Component, sharding: str, gpus: int) -> Component:

@@ -179,39 +179,37 @@ def _notes(config: Config, setup: Setup, stats: DataStats, device: Device, memor
     return notes
 
 
-def check_fit(config: Config, tokenized: Any, kind: str, resolved: dict[str, Any],
-              say: Callable[[str], None] = print) -> PlanResult | None:
-    """`train`'s check before loading the model: raise when the estimate exceeds the device's memory."""
-    from tunesmith.plan.tokens import from_tokenized
-
-    options = PlanOptions()
-    device = resolve_device(config, options)
+def check_fit(config: Config, say: Callable[[str], None] = print) -> PlanResult | None:
+    """`train`'s check before it loads the model: the plan's estimate against the configured device
+    (``hardware``), this machine's GPU, or its available RAM. Raises PlanError when it would not fit
+    (``hardware.memory_check: error``); the tokenized data lands in the tokenize cache train reuses."""
+    if config.hardware.memory_check == "off":
+        return None
     try:
-        shape = model_shape(config.base_model)
-    except PlanError as exc:
+        result = run(config)
+    except PlanError as exc:  # an architecture without known shapes must not block training
         say(f"memory check skipped: {exc}")
         return None
-    stats = from_tokenized(config, tokenized, kind)
-    setup = setup_for(config, device, stats, resolved, options)
-    train = trainable(shape, adapter_settings(config, resolved))
-    memory = estimate(shape, train, setup)
-    peak = memory.peak_bytes / GIB
-    if device.memory_gib is None:
+    peak = result.memory.peak_bytes / GIB
+    if result.device.memory_gib is None:
         say(f"memory estimate: {peak:.2f} GiB per device (no device size to check against)")
-        return None
-    say(f"memory estimate: {peak:.2f} GiB of {device.memory_gib:.1f} GiB ({device.name})")
-    if peak > device.memory_gib:
-        raise PlanError(_no_fit_message(config, shape, device, memory, stats))
-    return None
+        return result
+    say(f"memory estimate: {peak:.2f} GiB per device of {result.device.memory_gib:.1f} GiB ({result.device.name})")
+    if not result.fits:
+        message = _no_fit_message(config, result)
+        if config.hardware.memory_check == "error":
+            raise PlanError(message)
+        say(f"warning: {message}")
+    return result
 
 
-def _no_fit_message(config: Config, shape: ModelShape, device: Device, memory: MemoryEstimate, stats: DataStats) -> str:
+def _no_fit_message(config: Config, result: PlanResult) -> str:
     from tunesmith.plan.recommend import fitting_alternative
 
+    memory, device = result.memory, result.device
     key = "hardware.gpu" if config.hardware.gpu else "hardware (none set: this machine)"
     parts = ", ".join(f"{c.name} {c.bytes / GIB:.2f}" for c in memory.components if c.bytes >= 0.005 * GIB)
-    alt = fitting_alternative(config, shape, stats, device)
+    alt = fitting_alternative(config, result.model, result.data, device)
     hint = f"; {alt}" if alt else ""
     return (f"{key}: the run would not fit: ~{memory.peak_bytes / GIB:.2f} GiB per device > {device.memory_gib:.1f} GiB "
-            f"on {device.name} (GiB: {parts}){hint}")
-
+            f"on {device.name} (GiB: {parts}){hint}; hardware.memory_check: warn trains anyway")

@@ -34,7 +34,7 @@ class TimeEstimate:
     def as_dict(self) -> dict[str, Any]:
         return {"flops": self.flops, "tokens": self.tokens, "flops_per_token": self.flops_per_token,
                 "factor": self.factor, "mfu": self.mfu, "peak_tflops": self.peak_tflops, "devices": self.devices,
-                "hours": round(self.hours, 4), "cost": None if self.cost is None else round(self.cost, 2),
+                "hours": self.hours, "cost": self.cost,
                 "price_per_gpu_hour": self.price_per_hour}
 
 

@@ -34,6 +34,7 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
         say: Callable[[str], None] = print) -> TrainResult:
     """Train per ``config``; everything lands in ``config.output_dir``."""
     from tunesmith import data, tokenize
+    from tunesmith.plan import check_fit
     from tunesmith.train.defaults import resolve
     from tunesmith.train.precision import choose
 
@@ -41,6 +42,7 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    check_fit(config, say)  # the plan's memory estimate vs the device: stop before anything is loaded
     rundir = RunDir(Path(config.output_dir))
     prior = ckpt.complete_checkpoints(rundir.checkpoints)
     if prior and not resume and not overwrite:

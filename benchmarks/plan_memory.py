@@ -41,7 +41,7 @@ CASES: list[tuple[str, str, str, str, int, int, dict[str, Any]]] = [
     ("tiny-qwen2 qlora", "tiny-qwen2", "sft", "qlora", 256, 4, {}),
     ("tiny-llama dpo lora", "tiny-llama", "dpo", "lora", 256, 4, {}),
     ("smollm2 full", "smollm2", "sft", "none", 256, 2, {}),
-    ("smollm2 full bf16-autocast", "smollm2", "sft", "none", 64, 1, {"bf16": True}),
+    ("smollm2 full bf16-autocast", "smollm2", "sft", "none", 128, 1, {"bf16": True}),
     ("smollm2 lora", "smollm2", "sft", "lora", 512, 2, {}),
     ("smollm2 lora checkpointing", "smollm2", "sft", "lora", 512, 2, {"gradient_checkpointing": True}),
     ("smollm2 qlora", "smollm2", "sft", "qlora", 256, 2, {}),
@@ -74,7 +74,7 @@ def case_config(name: str, model: Path, method: str, adapter: str, seq: int, bat
                 work: Path) -> dict[str, Any]:
     slug = name.replace(" ", "-")
     data = work / f"{slug}.jsonl"
-    per_side = int((seq * 0.85 - 24) / 2 / tokens_per_word(model))  # rows just under sequence_len
+    per_side = max(4, int((seq * 0.9 - 48) / 2 / tokens_per_word(model)))  # rows just under sequence_len
     data.write_text("\n".join(json.dumps(r) for r in rows(16, per_side, method == "dpo")) + "\n")
     return {"base_model": str(model), "method": method, "adapter": adapter, "datasets": [{"path": str(data)}],
             "output_dir": str(work / slug), "sequence_len": seq, "micro_batch_size": batch, "max_steps": 3,

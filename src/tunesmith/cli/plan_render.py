@@ -44,7 +44,7 @@ def _details(r: Any) -> list[str]:
     lines = [f"trainable: {r.trainable.trainable:,} of {r.model.total_params:,} parameters",
              f"data: {d.rows:,} rows, {d.tokens:,} tokens ({d.source}), longest batch {d.longest} tokens"]
     if t is not None:
-        cost = f", cost {t.cost:,.2f} ({t.devices} x {t.price_per_hour:g}/GPU-hour)" if t.cost is not None else ""
+        cost = f", cost {_money(t.cost)} ({t.devices} x {t.price_per_hour:g}/GPU-hour)" if t.cost is not None else ""
         lines.append(f"time: {_duration(t.hours)} = {t.tokens:,} tokens x {t.flops_per_token / 1e9:.2f} GFLOP "
                      f"[{t.factor}] / ({t.devices} x {t.peak_tflops:g} TFLOPS x MFU {t.mfu:g}){cost}")
     rec = r.recommendation
@@ -70,9 +70,13 @@ def _summary(results: list[Any]) -> Table:
             f"{r.device.memory_gib:.1f}" if r.device.memory_gib is not None else "?",
             {True: "yes", False: "NO", None: "?"}[r.fits],
             _duration(t.hours) if t else "n/a",
-            f"{t.cost:,.2f}" if t is not None and t.cost is not None else "n/a",
+            _money(t.cost) if t is not None and t.cost is not None else "n/a",
         )
     return table
+
+
+def _money(cost: float) -> str:
+    return "< 0.01" if cost < 0.01 else f"{cost:,.2f}"
 
 
 def _adapter(adapter: str) -> str:

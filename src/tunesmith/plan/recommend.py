@@ -98,10 +98,11 @@ def _peak(config: Config, shape: ModelShape, stats: DataStats, device: Device, o
     return estimate(shape, trainable(shape, adapter_settings(candidate, resolved, adapter)), setup).peak_bytes / GIB
 
 
-def fitting_alternative(config: Config, shape: ModelShape, stats: DataStats, device: Device) -> str | None:
-    """'adapter: qlora would fit (9.1 GiB)' — for train's refusal message."""
+def fitting_alternative(config: Config, shape: ModelShape, stats: DataStats, device: Device) -> str:
+    """'QLoRA would fit (~9.1 GiB)', or what is left when nothing does (for train's refusal)."""
     from tunesmith.plan.run import PlanOptions
 
+    peak = None
     for adapter in ("lora", "qlora"):
         for checkpointing in (None, True):
             if adapter == config.adapter and checkpointing is None:
@@ -109,7 +110,8 @@ def fitting_alternative(config: Config, shape: ModelShape, stats: DataStats, dev
             peak = _peak(config, shape, stats, device, PlanOptions(), adapter, checkpointing)
             if device.memory_gib is not None and peak <= device.memory_gib:
                 return f"{_adapter_name(adapter, bool(checkpointing))} would fit (~{peak:.1f} GiB)"
-    return None
+    return (f"not even QLoRA with gradient checkpointing fits (~{peak:.1f} GiB): a larger device, more devices "
+            "with hardware.sharding: zero3, or a smaller model")
 
 
 def _adapter_name(adapter: str, checkpointing: bool) -> str:

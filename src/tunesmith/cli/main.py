@@ -12,8 +12,8 @@ import typer
 
 from tunesmith import __version__
 from tunesmith.cli import (
-    audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, gate_cmd, import_cmd, merge_cmd, preview_cmd,
-    quickstart_cmd, runs_cmd, serve_cmd, train_cmd,
+    advise_cmd, audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, gate_cmd, import_cmd, merge_cmd,
+    plan_cmd, preview_cmd, quickstart_cmd, runs_cmd, serve_cmd, train_cmd,
 )
 from tunesmith.errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, TunesmithError
 
@@ -50,6 +50,12 @@ app.command("quickstart", help="The whole lifecycle offline in minutes: base, fi
 app.add_typer(data_cmd.app, name="data", help="Load, normalise and inspect datasets.")
 app.command("audit", help="Find dataset defects before training (the data doctor).")(audit_cmd.audit)
 app.command("preview", help="Show tokenized rows with their trained tokens highlighted.")(preview_cmd.preview)
+app.command("advise", help="Prompting, RAG, fine-tuning or FT+RAG? The seed's decision tables; a starter config.")(
+    advise_cmd.advise
+)
+app.command("plan", help="Memory per device, time and cost of a run before loading weights; method advice.")(
+    plan_cmd.plan
+)
 app.command("train", help="Fine-tune (sft, cpt, dpo, kto, orpo, rm, distill) into a reproducible run directory.")(
     train_cmd.train
 )

@@ -114,6 +114,38 @@ ScorerName = Literal[
 ]  # = the keys of tunesmith.evaluate.scorers.SCORERS (a test keeps them equal)
 
 
+class HardwareConfig(_Strict):
+    """The device a run targets; ``tunesmith plan`` and ``train``'s memory check size against it."""
+
+    gpu: str | None = Field(None, description="GPU name from config/gpus.yaml (e.g. A100-80GB); none = this machine")
+    gpus: int = Field(1, gt=0, description="Number of devices (data parallel)")
+    sharding: Literal["none", "zero1", "zero2", "zero3", "fsdp"] = Field(
+        "none", description="What is split across devices: none (DDP), zero1 optimizer, zero2 + gradients, zero3/fsdp + weights"
+    )
+    price_per_hour: float | None = Field(None, gt=0, description="Price of one GPU-hour, for the cost estimate")
+    memory_check: Literal["error", "warn", "off"] = Field(
+        "error", description="train: stop (error), warn, or skip when the memory estimate exceeds the device"
+    )
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, v: str | None) -> str | None:
+        from tunesmith.config.gpus import canonical_gpu, unknown_gpu_message
+
+        if v is None:
+            return v
+        canon = canonical_gpu(v)
+        if canon is None:
+            raise ValueError(unknown_gpu_message(v))
+        return canon
+
+    @model_validator(mode="after")
+    def _price_needs_gpu(self) -> "HardwareConfig":
+        if self.price_per_hour is not None and self.gpu is None:
+            raise ValueError("price_per_hour: a price needs a device (set hardware.gpu)")
+        return self
+
+
 class EvalTaskSpec(DatasetSpec):
     """A held-out task: a dataset (read with the same options as a training one) whose last
     assistant turn is the gold answer, and how to score replies. ``labels`` is the label
@@ -336,6 +368,7 @@ class Config(_Strict):
     overwrite_cache: bool = Field(False, description="Tokenize again instead of reusing the cache")
     seed: int = 42
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     # held-out evaluation
     eval_tasks: list[AnyEvalTask] = Field(default_factory=list)
     eval_batch_size: int = Field(32, gt=0)

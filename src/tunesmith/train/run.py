@@ -51,8 +51,10 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
         say(plan.message)
     if plan.kind == "done":
         return _unchanged(rundir, plan.record)
+    from tunesmith.plan import check_fit
     from tunesmith.train import preflight
 
+    check_fit(config, say)  # the plan's memory estimate vs the device: stop before anything is loaded
     tokenizer = preflight.run(config)
     if plan.kind == "fresh":
         rundir.begin(config, plan)

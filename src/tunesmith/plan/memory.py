@@ -1,0 +1,204 @@
+"""Peak memory per device of a training step, from the model's shapes and the run's settings.
+
+Components: base weights (by storage dtype), adapter weights, gradients, optimizer states,
+activations kept for the backward pass, the vocabulary-sized loss tensors, the DPO reference
+model, and the runtime (CUDA context / the CPU process baseline). Sharding (ZeRO / FSDP) divides
+the sharded components by the number of devices. Assumptions live in ``memory.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from tunesmith.plan.activations import layer_bytes_per_token, residual_bytes
+from tunesmith.plan.adapters import Trainable
+from tunesmith.plan.shapes import ModelShape, PlanError
+
+GIB = 1024**3
+SHARDING = ("none", "zero1", "zero2", "zero3")
+
+
+@cache
+def assumptions() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("tunesmith.plan").joinpath("memory.yaml").read_text("utf-8"))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How the run trains (resolved): what the estimate depends on besides the model's shapes."""
+
+    method: str  # sft | cpt | dpo
+    adapter: str  # lora | dora | qlora | prompt | prefix | ia3 | none
+    weights: str  # storage of the base weights: fp32 | bf16 | fp16 | int8 | nf4
+    mixed: bool  # autocast to a 16-bit compute dtype around fp32 weights
+    optimizer: str
+    gradient_checkpointing: bool
+    micro_batch: int
+    seq_len: int  # the longest batch's length (tokens)
+    mask: bool  # an attention mask is materialised (padding or packing)
+    lora_r: int | None
+    lora_dropout: float | None
+    num_virtual_tokens: int
+    device: str  # gpu | cpu
+    accumulate: bool = False  # gradient_accumulation_steps > 1: gradients live through the next forward
+    gpus: int = 1
+    sharding: str = "none"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    bytes: float
+    note: str = ""
+    sharded: bool = False  # divided across devices under this sharding
+
+
+@dataclass
+class MemoryEstimate:
+    components: list[Component]
+    peak_bytes: float
+    by_sharding: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "peak_gib": round(self.peak_bytes / GIB, 3),
+            "components_gib": {c.name: round(c.bytes / GIB, 4) for c in self.components},
+            "component_notes": {c.name: c.note for c in self.components if c.note},
+            "per_device_gib_by_sharding": {k: round(v / GIB, 3) for k, v in self.by_sharding.items()},
+            "notes": self.notes,
+        }
+
+
+def _bytes(dtype: str) -> float:
+    return float(assumptions()["bytes"][dtype])
+
+
+def base_weights(shape: ModelShape, setup: Setup) -> Component:
+    """The base model's parameters as stored during training."""
+    if setup.weights in ("nf4", "int8"):
+        quant = shape.block_linear_params
+        rest = shape.total_params - quant
+        scales = 4 * shape.layers * sum(m.out_features for m in shape.linear) if setup.weights == "int8" else 0
+        # bitsandbytes quantises the decoder layers' linear weights; PEFT's prepare_model_for_kbit_training
+        # casts every other parameter (embeddings, lm_head, norms, biases) to fp32
+        total = quant * _bytes(setup.weights) + scales + rest * _bytes("fp32")
+        note = f"{quant:,} linear weights in {setup.weights}, {rest:,} others in fp32"
+        return Component("weights", total, note, sharded=True)
+    return Component("weights", shape.total_params * _bytes(setup.weights), f"{shape.total_params:,} x {setup.weights}",
+                     sharded=True)
+
+
+def optimizer_state(shape: ModelShape, train: Trainable, setup: Setup) -> tuple[Component, list[str]]:
+    table = assumptions()["optimizers"]
+    spec = table.get(setup.optimizer)
+    if spec is None:
+        raise PlanError(f"optimizer: {setup.optimizer!r} has no known state size (plan/memory.yaml knows {', '.join(table)})")
+    notes = [f"optimizer {setup.optimizer}: paged state spills to CPU RAM under memory pressure"] if spec.get("paged") else []
+    if spec.get("factored"):
+        if setup.adapter == "none":
+            per_matrix = shape.layers * sum(m.in_features + m.out_features for m in shape.linear)
+            state = 4 * (per_matrix + shape.vocab + shape.hidden)
+        else:
+            state = 4 * train.trainable  # adapter matrices are small: bound by one value per parameter
+        return Component("optimizer", state, spec["note"], sharded=True), notes
+    per = spec["per_param"] * _param_bytes(setup) if "per_param" in spec else spec["bytes"]
+    return Component("optimizer", train.trainable * per, f"{train.trainable:,} x {per:g} B ({spec['note']})",
+                     sharded=True), notes
+
+
+def _param_bytes(setup: Setup) -> float:
+    """Bytes of a trainable parameter: adapters are fp32 (PEFT upcasts them); full fine-tuning trains the stored dtype."""
+    if setup.adapter == "none":
+        return _bytes(setup.weights)
+    return _bytes("fp32")
+
+
+def activations(shape: ModelShape, train: Trainable, setup: Setup) -> list[Component]:
+    """What the forward pass keeps for backward on the longest batch: layer activations, the
+    16-bit weight copies autocast saves, and the vocabulary-sized loss tensors."""
+    seqs = setup.micro_batch * (2 if setup.method == "dpo" else 1)  # DPO: chosen and rejected in one batch
+    tokens = seqs * (setup.seq_len + (setup.num_virtual_tokens if setup.adapter == "prompt" else 0))
+    per_layer = layer_bytes_per_token(shape, train, setup)
+    rd = residual_bytes(setup)
+    if setup.gradient_checkpointing:
+        kept = tokens * (shape.layers * shape.hidden * rd + per_layer)
+        note = f"{tokens:,} tokens x ({shape.layers} layer inputs + one recomputed layer of {per_layer / 1024:.1f} KiB)"
+    else:
+        kept = tokens * shape.layers * per_layer
+        note = f"{tokens:,} tokens x {shape.layers} layers x {per_layer / 1024:.1f} KiB"
+    kept += tokens * (shape.hidden * rd + 4) * (2 if setup.adapter == "none" else 1)  # final norm (+ lm_head input)
+    out = [Component("activations", kept, note)]
+    if setup.mixed:
+        layers = 1 if setup.gradient_checkpointing else shape.layers
+        block = 0 if setup.weights in ("nf4", "int8") else layers * sum(m.in_features * m.out_features for m in shape.linear)
+        out.append(Component("weight_copies", 2 * (block + shape.vocab * shape.hidden),
+                             "16-bit copies of the matmul weights autocast keeps for backward"))
+    copies = assumptions()["logits_copies"][setup.method]
+    out.append(Component("logits", tokens * shape.vocab * 4 * copies, f"{tokens:,} tokens x {shape.vocab:,} x {copies} fp32"))
+    return out
+
+
+def estimate(shape: ModelShape, train: Trainable, setup: Setup) -> MemoryEstimate:
+    """Peak bytes per device: weights + optimizer + gradients + max(what the forward keeps, the optimizer step)."""
+    weights = base_weights(shape, setup)
+    pbytes = _param_bytes(setup)
+    parts = [weights]
+    if setup.adapter != "none":
+        parts.append(Component("adapter", train.trainable * pbytes, f"{train.trainable:,} trainable x {pbytes:g} B",
+                               sharded=True))
+    parts.append(Component("gradients", train.trainable * pbytes, f"{train.trainable:,} x {pbytes:g} B", sharded=True))
+    optim, notes = optimizer_state(shape, train, setup)
+    parts.append(optim)
+    if setup.method == "dpo" and setup.adapter == "none":
+        parts.append(Component("reference", weights.bytes, "a frozen copy of the model (DPO, full fine-tuning)",
+                               sharded=True))
+    elif setup.method == "dpo":
+        notes.append("DPO reference = the base with the adapter disabled: no second copy")
+    parts += activations(shape, train, setup)
+    parts.append(Component("runtime", assumptions()["runtime_gib"][setup.device] * GIB,
+                           "CUDA context" if setup.device == "gpu" else "Python + torch + libraries (measured)"))
+    temp = _step_temporary(shape, train, setup)
+    by_sharding = {s: _peak(parts, temp, s, setup) for s in SHARDING}
+    sharding = "zero3" if setup.sharding == "fsdp" else setup.sharding
+    shown = [_shard(c, sharding, setup.gpus) for c in parts]
+    return MemoryEstimate(shown, by_sharding[sharding], by_sharding if setup.gpus > 1 else {}, notes)
+
+
+def _step_temporary(shape: ModelShape, train: Trainable, setup: Setup) -> float:
+    kind = assumptions()["optimizer_step_temporary"][setup.device]
+    if not setup.optimizer.startswith("adamw_torch") and setup.optimizer != "adamw":
+        return 0.0
+    size = train.trainable if kind == "all_params" or setup.adapter != "none" else shape.largest_tensor()
+    return size * _param_bytes(setup)
+
+
+_FORWARD = ("activations", "weight_copies", "logits")
+_SHARDED_BY = {"none": set(), "zero1": {"optimizer"}, "zero2": {"optimizer", "gradients"},
+               "zero3": {"optimizer", "gradients", "weights", "adapter", "reference", "weight_copies"}}
+# zero3 / FSDP gather one layer at a time and cast it there: the 16-bit copies are sharded too
+
+
+def _shard(c: Component, sharding: str, gpus: int) -> Component:
+    if gpus > 1 and c.name in _SHARDED_BY[sharding]:
+        return Component(c.name, c.bytes / gpus, f"{c.note} / {gpus} devices ({sharding})", True)
+    return c
+
+
+def _peak(parts: list[Component], step_temporary: float, sharding: str, setup: Setup) -> float:
+    """Weights and optimizer state, plus the larger of: what the forward keeps (with the gradients when
+    they accumulate over micro-batches) and the optimizer step (gradients + its temporaries)."""
+    gpus = setup.gpus
+    sized = {c.name: _shard(c, sharding, gpus).bytes for c in parts}
+    forward = sum(sized.get(k, 0.0) for k in _FORWARD)
+    steady = sum(v for k, v in sized.items() if k not in (*_FORWARD, "gradients"))
+    grads = sized["gradients"]
+    temp = step_temporary / (gpus if sharding != "none" and gpus > 1 else 1)
+    if setup.accumulate:
+        return steady + grads + max(forward, temp)
+    return steady + max(forward, grads + temp)

@@ -55,7 +55,9 @@ app.command("runs", help="List runs: method, status, steps, best eval loss.")(ru
 app.command("evaluate", help="Score a model on held-out tasks (eval_tasks), optionally against its base.")(
     evaluate_cmd.evaluate
 )
-app.command("merge", help="Merge an adapter into its base and verify the merged logits.")(merge_cmd.merge)
+app.command("merge", help="Fold an adapter into its base (verified), or merge fine-tunes (linear/slerp/ties/dare).")(
+    merge_cmd.merge
+)
 app.command("chat", help="Chat with a trained model using its own chat template.")(chat_cmd.chat)
 app.command("config", help="Print the resolved config (defaults filled, aliases resolved).")(config_cmd.config)
 

@@ -12,8 +12,8 @@ import typer
 
 from tunesmith import __version__
 from tunesmith.cli import (
-    audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, merge_cmd, preview_cmd, quickstart_cmd, runs_cmd,
-    train_cmd,
+    audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, export_cmd, merge_cmd, preview_cmd, quickstart_cmd,
+    runs_cmd, train_cmd,
 )
 from tunesmith.errors import TunesmithError
 
@@ -43,7 +43,7 @@ def _root(
 
 
 # quickstart first (the whole lifecycle); then lifecycle order: data -> audit -> preview (tokenize)
-# -> train -> runs -> evaluate -> merge -> chat; config helps every stage
+# -> train -> runs -> evaluate -> merge -> export -> chat; config helps every stage
 app.command("quickstart", help="The whole lifecycle offline in minutes: base, fine-tune, evaluate, merge, report.")(
     quickstart_cmd.quickstart
 )
@@ -57,6 +57,9 @@ app.command("evaluate", help="Score a model on held-out tasks (eval_tasks), opti
 )
 app.command("merge", help="Fold an adapter into its base (verified), or merge fine-tunes (linear/slerp/ties/dare).")(
     merge_cmd.merge
+)
+app.command("export", help="Export as hf, gguf or ollama, and verify the export against the trained model.")(
+    export_cmd.export
 )
 app.command("chat", help="Chat with a trained model using its own chat template.")(chat_cmd.chat)
 app.command("config", help="Print the resolved config (defaults filled, aliases resolved).")(config_cmd.config)

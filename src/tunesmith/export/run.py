@@ -69,7 +69,7 @@ def run(options: ExportOptions) -> ExportResult:
     out = options.out_dir or Path(root) / "export" / "-".join(filter(None, [chosen.name, quant]))
     _check_out(out, source.folder, options.overwrite)
     chosen.refuse(source, quant)
-    name = options.name or model_name(source.label)
+    name = options.name or model_name(Path(options.source).resolve().name)
     reference = logits(source.load(), source.probe_ids())  # the trained model, before an adapter is folded
     if out.exists():
         shutil.rmtree(out)

@@ -167,7 +167,9 @@ def _eval(words: list[str], dot: Any, scopes: list[dict[str, Any]]) -> Any:
     if args and args[0][0] == "word" and args[0][1] in _FUNCS:
         return _FUNCS[args[0][1]](*[_operand(a, dot, scopes) for a in args[1:]])
     if len(args) != 1:
-        raise GoTemplateError(f"Go template: cannot evaluate {' '.join(words)}")
+        head = args[0][1] if args and args[0][0] == "word" else ""
+        what = f"unknown function {head!r}" if head[:1].isalpha() else "cannot evaluate"
+        raise GoTemplateError(f"Go template: {what} in {' '.join(words)}")
     return _operand(args[0], dot, scopes)
 
 

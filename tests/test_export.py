@@ -124,7 +124,8 @@ def test_gguf_planted_defects_fail_the_checks(tmp_path):
     source = resolve(run)
     path = out / "model-f16.gguf"
     # planted: written without <|im_end|> as a stop id, and with a drifted template
-    source.tokenizer.chat_template = source.tokenizer.chat_template.replace("<|im_start|>assistant\\n", "<|im_start|>assistant ")
+    template = source.tokenizer.chat_template
+    source.tokenizer.chat_template = template.replace("<|im_start|>assistant\\n", "<|im_start|>assistant ")
     gguf_writer.write_gguf(source.standalone(), source.tokenizer, path, "f16", [source.tokenizer.eos_token_id], "x")
     bad = checks(export.verify(out))
     assert not bad["stops"].passed and "<|im_end|>" in bad["stops"].detail
@@ -136,7 +137,8 @@ def test_gguf_planted_defects_fail_the_checks(tmp_path):
     reader.data.flush()
     del reader
     bad = checks(export.verify(out))
-    assert not bad["logits"].passed and bad["logits"].values["max_abs_diff"] > 0.01 * bad["logits"].values["logit_scale"]
+    values = bad["logits"].values
+    assert not bad["logits"].passed and values["max_abs_diff"] > 0.01 * values["logit_scale"]
 
 
 def test_gguf_round_trip_loads_back_as_a_base_model_with_the_same_logits(tmp_path, llama3_qwen):
@@ -145,7 +147,9 @@ def test_gguf_round_trip_loads_back_as_a_base_model_with_the_same_logits(tmp_pat
 
     from tunesmith.tokenize import load_tokenizer
 
-    result = export.run(export.ExportOptions(llama3_qwen, "gguf", out_dir=tmp_path / "g"))
+    export.run(export.ExportOptions(llama3_qwen, "gguf", out_dir=tmp_path / "g"))
+    (tmp_path / "g" / "model-f16.gguf").write_bytes(b"stale")  # replaced only with overwrite
+    result = export.run(export.ExportOptions(llama3_qwen, "gguf", out_dir=tmp_path / "g", overwrite=True))
     assert result.passed
     base = tmp_path / "base_again"
     read = AutoModelForCausalLM.from_pretrained(str(tmp_path / "g"), gguf_file="model-f16.gguf", dtype=torch.float32)
@@ -188,7 +192,9 @@ def test_ollama_export_and_planted_template_and_stop_failures(tmp_path, llama3_q
     assert 'PARAMETER stop "<|eot_id|>"' in text and "<|begin_of_text|>" not in text  # llama.cpp adds BOS
     assert result.manifest["template_family"] == "llama3"
     # planted: a template mismatch (no blank line after the header), then a missing stop
-    (out / "Modelfile").write_text(text.replace("<|end_header_id|>\n\n{{ .Content }}", "<|end_header_id|>\n{{ .Content }}"))
+    drifted = text.replace("<|end_header_id|>\n\n{{ .Content }}", "<|end_header_id|>\n{{ .Content }}")
+    assert drifted != text
+    (out / "Modelfile").write_text(drifted)
     bad = checks(export.verify(out))
     assert not bad["modelfile_template"].passed and bad["modelfile_stops"].passed and bad["template"].passed
     (out / "Modelfile").write_text(text.replace('PARAMETER stop "<|eot_id|>"', ""))
@@ -225,22 +231,9 @@ def test_bad_input_is_refused_before_any_work(tmp_path, chatml_adapter):
     refused("byte-level BPE tokenizers .*convert_hf_to_gguf", sp / "run", "gguf")
     gpt2 = tmp_path / "gpt2" / "run" / "model"
     tok = family_tokenizer(gpt2, "chatml")
-    AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tok))).save_pretrained(gpt2)
+    config = GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tok))
+    AutoModelForCausalLM.from_config(config).save_pretrained(gpt2)
     refused("architecture \\['GPT2LMHeadModel'\\] is not one tunesmith writes", gpt2.parent, "gguf")
-
-
-def test_cli_export_prints_the_ollama_create_command_and_never_overwrites(tmp_path):
-    run = make_run(tmp_path)
-    proc = run_cli("export", str(run), "--format", "ollama", "--quant", "q8_0")
-    assert proc.returncode == 0, proc.stderr
-    out = run / "export" / "ollama-q8_0"
-    assert f"next: ollama create run -f {out / 'Modelfile'}" in proc.stdout
-    assert "ok     modelfile_template" in proc.stdout and "top-1 agreement" in proc.stdout
-    manifest = json.loads((out / "export.json").read_text())
-    assert manifest["passed"] and manifest["files"] == ["Modelfile", "model-q8_0.gguf"]
-    again = run_cli("export", str(run), "--format", "ollama", "--quant", "q8_0")
-    assert again.returncode == 1 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
-    assert run_cli("export", str(run), "--format", "ollama", "--quant", "q8_0", "--overwrite").returncode == 0
 
 
 def test_merge_then_export_as_the_readme_shows(tmp_path):
@@ -254,6 +247,12 @@ def test_merge_then_export_as_the_readme_shows(tmp_path):
     b = fake_run(tmp_path, base, "b", seed=2)
     merged = run_cli("merge", str(a), str(b), "--method", "linear", "--out", str(tmp_path / "merged"))
     assert merged.returncode == 0, merged.stderr
-    exported = run_cli("export", str(tmp_path / "merged"), "--format", "ollama")
+    exported = run_cli("export", str(tmp_path / "merged"), "--format", "ollama", "--quant", "q8_0")
     assert exported.returncode == 0, exported.stderr
-    assert "next: ollama create merged -f" in exported.stdout
+    out = tmp_path / "merged" / "export" / "ollama-q8_0"
+    assert f"next: ollama create merged -f {out / 'Modelfile'}" in exported.stdout
+    assert "ok     modelfile_template" in exported.stdout and "top-1 agreement" in exported.stdout
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["passed"] and manifest["files"] == ["Modelfile", "model-q8_0.gguf"]
+    again = run_cli("export", str(tmp_path / "merged"), "--format", "ollama", "--quant", "q8_0")
+    assert again.returncode == 1 and "--overwrite" in again.stderr and "Traceback" not in again.stderr

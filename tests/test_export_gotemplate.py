@@ -29,7 +29,8 @@ def test_range_with_index_variables_dollar_root_and_last_detection():
 
 
 def test_assignment_inside_range_updates_the_outer_variable():
-    tpl = "{{ $first := true }}{{ range .Messages }}{{ if $first }}[{{ .Content }}]{{ end }}{{ $first = false }}{{ end }}"
+    tpl = ("{{ $first := true }}{{ range .Messages }}{{ if $first }}[{{ .Content }}]{{ end }}"
+           "{{ $first = false }}{{ end }}")
     assert render(tpl, {"Messages": MSGS}) == "[hi]"
 
 

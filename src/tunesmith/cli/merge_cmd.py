@@ -24,8 +24,8 @@ def merge(
                                                                    "mergekit instead of PEFT's combination."),
     seed: int = typer.Option(42, "--seed", help="Seed for DARE's random drop."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
-    adapter: Path | None = typer.Option(None, "--adapter", help="CONFIG form: adapter folder (default: the run's model/)."),
-    out: Path | None = typer.Option(None, "--out", help="Merged model folder (CONFIG form default: the run's merged/)."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="CONFIG form: adapter folder (default: model/)."),
+    out: Path | None = typer.Option(None, "--out", help="Merged model folder (CONFIG form default: merged/)."),
     probes: int = typer.Option(5, "--probes", min=1, help="Prompts on which merged and adapter logits must agree."),
     set_: list[str] = typer.Option([], "--set", help="CONFIG form: override a config key: key=value."),
 ) -> None:

@@ -44,8 +44,9 @@ def template_check(name: str, expected: str, actual: str, what: str) -> Check:
     if expected == actual:
         return Check(name, True, f"{what} renders the multi-turn probe exactly as training ({len(expected)} chars)")
     at = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
+    window = slice(max(0, at - 20), at + 30)
     return Check(name, False, f"{what} renders differently from the training template from character {at}: "
-                              f"training {expected[max(0, at - 20):at + 30]!r} vs export {actual[max(0, at - 20):at + 30]!r}",
+                              f"training {expected[window]!r} vs export {actual[window]!r}",
                  {"expected": expected, "actual": actual})
 
 

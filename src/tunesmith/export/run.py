@@ -64,9 +64,7 @@ def run(options: ExportOptions) -> ExportResult:
     chosen = exporter(options.format)
     quant = chosen.quant(options.quant)
     source = resolve(options.source)
-    # next to the model: in the run / quickstart folder given, or beside a model folder given itself
-    root = source.folder.parent if source.folder.resolve() == Path(options.source).resolve() else options.source
-    out = options.out_dir or Path(root) / "export" / "-".join(filter(None, [chosen.name, quant]))
+    out = options.out_dir or Path(options.source) / "export" / "-".join(filter(None, [chosen.name, quant]))
     _check_out(out, source.folder, options.overwrite)
     chosen.refuse(source, quant)
     name = options.name or model_name(Path(options.source).resolve().name)

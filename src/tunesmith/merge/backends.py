@@ -114,7 +114,8 @@ def run_peft(plan: Plan, out: Path) -> MergeResult:
     density = plan.params.get("density")
     with torch.random.fork_rng():
         torch.manual_seed(plan.seed)
-        model.add_weighted_adapter(names, plan.weights, "merged", combination_type=plan.method.peft,
+        model.add_weighted_adapter(names, plan.method.peft_scaled(plan.weights), "merged",
+                                   combination_type=plan.method.peft,
                                    **({"density": density} if density is not None else {}))
     model.set_adapter("merged")
     for name in names:

@@ -121,7 +121,7 @@ def _weights(chosen: MergeMethod, options: CombineOptions) -> list[float]:
     if len(options.weights) != n or any(w < 0 for w in options.weights) or sum(options.weights) <= 0:
         raise TunesmithError(f"--weights: need {n} non-negative numbers with a positive sum (one per source), "
                              f"got {list(options.weights)}")
-    return [float(w) for w in options.weights]
+    return [float(w) / sum(options.weights) for w in options.weights]  # relative, as mergekit normalises them
 
 
 def _params(chosen: MergeMethod, options: CombineOptions) -> dict[str, float]:

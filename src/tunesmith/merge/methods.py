@@ -25,6 +25,11 @@ class MergeMethod:
     max_sources: int | None
     params: dict[str, float] = field(default_factory=dict)
     summary: str = ""
+    peft_weights: str = "sum_one"  # how relative weights become PEFT's absolute ones (methods.yaml)
+
+    def peft_scaled(self, weights: list[float]) -> list[float]:
+        """``weights`` (summing to 1) as PEFT's combination takes them."""
+        return [w * len(weights) for w in weights] if self.peft_weights == "mean_one" else list(weights)
 
     def check_count(self, count: int) -> None:
         if count < self.min_sources or (self.max_sources is not None and count > self.max_sources):
@@ -41,7 +46,7 @@ def methods() -> dict[str, MergeMethod]:
     return {name: MergeMethod(name=name, mergekit=row["mergekit"], peft=row["peft"], base=bool(row["base"]),
                               min_sources=int(row["sources"]["min"]), max_sources=row["sources"]["max"],
                               params={k: float(v) for k, v in (row.get("params") or {}).items()},
-                              summary=row.get("summary", ""))
+                              summary=row.get("summary", ""), peft_weights=row.get("peft_weights", "sum_one"))
             for name, row in rows.items()}
 
 

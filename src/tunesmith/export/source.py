@@ -47,11 +47,6 @@ class Source:
     def system_prompt(self) -> str | None:
         return self.info.get("system_prompt")
 
-    @property
-    def label(self) -> str:
-        name = self.folder.resolve().name
-        return self.folder.resolve().parent.name if name in {"model", "merged", "run"} else name
-
     def end_of_turn(self) -> list[int]:
         """The ids training put after every assistant reply (EOS and the template's turn closer)."""
         from tunesmith.train.artifacts import end_of_turn_ids

@@ -18,7 +18,7 @@ from typing import Any
 from tunesmith.errors import TunesmithError
 from tunesmith.merge.backends import BACKENDS, Plan, check_adapters, require_mergekit
 from tunesmith.merge.compare import Comparison, evaluate_merge
-from tunesmith.merge.methods import MergeMethod, method
+from tunesmith.merge.methods import MergeMethod, method, methods
 from tunesmith.merge.run import MergeResult, probe_prompts
 from tunesmith.merge.sources import Source, check_compatible, common_base, resolve
 
@@ -126,13 +126,14 @@ def _weights(chosen: MergeMethod, options: CombineOptions) -> list[float]:
 
 def _params(chosen: MergeMethod, options: CombineOptions) -> dict[str, float]:
     params = dict(chosen.params)
-    for name, value, low in (("density", options.density, 0.0), ("t", options.t, -1e-12)):
+    for name, value in (("density", options.density), ("t", options.t)):
         if value is None:
             continue
         if name not in params:
-            takers = [m for m in ("ties", "dare_ties", "dare_linear", "slerp") if name in method(m).params]
+            takers = [m.name for m in methods().values() if name in m.params]
             raise TunesmithError(f"--{name}: {chosen.name} takes no {name} (it applies to {', '.join(takers)})")
-        if not low < value <= 1:
+        in_range = 0 < value <= 1 if name == "density" else 0 <= value <= 1  # a density of 0 keeps nothing
+        if not in_range:
             raise TunesmithError(f"--{name}: must be in {'(0, 1]' if name == 'density' else '[0, 1]'} (got {value})")
         params[name] = float(value)
     return params

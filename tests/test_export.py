@@ -103,6 +103,27 @@ def test_gguf_f16_equals_the_model_and_q8_0_degradation_is_reported(tmp_path, ar
     assert (run / "export" / "gguf-q8_0" / "model-q8_0.gguf").stat().st_size < f16.manifest["bytes"]
 
 
+@pytest.mark.parametrize("arch", ["mistral", "qwen3"])
+def test_gguf_mistral_and_qwen3_read_back_equal(tmp_path, arch):
+    """The other families of architectures.yaml: Mistral as llama.cpp's LLAMA, Qwen3 with q/k norms."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tok = family_tokenizer(tmp_path / "run" / "model", "chatml")
+    # transformers' GGUF loader takes Qwen3's head_dim from its config default (128), as every Qwen3 has
+    head_dim = 128 if arch == "qwen3" else 16
+    config = AutoConfig.for_model(arch, vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, head_dim=head_dim,
+                                  tie_word_embeddings=True, max_position_embeddings=1024, bos_token_id=tok.bos_token_id,
+                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    save_result(model, tok, tmp_path / "run" / "model", {"system_prompt": SYSTEM})
+    result = export.run(export.ExportOptions(tmp_path / "run", "gguf"))
+    assert result.passed, [c.detail for c in result.failed]
+    if arch == "qwen3":
+        assert result.manifest["tensor_types"]["F32"] == 2 * 4 + 1  # per layer: 2 norms + q_norm + k_norm
+
+
 def test_gguf_metadata_carries_tokenizer_template_and_stop_ids(llama3_qwen):
     result = export.run(export.ExportOptions(llama3_qwen, "gguf", out_dir=llama3_qwen / "g"))
     assert result.passed, [c.detail for c in result.failed]

@@ -103,8 +103,12 @@ def gguf_checks(source: Source, out: Path, manifest: dict[str, Any], reference: 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name, quant = manifest["gguf"], manifest["quant"]
-    model = AutoModelForCausalLM.from_pretrained(str(out), gguf_file=name, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(out), gguf_file=name)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(out), gguf_file=name, dtype=torch.float32).eval()
+        tokenizer = AutoTokenizer.from_pretrained(str(out), gguf_file=name)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:  # unreadable = not verified, reported as such
+        reason = " ".join(str(exc).split())[:300]
+        return [Check("read_back", False, f"transformers' GGUF loader cannot read {name} back: {reason}")]
     meta = gguf_metadata(out / name)
     stops = {meta["tokens"][meta[key]] for key in ("eos", "eot", "eom") if key in meta}
     what = f"GGUF {quant} ({'reported degradation, sanity bound' if quant != 'f16' else 'tolerance'})"

@@ -12,8 +12,8 @@ import typer
 
 from tunesmith import __version__
 from tunesmith.cli import (
-    advise_cmd, audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, gate_cmd, import_cmd, merge_cmd,
-    plan_cmd, preview_cmd, quickstart_cmd, runs_cmd, serve_cmd, train_cmd,
+    advise_cmd, audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, export_cmd, gate_cmd, import_cmd,
+    merge_cmd, plan_cmd, preview_cmd, quickstart_cmd, runs_cmd, serve_cmd, train_cmd,
 )
 from tunesmith.errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, TunesmithError
 
@@ -43,7 +43,7 @@ def _root(
 
 
 # quickstart first (the whole lifecycle); then lifecycle order: data -> audit -> preview (tokenize)
-# -> train -> runs -> evaluate -> gate -> merge -> chat -> serve; config helps every stage
+# -> train -> runs -> evaluate -> gate -> merge -> export -> chat -> serve; config helps every stage
 app.command("quickstart", help="The whole lifecycle offline in minutes: base, fine-tune, evaluate, merge, report.")(
     quickstart_cmd.quickstart
 )
@@ -67,7 +67,12 @@ app.command("evaluate", help="Score a model on held-out tasks and forgetting pro
 app.command("gate", help="Pass or fail a candidate against a baseline's evaluation (CI deployment gate).")(
     gate_cmd.gate
 )
-app.command("merge", help="Merge an adapter into its base and verify the merged logits.")(merge_cmd.merge)
+app.command("merge", help="Fold an adapter into its base (verified), or merge fine-tunes (linear/slerp/ties/dare).")(
+    merge_cmd.merge
+)
+app.command("export", help="Export as hf, gguf or ollama, and verify the export against the trained model.")(
+    export_cmd.export
+)
 app.command("chat", help="Chat with a trained model using its own chat template.")(chat_cmd.chat)
 app.command("serve", help="OpenAI-compatible server: adapters, streaming, JSON schema, every request logged.")(
     serve_cmd.serve

@@ -1,0 +1,60 @@
+"""The merge-method table (``methods.yaml``): one row per method, read once, no per-name code."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from tunesmith.errors import TunesmithError
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    """How one method is run: mergekit's name for full models, PEFT's for LoRA adapters (or None)."""
+
+    name: str
+    mergekit: str
+    peft: str | None
+    base: bool
+    min_sources: int
+    max_sources: int | None
+    params: dict[str, float] = field(default_factory=dict)
+    summary: str = ""
+    peft_weights: str = "sum_one"  # how relative weights become PEFT's absolute ones (methods.yaml)
+
+    def peft_scaled(self, weights: list[float]) -> list[float]:
+        """``weights`` (summing to 1) as PEFT's combination takes them."""
+        return [w * len(weights) for w in weights] if self.peft_weights == "mean_one" else list(weights)
+
+    def check_count(self, count: int) -> None:
+        if count < self.min_sources or (self.max_sources is not None and count > self.max_sources):
+            wanted = str(self.min_sources) if self.max_sources == self.min_sources else f"at least {self.min_sources}"
+            raise TunesmithError(f"--method {self.name} merges {wanted} models, got {count}"
+                                 + ("; merge two at a time or use linear/ties" if self.max_sources else ""))
+
+
+@cache
+def methods() -> dict[str, MergeMethod]:
+    """Every method of ``methods.yaml`` by name."""
+    text = (resources.files("tunesmith.merge") / "methods.yaml").read_text("utf-8")
+    rows: dict[str, dict[str, Any]] = yaml.safe_load(text)
+    return {name: MergeMethod(name=name, mergekit=row["mergekit"], peft=row["peft"], base=bool(row["base"]),
+                              min_sources=int(row["sources"]["min"]), max_sources=row["sources"]["max"],
+                              params={k: float(v) for k, v in (row.get("params") or {}).items()},
+                              summary=row.get("summary", ""), peft_weights=row.get("peft_weights", "sum_one"))
+            for name, row in rows.items()}
+
+
+def method(name: str) -> MergeMethod:
+    """The method called ``name``; an unknown name fails with the known ones and a did-you-mean."""
+    table = methods()
+    if name in table:
+        return table[name]
+    hint = difflib.get_close_matches(name, list(table), n=1)
+    raise TunesmithError(f"--method '{name}' is not a merge method ({', '.join(table)})"
+                         + (f" (did you mean '{hint[0]}'?)" if hint else ""))

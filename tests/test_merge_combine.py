@@ -1,0 +1,248 @@
+"""Merging several fine-tunes: the method table, exact arithmetic, refusals before any work, the comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tunesmith import merge
+from tunesmith.config import config_from_dict
+from tunesmith.config.loader import dump_yaml
+from tunesmith.errors import TunesmithError
+from tunesmith.merge.compare import MERGED, Comparison, TaskRow
+from tunesmith.tokenize.tokenizer import template_text
+
+from conftest import run_cli
+from tiny import build_model, build_tokenizer
+
+IM = ["<|im_start|>", "<|im_end|>"]
+SYSTEM = "Answer with one word."
+WORDS = "the of and to in is was for on that with as by at from it his an were are which this be".split()
+
+
+def rows(kind: str, answer: str, n: int, offset: int = 0) -> list[dict]:
+    def words(i: int) -> str:
+        return f"{WORDS[(i + offset) % len(WORDS)]} {WORDS[(3 * i + offset) % len(WORDS)]}"
+
+    return [{"messages": [{"role": "user", "content": f"{kind} {words(i)}"}, {"role": "assistant", "content": answer}]}
+            for i in range(n)]
+
+
+def write_jsonl(path: Path, data: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in data))
+    return path
+
+
+def run_config(root: Path, base: Path, name: str, kind: str, answer: str, **over) -> dict:
+    train = write_jsonl(root / f"data_{name}" / "train.jsonl", rows(kind, answer, 24))
+    test = write_jsonl(root / f"data_{name}" / "test.jsonl", rows(kind, answer, 4, offset=5))
+    return {"base_model": str(base), "chat_template": "chatml", "datasets": [{"path": str(train)}],
+            "output_dir": str(root / name), "system_prompt": SYSTEM, "sequence_len": 64, "seed": 1,
+            "eval_tasks": [{"name": kind, "path": str(test), "scorer": "label", "labels": ["red", "cat"],
+                            "max_new_tokens": 3}], **over}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("base")
+    tok = build_tokenizer(root, template_text("chatml"), IM, eos_token="<|im_end|>", pad_token="<pad>")
+    build_model(root, tok)
+    return root
+
+
+def fake_run(root: Path, base: Path, name: str, *, kind: str = "color", answer: str = "red", scale: float = 0.05,
+             seed: int = 0, adapter: bool = False, tokenizer=None, **over) -> Path:
+    """A run directory as `tunesmith train` leaves it (config.yaml + model/), with perturbed weights."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesmith.train.artifacts import save_result
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    if adapter:
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                 init_lora_weights=False))
+    else:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * scale)
+    raw = run_config(root, base, name, kind, answer, **over)
+    info = {"base_model": str(base), "chat_template": raw["chat_template"], "system_prompt": raw["system_prompt"]}
+    save_result(model, tokenizer or AutoTokenizer.from_pretrained(str(base)), root / name / "model", info)
+    (root / name / "config.yaml").write_text(dump_yaml(config_from_dict(raw)))
+    return root / name
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_method_table_names_exist_in_mergekit_and_peft():
+    import inspect
+
+    from mergekit.merge_methods import registry
+    from peft.tuners.lora.model import LoraModel
+
+    known = {m.spec.name for m in registry.registered_methods()}
+    peft_source = inspect.getsource(LoraModel._check_add_weighted_adapter)
+    assert set(merge.methods()) == {"linear", "slerp", "ties", "dare_ties", "dare_linear"}
+    for m in merge.methods().values():
+        assert m.mergekit in known, m
+        assert m.peft is None or f'"{m.peft}"' in peft_source, m
+    with pytest.raises(TunesmithError, match="did you mean 'ties'"):
+        merge.method("tie")
+    # weights are relative; PEFT averages agreeing factors for ties/dare_ties (equal weights -> 1 each)
+    # and sums them for cat/dare_linear (equal weights -> 1/N each)
+    assert merge.method("ties").peft_scaled([0.75, 0.25]) == [1.5, 0.5]
+    assert merge.method("dare_linear").peft_scaled([0.75, 0.25]) == [0.75, 0.25]
+
+
+def test_comparison_names_the_winner_and_what_the_merge_keeps():
+    rows = [TaskRow("a", "color", "acc", {"a": 0.9, "b": 0.1, MERGED: 0.45}),
+            TaskRow("b", "animal", "acc", {"a": 0.2, "b": 0.8, MERGED: 0.8}),
+            TaskRow("b", "none", "acc", {"a": 0.0, "b": 0.0, MERGED: 0.0})]
+    table = Comparison(["a", "b"], rows)
+    assert [r.best(["a", "b"]) for r in rows] == ["a", "b", "a"]  # a tie goes to the first source
+    assert rows[0].kept(["a", "b"]) == pytest.approx(0.5) and rows[1].kept(["a", "b"]) == pytest.approx(1.0)
+    assert rows[2].kept(["a", "b"]) is None
+    text = table.table()
+    assert "a/color (acc)" in text and "50%" in text and "100%" in text and "n/a (best is 0)" in text
+    assert table.to_dict()["tasks"][0]["best_source"] == "a"
+
+
+def test_linear_merge_of_full_models_is_the_weighted_average(tmp_path, base):
+    a = fake_run(tmp_path, base, "a", seed=1)
+    b = fake_run(tmp_path, base, "b", kind="animal", answer="cat", seed=2)
+    result = merge.combine(merge.CombineOptions((a, b), "linear", tmp_path / "m", weights=(3.0, 1.0)))
+    wa, wb, wm = weights(a / "model"), weights(b / "model"), weights(tmp_path / "m")
+    assert set(wm) == set(wa)
+    assert max(float((wm[k] - (0.75 * wa[k] + 0.25 * wb[k])).abs().max()) for k in wa) < 1e-6  # normalised weights
+    assert result.backend == "mergekit" and result.check is None
+    # every model was scored on every source's tasks, and the report says so
+    report = json.loads((tmp_path / "m" / "merge_report.json").read_text())
+    assert [(t["source"], t["task"]) for t in report["comparison"]["tasks"]] == [("a", "color"), ("b", "animal")]
+    assert set(report["comparison"]["tasks"][0]["scores"]) == {"a", "b", MERGED}
+    assert (tmp_path / "m" / "eval" / "a" / "eval_merged.json").is_file()
+    info = json.loads((tmp_path / "m" / "tunesmith_model.json").read_text())
+    assert info["system_prompt"] == SYSTEM and info["base_model"] is None and info["merge_method"] == "linear"
+    assert (tmp_path / "m" / "chat_template.jinja").read_text() == template_text("chatml")
+    assert "merge_method: linear" in (tmp_path / "m" / "mergekit_config.yml").read_text()
+
+
+def test_peft_linear_is_the_exact_weighted_sum_of_the_adapter_deltas(tmp_path, base):
+    from tunesmith import infer
+
+    a = fake_run(tmp_path, base, "a", adapter=True, seed=1)
+    b = fake_run(tmp_path, base, "b", adapter=True, seed=2, eval_tasks=[])  # one task list keeps the test fast
+    result = merge.combine(merge.CombineOptions((a, b), "linear", tmp_path / "m", weights=(0.7, 0.3)))
+    assert result.backend == "peft" and result.check is not None and result.check.passed
+    folded = {}
+    for name in ("a", "b"):
+        model = infer.load(tmp_path / name / "model", base_model=str(base)).model.merge_and_unload()
+        folded[name] = {k: v.detach() for k, v in model.state_dict().items()}
+    w0, wm = weights(base), weights(tmp_path / "m")
+    for k in w0:
+        expected = w0[k] + 0.7 * (folded["a"][k] - w0[k]) + 0.3 * (folded["b"][k] - w0[k])
+        assert float((wm[k] - expected).abs().max()) < 1e-5, k
+
+
+def test_ties_on_adapters_goes_through_peft_and_slerp_through_mergekit(tmp_path, base):
+    a = fake_run(tmp_path, base, "a", adapter=True, seed=1)
+    b = fake_run(tmp_path, base, "b", adapter=True, seed=2, eval_tasks=[])
+    ties = merge.combine(merge.CombineOptions((a, b), "dare_ties", tmp_path / "ties", density=0.7))
+    assert ties.backend == "peft" and ties.check.passed and ties.params == {"density": 0.7}
+    slerp = merge.combine(merge.CombineOptions((a, b), "slerp", tmp_path / "slerp", t=0.0))
+    assert slerp.backend == "mergekit" and any("folded" in n for n in slerp.notes)
+    assert not (tmp_path / "slerp" / ".work").exists()
+    # t = 0 is the first model: the adapter folded into the base
+    from tunesmith import infer
+
+    first = infer.load(a / "model", base_model=str(base)).model.merge_and_unload().state_dict()
+    ws = weights(tmp_path / "slerp")
+    assert max(float((ws[k] - first[k]).abs().max()) for k in ws) < 1e-5
+
+
+def test_refusals_happen_before_any_work(tmp_path, base):
+    a = fake_run(tmp_path, base, "a", seed=1)
+    b = fake_run(tmp_path, base, "b", seed=2)
+    c = fake_run(tmp_path, base, "c", seed=3)
+
+    def refused(match: str, *sources: Path, method: str = "linear", out: str = "out", **kw) -> None:
+        with pytest.raises(TunesmithError, match=match):
+            merge.prepare(merge.CombineOptions(tuple(sources), method, tmp_path / out, **kw))
+
+    refused("slerp merges 2 models, got 3", a, b, c, method="slerp")
+    refused("at least 2 models, got 1", a)
+    refused("linear takes no density", a, b, density=0.5)
+    refused(r"--t: must be in \[0, 1\]", a, b, method="slerp", t=1.5)
+    refused("need 2 non-negative numbers", a, b, weights=(1.0,))
+    refused("slerp interpolates", a, b, method="slerp", weights=(0.5, 0.5))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("keep me")
+    refused("already exists and is not empty; pass --overwrite", a, b, out="busy")
+    assert (tmp_path / "busy" / "x").read_text() == "keep me"
+    refused("is \\(or holds\\) a source", a, b, out="a")
+
+
+def test_different_architectures_tokenizers_templates_are_refused(tmp_path, base):
+    from transformers import AutoTokenizer
+
+    a = fake_run(tmp_path, base, "a", seed=1)
+    qwen_base = tmp_path / "qwen_base"
+    build_model(qwen_base, AutoTokenizer.from_pretrained(str(base)), arch="qwen2")
+    q = fake_run(tmp_path, qwen_base, "q")
+    other_tok = build_tokenizer(tmp_path / "other_tok", template_text("chatml"), ["<|a|>", "<|b|>"],
+                                eos_token="<|im_end|>", pad_token="<pad>")
+    t = fake_run(tmp_path, base, "t", tokenizer=other_tok)
+    zephyr = AutoTokenizer.from_pretrained(str(base))
+    zephyr.chat_template = template_text("zephyr")
+    z = fake_run(tmp_path, base, "z", tokenizer=zephyr)
+    for source, match in ((q, "different architectures \\(model_type: llama vs qwen2"),
+                          (t, "different tokenizers"), (z, "different chat templates")):
+        with pytest.raises(TunesmithError, match=match):
+            merge.prepare(merge.CombineOptions((a, source), "ties", tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_merge_nobody_can_evaluate_is_refused(tmp_path, base):
+    a = fake_run(tmp_path, base, "a", eval_tasks=[])
+    b = fake_run(tmp_path, base, "b", eval_tasks=[])
+    with pytest.raises(TunesmithError, match="no source has eval_tasks"):
+        merge.prepare(merge.CombineOptions((a, b), "linear", tmp_path / "out"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, base) -> Path:
+    """Two LoRA fine-tunes of one base, each taught one answer to its own kind of question."""
+    from tunesmith import train
+
+    root = tmp_path_factory.mktemp("trained")
+    for name, kind, answer in (("run_a", "color", "red"), ("run_b", "animal", "cat")):
+        raw = run_config(root, base, name, kind, answer, micro_batch_size=8, max_steps=30, learning_rate=1e-2,
+                         bf16=False, lora_dropout=0.0, lora_r=8, audit={"fail_on": "never"})
+        train.run(config_from_dict(raw), quiet=True, say=lambda s: None)
+    return root
+
+
+@pytest.mark.slow
+def test_cli_merge_scores_the_merge_against_each_source(trained):
+    proc = run_cli("merge", "run_a", "run_b", "--method", "ties", "--density", "0.8", "--out", "merged",
+                   cwd=trained)
+    assert proc.returncode == 0, proc.stderr
+    assert "ties via peft" in proc.stdout and "fold check" in proc.stdout and "passed" in proc.stdout
+    assert "run_a/color (macro_f1)" in proc.stdout and "best source" in proc.stdout
+    report = json.loads((trained / "merged" / "merge_report.json").read_text())
+    tasks = {t["task"]: t for t in report["comparison"]["tasks"]}
+    # each fine-tune wins the task it was taught, which the other one never learned
+    assert tasks["color"]["best_source"] == "run_a" and tasks["color"]["scores"]["run_a"] > 0
+    assert tasks["animal"]["best_source"] == "run_b" and tasks["animal"]["scores"]["run_b"] > 0
+    assert tasks["color"]["scores"]["run_b"] == 0 and tasks["animal"]["scores"]["run_a"] == 0
+    again = run_cli("merge", "run_a", "run_b", "--method", "ties", "--out", "merged", cwd=trained)
+    assert again.returncode == 1 and "--overwrite" in again.stderr and "Traceback" not in again.stderr

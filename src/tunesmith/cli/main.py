@@ -12,8 +12,8 @@ import typer
 
 from tunesmith import __version__
 from tunesmith.cli import (
-    audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, merge_cmd, preview_cmd, quickstart_cmd, runs_cmd,
-    train_cmd,
+    audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, import_gguf_cmd, merge_cmd, preview_cmd, quickstart_cmd,
+    runs_cmd, train_cmd,
 )
 from tunesmith.errors import TunesmithError
 
@@ -57,6 +57,7 @@ app.command("evaluate", help="Score a model on held-out tasks (eval_tasks), opti
 )
 app.command("merge", help="Merge an adapter into its base and verify the merged logits.")(merge_cmd.merge)
 app.command("chat", help="Chat with a trained model using its own chat template.")(chat_cmd.chat)
+app.command("import-gguf", help="Convert a GGUF file into a verified Hugging Face model folder.")(import_gguf_cmd.import_gguf)
 app.command("config", help="Print the resolved config (defaults filled, aliases resolved).")(config_cmd.config)
 
 

@@ -48,11 +48,15 @@ def template_text(chat_template: str) -> str | None:
 def load_tokenizer(base_model: str, chat_template: str = DEFAULT_TEMPLATE) -> PreTrainedTokenizerBase:
     """Load the (fast) tokenizer of ``base_model`` and set its chat template.
 
-    ``base_model`` may be a folder holding only tokenizer files; no weights are read.
+    ``base_model`` may be a folder holding only tokenizer files; no weights are read. A GGUF file
+    or catalogue name is converted (once, cached) into a model folder first (``tunesmith.models``).
     """
     from transformers import AutoTokenizer
 
+    from tunesmith.models import resolve
+
     text = template_text(chat_template)
+    base_model = resolve(base_model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_model)
     except (OSError, ValueError) as exc:

@@ -47,9 +47,13 @@ def load_base(config: Config) -> Any:
 
 
 def load_pretrained(path: str, kwargs: dict[str, Any]) -> Any:
-    """A causal LM from a folder or hub id; an adapter folder is merged into its base."""
+    """A causal LM from a folder, hub id, GGUF file or catalogue name (``tunesmith.models.resolve``);
+    an adapter folder is merged into its base."""
     from transformers import AutoModelForCausalLM
 
+    from tunesmith.models import resolve
+
+    path = resolve(path)
     if (Path(path) / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 

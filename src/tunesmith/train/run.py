@@ -47,6 +47,11 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
         say(f"found complete checkpoint {prior[-1].name} in {rundir.path}: resuming (use --overwrite to start over)")
         resume = True
     rundir.prepare(config, resume=resume, overwrite=overwrite)
+    from tunesmith.models import resolve as resolve_base
+
+    base_folder = resolve_base(config.base_model, say=say)  # a GGUF / catalogue base is converted (once) up front
+    if base_folder != config.base_model:
+        rundir.update_run(base_model_folder=base_folder)
     dataset = data.run(config)
     tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template)
     _audit(config, dataset, tokenizer, say)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tunesmith.models import catalogue
-from tunesmith.models.cache import cache_root
+from tunesmith.models.cache import cache_root, sweep
 from tunesmith.models.gguf_file import GGUFError
 from tunesmith.models.gguf_import import INFO, ImportResult, convert, file_sha256
 
@@ -48,6 +48,7 @@ def ensure_converted(source: Path, *, say: Callable[[str], None] | None = None, 
         raise GGUFError(f"{source}: sha256 {sha[:12]}... differs from the catalogue's {expected_sha256[:12]}...; "
                         "the installed file is damaged or another build: reinstall its package")
     folder = (root or cache_root()) / "gguf" / sha[:16]
+    sweep(folder.parent)  # leftovers of killed conversions
     if (folder / INFO).is_file():
         return ImportResult.read(folder)
     if say:

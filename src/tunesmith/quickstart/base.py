@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any, Callable
 import yaml
 
 from tunesmith import __version__
+from tunesmith.models.cache import building, cache_root, publish, sweep
 from tunesmith.quickstart import corpus, tasks
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
@@ -35,13 +35,6 @@ CARD = "tunesmith_base.json"
 def recipe() -> dict[str, Any]:
     """The quickstart recipe (``recipe.yaml``)."""
     return yaml.safe_load((resources.files("tunesmith.quickstart") / "recipe.yaml").read_text("utf-8"))
-
-
-def cache_root() -> Path:
-    """``$TUNESMITH_CACHE``, else ``$XDG_CACHE_HOME/tunesmith``, else ``~/.cache/tunesmith``."""
-    if os.environ.get("TUNESMITH_CACHE"):
-        return Path(os.environ["TUNESMITH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunesmith"
 
 
 def build_key(profile: str) -> str:
@@ -73,44 +66,17 @@ class Base:
 def ensure(profile: str, say: Callable[[str], None] = print, root: Path | None = None) -> Base:
     """The cached base for ``profile``, building it first when it is not there yet."""
     folder = ((root or cache_root()) / "base" / build_key(profile)).resolve()
-    _sweep(folder.parent)
+    sweep(folder.parent)  # leftovers of killed builds
     if (folder / CARD).is_file():
         return Base(folder, False, json.loads((folder / CARD).read_text("utf-8")))
-    work = folder.with_name(f".{folder.name}.building-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+    with building(folder) as work:
         card = build(profile, work, say)
         model = work / "run" / "model"
         shutil.copy(work / "run" / "metrics.jsonl", model / "pretraining_metrics.jsonl")
         (model / CARD).write_text(json.dumps(card, indent=2), "utf-8")
-        try:
-            model.rename(folder)
-        except OSError:  # another process finished the same build first: use theirs
-            if not (folder / CARD).is_file():
-                raise
+        if not publish(model, folder, CARD):  # another process finished the same build first: use theirs
             return Base(folder, False, json.loads((folder / CARD).read_text("utf-8")))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return Base(folder, True, card)
-
-
-def _sweep(root: Path) -> None:
-    """Remove build folders left by killed builds (their process is gone)."""
-    for stale in root.glob(".*.building-*") if root.is_dir() else ():
-        pid = stale.name.rsplit("-", 1)[1]
-        if not (pid.isdigit() and _alive(int(pid))):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def build(profile: str, work: Path, say: Callable[[str], None]) -> dict[str, Any]:

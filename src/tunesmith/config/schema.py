@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator, model_validator
 
 DataType = Literal[
     "auto", "chat", "alpaca", "sharegpt", "preference", "kto", "text", "classification", "rag"
@@ -136,6 +136,9 @@ class Config(_Strict):
     lora_alpha: float | None = Field(None, gt=0)
     lora_dropout: float | None = Field(None, ge=0, lt=1)
     lora_target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    peft_layers_to_transform: list[NonNegativeInt] | None = Field(
+        None, min_length=1, description="LoRA/DoRA only on these decoder layers (indices); backward stops below the lowest"
+    )
     modules_to_save: list[str] | None = None
     num_virtual_tokens: int = Field(20, gt=0, description="prompt/prefix tuning length")
     # optimisation
@@ -177,6 +180,10 @@ class Config(_Strict):
         names = [t.name for t in self.eval_tasks]
         if len(names) != len(set(names)):
             raise ValueError(f"eval_tasks: task names must be unique (got {names})")
+        if self.peft_layers_to_transform and self.lora_target_modules == "all-linear":
+            raise ValueError("peft_layers_to_transform: needs lora_target_modules as a list of module names "
+                             "(e.g. [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]); "
+                             "PEFT cannot combine it with all-linear")
         if self.stride and self.stride >= self.sequence_len:
             raise ValueError(f"stride: must be < sequence_len ({self.sequence_len}) (got {self.stride})")
         return self

@@ -1,4 +1,7 @@
-"""The embedded base model: built by tunesmith itself, once, then cached.
+"""The quickstart's base model: a real pretrained one from the model catalogue (converted once from
+its GGUF, see ``tunesmith.models``), or the embedded one tunesmith builds itself, once, then caches.
+
+The embedded base:
 
 A byte-level BPE tokenizer is trained on the project-written corpus (``corpus.py``), a small
 Llama is initialised at random, and tunesmith's own ``cpt`` stage pretrains it. The result is a
@@ -63,6 +66,33 @@ class Base:
     card: dict[str, Any]
 
 
+def for_profile(profile: str, say: Callable[[str], None] = print, root: Path | None = None) -> Base:
+    """The base a quickstart profile fine-tunes: the catalogue model for ``pretrained``, else the built one."""
+    if profile == "pretrained":
+        return pretrained(recipe()["pretrained"]["model"], say, root)
+    return ensure(profile, say, root)
+
+
+def pretrained(name: str, say: Callable[[str], None] = print, root: Path | None = None) -> Base:
+    """The catalogue model ``name`` as a verified Hugging Face folder (converted from its GGUF the first time)."""
+    from tunesmith.models import catalogue, ensure_converted
+
+    entry = catalogue.get(name)
+    if entry is None:
+        raise KeyError(f"recipe.yaml: pretrained.model {name!r} is not in the model catalogue")
+    result = ensure_converted(catalogue.locate(entry), say=say, root=root, expected_sha256=entry.sha256)
+    config = json.loads((result.folder / "config.json").read_text("utf-8"))
+    card = {
+        "kind": "pretrained", "name": name, "description": entry.description, "licence": entry.licence,
+        "source": result.source, "sha256": result.sha256, "quantization": result.quantization,
+        "architecture": config["architectures"][0], "parameters": result.parameters,
+        "num_hidden_layers": config["num_hidden_layers"], "hidden_size": config["hidden_size"],
+        "vocab_size": config["vocab_size"], "conversion_seconds": result.seconds,
+        "conversion_max_abs_diff": result.max_abs_diff,
+    }
+    return Base(result.folder, result.converted_now, card)
+
+
 def ensure(profile: str, say: Callable[[str], None] = print, root: Path | None = None) -> Base:
     """The cached base for ``profile``, building it first when it is not there yet."""
     folder = ((root or cache_root()) / "base" / build_key(profile)).resolve()
@@ -103,7 +133,7 @@ def build(profile: str, work: Path, say: Callable[[str], None]) -> dict[str, Any
     result = train.run(config, overwrite=True, quiet=False, say=lambda line: None)
     run = json.loads((work / "run" / "run.json").read_text("utf-8"))
     return {
-        "profile": profile, "key": build_key(profile), "tunesmith": __version__,
+        "kind": "built", "profile": profile, "key": build_key(profile), "tunesmith": __version__,
         "parameters": result.total_params, "documents": len(docs),
         "tokens": run["tokenization"]["tokens"], "steps": result.global_step,
         "final_loss": result.train_loss, "build_seconds": round(time.perf_counter() - t0, 1),

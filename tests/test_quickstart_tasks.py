@@ -43,7 +43,7 @@ def test_splits_are_disjoint_sized_and_deterministic():
         assert (len(keys["train"]), len(keys["validation"]), len(keys["test"])) == (n_train, n_val, n_test)
         assert not keys["train"] & keys["test"] and not keys["train"] & keys["validation"]
         assert not keys["validation"] & keys["test"]
-        assert all(tasks.held_out(k) for k in keys["test"] | keys["validation"])
+        assert all(tasks.held_out(k) for k in keys["validation"])
         assert not any(tasks.held_out(k) for k in keys["train"])
 
 
@@ -53,15 +53,97 @@ def test_test_split_does_not_depend_on_the_requested_sizes():
     assert small == large
 
 
+def _halves(node, path=()):
+    """Every (path, train list, test list) pair in the catalogue."""
+    if isinstance(node, dict):
+        if set(node) == {"train", "test"}:
+            yield path, node["train"], node["test"]
+            return
+        for key, value in node.items():
+            yield from _halves(value, path + (key,))
+
+
+def _flat(items):
+    for item in items:
+        if isinstance(item, dict):
+            for values in item.values():
+                yield from _flat(values)
+        elif isinstance(item, list):
+            yield from _flat(item)
+        elif item:
+            yield item
+
+
+def test_test_templates_and_vocabulary_are_not_the_training_ones():
+    pairs = list(_halves(tasks.catalogue()))
+    names = {path for path, _, _ in pairs}
+    for expected in [("planning", "stations"), ("planning", "requests"), ("planning", "shift_text"),
+                     ("tickets", "fill"), ("tickets", "templates", "billing"), ("qa", "machines"),
+                     ("qa", "fields", "power", "questions")]:
+        assert expected in names
+    for path, train, test in pairs:
+        shared = set(_flat([train])) & set(_flat([test]))
+        assert not shared, f"{'.'.join(path)}: {sorted(shared)} in both halves"
+
+
+def _norm(text):
+    return " ".join(text.lower().split())
+
+
+@pytest.mark.parametrize("profile", ["pretrained", "tiny", "fast"])
+def test_no_test_request_or_answer_occurs_in_training_data(profile):
+    from tunesmith.quickstart.base import recipe
+
+    sizes = {t: tuple(n) for t, n in recipe()["finetune"]["profiles"][profile]["sizes"].items()}
+    split = tasks.splits(sizes, recipe()["seed"])
+    paraphrases = tasks.paraphrases()
+    assert {t: len(v) for t, v in paraphrases.items()} == {"planning": 20, "tickets": 50, "qa": 21}
+    for task in tasks.TASKS:
+        train = split["train"][task]
+        seen = "\n".join(_norm(e.user) + "\n" + _norm(e.answer) for e in train)
+        held = split["test"][task] + paraphrases[task]
+        assert len(split["test"][task]) == sizes[task][2]
+        for example in held:
+            assert _norm(example.user) not in seen, example.user  # no test request, not even inside a row
+        if task == "planning":  # the JSON answers, not just the requests
+            assert not {e.answer for e in held} & {e.answer for e in train}
+            stations = {json.loads(e.answer)["station"] for e in held}
+            assert not stations & {json.loads(e.answer)["station"] for e in train}
+        elif task == "tickets":
+            for example in held:
+                assert _norm(dict(example.facts)["body"]) not in seen
+        else:
+            for example in held:
+                sheet = example.user.split("\n\nQuestion:")[0].removeprefix("Spec sheet:\n")
+                assert _norm(sheet) not in seen
+                if example.answer != tasks.catalogue()["qa"]["abstention"]:
+                    assert example.answer in sheet  # answerable from the sheet itself
+
+
+def test_paraphrase_answers_are_exact():
+    plans = tasks.paraphrases()["planning"]
+    first = json.loads(plans[0].answer)  # 480 springs/day, one 8-hour shift, 2 minutes each
+    assert first == {"station": "shot peening", "takt_time_sec": 60, "cycle_time_sec": 120,
+                     "machines_required": 2, "utilization_pct": 100, "bottleneck": True}
+    for example in plans:
+        assert json.loads(example.answer)["station"] in example.user.lower()
+    labels = [e.answer for e in tasks.paraphrases()["tickets"]]
+    assert {label: labels.count(label) for label in set(labels)} == {l: 10 for l in tasks.catalogue()["tickets"]["labels"]}
+
+
 def test_pretraining_corpus_never_contains_held_out_items():
-    held = tasks.splits({"tickets": (0, 0, 60), "qa": (0, 0, 60)}, 7)["test"]
-    docs = "\n".join(str(d) for d in corpus.documents({"tickets": 600, "qa": 600, "chat": 20}, 7))
+    held = tasks.splits({"planning": (0, 0, 60), "tickets": (0, 0, 60), "qa": (0, 0, 60)}, 7)["test"]
+    for task, rows in tasks.paraphrases().items():
+        held[task] = held[task] + rows
+    docs = "\n".join(str(d) for d in corpus.documents({"planning": 600, "tickets": 600, "qa": 600, "chat": 20}, 7))
     for example in held["tickets"]:  # not even with another greeting or sign-off
         body = dict(example.facts)["body"]
         assert body[0].upper() + body[1:] not in docs
     for example in held["qa"]:
         sheet = example.user.split("\n\nQuestion:")[0].removeprefix("Spec sheet:\n")
         assert sheet + "\n\n" not in docs
+    for example in held["planning"]:
+        assert json.loads(example.answer)["station"] not in docs
 
 
 def test_tickets_cover_every_label_and_qa_abstains_at_the_seeds_rate():

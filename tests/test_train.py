@@ -103,6 +103,20 @@ def test_lora_trainable_count_matches_rank(base, tmp_path):
     assert result.trainable_params == layers * (4 * hidden + 4 * hidden)
 
 
+def test_lora_on_top_layers_only_trains_those_layers(base, tmp_path):
+    from tunesmith.errors import ConfigError
+
+    modules = ["q_proj", "v_proj"]
+    cfg = make_config(base, tmp_path, lora_r=4, lora_target_modules=modules, peft_layers_to_transform=[1], max_steps=2)
+    result = run(cfg, quiet=True, say=lambda s: None)
+    hidden, kv = 64, 64 // 4 * 2  # q: 64 -> 64; v: 64 -> 2 kv heads x 16
+    assert result.trainable_params == 4 * (hidden + hidden) + 4 * (hidden + kv)  # one layer, two modules
+    names = [n for n, p in result.model.named_parameters() if p.requires_grad]
+    assert names and all(".layers.1." in n for n in names)
+    with pytest.raises(ConfigError, match="peft_layers_to_transform: needs lora_target_modules as a list"):
+        make_config(base, tmp_path, layers_to_transform=[1])  # PEFT's name; all-linear cannot be combined
+
+
 def test_cpt_learns(base, tmp_path):
     text = write_jsonl(tmp_path / "text.jsonl", [{"text": "the quick brown fox jumps over the lazy dog " * 6}] * 12)
     cfg = make_config(base, tmp_path, method="cpt", data=text, max_steps=10, learning_rate=1e-2)

@@ -113,3 +113,72 @@ def build_model(path: str | Path, tokenizer: Any, arch: str = "llama", hidden: i
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return model
+
+
+def build_gguf(path: str | Path, tokenizer_dir: str | Path, model: Any, *, quant: str = "F32",
+               arch: str = "llama") -> Path:
+    """Write ``model`` (a Llama from ``build_model``) and the byte-level BPE in ``tokenizer_dir`` as a GGUF
+    file the way llama.cpp's converter does (q/k rows permuted, GGUF tensor names, the vocabulary,
+    merges, control tokens and chat template in the metadata). ``quant``: F32, F16 or Q8_0 for the
+    2-D weights; ``arch`` is written as ``general.architecture`` as given."""
+    import gguf
+    import numpy as np
+
+    cfg = model.config
+    tok = json.loads((Path(tokenizer_dir) / "tokenizer.json").read_text("utf-8"))
+    tok_config = json.loads((Path(tokenizer_dir) / "tokenizer_config.json").read_text("utf-8"))
+    vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
+    specials = {t["content"] for t in tok["added_tokens"] if t["special"]}
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_name("tiny-test-llama")
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    writer.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]))
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_vocab_size(cfg.vocab_size)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list([t for t, _ in vocab])
+    writer.add_token_types([3 if t in specials else 1 for t, _ in vocab])  # 3: CONTROL, 1: NORMAL
+    writer.add_token_merges(merges)
+    for key, add in (("bos_token", writer.add_bos_token_id), ("eos_token", writer.add_eos_token_id),
+                     ("pad_token", writer.add_pad_token_id)):
+        if tok_config.get(key):
+            add(tok["model"]["vocab"][tok_config[key]])
+    writer.add_add_bos_token(False)
+    template_file = Path(tokenizer_dir) / "chat_template.jinja"
+    template = tok_config.get("chat_template") or (template_file.read_text("utf-8") if template_file.is_file() else None)
+    if template:
+        writer.add_chat_template(template)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue
+        data = tensor.detach().float().numpy()
+        if hf_name.endswith("q_proj.weight"):
+            data = _permute(data, cfg.num_attention_heads)
+        elif hf_name.endswith("k_proj.weight"):
+            data = _permute(data, cfg.num_key_value_heads)
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if data.ndim == 2 and quant != "F32":
+            qtype = gguf.GGMLQuantizationType[quant]
+            writer.add_tensor(name, gguf.quantize(data, qtype), raw_shape=data.shape, raw_dtype=qtype)
+        else:
+            writer.add_tensor(name, np.ascontiguousarray(data, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(path)
+
+
+def _permute(weights: Any, heads: int) -> Any:
+    """llama.cpp's row order for q/k projections (transformers' GGUF loader undoes it)."""
+    return (weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))

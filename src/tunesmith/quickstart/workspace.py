@@ -10,12 +10,16 @@ from tunesmith.config import Config, config_from_dict
 from tunesmith.quickstart import tasks
 from tunesmith.quickstart.base import recipe
 
+PARAPHRASE = "paraphrase"  # the hand-written split; its eval tasks are named <task>_paraphrase
+
 
 def write_data(out: Path, profile: str) -> dict[str, dict[str, Path]]:
-    """``out/data/<split>/<task>.jsonl`` chat rows; returns ``{split: {task: path}}``."""
+    """``out/data/<split>/<task>.jsonl`` chat rows for train / validation / test / paraphrase;
+    returns ``{split: {task: path}}``."""
     sizes = {task: tuple(n) for task, n in recipe()["finetune"]["profiles"][profile]["sizes"].items()}
+    splits = {**tasks.splits(sizes, recipe()["seed"]), PARAPHRASE: tasks.paraphrases()}
     files: dict[str, dict[str, Path]] = {}
-    for split, per_task in tasks.splits(sizes, recipe()["seed"]).items():
+    for split, per_task in splits.items():
         for task, examples in per_task.items():
             path = out / "data" / split / f"{task}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,19 +31,20 @@ def write_data(out: Path, profile: str) -> dict[str, dict[str, Path]]:
     return files
 
 
-def eval_tasks(test_files: dict[str, Path]) -> list[dict[str, Any]]:
-    """The ``eval_tasks`` entries for the test files (scorers and limits from the recipe)."""
+def eval_tasks(files: dict[str, dict[str, Path]]) -> list[dict[str, Any]]:
+    """The ``eval_tasks`` entries: each task on the test split, then on the paraphrase split."""
     out = []
-    for name, spec in recipe()["evaluate"]["tasks"].items():
-        task: dict[str, Any] = {"name": name, "path": str(test_files[name]), "scorer": spec["scorer"],
-                                "max_new_tokens": spec["max_new_tokens"]}
-        if spec["scorer"] == "json":
-            task.update(json_schema=spec["schema"], tolerance=spec["tolerance"])
-        elif spec["scorer"] == "label":
-            task["labels"] = tasks.catalogue()["tickets"]["labels"]
-        else:
-            task["abstention"] = tasks.catalogue()["qa"]["abstention"]
-        out.append(task)
+    for split, suffix in (("test", ""), (PARAPHRASE, f"_{PARAPHRASE}")):
+        for name, spec in recipe()["evaluate"]["tasks"].items():
+            task: dict[str, Any] = {"name": name + suffix, "path": str(files[split][name]), "scorer": spec["scorer"],
+                                    "max_new_tokens": spec["max_new_tokens"]}
+            if spec["scorer"] == "json":
+                task.update(json_schema=spec["schema"], tolerance=spec["tolerance"])
+            elif spec["scorer"] == "label":
+                task["labels"] = tasks.catalogue()["tickets"]["labels"]
+            else:
+                task["abstention"] = tasks.catalogue()["qa"]["abstention"]
+            out.append(task)
     return out
 
 
@@ -48,16 +53,19 @@ def build_config(base_model: Path, files: dict[str, dict[str, Path]], out: Path,
     from tunesmith.config.loader import dump_yaml
 
     spec = recipe()["finetune"]
+    chosen = spec["profiles"][profile]
     raw = {
         **spec["config"],
+        **chosen.get("config", {}),
         "base_model": str(base_model),
         "system_prompt": tasks.system_prompt(),
         "datasets": [{"path": str(p)} for p in files["train"].values()],
         "eval_datasets": [{"path": str(p)} for p in files["validation"].values()],
-        "test_datasets": [{"path": str(p)} for p in files["test"].values()],
-        "num_epochs": spec["profiles"][profile]["epochs"],
+        # the audit's leakage check compares training rows with both test splits
+        "test_datasets": [{"path": str(p)} for split in ("test", PARAPHRASE) for p in files[split].values()],
+        "num_epochs": chosen["epochs"],
         "eval_batch_size": recipe()["evaluate"]["batch_size"],
-        "eval_tasks": eval_tasks(files["test"]),
+        "eval_tasks": eval_tasks(files),
         "output_dir": str(out / "run"),
         "seed": recipe()["seed"],
     }

@@ -53,10 +53,15 @@ def load_tokenizer(
     ``base_model`` may be a folder holding only tokenizer files; no weights are read.
     ``special_tokens`` (``config.special_tokens``: bos/eos/pad/unk) must already be in the
     vocabulary: tunesmith never adds tokens (new rows in the embedding matrix would be untrained).
+    A GGUF file or catalogue name is converted (once, cached) into a model folder first
+    (``tunesmith.models``).
     """
     from transformers import AutoTokenizer
 
+    from tunesmith.models import resolve
+
     text = template_text(chat_template)
+    base_model = resolve(base_model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_model)
     except (OSError, ValueError) as exc:

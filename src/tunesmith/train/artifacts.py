@@ -28,10 +28,10 @@ MODEL_INFO = "tunesmith_model.json"
 
 def model_info(config: Any) -> dict[str, Any]:
     """What inference needs to reproduce training: the base (absolute when local), template, system prompt."""
-    base = Path(config.base_model)
     from tunesmith.config.methods import method_spec
+    from tunesmith.models import portable_ref
 
-    return {"base_model": str(base.resolve()) if base.exists() else config.base_model,
+    return {"base_model": portable_ref(config.base_model),
             "chat_template": config.chat_template, "system_prompt": config.system_prompt,
             "method": config.method, "head": method_spec(config.method).model}
 

@@ -104,9 +104,13 @@ def load_frozen(config: Config, path: str, key: str) -> Any:
 
 
 def load_pretrained(path: str, kwargs: dict[str, Any], kind: str = "causal_lm") -> Any:
-    """A causal LM (or a one-score sequence classifier) from a folder or hub id; an adapter folder
-    is merged into its base."""
+    """A causal LM (or a one-score sequence classifier) from a folder, hub id, GGUF file or catalogue
+    name (``tunesmith.models.resolve``); an adapter folder is merged into its base."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from tunesmith.models import resolve
+
+    path = resolve(path)
 
     if kind == "reward":
         kwargs = {**kwargs, "num_labels": 1}
@@ -146,6 +150,7 @@ def peft_config(config: Config, resolved: Resolved) -> Any | None:
             lora_alpha=resolved["lora_alpha"],
             lora_dropout=resolved["lora_dropout"],
             target_modules=config.lora_target_modules,
+            layers_to_transform=config.peft_layers_to_transform,
             modules_to_save=config.modules_to_save,
             use_dora=config.adapter == "dora",
         )

@@ -51,9 +51,11 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
         say(plan.message)
     if plan.kind == "done":
         return _unchanged(rundir, plan.record)
+    from tunesmith.models import resolve as resolve_base
     from tunesmith.plan import check_fit
     from tunesmith.train import preflight
 
+    resolve_base(config.base_model, say=say)  # a GGUF / catalogue base is converted (once, cached) up front
     check_fit(config, say)  # the plan's memory estimate vs the device: stop before anything is loaded
     tokenizer = preflight.run(config)
     if plan.kind == "fresh":
@@ -101,8 +103,17 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
         say(f"  {line}")
     record = start_record(config, facts, tok.stats, resolved.values)
     record["precision"] = precision.name
+    base_folder = _base_folder(config)
+    if base_folder != config.base_model:
+        record["base_model_folder"] = base_folder
     rundir.update_run(**record)
     return _train(config, rundir, tok, resolved, precision, plan, quiet, say, extra_callbacks)
+
+
+def _base_folder(config: Config) -> str:
+    from tunesmith.models import resolve as resolve_base
+
+    return resolve_base(config.base_model)
 
 
 def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None], memo: Any = None) -> None:

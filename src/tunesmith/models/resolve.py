@@ -1,0 +1,82 @@
+"""``resolve(base_model)``: turn any base-model reference into something ``from_pretrained`` loads.
+
+A reference is a local model folder or hub id (returned unchanged), a GGUF file (``*.gguf`` or
+``gguf:PATH``) or a catalogue name (``smollm2-135m-instruct``). GGUF files are converted once into
+``<cache>/gguf/<sha256 of the file>/`` (see ``gguf_import``); later calls find the finished folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tunesmith.models import catalogue
+from tunesmith.models.cache import cache_root, sweep
+from tunesmith.models.gguf_file import GGUFError
+from tunesmith.models.gguf_import import INFO, ImportResult, convert, file_sha256
+
+_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256, so a file is hashed once per process
+
+
+def gguf_source(ref: str) -> Path | None:
+    """The GGUF file ``ref`` names (a path or a catalogue entry's installed file), or None for anything else."""
+    if ref.startswith("gguf:"):
+        return Path(ref[len("gguf:"):]).expanduser()
+    if ref.lower().endswith(".gguf"):
+        return Path(ref).expanduser()
+    if Path(ref).exists():  # a local folder wins over a catalogue name
+        return None
+    entry = catalogue.get(ref)
+    return catalogue.locate(entry) if entry is not None else None
+
+
+def resolve(ref: str, say: Callable[[str], None] | None = None, root: Path | None = None) -> str:
+    """A folder or hub id for ``ref``; GGUF files and catalogue names are converted (once) first."""
+    source = gguf_source(ref)
+    if source is None:
+        return ref
+    return str(ensure_converted(source, say=say, root=root, expected_sha256=_catalogue_sha(ref)).folder)
+
+
+def ensure_converted(source: Path, *, say: Callable[[str], None] | None = None, root: Path | None = None,
+                     expected_sha256: str | None = None) -> ImportResult:
+    """The cached conversion of ``source``, converting it now when there is none."""
+    if not source.is_file():
+        raise GGUFError(f"{source}: no such GGUF file; check the path")
+    sha = _sha256(source)
+    if expected_sha256 and sha != expected_sha256:
+        raise GGUFError(f"{source}: sha256 {sha[:12]}... differs from the catalogue's {expected_sha256[:12]}...; "
+                        "the installed file is damaged or another build: reinstall its package")
+    folder = (root or cache_root()) / "gguf" / sha[:16]
+    sweep(folder.parent)  # leftovers of killed conversions
+    if (folder / INFO).is_file():
+        return ImportResult.read(folder)
+    if say:
+        say(f"converting {source.name} once into a Hugging Face folder: {folder}")
+    result = convert(source, folder, say=say or (lambda line: None), sha256=sha)
+    if say:
+        say(f"converted in {result.seconds:.0f} s; verified: max |logit diff| {result.max_abs_diff:.2e} "
+            f"on {result.prompts} prompts (tolerance {result.tolerance:g})")
+    return result
+
+
+def portable_ref(ref: str) -> str:
+    """``ref`` as recorded in a saved model's info: local paths made absolute (so the base is found from
+    any working directory), catalogue names and hub ids unchanged."""
+    if ref.startswith("gguf:"):
+        return "gguf:" + str(Path(ref[len("gguf:"):]).expanduser().resolve())
+    path = Path(ref).expanduser()
+    return str(path.resolve()) if path.exists() else ref
+
+
+def _sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = file_sha256(path)
+    return _HASHES[key]
+
+
+def _catalogue_sha(ref: str) -> str | None:
+    entry = catalogue.get(ref)
+    return entry.sha256 if entry is not None and not Path(ref).exists() else None

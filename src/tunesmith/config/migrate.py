@@ -11,6 +11,7 @@ silently: each key ends up in ``Config.notes`` and each translated or defaulted 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +141,11 @@ def _records(method: Any) -> str:
     return spec.records if spec else "sft"
 
 
+def _path_loc(path: str) -> list[Any]:
+    """``datasets[0].type`` -> ``["datasets", 0, "type"]`` (for the line a key was written on)."""
+    return [int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", path)]
+
+
 class _Walk:
     """Walks one file through the key tables, collecting the result, notes and errors."""
 
@@ -201,8 +207,8 @@ class _Walk:
                 return
             else:
                 first = self.migrated.key_origin.get(full, full)
-                self.errors.append(f"{self.source}: {full}: set twice, as '{first}' and '{origin}' (they are the "
-                                   "same setting; keep one)")
+                self.errors.append(f"{self._at(_path_loc(origin))}{full}: set twice, as '{first}' and '{origin}' "
+                                   "(they are the same setting; keep one)")
                 return
         node[leaf] = value
         self.replaceable[full] = replaces

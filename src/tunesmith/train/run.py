@@ -56,8 +56,8 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
     from tunesmith.train import preflight
 
     resolve_base(config.base_model, say=say)  # a GGUF / catalogue base is converted (once, cached) up front
-    check_fit(config, say)  # the plan's memory estimate vs the device: stop before anything is loaded
-    tokenizer = preflight.run(config)
+    tokenizer = preflight.run(config)  # config checks that need the model's files (not its weights)
+    check_fit(config, say)  # the plan's memory estimate vs the device: stop before the weights are loaded
     if plan.kind == "fresh":
         rundir.begin(config, plan)
     try:

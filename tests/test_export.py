@@ -163,9 +163,7 @@ def test_gguf_planted_defects_fail_the_checks(tmp_path):
 
 
 def test_gguf_round_trip_loads_back_as_a_base_model_with_the_same_logits(tmp_path, llama3_qwen):
-    """The exported GGUF, read by transformers' GGUF loader and saved as a folder, is a base model again."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """The exported GGUF, imported back with `tunesmith import-gguf`, is a verified base model again."""
     from tunesmith.tokenize import load_tokenizer
 
     export.run(export.ExportOptions(llama3_qwen, "gguf", out_dir=tmp_path / "g"))
@@ -173,13 +171,8 @@ def test_gguf_round_trip_loads_back_as_a_base_model_with_the_same_logits(tmp_pat
     result = export.run(export.ExportOptions(llama3_qwen, "gguf", out_dir=tmp_path / "g", overwrite=True))
     assert result.passed
     base = tmp_path / "base_again"
-    read = AutoModelForCausalLM.from_pretrained(str(tmp_path / "g"), gguf_file="model-f16.gguf", dtype=torch.float32)
-    config = read.config
-    del config.quantization_config  # a GGUF-loaded model refuses save_pretrained; its dequantised weights don't
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(read.state_dict())
-    plain.save_pretrained(base)
-    AutoTokenizer.from_pretrained(str(tmp_path / "g"), gguf_file="model-f16.gguf").save_pretrained(base)
+    proc = run_cli("import-gguf", str(tmp_path / "g" / "model-f16.gguf"), "--out", str(base), timeout=300)
+    assert proc.returncode == 0, proc.stderr
     source = resolve(llama3_qwen)
     reloaded = infer.load(base)
     ids = source.probe_ids()
@@ -277,3 +270,19 @@ def test_merge_then_export_as_the_readme_shows(tmp_path):
     assert manifest["passed"] and manifest["files"] == ["Modelfile", "model-q8_0.gguf"]
     again = run_cli("export", str(tmp_path / "merged"), "--format", "ollama", "--quant", "q8_0")
     assert again.returncode == 1 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_vllm_export_serves_the_trained_render_and_planted_defects_fail(tmp_path, chatml_adapter):
+    """--format vllm: the hf folder + a --chat-template that adds the trained system prompt + serve-vllm.sh."""
+    out = tmp_path / "v"
+    result = export.run(export.ExportOptions(chatml_adapter, "vllm", out_dir=out))
+    assert result.passed, [c.detail for c in result.failed]
+    found = checks(result)
+    assert found["vllm_template"].passed and found["logits"].passed
+    script = (out / "serve-vllm.sh").read_text()
+    assert f"vllm serve {out.resolve()}" in script and f"--chat-template {out.resolve()}/chat_template.vllm.jinja" in script
+    assert SYSTEM in (out / "chat_template.vllm.jinja").read_text()
+    # planted: the vLLM template lost the trained system prompt
+    (out / "chat_template.vllm.jinja").write_text((out / "chat_template.jinja").read_text())
+    bad = checks(export.verify(out))
+    assert not bad["vllm_template"].passed and bad["template"].passed

@@ -41,6 +41,9 @@ def test_merge_check_passed_and_fine_tuned_beats_base(quick):
     json_valid = summary["metrics"]["planning"]["metrics"]["json_valid"]
     assert json_valid["tuned"] > json_valid["base"]
     assert summary["improved"] is True
+    probe = summary["forgetting"]  # base and fine-tuned on the bundled general-capability set
+    assert probe["n"] >= 30 and probe["drop"] == pytest.approx(probe["base"] - probe["tuned"])
+    assert probe["passed"] == (probe["drop"] <= probe["max_drop"])
     tickets = summary["metrics"]["tickets"]["metrics"]
     assert tickets["valid_label_rate"]["tuned"] > tickets["valid_label_rate"]["base"]
     # in-distribution and paraphrase splits are scored separately, on every task
@@ -54,7 +57,7 @@ def test_report_is_self_contained_and_shows_both_models(quick):
     page = (quick[0] / "report.html").read_text()
     assert "<svg" in page and "polyline" in page
     assert "https://" not in page and "<script" not in page
-    for text in ("json_valid", "macro_f1", "abstention_accuracy", "merge", "data fingerprint"):
+    for text in ("json_valid", "macro_f1", "abstention_accuracy", "merge", "data fingerprint", "forgetting probe"):
         assert text in page
 
 

@@ -178,3 +178,31 @@ def test_line_chart_without_data(series: dict[str, list[tuple[float, float]]]) -
     svg = ET.fromstring(out)
     assert "no data" in out
     assert svg.find(f".//{SVG}polyline") is None and svg.find(f".//{SVG}circle") is None
+
+
+def _probe_result(passed_by_category: dict[str, list[bool]]):
+    from tunesmith.evaluate.probes.core import ProbeResult
+
+    categories = {name: {"n": len(flags), "passed": sum(flags), "accuracy": sum(flags) / len(flags)}
+                  for name, flags in passed_by_category.items()}
+    flags = [f for fs in passed_by_category.values() for f in fs]
+    return ProbeResult("general.jsonl", [object()] * len(flags), sum(flags) / len(flags), categories)
+
+
+class _Eval:
+    def __init__(self, probes):
+        self.probes = probes
+
+
+def test_forgetting_probe_fails_a_drop_beyond_ten_points() -> None:
+    from tunesmith.quickstart.summary import forgetting
+
+    base = _probe_result({"arithmetic": [True] * 8 + [False] * 2, "capitals": [True] * 10})  # 90 %
+    kept = _probe_result({"arithmetic": [True] * 7 + [False] * 3, "capitals": [True] * 10})  # 85 %: -5 points
+    lost = _probe_result({"arithmetic": [True] * 4 + [False] * 6, "capitals": [True] * 10})  # 70 %: -20 points
+    ok = forgetting({"base": _Eval(base), "tuned": _Eval(kept)})
+    assert ok["passed"] and ok["drop"] == pytest.approx(0.05) and ok["n"] == 20
+    assert ok["categories"]["arithmetic"] == {"base": 0.8, "tuned": 0.7}
+    bad = forgetting({"base": _Eval(base), "tuned": _Eval(lost)})
+    assert not bad["passed"] and bad["drop"] == pytest.approx(0.20) and bad["max_drop"] == pytest.approx(0.10)
+    assert forgetting({"base": _Eval(None), "tuned": _Eval(lost)}) is None

@@ -10,7 +10,7 @@ import pytest
 
 from tunesmith import infer
 from tunesmith.data.records import Message
-from tunesmith.serve import vllm
+from tunesmith.export import vllm
 
 from serve_helpers import SYSTEM, build_adapter, build_served_model
 

@@ -45,8 +45,7 @@ def quickstart(
     _print_summary(console, result.summary)
     console.print(f"report: {result.report}", markup=False)
     if not result.passed:
-        console.print("quickstart FAILED: " + ("the merge check failed" if not result.summary["merge"]["passed"]
-                                               else "the fine-tuned model did not beat the base"), style="bold red")
+        console.print("quickstart FAILED: " + _failure(result.summary), style="bold red")
         raise typer.Exit(1)
 
 
@@ -68,6 +67,12 @@ def _print_summary(console: Any, summary: dict[str, Any]) -> None:
                 label = f"{name} *" if name == main else name
                 table.add_row(f"{task} (n={entry['n']})", label, _pct(value["base"]), _pct(value["tuned"]))
         console.print(table)
+    probe = summary.get("forgetting")
+    if probe is not None:
+        console.print(f"forgetting probe ({probe['n']} general items): base {_pct(probe['base'])}, fine-tuned "
+                      f"{_pct(probe['tuned'])}, change {100 * (probe['tuned'] - probe['base']):+.1f} points "
+                      f"({'within' if probe['passed'] else 'BEYOND'} the {100 * probe['max_drop']:.0f}-point limit)",
+                      markup=False)
     merge = summary["merge"]
     console.print(f"merge check: {'passed' if merge['passed'] else 'FAILED'} (max |logit diff| "
                   f"{merge['max_abs_diff']:.2e} on {merge['prompts']} prompts, tolerance {merge['tolerance']:g})",
@@ -80,6 +85,16 @@ def _print_summary(console: Any, summary: dict[str, Any]) -> None:
     if summary["targets"]:
         console.print("targets: " + ", ".join(f"{name} {'met' if met else 'MISSED'}"
                                               for name, met in summary["targets"].items()), markup=False)
+
+
+def _failure(summary: dict[str, Any]) -> str:
+    probe = summary.get("forgetting")
+    if not summary["merge"]["passed"]:
+        return "the merge check failed"
+    if probe is not None and not probe["passed"]:
+        return (f"the fine-tuned model forgot: forgetting-probe accuracy fell by {100 * probe['drop']:.1f} points "
+                f"(more than {100 * probe['max_drop']:.0f})")
+    return "the fine-tuned model did not beat the base"
 
 
 def _pct(value: float | None) -> str:

@@ -94,7 +94,7 @@ def _vllm(config: ServeConfig, print_only: bool) -> None:
     import shutil
     import subprocess
 
-    from tunesmith.serve import vllm
+    from tunesmith.export import vllm
     from tunesmith.serve.state import api_key
 
     key = api_key(config)

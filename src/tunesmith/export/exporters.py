@@ -173,9 +173,49 @@ class OllamaExporter(GgufExporter):
                             "the Modelfile PARAMETER stop lines")]
 
 
-# --format -> exporter. "vllm" joins when the serving branch lands: its command comes from
-# tunesmith.serve.vllm.command, and its check serves the hf export and compares replies.
-EXPORTERS: dict[str, Exporter] = {"hf": HfExporter(), "gguf": GgufExporter(), "ollama": OllamaExporter()}
+class VllmExporter(HfExporter):
+    """The hf folder plus what ``vllm serve`` needs to serve it as training rendered it:
+    ``chat_template.vllm.jinja`` (the template with the trained system prompt added to
+    conversations without one) and ``serve-vllm.sh`` (the command of ``export.vllm.command``)."""
+
+    name = "vllm"
+
+    def write(self, source: Source, out: Path, quant: str | None, name: str) -> dict[str, Any]:
+        import shlex
+
+        from tunesmith.export import vllm
+
+        super().write(source, out, quant, name)
+        vllm.write_chat_template(out)
+        cmd = vllm.command(out, served_model_name=name)
+        env = " ".join(f"{k}={v}" for k, v in vllm.environment(adapters=False).items())
+        script = out / "serve-vllm.sh"
+        script.write_text(f"#!/bin/sh\n# serve this export with vLLM (a CUDA machine with vllm installed)\n"
+                          f"exec {env + ' ' if env else ''}{shlex.join(cmd)} \"$@\"\n", "utf-8")
+        script.chmod(0o755)
+        return {"command": shlex.join(cmd), "script": script.name}
+
+    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any]) -> list[Check]:
+        from tunesmith.export import vllm
+
+        checks = super().verify(source, out, manifest, reference)
+        conversation = [m.to_dict() for m in probes().conversation]  # no system message: vLLM's template adds it
+        served = vllm.template_path(out)  # the file serve-vllm.sh passes as --chat-template
+        template = served.read_text("utf-8") if served is not None else ""
+        rendered = source.tokenizer.apply_chat_template(conversation, chat_template=template,
+                                                        tokenize=False, add_generation_prompt=True)
+        cmd = manifest["command"]
+        flags_ok = all(flag in cmd for flag in ("--chat-template", "--generation-config", str(out.resolve())))
+        return [*checks,
+                template_check("vllm_template", source.training_render(), rendered,
+                               "the --chat-template file as vLLM renders a request without a system message"),
+                Check("vllm_command", flags_ok and (out / manifest["script"]).is_file(),
+                      f"serve-vllm.sh: {cmd}")]
+
+
+# --format -> exporter: the one table the CLI and export.run use
+EXPORTERS: dict[str, Exporter] = {"hf": HfExporter(), "gguf": GgufExporter(), "ollama": OllamaExporter(),
+                                  "vllm": VllmExporter()}
 
 
 def exporter(name: str) -> Exporter:
@@ -184,8 +224,7 @@ def exporter(name: str) -> Exporter:
     if name in EXPORTERS:
         return EXPORTERS[name]
     hint = difflib.get_close_matches(name, list(EXPORTERS), n=1)
-    later = " (vllm comes with the serving stage)" if name == "vllm" else ""
-    raise TunesmithError(f"--format {name}: not one of {', '.join(EXPORTERS)}{later}"
+    raise TunesmithError(f"--format {name}: not one of {', '.join(EXPORTERS)}"
                          + (f" (did you mean '{hint[0]}'?)" if hint else ""))
 
 

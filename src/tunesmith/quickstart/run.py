@@ -61,7 +61,8 @@ class QuickstartResult:
 
     @property
     def passed(self) -> bool:
-        return bool(self.summary["merge"]["passed"] and self.summary["improved"])
+        probe = self.summary.get("forgetting")
+        return bool(self.summary["merge"]["passed"] and self.summary["improved"] and (probe is None or probe["passed"]))
 
 
 def prepare_out_dir(out: Path) -> None:
@@ -102,10 +103,7 @@ def run(options: QuickstartOptions, say: Callable[[str], None] = print) -> Quick
     with clock.stage("evaluate"):
         evals = {name: evaluate.run(config, path, name=name, out_dir=out / "eval")
                  for name, path in (("base", model.path), ("tuned", trained.model_dir))}
-    # Forgetting probe (issue 11, item 5; wired in separately): score base and fine-tuned on the
-    # bundled general-capability set through evaluate's public API here, as its own stage, and pass
-    # the result to summary.collect (``forgetting``) so the report shows the change and the run
-    # fails when it drops more than the recipe allows.
+        # evaluate also scores both on the forgetting probe (the bundled general set): summary.forgetting
     with clock.stage("merge + verify"):
         probes = merge.probe_prompts(config, base.recipe()["evaluate"]["merge_probes"])
         merged = merge.run(config, probes, out_dir=out / "merged")

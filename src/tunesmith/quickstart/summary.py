@@ -77,11 +77,25 @@ def collect(out_dir: Path, profile: str, base: Base, config: Config, trained: An
         "improved": all(m["tuned"] >= m["base"] for m in mains) and any(m["tuned"] > m["base"] for m in mains),
         "merge": {"passed": merged.passed, "max_abs_diff": merged.max_abs_diff, "tolerance": merged.tolerance,
                   "prompts": merged.prompts, "path": str(merged.output_dir)},
-        "forgetting": None,  # the general-capability probe's result, once it is wired in (see run.py)
+        "forgetting": forgetting(evals),
         "stages": [list(s) for s in stages],
         "total_seconds": round(total, 1),
         "targets": targets(profile, metrics, total, base.built_now),
     }
+
+
+def forgetting(evals: dict[str, Any]) -> dict[str, Any] | None:
+    """The general-capability probe (``evaluate``'s bundled set) for base and fine-tuned: accuracy
+    overall and per category, the drop, and whether it stays within ``max_forgetting_drop``."""
+    base, tuned = evals["base"].probes, evals["tuned"].probes
+    if base is None or tuned is None:
+        return None
+    limit = float(recipe()["evaluate"]["max_forgetting_drop"])
+    drop = base.accuracy - tuned.accuracy
+    categories = {name: {"base": base.categories[name]["accuracy"], "tuned": tuned.categories.get(name, {}).get("accuracy")}
+                  for name in base.categories}
+    return {"n": len(base.rows), "base": base.accuracy, "tuned": tuned.accuracy, "drop": drop, "max_drop": limit,
+            "passed": drop <= limit + 1e-9, "categories": categories, "path": base.path}
 
 
 def _cores() -> int:
@@ -154,6 +168,11 @@ def report_data(facts: dict[str, Any], evals: dict[str, Any], config: Config) ->
         for i in range(min(per_task, len(tuned.prompts))):
             examples.append(report.Example(task, tuned.prompts[i], tuned.golds[i], base.outputs[i], tuned.outputs[i],
                                            base.score.rows[i].correct, tuned.score.rows[i].correct))
+    probe = facts.get("forgetting")
+    if probe is not None:
+        rows.append(report.MetricRow("forgetting probe", "accuracy", probe["base"], probe["tuned"], True, True))
+        for name, value in probe["categories"].items():
+            rows.append(report.MetricRow("forgetting probe", name, value["base"], value["tuned"], False, True))
     m = facts["metrics"]
     planning, f1, para = (m["planning"]["metrics"]["json_valid"], m["tickets"]["metrics"]["macro_f1"],
                           m["tickets_paraphrase"]["metrics"]["macro_f1"])

@@ -87,7 +87,7 @@ def start(config: ServeConfig) -> Server:
 
 
 def run(config: ServeConfig, on_ready: Any = None) -> ServeResult:
-    """Serve ``config`` in this thread until interrupted (vLLM's engine: see ``serve.vllm``)."""
+    """Serve ``config`` in this thread until interrupted (vLLM's engine: see ``export.vllm``)."""
     server = Server(config)
     if on_ready is not None:
         on_ready(server)

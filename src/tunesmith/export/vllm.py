@@ -45,7 +45,7 @@ def command(model_dir: str | Path, adapters: dict[str, str | Path] | None = None
     else:
         model, served = str(folder), name
     cmd = ["vllm", "serve", model, "--served-model-name", served, "--host", host, "--port", str(port)]
-    template = opts.get("chat_template") or _template(folder)
+    template = opts.get("chat_template") or template_path(folder)
     if template:
         cmd += ["--chat-template", str(template)]
     cmd += ["--generation-config", str(folder), "--enable-prefix-caching"]
@@ -115,7 +115,8 @@ def write_chat_template(model_dir: str | Path) -> Path | None:
     return out
 
 
-def _template(folder: Path) -> Path | None:
+def template_path(folder: Path) -> Path | None:
+    """The template file ``--chat-template`` names for ``folder`` (the vLLM one when written)."""
     for name in (SERVE_TEMPLATE, TEMPLATE):
         if (folder / name).is_file():
             return folder / name

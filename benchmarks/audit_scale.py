@@ -2,7 +2,7 @@
 
 Measures, on 2 cores (the process is pinned to two CPUs when the machine has more):
 - the wall time of the real console script, `tunesmith audit DATA --json` (ingestion included);
-- the same audit through the Python API (`tunesmith.data.audit.run`), with the time per check;
+- the same audit through the Python API (`tunesmith.audit.run`), with the time per check;
 - recall on the planted near-duplicates (a copy of a row with one small edit: a word replaced,
   inserted or deleted, case and punctuation changed, or a short phrase appended), and the rows
   flagged that were not planted.
@@ -101,7 +101,7 @@ def cli_seconds(data: Path) -> tuple[float, dict]:
 
 def api_run(data: Path, tokenizer: Path | None) -> tuple[float, object]:
     from tunesmith.config import config_from_dict
-    from tunesmith.data.audit import run
+    from tunesmith.audit import run
 
     cfg = config_from_dict({"base_model": str(tokenizer or "(none)"), "datasets": [{"path": str(data)}],
                             "chat_template": "chatml" if tokenizer else "tokenizer_default"})

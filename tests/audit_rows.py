@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from tunesmith.data.audit import AuditReport, Finding
+from tunesmith.audit import AuditReport, Finding
 from tunesmith.data.records import Message, Record, Source
 
 OPENERS = (

@@ -15,12 +15,12 @@ from typing import Any
 
 import tunesmith
 
-_CHECKS = sorted(p.stem for p in (Path(tunesmith.__file__).parent / "data/audit/checks").glob("[a-z]*.py"))
+_CHECKS = sorted(p.stem for p in (Path(tunesmith.__file__).parent / "audit/checks").glob("[a-z]*.py"))
 PRELOAD = ["torch", "transformers", "transformers.trainer", "peft", "tunesmith.train.run", "tunesmith.train.callbacks",
            "tunesmith.train.model", "tunesmith.train.trainers", "tunesmith.train.preflight", "tunesmith.tokenize",
-           "tunesmith.data.audit", "tunesmith.data.audit.minhash", "tunesmith.data.audit.tokens",
+           "tunesmith.audit", "tunesmith.audit.minhash", "tunesmith.audit.tokens",
            "tunesmith.train.artifacts", "transformers.models.llama.modeling_llama", "killrun",
-           *(f"tunesmith.data.audit.checks.{name}" for name in _CHECKS)]
+           *(f"tunesmith.audit.checks.{name}" for name in _CHECKS)]
 
 
 def attempt(raw: dict[str, Any], log_path: str, pause_after_unmark: float = 0.0) -> None:

@@ -12,7 +12,7 @@ from conftest import run_cli
 from tiny import build_tokenizer
 
 from tunesmith.config import load_config
-from tunesmith.data.audit import run
+from tunesmith.audit import run
 from tunesmith.tokenize.tokenizer import template_text
 
 

@@ -8,7 +8,7 @@ import pytest
 from audit_rows import chat, clean_chat, finding, fired, replace, where
 
 from tunesmith.config import config_from_dict
-from tunesmith.data.audit import AuditFailed, audit_records
+from tunesmith.audit import AuditFailed, audit_records
 from tunesmith.data.records import Message, Record, Source
 from tunesmith.errors import ConfigError, RowError
 

@@ -7,7 +7,7 @@ import random
 import numpy as np
 from datasketch import MinHash
 
-from tunesmith.data.audit.minhash import jaccard, near_duplicates, shingle, signatures
+from tunesmith.audit.minhash import jaccard, near_duplicates, shingle, signatures
 
 
 def test_signatures_equal_datasketch() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from audit_rows import chat, clean_chat, finding, fired, replace, where
 
 from tunesmith.config import config_from_dict
-from tunesmith.data.audit import audit_records, check_names
+from tunesmith.audit import audit_records, check_names
 from tunesmith.data.records import Message, Record, Source, ToolCall
 
 BASE = {"base_model": "m", "datasets": [{"path": "train.jsonl"}]}

@@ -10,8 +10,8 @@ from audit_rows import chat, clean_chat, finding, fired, replace, where
 from tiny import build_tokenizer
 
 from tunesmith.config import config_from_dict
-from tunesmith.data.audit import audit_records
-from tunesmith.data.audit.tokens import TokenizerHooks
+from tunesmith.audit import audit_records
+from tunesmith.audit.tokens import TokenizerHooks
 from tunesmith.data.records import Message, Record, Source
 from tunesmith.tokenize.tokenizer import template_text
 

@@ -15,7 +15,7 @@ from tunesmith.config.migrate import detect
 from tunesmith.data import ingest
 from tunesmith.errors import ConfigError
 from tunesmith.tokenize import builtin_templates
-from tunesmith.train.defaults import resolve
+from tunesmith.config.defaults import resolve
 
 from conftest import run_cli
 

@@ -69,14 +69,13 @@ def test_converted_folder_reproduces_the_original_model(tiny, converted):
 def test_generation_config_stops_at_the_templates_end_of_turn(converted):
     from transformers import AutoTokenizer, GenerationConfig
 
-    from tunesmith.models.gguf_import import end_of_turn_ids
-    from tunesmith.train.artifacts import end_of_turn_ids as training_end_of_turn_ids
+    from tunesmith.tokenize import end_of_turn_ids
 
     out, _ = converted
     tok = AutoTokenizer.from_pretrained(str(out))
     expected = [tok.convert_tokens_to_ids("</s>"), tok.convert_tokens_to_ids("<|im_end|>")]
     assert GenerationConfig.from_pretrained(str(out)).eos_token_id == expected
-    assert end_of_turn_ids(tok) == training_end_of_turn_ids(tok) == expected  # what training trains to emit
+    assert end_of_turn_ids(tok) == expected  # what training trains to emit
     info = json.loads((out / "tunesmith_gguf.json").read_text())
     assert info["architecture"] == "llama" and info["quantization"] == {"F32": 20} and info["max_abs_diff"] == 0.0
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith.train.artifacts import end_of_turn_ids
+from tunesmith.tokenize import end_of_turn_ids
 
 from tiny import build_tokenizer
 

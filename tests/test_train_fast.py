@@ -11,7 +11,7 @@ import torch
 from tunesmith.errors import ConfigError
 from tunesmith.tokenize import Collator
 from tunesmith.train import lmloss, run, speed, varlen
-from tunesmith.train.precision import Precision
+from tunesmith.models.precision import Precision
 
 from test_train import CHATML, losses, make_config
 from tiny import build_model, build_tokenizer
@@ -167,7 +167,7 @@ def test_fast_training_keeps_the_loss_curve(base, tmp_path):
 
 def test_tokenization_reuses_the_audits_encodings(base, tmp_path):
     from tunesmith import data, tokenize
-    from tunesmith.data import audit
+    from tunesmith import audit
     from tunesmith.tokenize import chat
 
     cfg = make_config(base, tmp_path)

@@ -9,6 +9,8 @@ traceback to a file, prints one line saying where, and exits :data:`EXIT_INTERNA
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -68,3 +70,12 @@ class DataError(TunesmithError):
             head += f" out of {total_rows}"
         tail = "(set on_bad_rows: skip to drop them; every skipped row is written to rejected_rows.jsonl)"
         super().__init__("\n".join([head + ":", *lines, tail]))
+
+
+def did_you_mean(word: str, options: Iterable[str], cutoff: float = 0.6) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``options`` to ``word``, or ``""``: the one hint
+    every "unknown name" message in tunesmith uses."""
+    import difflib
+
+    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=cutoff)
+    return f" (did you mean '{match[0]}'?)" if match else ""

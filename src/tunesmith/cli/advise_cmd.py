@@ -61,15 +61,13 @@ def _read_answers(path: str) -> dict[str, Any]:
         raise AdviseError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise AdviseError(f"{path}: answers must be a mapping of key: answer")
+    from tunesmith.errors import did_you_mean
     from tunesmith.plan.advise import questions
 
     known = {q["key"] for q in questions()}
     for key in data:
         if key not in known:
-            import difflib
-
-            match = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f" (did you mean '{match[0]}'?)" if match else ""
+            hint = did_you_mean(key, sorted(known))
             raise AdviseError(f"{path}: {key}: unknown question{hint}; known: {', '.join(sorted(known))}")
     return data
 

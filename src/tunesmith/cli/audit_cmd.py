@@ -24,7 +24,7 @@ def audit(
     import json
 
     from tunesmith.config import config_from_dict, load_config
-    from tunesmith.data.audit import run
+    from tunesmith.audit import run
     from tunesmith.errors import ConfigError
 
     if fail_on not in (None, "error", "warning", "never"):
@@ -37,7 +37,7 @@ def audit(
         config = config_from_dict(raw, set_, source="<command line>")
         report = run(config, tokenize=model is not None)
     if html is not None:
-        from tunesmith.data.audit.render import to_html
+        from tunesmith.audit.render import to_html
 
         html.write_text(to_html(report), "utf-8")
     if as_json:
@@ -45,7 +45,7 @@ def audit(
     else:
         from rich.console import Console
 
-        from tunesmith.data.audit.render import print_report
+        from tunesmith.audit.render import print_report
 
         print_report(report, Console(highlight=False, soft_wrap=False))
     if report.fails(fail_on or config.audit.fail_on):  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ def inspect(
     import json
     from typing import get_args
 
-    from tunesmith.config.aliases import did_you_mean
+    from tunesmith.errors import did_you_mean
     from tunesmith.config.schema import DataType
     from tunesmith.data.summary import inspect_path
     from tunesmith.errors import ConfigError

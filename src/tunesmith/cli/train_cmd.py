@@ -41,6 +41,10 @@ def train(
         if cfg.report_to == "wandb" and value:
             os.environ.setdefault(var, value)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO and GKD come from trl.experimental by choice
+    if quiet:  # the CLI (not the library) silences transformers' weight-loading bars
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     result = run(cfg, resume=resume, overwrite=overwrite, quiet=quiet, say=typer.echo)
     if result.status == "unchanged":
         typer.echo(f"model: {result.model_dir}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from functools import cache
 from typing import Any
 
@@ -76,6 +75,3 @@ def canonicalize(raw: dict[str, Any], level: str, where: str = "") -> tuple[dict
     return out, origin
 
 
-def did_you_mean(word: str, options: list[str]) -> str:
-    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""

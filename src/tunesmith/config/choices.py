@@ -103,7 +103,7 @@ def allowed(key: str) -> tuple[str, ...] | None:
 
 def check(key: str, value: str) -> str:
     """``value`` when ``key`` accepts it; else a ValueError listing the choices, with a did-you-mean."""
-    from tunesmith.config.aliases import did_you_mean
+    from tunesmith.errors import did_you_mean
 
     options = allowed(key)
     if options is None or value in options:

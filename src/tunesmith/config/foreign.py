@@ -8,6 +8,8 @@ entry for one written value; ``migrate.py`` walks a whole file.
 
 from __future__ import annotations
 
+from tunesmith.errors import did_you_mean
+
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -178,10 +180,7 @@ def _template(name: str, key: str, value: Any, context: dict[str, Any]) -> Outco
     if entry is None:
         if value == "tokenizer_default" or str(value).endswith(".jinja") or key == "chat_template":
             return Outcome(sets={"chat_template": (value, ())})
-        import difflib
-
-        hint = difflib.get_close_matches(str(value), list(known), n=1)
-        tip = f" (did you mean '{hint[0]}'?)" if hint else ""
+        tip = did_you_mean(value, known)
         return Outcome(error=f"unknown template name {value!r}{tip}; known: {', '.join(known)}; or set "
                              "chat_template to tokenizer_default, a tunesmith built-in name or a .jinja file")
     if "refuse" in entry:

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ValidationError
 
 from tunesmith.config import llamafactory, migrate
 from tunesmith.config.aliases import (
-    KeyProblem, alias_table, canonical_key, canonicalize, did_you_mean, translate_value,
+    KeyProblem, alias_table, canonical_key, canonicalize, translate_value,
 )
 from tunesmith.config.schema import EVAL_TASK_TAGS, Config, DatasetSpec
 from tunesmith.config.yaml_lines import line_of
 from tunesmith.config.yaml_load import read_yaml
-from tunesmith.errors import ConfigError
+from tunesmith.errors import ConfigError, did_you_mean
 
 _DATASET_LISTS = ("datasets", "eval_datasets", "test_datasets")
 _KEYED_MESSAGE = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)

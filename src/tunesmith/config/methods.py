@@ -4,7 +4,8 @@ comparing method names."""
 
 from __future__ import annotations
 
-import difflib
+from tunesmith.errors import did_you_mean
+
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -48,9 +49,7 @@ def method_spec(name: str) -> MethodSpec:
 
 def unknown_method(name: str) -> str:
     names = list(methods())
-    match = difflib.get_close_matches(str(name), names, n=1)
-    hint = f" (did you mean '{match[0]}'?)" if match else ""
-    return f"must be one of {', '.join(names)} (got {name!r}){hint}"
+    return f"must be one of {', '.join(names)} (got {name!r}){did_you_mean(name, names)}"
 
 
 def methods_for_records(kind: str) -> list[str]:

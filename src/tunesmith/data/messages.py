@@ -13,7 +13,7 @@ import contextlib
 import json
 from typing import Any
 
-from tunesmith.config.aliases import did_you_mean
+from tunesmith.errors import did_you_mean
 from tunesmith.data import rowcheck
 from tunesmith.data.records import ROLES, Message, ToolCall
 from tunesmith.data.rows import FUNCTION_CALL, FieldError, ParseContext, got, structured, weight

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunesmith.config.aliases import did_you_mean
+from tunesmith.errors import did_you_mean
 from tunesmith.config.methods import methods
 from tunesmith.config.schema import DatasetSpec
 from tunesmith.data import rowcheck

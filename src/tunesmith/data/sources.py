@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from tunesmith.config import refs
 from tunesmith.config.schema import DatasetSpec
 from tunesmith.data import hub
 from tunesmith.data.readers import READERS, DataSourceError, RawRow, digest_files, folder_files, read_file
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
 def looks_like_hub_id(path: str) -> bool:
-    """``org/name`` or ``name``, not a file name with a data suffix."""
-    return bool(_HUB_ID.match(path)) and Path(path).suffix.lower() not in READERS
+    """A dataset hub id: ``config.refs.looks_like_hub_id`` with the readers' file suffixes excluded."""
+    return refs.looks_like_hub_id(path, READERS)
 
 
 def open_rows(spec: DatasetSpec) -> tuple[Iterator[RawRow], str]:

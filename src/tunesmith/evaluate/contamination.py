@@ -67,8 +67,8 @@ def _texts(record: Record) -> tuple[str, str]:
 def check(config: Config, tasks: dict[str, Sequence[Record]]) -> ContaminationReport:
     """Compare every eval row of ``tasks`` with the training data; ``fail`` raises ``DataError``."""
     from tunesmith.data import ingest
-    from tunesmith.data.audit.guidelines import load_guidelines
-    from tunesmith.data.audit.minhash import near_duplicates
+    from tunesmith.audit.guidelines import load_guidelines
+    from tunesmith.audit.minhash import near_duplicates
 
     settings = config.contamination
     threshold = settings.threshold or config.audit.near_duplicate_threshold

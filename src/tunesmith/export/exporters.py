@@ -15,6 +15,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.export import gguf_writer, ollama
 from tunesmith.export.checks import Check, logits_check, stops_check, template_check, tokenizer_check
 from tunesmith.export.source import Source, logits, probes, render_conversation
+from tunesmith.errors import did_you_mean
 
 HF_TOLERANCE = 1e-4  # float32 weights written as they are: only the adapter fold's rounding (~1e-6) remains
 
@@ -219,13 +220,9 @@ EXPORTERS: dict[str, Exporter] = {"hf": HfExporter(), "gguf": GgufExporter(), "o
 
 
 def exporter(name: str) -> Exporter:
-    import difflib
-
     if name in EXPORTERS:
         return EXPORTERS[name]
-    hint = difflib.get_close_matches(name, list(EXPORTERS), n=1)
-    raise TunesmithError(f"--format {name}: not one of {', '.join(EXPORTERS)}"
-                         + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+    raise TunesmithError(f"--format {name}: not one of {', '.join(EXPORTERS)}{did_you_mean(name, EXPORTERS)}")
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> Path:

@@ -49,7 +49,7 @@ class Source:
 
     def end_of_turn(self) -> list[int]:
         """The ids training put after every assistant reply (EOS and the template's turn closer)."""
-        from tunesmith.train.artifacts import end_of_turn_ids
+        from tunesmith.tokenize import end_of_turn_ids
 
         return end_of_turn_ids(self.tokenizer)
 
@@ -91,15 +91,16 @@ def render_conversation(tokenizer: Any, system_prompt: str | None) -> str:
 
 def resolve(path: Path) -> Source:
     """The model folder in ``path`` (itself, merged/, model/ or run/model/) with its tokenizer and config."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     from tunesmith import infer
     from tunesmith.errors import TunesmithError
+    from tunesmith.tokenize import load_saved
 
     folder = infer.resolve_model_dir(path, prefer=PREFER)
     info = infer.info(folder)
     kind = "adapter" if (folder / "adapter_config.json").is_file() else "full"
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer = load_saved(folder)
     if not tokenizer.chat_template:
         raise TunesmithError(f"{folder}: the tokenizer has no chat template; an export without one would not "
                              "render prompts as training did - export a model tunesmith trained with a chat_template")

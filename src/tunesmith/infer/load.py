@@ -100,19 +100,16 @@ def _model(path: str, what: str, trust_remote_code: bool = False) -> Any:
 
 
 def _tokenizer(path: str, trust_remote_code: bool = False) -> Any:
-    from transformers import AutoTokenizer
+    from tunesmith.tokenize import load_saved
 
-    try:
-        return AutoTokenizer.from_pretrained(path, **({"trust_remote_code": True} if trust_remote_code else {}))
-    except (OSError, ValueError) as exc:
-        raise TunesmithError(f"{path}: cannot load the tokenizer: {str(exc).splitlines()[0]}") from None
+    return load_saved(path, trust_remote_code)
 
 
 def stop_ids(folder: Path, tokenizer: Any) -> list[int]:
     """EOS ids of the folder's generation config plus the template's end-of-turn tokens."""
     from transformers import GenerationConfig
 
-    from tunesmith.train.artifacts import end_of_turn_ids
+    from tunesmith.tokenize import end_of_turn_ids
 
     ids: list[int] = []
     if (folder / "generation_config.json").is_file():

@@ -99,9 +99,8 @@ def run_peft(plan: Plan, out: Path) -> MergeResult:
     from peft import PeftModel
 
     from tunesmith import infer
-    from transformers import AutoTokenizer
-
     from tunesmith.merge.run import TOLERANCE, _compare, _logits
+    from tunesmith.tokenize import load_saved
     from tunesmith.train.artifacts import save_result
     from tunesmith.train.model import load_pretrained
 
@@ -121,7 +120,7 @@ def run_peft(plan: Plan, out: Path) -> MergeResult:
     for name in names:
         model.delete_adapter(name)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(plan.sources[0].folder))
+    tokenizer = load_saved(plan.sources[0].folder)
     ids = [infer.prompt_ids(tokenizer, p, plan.system_prompt) for p in plan.probes]
     expected = _logits(model, ids)  # the combined adapter, before folding changes the base weights
     save_result(model.merge_and_unload(), tokenizer, out, plan.info())
@@ -158,10 +157,10 @@ def _dtype(model_dir: str) -> str:
 
 def _finish(plan: Plan, out: Path) -> None:
     """tunesmith's files next to mergekit's weights: tokenizer, template, generation config, model info."""
-    from transformers import AutoTokenizer
+    from tunesmith.tokenize import load_saved
 
     first = plan.sources[0].folder
-    tokenizer = AutoTokenizer.from_pretrained(str(first))
+    tokenizer = load_saved(first)
     tokenizer.save_pretrained(out)
     if tokenizer.chat_template:
         (out / "chat_template.jinja").write_text(tokenizer.chat_template, "utf-8")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -11,6 +10,7 @@ from typing import Any
 import yaml
 
 from tunesmith.errors import TunesmithError
+from tunesmith.errors import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,4 @@ def method(name: str) -> MergeMethod:
     table = methods()
     if name in table:
         return table[name]
-    hint = difflib.get_close_matches(name, list(table), n=1)
-    raise TunesmithError(f"--method '{name}' is not a merge method ({', '.join(table)})"
-                         + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+    raise TunesmithError(f"--method '{name}' is not a merge method ({', '.join(table)}){did_you_mean(name, table)}")

@@ -84,7 +84,9 @@ def _load_config(path: Path) -> Config:
 
 def check_compatible(sources: list[Source]) -> None:
     """Refuse, before any work, sources that cannot be merged tensor by tensor or share no tokenizer."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
+
+    from tunesmith.tokenize import load_saved
 
     shapes = {s.label: _shape(AutoConfig.from_pretrained(s.architecture_dir).to_dict()) for s in sources}
     first = sources[0].label
@@ -95,7 +97,7 @@ def check_compatible(sources: list[Source]) -> None:
             raise TunesmithError(f"cannot merge {first} and {label}: different architectures ({detail}); "
                                  "only fine-tunes of one base model can be merged - retrain one of them from the "
                                  "other's base")
-    tokenizers = {s.label: AutoTokenizer.from_pretrained(str(s.folder)) for s in sources}
+    tokenizers = {s.label: load_saved(s.folder) for s in sources}
     for label, tok in tokenizers.items():
         if _vocabulary(tok) != _vocabulary(tokenizers[first]):
             raise TunesmithError(f"cannot merge {first} and {label}: different tokenizers (vocabulary, merges or "

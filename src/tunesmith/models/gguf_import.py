@@ -137,6 +137,10 @@ def save_plain(model: Any, tokenizer: Any, out: Path) -> None:
         raise GGUFError(f"converting: weights do not match the {type(plain).__name__} layout "
                         f"(missing {sorted(set(result.missing_keys) - tied)[:5]}, unexpected {result.unexpected_keys[:5]})")
     plain.generation_config = copy.deepcopy(model.generation_config)
+    # the ids training stops on (tokenize's rule; imported here, when a conversion runs, because
+    # tokenize itself resolves GGUF references through this package)
+    from tunesmith.tokenize import end_of_turn_ids
+
     eot = end_of_turn_ids(tokenizer)
     plain.generation_config.eos_token_id = eot if len(eot) > 1 else (eot[0] if eot else None)
     if tokenizer.pad_token_id is not None:
@@ -153,22 +157,6 @@ def _is_tied(model: Any, key: str) -> bool:
     out = model.get_output_embeddings()
     return bool(model.config.tie_word_embeddings and out is not None and key.startswith("lm_head")
                 and out.weight is model.get_input_embeddings().weight)
-
-
-def end_of_turn_ids(tokenizer: Any) -> list[int]:
-    """EOS, then the special token the chat template closes an assistant turn with (``<|im_end|>``...)."""
-    ids = [int(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else []
-    if not tokenizer.chat_template:
-        return ids
-    reply = "4f1c9e"  # a reply no template alters
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": reply}],
-                                         tokenize=False)
-    tail = text[text.rindex(reply) + len(reply):]
-    specials = {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
-    closer = next((i for i in tokenizer(tail, add_special_tokens=False)["input_ids"] if i in specials), None)
-    if closer is not None and closer not in ids:
-        ids.append(int(closer))
-    return ids
 
 
 def verify(reference: Any, tokenizer: Any, folder: Path) -> tuple[float, int]:

@@ -6,7 +6,6 @@ and, when the outcome involves training, builds a starter config for ``tunesmith
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 
 from tunesmith.errors import TunesmithError
+from tunesmith.errors import did_you_mean
 
 
 class AdviseError(TunesmithError):
@@ -61,8 +61,7 @@ def check_answer(question: dict[str, Any], value: Any, where: str) -> str:
         return text
     if value is None:
         raise AdviseError(f"{where}{key}: missing (one of {', '.join(choices)})")
-    match = difflib.get_close_matches(text, choices, n=1, cutoff=0.5)
-    hint = f" (did you mean '{match[0]}'?)" if match else ""
+    hint = did_you_mean(text, choices, 0.5)
     raise AdviseError(f"{where}{key}: {value!r} is not one of {', '.join(choices)}{hint}")
 
 

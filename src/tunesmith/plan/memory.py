@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tunesmith.config.methods import method_spec
 from tunesmith.plan.activations import layer_bytes_per_token, residual_bytes
 from tunesmith.plan.adapters import Trainable
 from tunesmith.plan.shapes import ModelShape, PlanError
@@ -122,7 +123,8 @@ def _param_bytes(setup: Setup) -> float:
 def activations(shape: ModelShape, train: Trainable, setup: Setup) -> list[Component]:
     """What the forward pass keeps for backward on the longest batch: layer activations, the
     16-bit weight copies autocast saves, and the vocabulary-sized loss tensors."""
-    seqs = setup.micro_batch * (2 if setup.method == "dpo" else 1)  # DPO: chosen and rejected in one batch
+    spec = method_spec(setup.method)
+    seqs = setup.micro_batch * (2 if spec.rows == "preference" else 1)  # pairs: chosen and rejected in one batch
     tokens = seqs * (setup.seq_len + (setup.num_virtual_tokens if setup.adapter == "prompt" else 0))
     per_layer = layer_bytes_per_token(shape, train, setup)
     rd = residual_bytes(setup)
@@ -139,7 +141,7 @@ def activations(shape: ModelShape, train: Trainable, setup: Setup) -> list[Compo
         block = 0 if setup.weights in ("nf4", "int8") else layers * sum(m.in_features * m.out_features for m in shape.linear)
         out.append(Component("weight_copies", 2 * (block + shape.vocab * shape.hidden),
                              "16-bit copies of the matmul weights autocast keeps for backward"))
-    copies = assumptions()["logits_copies"][setup.method]
+    copies = assumptions()["logits_copies"]["reward" if spec.model == "reward" else spec.rows]
     out.append(Component("logits", tokens * shape.vocab * 4 * copies, f"{tokens:,} tokens x {shape.vocab:,} x {copies} fp32"))
     return out
 
@@ -155,11 +157,15 @@ def estimate(shape: ModelShape, train: Trainable, setup: Setup) -> MemoryEstimat
     parts.append(Component("gradients", train.trainable * pbytes, f"{train.trainable:,} x {pbytes:g} B", sharded=True))
     optim, notes = optimizer_state(shape, train, setup)
     parts.append(optim)
-    if setup.method == "dpo" and setup.adapter == "none":
-        parts.append(Component("reference", weights.bytes, "a frozen copy of the model (DPO, full fine-tuning)",
-                               sharded=True))
-    elif setup.method == "dpo":
-        notes.append("DPO reference = the base with the adapter disabled: no second copy")
+    spec = method_spec(setup.method)
+    if spec.reference and setup.adapter == "none":
+        parts.append(Component("reference", weights.bytes, f"a frozen copy of the model ({setup.method}, full "
+                               "fine-tuning)", sharded=True))
+    elif spec.reference:
+        notes.append(f"{setup.method} reference = the base with the adapter disabled: no second copy")
+    if spec.teacher:
+        parts.append(Component("teacher", weights.bytes, "the teacher model, frozen (assumed the student's size: "
+                               "it shares the student's tokenizer)", sharded=True))
     parts += activations(shape, train, setup)
     parts.append(Component("runtime", assumptions()["runtime_gib"][setup.device] * GIB,
                            "CUDA context" if setup.device == "gpu" else "Python + torch + libraries (measured)"))

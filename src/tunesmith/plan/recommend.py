@@ -1,7 +1,7 @@
 """Method and adapter recommendation from the data (kind, size) and the device's memory.
 
 Rules are data (``recommend.yaml``); the memory check is the plan's own estimate, and the
-hyperparameters are what ``train`` would resolve (``train/defaults.yaml``) for the choice.
+hyperparameters are what ``train`` would resolve (``config/defaults.yaml``) for the choice.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def size_rule(kind: str, rows: int, tokens: int) -> dict[str, Any]:
 
 
 def recommend(config: Config, shape: ModelShape, stats: DataStats, device: Device, options: Any) -> Recommendation:
-    from tunesmith.train.defaults import resolve
+    from tunesmith.config.defaults import resolve
 
     table = rules()
     task = table["method"][stats.kind]
@@ -90,7 +90,7 @@ def _checkpointing(config: Config, adapter: str, forced: bool | None) -> bool:
 def _peak(config: Config, shape: ModelShape, stats: DataStats, device: Device, options: Any, adapter: str,
           checkpointing: bool | None) -> float:
     from tunesmith.plan.run import adapter_settings, setup_for
-    from tunesmith.train.defaults import resolve
+    from tunesmith.config.defaults import resolve
 
     candidate = config.model_copy(update={"adapter": adapter})
     resolved = resolve(candidate, stats.rows).values

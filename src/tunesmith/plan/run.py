@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from tunesmith.config.methods import method_spec
 from tunesmith.config import Config
 from tunesmith.plan.adapters import AdapterSettings, Trainable, trainable
 from tunesmith.plan.device import Device, local_device, named_gpu
@@ -78,7 +79,7 @@ def run(config: Config, options: PlanOptions | None = None, redirects: dict[str,
     redirects = redirects or {}
     shape = model_shape(config.base_model, redirects)
     from tunesmith.plan.recommend import recommend
-    from tunesmith.train.defaults import resolve  # the values train would use (imports the train stage)
+    from tunesmith.config.defaults import resolve  # the values train would use (imports the train stage)
 
     stats = data_stats(config, redirects.get(config.base_model, config.base_model), assumptions()["chars_per_token"])
     resolved = resolve(config, stats.rows)
@@ -112,7 +113,7 @@ def adapter_settings(config: Config, resolved: dict[str, Any], adapter: str | No
 
 def setup_for(config: Config, device: Device, stats: DataStats, resolved: dict[str, Any], options: PlanOptions,
               adapter: str | None = None, checkpointing: bool | None = None) -> Setup:
-    """The run as `train` would do it on ``device`` (see train/run.py, train/model.py, train/precision.py)."""
+    """The run as `train` would do it on ``device`` (see train/run.py, train/model.py, models/precision.py)."""
     adapter = adapter or config.adapter
     weights = options.weights or ("nf4" if adapter == "qlora" else "fp32")  # train/model.py loads fp32 / nf4
     if weights not in WEIGHT_DTYPES:
@@ -138,7 +139,7 @@ def _mixed(config: Config, device: Device, weights: str) -> bool:
         return False
     if device.kind == "gpu":
         return True  # bf16, or fp16 with loss scaling where the GPU lacks bf16
-    from tunesmith.train.precision import choose
+    from tunesmith.models.precision import choose
 
     return choose(config.bf16).bf16
 
@@ -160,10 +161,11 @@ def _time(config: Config, shape: ModelShape, setup: Setup, stats: DataStats, dev
     mfu = options.mfu or mfu_table.get(setup.adapter, mfu_table["default"])
     if not 0 < mfu <= 1:
         raise PlanError(f"--mfu: must be in (0, 1] (got {mfu})")
-    context = stats.slots / max(1, stats.rows) / (2 if setup.method == "dpo" else 1)
+    spec = method_spec(setup.method)
+    context = stats.slots / max(1, stats.rows) / (2 if spec.rows == "preference" else 1)
     price = options.price_per_hour if options.price_per_hour is not None else config.hardware.price_per_hour
     return estimate_time(shape, tokens, context / 2, setup.adapter == "none", setup.gradient_checkpointing,
-                         setup.method == "dpo", device.peak_tflops, setup.gpus, mfu, price)
+                         spec.reference or spec.teacher, device.peak_tflops, setup.gpus, mfu, price)
 
 
 def _notes(config: Config, setup: Setup, stats: DataStats, device: Device, memory: MemoryEstimate) -> list[str]:

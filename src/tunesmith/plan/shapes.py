@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from tunesmith.config.refs import looks_like_hub_id
 from tunesmith.errors import TunesmithError
 
 
@@ -123,7 +124,7 @@ def read_model_config(base_model: str, redirects: dict[str, str]) -> tuple[dict[
     if gguf_source(base_model) is not None:  # a GGUF file or catalogue name: its converted folder (once, cached)
         folder = resolve(base_model)
         return _json(Path(folder) / "config.json", base_model), f"converted GGUF ({folder})"
-    if path.exists() or base_model.startswith((".", "/")) or base_model.count("/") > 1:
+    if not looks_like_hub_id(base_model):
         raise PlanError(f"base_model: {base_model}: no such model folder (the plan reads its config.json)")
     cached = cached_snapshot(base_model)
     if cached is not None:
@@ -163,7 +164,7 @@ def _json(path: Path, name: str) -> dict[str, Any]:
 
 def cached_snapshot(repo_id: str) -> Path | None:
     """The newest Hugging Face cache snapshot folder of ``repo_id`` holding a config.json (no network)."""
-    if repo_id.count("/") != 1 or Path(repo_id).exists():
+    if repo_id.count("/") != 1 or not looks_like_hub_id(repo_id):
         return None
     home = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface")) / "hub")
     snapshots = home / f"models--{repo_id.replace('/', '--')}" / "snapshots"

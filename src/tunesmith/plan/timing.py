@@ -50,7 +50,7 @@ def flops_per_token(shape: ModelShape, context: float, full: bool, checkpointing
         words.append("2N + A (gradient checkpointing)")
     if dpo:
         total += forward
-        words.append("2N + A (reference forward)")
+        words.append("2N + A (reference or teacher forward)")
     return total, " + ".join(words)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunesmith.config.methods import method_spec
 from tunesmith.config import Config
 from tunesmith.errors import ConfigError
 
@@ -69,7 +70,12 @@ def tokenizer_folder(base_model: str) -> str | None:
 
 def from_tokenized(config: Config, tok: Any, kind: str) -> DataStats:
     b = config.micro_batch_size
-    if config.method == "dpo":
+    rows_kind = method_spec(config.method).rows
+    if rows_kind == "kto":
+        lengths = [min(len(r["prompt_ids"]) + len(r["completion_ids"]), config.sequence_len) for r in tok.train]
+        return DataStats(len(lengths), sum(lengths), _slots(lengths, b), max(lengths, default=0), "tokenized", kind,
+                         b > 1)
+    if rows_kind == "preference":
         lengths = [max(len(r["prompt_ids"]) + len(r["chosen_ids"]), len(r["prompt_ids"]) + len(r["rejected_ids"]))
                    for r in tok.train]
         lengths = [min(n, config.sequence_len) for n in lengths]

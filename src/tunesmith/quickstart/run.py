@@ -79,8 +79,8 @@ def run(options: QuickstartOptions, say: Callable[[str], None] = print) -> Quick
     out = options.out_dir
     prepare_out_dir(out)  # before the heavy imports: a wrong --out fails at once
     from tunesmith import evaluate, merge, train
-    from tunesmith.data import audit
-    from tunesmith.data.audit.render import to_html
+    from tunesmith import audit
+    from tunesmith.audit.render import to_html
     from tunesmith.quickstart import base, report, summary, workspace
 
     (out / MARKER).write_text(json.dumps({"status": "running"}), "utf-8")

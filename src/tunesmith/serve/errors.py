@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tunesmith.errors import did_you_mean
+
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -35,9 +37,6 @@ _TYPES = {401: "authentication_error", 404: "not_found_error", 413: "invalid_req
 
 
 def not_found(name: str, known: list[str]) -> APIError:
-    import difflib
-
-    hint = difflib.get_close_matches(name, known, n=1)
-    extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+    extra = did_you_mean(name, known)
     return APIError(404, f"The model '{name}' does not exist; served: {', '.join(known)}{extra}",
                     param="model", code="model_not_found")

@@ -151,9 +151,9 @@ class Models:
 
 
 def _tokenizer(folder: Path) -> Any:
-    from transformers import AutoTokenizer
+    from tunesmith.tokenize import load_saved
 
-    return AutoTokenizer.from_pretrained(str(folder))
+    return load_saved(folder)
 
 
 def _default_name(given: Path, folder: Path) -> str:

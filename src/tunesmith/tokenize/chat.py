@@ -182,3 +182,17 @@ class EncodeMemo:
         if found is None:
             found = self._done[key] = encode_chat(messages, tokenizer, **options)
         return found
+
+
+def end_of_turn_ids(tokenizer: Any) -> list[int]:
+    """EOS plus the turn-closing tokens the tokenization engine trains after an assistant reply:
+    the ids generation must stop on (generation configs, the server, exports, GGUF conversion)."""
+    ids: list[int] = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(int(tokenizer.eos_token_id))
+    if tokenizer.chat_template:
+        enc = encode_chat([Message("user", "hi"), Message("assistant", "ok")], tokenizer)
+        start, end = enc.spans[-1]
+        closing = closer_ids(tokenizer)
+        ids += [int(t) for t in dict.fromkeys(enc.input_ids[start:end]) if t in closing and t not in ids]
+    return ids

@@ -6,14 +6,13 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunesmith.errors import ConfigError
+from tunesmith.errors import ConfigError, TunesmithError, did_you_mean
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -37,8 +36,7 @@ def template_text(chat_template: str) -> str | None:
     if path.is_file():
         return path.read_text("utf-8")
     names = builtin_templates()
-    hint = difflib.get_close_matches(chat_template, names, n=1)
-    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+    suggestion = did_you_mean(chat_template, names)
     raise ConfigError(
         f"chat_template: '{chat_template}' is neither a built-in template ({', '.join(names)}), "
         f"'{DEFAULT_TEMPLATE}', nor an existing .jinja file{suggestion}"
@@ -75,6 +73,17 @@ def load_tokenizer(
         tokenizer.chat_template = text
     set_special_tokens(tokenizer, special_tokens)
     return tokenizer
+
+
+def load_saved(folder: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The tokenizer of a saved model folder (or hub id) exactly as saved: its own template and
+    special tokens. The one loader for artifacts (``load_tokenizer`` is for a run's base model)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), **({"trust_remote_code": True} if trust_remote_code else {}))
+    except (OSError, ValueError) as exc:
+        raise TunesmithError(f"{folder}: cannot load the tokenizer: {str(exc).splitlines()[0]}") from None
 
 
 def set_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: Any) -> None:

@@ -6,23 +6,6 @@ from pathlib import Path
 from typing import Any
 
 
-def end_of_turn_ids(tokenizer: Any) -> list[int]:
-    """EOS plus the turn-closing tokens the tokenization engine trains after an assistant reply."""
-    from tunesmith.data.records import Message
-    from tunesmith.tokenize import encode_chat
-    from tunesmith.tokenize.tokenizer import closer_ids
-
-    ids: list[int] = []
-    if tokenizer.eos_token_id is not None:
-        ids.append(int(tokenizer.eos_token_id))
-    if tokenizer.chat_template:
-        enc = encode_chat([Message("user", "hi"), Message("assistant", "ok")], tokenizer)
-        start, end = enc.spans[-1]
-        closing = closer_ids(tokenizer)
-        ids += [int(t) for t in dict.fromkeys(enc.input_ids[start:end]) if t in closing and t not in ids]
-    return ids
-
-
 MODEL_INFO = "tunesmith_model.json"
 
 
@@ -60,6 +43,8 @@ def _generation_config(model: Any, tokenizer: Any) -> Any:
     base = model.get_base_model() if isinstance(model, PeftModel) else model
     own = getattr(base, "generation_config", None)  # a reward model (sequence classifier) has none
     gen = GenerationConfig.from_dict(own.to_dict()) if own else GenerationConfig()
+    from tunesmith.tokenize import end_of_turn_ids
+
     eot = end_of_turn_ids(tokenizer)
     gen.eos_token_id = eot if len(eot) > 1 else (eot[0] if eot else None)
     gen.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eot[0] if eot else None)

@@ -18,17 +18,18 @@ from transformers import PrinterCallback
 
 from tunesmith.config import Config
 from tunesmith.errors import ConfigError
-from tunesmith.train.defaults import Resolved
+from tunesmith.config.defaults import Resolved
 
 
 def check_shared_tokenizer(student: Any, teacher_path: str) -> None:
     """Raise a ConfigError unless the teacher's tokenizer has the student's vocabulary."""
-    from transformers import AutoTokenizer
+    from tunesmith.errors import TunesmithError
+    from tunesmith.tokenize import load_saved
 
     try:
-        teacher = AutoTokenizer.from_pretrained(teacher_path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"teacher_model: cannot load a tokenizer from '{teacher_path}': {exc}") from None
+        teacher = load_saved(teacher_path)
+    except TunesmithError as exc:
+        raise ConfigError(f"teacher_model: {exc}") from None
     mine, theirs = student.get_vocab(), teacher.get_vocab()
     if mine != theirs:
         differ = len(set(mine.items()) ^ set(theirs.items())) // 2 or abs(len(mine) - len(theirs))

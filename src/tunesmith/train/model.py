@@ -13,7 +13,7 @@ import torch
 from tunesmith.config import Config
 from tunesmith.config.methods import method_spec
 from tunesmith.errors import TunesmithError
-from tunesmith.train.defaults import Resolved
+from tunesmith.config.defaults import Resolved
 
 log = logging.getLogger("tunesmith.train")
 

@@ -12,7 +12,7 @@ from typing import Any
 from transformers import PrinterCallback
 
 from tunesmith.config import Config
-from tunesmith.train.defaults import Resolved
+from tunesmith.config.defaults import Resolved
 from tunesmith.train.trainers import reference_model
 
 _KTO_COLUMNS = {"prompt_ids", "completion_ids", "label"}

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from tunesmith.config import Config
-from tunesmith.config.aliases import did_you_mean
+from tunesmith.errors import did_you_mean
 from tunesmith.config.loader import located
 from tunesmith.errors import ConfigError
 
@@ -138,8 +138,8 @@ def check_target_modules(config: Config) -> None:
 def check_training_arguments(config: Config) -> None:
     """Build the transformers / TRL arguments once now: what they reject is a config error."""
     from tunesmith.train import trainers
-    from tunesmith.train.defaults import resolve
-    from tunesmith.train.precision import choose
+    from tunesmith.config.defaults import resolve
+    from tunesmith.models.precision import choose
 
     has_eval = bool(config.eval_datasets) or config.val_set_size > 0
     resolved = resolve(config, 0)

@@ -8,7 +8,6 @@ fingerprints -> train -> save ``model/`` atomically -> record the attempt in run
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -71,13 +70,9 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
 def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, tokenizer: Any, quiet: bool,
                        say: Callable[[str], None], extra_callbacks: list[Any]) -> TrainResult:
     from tunesmith import data, tokenize
-    from tunesmith.train.defaults import resolve
-    from tunesmith.train.precision import choose
+    from tunesmith.config.defaults import resolve
+    from tunesmith.models.precision import choose
 
-    if quiet:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
     dataset = data.run(config)
     memo = tokenize.EncodeMemo()  # the audit's encodings, reused by tokenization
     _audit(config, dataset, tokenizer, say, memo)
@@ -117,7 +112,7 @@ def _base_folder(config: Config) -> str:
 
 
 def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None], memo: Any = None) -> None:
-    from tunesmith.data import audit
+    from tunesmith import audit
 
     report = audit.run(config, data=dataset, tokenizer=tokenizer, memo=memo)
     report.enforce(config.audit.fail_on)

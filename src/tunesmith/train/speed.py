@@ -26,7 +26,7 @@ from tunesmith.config import Config
 from tunesmith.config.methods import method_spec
 from tunesmith.errors import ConfigError
 from tunesmith.train import lmloss, varlen
-from tunesmith.train.precision import Precision, fast_bf16
+from tunesmith.models.precision import Precision, fast_bf16
 
 _NO_WRAPPER_FORWARD = ("prompt", "prefix")  # PEFT methods that change the inputs in the wrapper's forward
 

@@ -15,8 +15,8 @@ from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, Traini
 from tunesmith.config import Config
 from tunesmith.config.methods import method_spec
 from tunesmith.errors import ConfigError
-from tunesmith.train.defaults import Resolved
-from tunesmith.train.precision import Precision
+from tunesmith.config.defaults import Resolved
+from tunesmith.models.precision import Precision
 
 _DPO_COLUMNS = {"prompt_ids", "chosen_ids", "rejected_ids"}
 

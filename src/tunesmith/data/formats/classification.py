@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Set
 from typing import Any
 
-from tunesmith.config.aliases import did_you_mean
+from tunesmith.errors import did_you_mean
 from tunesmith.config.schema import DatasetSpec
 from tunesmith.data.formats.base import Format, has_all
 from tunesmith.data.formats.conversation import row_weight, with_system

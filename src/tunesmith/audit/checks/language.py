@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from tunesmith.data.audit.context import AuditContext
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding
+from tunesmith.audit.context import AuditContext
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding
 
 _LATIN_WORD = re.compile(r"[a-zà-öø-ÿ']+")
 _ANY_WORD = re.compile(r"\w+")

@@ -1,7 +1,7 @@
 """The check registry: every check is a function ``ctx -> Finding | None`` registered by name.
 
 Check names are part of tunesmith's interface (JSON output, ``audit.skip``); each module in
-``tunesmith.data.audit.checks`` registers its checks when imported.
+``tunesmith.audit.checks`` registers its checks when imported.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tunesmith.data.audit.context import AuditContext
-from tunesmith.data.audit.report import Finding
+from tunesmith.audit.context import AuditContext
+from tunesmith.audit.report import Finding
 
 CheckFn = Callable[[AuditContext], "Finding | None"]
 # what a check may need beyond records: exact token lengths, the chat encoder
@@ -46,7 +46,7 @@ def register(name: str, needs: tuple[str, ...] = ()) -> Callable[[CheckFn], Chec
 
 def all_checks() -> dict[str, Check]:
     """Every registered check, by name (imports the checks package on first use)."""
-    package = importlib.import_module("tunesmith.data.audit.checks")
+    package = importlib.import_module("tunesmith.audit.checks")
     for mod in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{package.__name__}.{mod.name}")
     return dict(_REGISTRY)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from tunesmith.data.audit.context import AuditContext
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding
+from tunesmith.audit.context import AuditContext
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding
 
 
 def is_rag(record_fmt: str, meta: dict[str, object]) -> bool:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tunesmith.data.audit.context import AuditContext
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding, location
+from tunesmith.audit.context import AuditContext
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding, location
 
 
 def _preference(ctx: AuditContext) -> list[int]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tunesmith.data.audit.checks.rag import is_rag
-from tunesmith.data.audit.context import AuditContext
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding
+from tunesmith.audit.checks.rag import is_rag
+from tunesmith.audit.context import AuditContext
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding
 
 
 def _norm(text: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 from tunesmith.config.schema import AuditConfig
-from tunesmith.data.audit.context import SPLITS, AuditContext
-from tunesmith.data.audit.minhash import near_duplicates
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding, location
+from tunesmith.audit.context import SPLITS, AuditContext
+from tunesmith.audit.minhash import near_duplicates
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding, location
 
 
 def _keys(ctx: AuditContext, i: int) -> tuple[str, str, str]:

@@ -16,15 +16,16 @@ MAX_EXAMPLES = 5
 
 
 def location(record: Record) -> str:
-    """``file:row`` (1-based row) of a record."""
-    return f"{record.source.file}:{record.source.row}"
+    """Where a record is, in the one format of every message: ``file:line`` where the file has
+    lines, ``file[row N]`` otherwise (``Source.__str__``)."""
+    return str(record.source)
 
 
 @dataclass(frozen=True)
 class Finding:
     """One check that fired: how bad, how many rows, where, what it means, how to fix it.
 
-    ``locations`` keeps every affected row (``file:row``); ``examples`` shows the first five.
+    ``locations`` keeps every affected row (``file:line`` / ``file[row N]``); ``examples`` shows the first five.
     """
 
     check: str

@@ -2,13 +2,13 @@
 
 ``run(config)`` audits a run's datasets (train calls it before spending GPU time);
 ``audit_records(train, eval=..., test=...)`` audits records directly. Each check is a small
-function registered by name in ``tunesmith.data.audit.checks``; thresholds and size
+function registered by name in ``tunesmith.audit.checks``; thresholds and size
 guidelines live in ``guidelines.yaml``.
 """
 
-from tunesmith.data.audit.registry import all_checks
-from tunesmith.data.audit.report import AuditFailed, AuditReport, Finding
-from tunesmith.data.audit.runner import audit_records, run
+from tunesmith.audit.registry import all_checks
+from tunesmith.audit.report import AuditFailed, AuditReport, Finding
+from tunesmith.audit.runner import audit_records, run
 
 
 def check_names() -> list[str]:

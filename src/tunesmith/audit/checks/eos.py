@@ -6,9 +6,9 @@ from collections import Counter
 
 import numpy as np
 
-from tunesmith.data.audit.context import AuditContext, Encoded
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding
+from tunesmith.audit.context import AuditContext, Encoded
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding
 from tunesmith.errors import TunesmithError
 from tunesmith.tokenize.preview import runs
 

@@ -6,9 +6,9 @@ import numpy as np
 from scipy.stats import ks_2samp
 
 from tunesmith.config.schema import Config
-from tunesmith.data.audit.context import AuditContext
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding
+from tunesmith.audit.context import AuditContext
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding
 
 _FATE = {
     "drop": "will be dropped",

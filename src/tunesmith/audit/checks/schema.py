@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from tunesmith.data.audit.context import AuditContext
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding
+from tunesmith.audit.context import AuditContext
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding
 from tunesmith.errors import RowError
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
@@ -22,7 +22,7 @@ def error_kind(error: RowError) -> str:
 
 
 def _where(error: RowError) -> str:
-    return f"{error.source}:{error.row}" if error.row is not None else error.location
+    return error.location  # file:line, or file[row N] where the file has no lines
 
 
 @register("schema")

@@ -8,9 +8,9 @@ from collections import Counter
 
 import numpy as np
 
-from tunesmith.data.audit.context import AuditContext
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding
+from tunesmith.audit.context import AuditContext
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding
 
 _WORD = re.compile(r"\w+")
 _FENCE = re.compile(r"^\s*```", re.MULTILINE)

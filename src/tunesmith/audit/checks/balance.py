@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tunesmith.data.audit.checks.rag import is_rag
-from tunesmith.data.audit.context import AuditContext
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding
+from tunesmith.audit.checks.rag import is_rag
+from tunesmith.audit.context import AuditContext
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding
 
 
 def task_type(ctx: AuditContext) -> str:

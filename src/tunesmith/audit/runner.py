@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from tunesmith.config.schema import Config
-from tunesmith.data.audit.context import SPLITS, AuditContext, LengthFn, TokenHooks, estimate_lengths
-from tunesmith.data.audit.guidelines import load_guidelines
-from tunesmith.data.audit.registry import all_checks, missing_need
-from tunesmith.data.audit.report import AuditReport, Finding
+from tunesmith.audit.context import SPLITS, AuditContext, LengthFn, TokenHooks, estimate_lengths
+from tunesmith.audit.guidelines import load_guidelines
+from tunesmith.audit.registry import all_checks, missing_need
+from tunesmith.audit.report import AuditReport, Finding
 from tunesmith.data.pipeline import DataResult
 from tunesmith.data.records import Record
 from tunesmith.errors import ConfigError, RowError, TunesmithError
@@ -122,7 +122,7 @@ def _ingest(config: Config) -> DataResult:
 
 
 def _hooks(config: Config, tokenizer: Any | None, memo: Any | None = None) -> tuple[TokenHooks | None, str | None]:
-    from tunesmith.data.audit.tokens import TokenizerHooks
+    from tunesmith.audit.tokens import TokenizerHooks
     from tunesmith.tokenize import load_tokenizer
 
     if tokenizer is None:

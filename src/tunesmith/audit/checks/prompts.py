@@ -6,9 +6,9 @@ import os
 import re
 from collections import Counter
 
-from tunesmith.data.audit.context import AuditContext
-from tunesmith.data.audit.registry import register
-from tunesmith.data.audit.report import Finding
+from tunesmith.audit.context import AuditContext
+from tunesmith.audit.registry import register
+from tunesmith.audit.report import Finding
 
 _WORD = re.compile(r"\w+")
 _DIGITS = re.compile(r"\d+")

@@ -29,7 +29,7 @@ class Resolved:
 
 @cache
 def _table() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("tunesmith.train").joinpath("defaults.yaml").read_text("utf-8"))
+    return yaml.safe_load(resources.files("tunesmith.config").joinpath("defaults.yaml").read_text("utf-8"))
 
 
 def resolve(config: Config, train_rows: int) -> Resolved:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunesmith.data.audit.report import AuditReport
+from tunesmith.audit.report import AuditReport
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -85,9 +85,15 @@ def _flash_available(name: str) -> bool:
 
 def load_base(config: Config) -> Any:
     """The base model for the method (quantised for QLoRA / 8-bit); an adapter folder is merged first."""
+    from tunesmith.train.context import scaled_config
+
     kind = method_spec(config.method).model
+    kwargs = load_kwargs(config)
+    scaled = scaled_config(config)
+    if scaled is not None:
+        kwargs["config"] = scaled
     try:
-        return load_pretrained(config.base_model, load_kwargs(config), kind)
+        return load_pretrained(config.base_model, kwargs, kind)
     except (OSError, ValueError) as exc:
         raise ModelError(f"base_model: cannot load '{config.base_model}': {exc}") from None
 

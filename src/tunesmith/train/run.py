@@ -80,7 +80,7 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
         hf_logging.disable_progress_bar()
     dataset = data.run(config)
     memo = tokenize.EncodeMemo()  # the audit's encodings, reused by tokenization
-    _audit(config, dataset, tokenizer, say, memo)
+    audit_stats = _audit(config, dataset, tokenizer, say, memo)
     tok = tokenize.run(config, dataset, tokenizer, memo)
     del memo
     if tok.cache_hit:
@@ -101,13 +101,39 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     say(f"precision: {precision.name} ({precision.reason})")
     for line in resolved.lines():
         say(f"  {line}")
+    lint = _lint(config, resolved.values, tok.stats.get("rows", len(tok.train)), say)
     record = start_record(config, facts, tok.stats, resolved.values)
     record["precision"] = precision.name
+    record["validation"] = dataset.validation
+    record["context"] = _context(config, audit_stats, say)
+    record["lint"] = lint
+    if dataset.validation.get("source") == "default":
+        say(f"validation: {dataset.validation['rows']} rows held out ({dataset.validation['why']})")
     base_folder = _base_folder(config)
     if base_folder != config.base_model:
         record["base_model_folder"] = base_folder
     rundir.update_run(**record)
-    return _train(config, rundir, tok, resolved, precision, plan, quiet, say, extra_callbacks)
+    samples = (dataset.eval or dataset.train, "validation" if dataset.eval else "train")
+    return _train(config, rundir, tok, resolved, precision, plan, quiet, say, extra_callbacks, samples)
+
+
+def _lint(config: Config, values: dict[str, Any], rows: int, say: Callable[[str], None]) -> list[str]:
+    from tunesmith.train import lint
+
+    found = lint.check(config, values, rows)
+    for line in found:
+        say(f"warning: {line}")
+    return found
+
+
+def _context(config: Config, audit_stats: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
+    from tunesmith.train import context
+
+    window = context.of(config)
+    warning = context.length_warning(window, audit_stats)
+    if warning:
+        say(f"warning: {warning}")
+    return window.record(warning)
 
 
 def _base_folder(config: Config) -> str:
@@ -116,7 +142,8 @@ def _base_folder(config: Config) -> str:
     return resolve_base(config.base_model)
 
 
-def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None], memo: Any = None) -> None:
+def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None],
+           memo: Any = None) -> dict[str, Any]:
     from tunesmith.data import audit
 
     report = audit.run(config, data=dataset, tokenizer=tokenizer, memo=memo)
@@ -124,10 +151,12 @@ def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], No
     for finding in report.findings:
         if finding.severity in ("error", "warning"):
             say(f"audit {finding.severity}: {finding.check}: {finding.message}")
+    return report.stats
 
 
 def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: Any, plan: resumes.Plan,
-           quiet: bool, say: Callable[[str], None], extra_callbacks: list[Any]) -> TrainResult:
+           quiet: bool, say: Callable[[str], None], extra_callbacks: list[Any],
+           samples: tuple[Sequence[Any], str] = ((), "train")) -> TrainResult:
     from transformers import set_seed
 
     from tunesmith.train import model as models
@@ -157,6 +186,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
                             CompletionMarker(config.save_total_limit)]
     if not quiet:
         callbacks.append(Progress())
+    callbacks.extend(_sampler(config, samples, tok, logger.write, say))
     callbacks.extend(extra_callbacks)
     args = trainers.common_args(config, resolved, precision, str(rundir.checkpoints), bool(tok.eval), grad_ckpt)
     trainer = _build_trainer(config, model, base, resolved, args, tok, callbacks, speedups)
@@ -173,6 +203,20 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     )
     return TrainResult(rundir.path, rundir.model, "completed", trainer.state.global_step, loss,
                        best, trainable, total, start_from, warnings, trainer.model, tok.tokenizer)
+
+
+def _sampler(config: Config, samples: tuple[Sequence[Any], str], tok: Any, write: Callable[[dict[str, Any]], None],
+             say: Callable[[str], None]) -> list[Any]:
+    """The sample-generations callback (none for methods without chat prompts or ``sample_generations: 0``)."""
+    from tunesmith.train.artifacts import end_of_turn_ids
+    from tunesmith.train.samples import SampleGenerations, prompts
+
+    records, source = samples
+    conversations = prompts(records, config.sample_generations) if config.sample_generations else []
+    if not conversations or not tok.tokenizer.chat_template:
+        return []
+    return [SampleGenerations(tok.tokenizer, conversations, end_of_turn_ids(tok.tokenizer), write, say,
+                              source=source, system_prompt=config.system_prompt, per_run=None if source == "validation" else 4)]
 
 
 def _build_trainer(config: Config, model: Any, base: Any, resolved: Any, args: dict[str, Any], tok: Any,

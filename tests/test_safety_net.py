@@ -142,8 +142,16 @@ def test_training_logs_samples_at_each_evaluation_and_records_the_run_facts(base
     from tunesmith.train import run
 
     dev = write_jsonl(tmp_path / "dev.jsonl", sft_rows(6))
-    cfg = make_config(base, tmp_path, max_steps=4, eval_steps=2, eval_datasets=[{"path": str(dev)}])
-    run(cfg, quiet=True, say=lambda line: None)
+    golden = write_jsonl(tmp_path / "golden.jsonl", [sft_rows(24)[5], {"messages": [
+        {"role": "user", "content": "Name the capital of France in one word"}, {"role": "assistant", "content": "Paris"}]}])
+    task = {"name": "golden", "path": str(golden), "scorer": "exact_match"}
+    cfg = make_config(base, tmp_path, max_steps=4, eval_steps=2, eval_datasets=[{"path": str(dev)}], eval_tasks=[task])
+    lines: list[str] = []
+    run(cfg, quiet=True, say=lines.append)
+    assert any(line.startswith(f"warning: 1 of 2 eval task rows also stand in the training data (e.g. {golden}:1: "
+                               f"exact copy of {tmp_path / 'data.jsonl'}:6); evaluate will leave them out")
+               for line in lines), [
+        line for line in lines if "eval task" in line]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     samples = [r for r in records if "samples" in r]
     assert [r["step"] for r in samples] == [2, 4]
@@ -154,3 +162,20 @@ def test_training_logs_samples_at_each_evaluation_and_records_the_run_facts(base
     assert facts["validation"] == {"source": "eval_datasets", "rows": 6}
     assert facts["context"]["max_position_embeddings"] == 1024 and facts["context"]["limit"] == 1024
     assert any(line.startswith("effective batch 4") for line in facts["lint"])
+    assert facts["contamination"]["contaminated"] == 1 and facts["contamination"]["hits"][0]["task"] == "golden"
+
+
+def test_contaminated_eval_tasks_with_action_fail_stop_train_before_training(base, tmp_path):
+    """Issue 15 item 8: the evaluation's guard runs in train too; a golden row copied from the
+    training data (planted) stops the run before any step."""
+    from tunesmith.evaluate.contamination import ContaminationError
+    from tunesmith.train import run
+
+    golden = write_jsonl(tmp_path / "golden.jsonl", [sft_rows(24)[3]])
+    cfg = make_config(base, tmp_path, eval_tasks=[{"name": "golden", "path": str(golden), "scorer": "exact_match"}],
+                      contamination={"action": "fail"})
+    with pytest.raises(ContaminationError, match=r"(?s)1 of 1 eval rows also stand in the training data.*"
+                       r"golden.jsonl:1: eval task 'golden': exact copy of training row \S*data.jsonl:4"):
+        run(cfg, quiet=True, say=lambda line: None)
+    assert not (tmp_path / "run" / "model").exists()
+    assert "loss" not in (tmp_path / "run" / "metrics.jsonl").read_text() if (tmp_path / "run" / "metrics.jsonl").exists() else True

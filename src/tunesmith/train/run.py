@@ -79,6 +79,7 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
 
         hf_logging.disable_progress_bar()
     dataset = data.run(config)
+    contamination = _contamination(config, say)
     memo = tokenize.EncodeMemo()  # the audit's encodings, reused by tokenization
     audit_stats = _audit(config, dataset, tokenizer, say, memo)
     tok = tokenize.run(config, dataset, tokenizer, memo)
@@ -107,6 +108,8 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     record["validation"] = dataset.validation
     record["context"] = _context(config, audit_stats, say)
     record["lint"] = lint
+    if contamination is not None:
+        record["contamination"] = contamination
     if dataset.validation.get("source") == "default":
         say(f"validation: {dataset.validation['rows']} rows held out ({dataset.validation['why']})")
     base_folder = _base_folder(config)
@@ -115,6 +118,28 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     rundir.update_run(**record)
     samples = (dataset.eval or dataset.train, "validation" if dataset.eval else "train")
     return _train(config, rundir, tok, resolved, precision, plan, quiet, say, extra_callbacks, samples)
+
+
+def _contamination(config: Config, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """The evaluation's contamination guard, before training: every ``eval_tasks`` file against the
+    training sets (exact + near). ``contamination.action: fail`` stops here; otherwise a warning says
+    how many eval rows ``evaluate`` will leave out (``exclude``) or only list (``report``)."""
+    from tunesmith.data.ingest import collect
+    from tunesmith.evaluate import contamination
+
+    if not config.contamination.check or not config.dataset_tasks:
+        return None
+    tasks = {spec.name: collect([spec.dataset()], "sft").records for spec in config.dataset_tasks}
+    report = contamination.check(config, tasks)
+    if report.hits:
+        first = report.hits[0]
+        say(f"warning: {len(report.hits)} of {report.checked} eval task rows also stand in the training data "
+            f"(e.g. {first.source}: {first.kind} copy of {first.train_source}); evaluate will "
+            f"{'leave them out' if report.action == 'exclude' else 'only list them'} (contamination.action: "
+            f"{report.action}); remove them from one side")
+    summary = report.to_dict()
+    summary["hits"] = summary["hits"][:20]
+    return summary
 
 
 def _lint(config: Config, values: dict[str, Any], rows: int, say: Callable[[str], None]) -> list[str]:

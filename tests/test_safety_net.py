@@ -179,3 +179,25 @@ def test_contaminated_eval_tasks_with_action_fail_stop_train_before_training(bas
         run(cfg, quiet=True, say=lambda line: None)
     assert not (tmp_path / "run" / "model").exists()
     assert "loss" not in (tmp_path / "run" / "metrics.jsonl").read_text() if (tmp_path / "run" / "metrics.jsonl").exists() else True
+
+
+# --- item 7: bf16 only where the GPU has it ------------------------------------------------
+
+@pytest.mark.parametrize(("capability", "name"), [((7, 5), "fp16"), ((7, 0), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_precision_follows_the_compute_capability(capability, name):
+    """A T4 / V100 (7.x) reports bf16 through emulation; auto must pick fp16 with loss scaling there."""
+    from tunesmith.train.precision import Device, choose
+
+    chosen = choose("auto", Device(True, capability, "GPU"))
+    assert chosen.name == name and not chosen.use_cpu
+    assert chosen.compute_dtype == (torch.bfloat16 if name == "bf16" else torch.float16)  # QLoRA's compute dtype
+
+
+def test_explicit_bf16_on_a_gpu_without_it_is_refused():
+    from tunesmith.train.precision import Device, choose
+
+    with pytest.raises(ConfigError, match=r"bf16: true, but Tesla T4 \(compute capability 7.5\) has no bf16"):
+        choose(True, Device(True, (7, 5), "Tesla T4"))
+    assert choose(True, Device(True, (8, 6), "RTX 3090")).name == "bf16"
+    assert choose(False, Device(True, (7, 5), "Tesla T4")).name == "fp32"
+    assert choose("auto", Device(False, None, "cpu", cpu_fast_bf16=False)).compute_dtype == torch.float32

@@ -46,13 +46,16 @@ def load_kwargs(config: Config) -> dict[str, Any]:
     if bits is not None:
         check_qlora_supported()
     if bits == "4bit":
+        from tunesmith.train.precision import choose
+
+        compute = choose(config.bf16).compute_dtype  # bf16 only where the GPU has it (compute capability 8.0+)
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=compute,
         )
-        kwargs["dtype"] = torch.bfloat16
+        kwargs["dtype"] = compute
     elif bits == "8bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     attn = attention(config)

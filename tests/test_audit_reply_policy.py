@@ -59,3 +59,39 @@ def test_training_replies_that_break_a_tasks_json_schema_are_flagged() -> None:
     assert "3 of 40 JSON training replies (92% valid)" in found.message and "eval task(s) cities" in found.message
     assert "json_schema_violation" not in fired(audit_records(good, config=_config()))
     assert "json_schema_violation" not in fired(audit_records(rows))  # no task with a schema: nothing to hold to
+
+
+# --- issue 15 item 15: audit locations on files whose lines are not rows ------------------------
+
+def _audit_file(path):  # noqa: ANN001, ANN202
+    from tunesmith.data.audit import run
+
+    cfg = config_from_dict({"base_model": "m", "datasets": [{"path": str(path)}], "val_set_size": 0})
+    return run(cfg, tokenize=False)
+
+
+def _rows(n: int) -> list[dict]:
+    return [{"messages": [{"role": "user", "content": r.messages[0].content},
+                          {"role": "assistant", "content": r.messages[1].content}]} for r in clean_chat(n)]
+
+
+def test_audit_names_the_line_of_a_row_in_pretty_printed_json(tmp_path) -> None:  # noqa: ANN001
+    rows = _rows(30)
+    for k in (2, 20):  # planted: two refusals (> 5 %), the 3rd and 21st elements
+        rows[k]["messages"][1]["content"] = "I'm sorry, but I cannot help with that."
+    path = tmp_path / "pretty.json"
+    path.write_text(json.dumps(rows, indent=2))
+    lines = path.read_text().splitlines()
+    answers = [k for k, text in enumerate(lines, start=1) if "I'm sorry" in text]
+    starts = [max(k for k in range(1, a) if lines[k - 1] == "  {") for a in answers]  # each row object's "{"
+    found = finding(_audit_file(path), "refusal_share")
+    assert found.locations == tuple(f"{path}:{line}" for line in starts), (found.locations, starts)
+
+
+def test_audit_names_the_line_of_a_jsonl_row_after_blank_lines(tmp_path) -> None:  # noqa: ANN001
+    rows = _rows(30)
+    for k in (2, 20):
+        rows[k]["messages"][1]["content"] = "I'm sorry, but I cannot help with that."
+    path = tmp_path / "gaps.jsonl"
+    path.write_text("\n\n" + "\n\n".join(json.dumps(r) for r in rows) + "\n")  # row k (1-based) on line 2k + 1
+    assert finding(_audit_file(path), "refusal_share").locations == (f"{path}:7", f"{path}:43")

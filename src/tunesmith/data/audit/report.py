@@ -16,8 +16,8 @@ MAX_EXAMPLES = 5
 
 
 def location(record: Record) -> str:
-    """``file:row`` (1-based row) of a record."""
-    return f"{record.source.file}:{record.source.row}"
+    """Where a record is: ``file:line`` where the file has lines (its first line), else ``file[row N]``."""
+    return str(record.source)
 
 
 @dataclass(frozen=True)

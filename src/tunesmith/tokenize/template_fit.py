@@ -185,12 +185,16 @@ def system_prompts(records: Iterable[Any], configured: str | None) -> dict[str, 
     return found
 
 
-def dropped_system_prompts(tokenizer: PreTrainedTokenizerBase, prompts: dict[str, str]) -> list[tuple[str, str]]:
+def dropped_system_prompts(tokenizer: PreTrainedTokenizerBase, prompts: dict[str, str],
+                           limit: int = 200) -> list[tuple[str, str]]:
     """The system prompts (with where they come from) whose text the chat template leaves out of its
     render of ``[system, user, assistant]``. A template that refuses a system turn is not listed:
-    its rows fail with a row error of their own."""
+    its rows fail with a row error of their own. At most ``limit`` prompts are rendered: the longest
+    (a template that cuts prompts cuts those first), the configured one always."""
     out = []
-    for text, where in prompts.items():
+    chosen = sorted(prompts, key=lambda t: (prompts[t] != "system_prompt in the config", -len(t)))[:limit]
+    for text in chosen:
+        where = prompts[text]
         conv = [{"role": "system", "content": text}, {"role": "user", "content": "Hello there"},
                 {"role": "assistant", "content": _ANSWER}]
         try:

@@ -236,7 +236,11 @@ def _sampler(config: Config, samples: tuple[Sequence[Any], str], tok: Any, write
     from tunesmith.train.artifacts import end_of_turn_ids
     from tunesmith.train.samples import SampleGenerations, prompts
 
+    from tunesmith.config.methods import method_spec
+
     records, source = samples
+    if method_spec(config.method).model != "causal_lm":  # a reward model scores, it does not generate
+        return []
     conversations = prompts(records, config.sample_generations) if config.sample_generations else []
     if not conversations or not tok.tokenizer.chat_template:
         return []

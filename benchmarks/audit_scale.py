@@ -104,7 +104,7 @@ def api_run(data: Path, tokenizer: Path | None) -> tuple[float, object]:
     from tunesmith.audit import run
 
     cfg = config_from_dict({"base_model": str(tokenizer or "(none)"), "datasets": [{"path": str(data)}],
-                            "chat_template": "chatml" if tokenizer else "tokenizer_default"})
+                            "chat_template": "chatml" if tokenizer else "tokenizer_default", "val_set_size": 0})
     started = time.perf_counter()
     report = run(cfg, tokenize=tokenizer is not None)
     return time.perf_counter() - started, report

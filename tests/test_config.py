@@ -25,7 +25,9 @@ def test_defaults_and_frozen():
     cfg = config_from_dict(BASE)
     assert cfg.method == "sft" and cfg.adapter == "lora" and cfg.sequence_len == 2048
     assert cfg.datasets[0].type == "auto"
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.seed = 3  # type: ignore[misc]
 
 

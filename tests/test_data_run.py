@@ -43,6 +43,29 @@ def test_split_is_deterministic_and_disjoint(tmp_path: Path) -> None:
     assert run(config(tmp_path)).eval == []
 
 
+def test_without_eval_data_a_validation_set_is_split_off_by_default(tmp_path: Path) -> None:
+    """Issue 15 item 6: 5 % of the training rows, at least 20, at most 1,000, from 200 rows on;
+    ``val_set_size: 0`` turns it off; what was done is recorded (run.json's ``validation``)."""
+    from tunesmith.data.pipeline import default_split_rows
+
+    assert [default_split_rows(n) for n in (19, 199, 200, 400, 500, 1000, 20_000, 30_000)] == [
+        0, 0, 20, 20, 25, 50, 1000, 1000]
+    chat_file(tmp_path / "train.jsonl", 500)
+    a, b = run(config(tmp_path)), run(config(tmp_path))
+    assert (len(a.train), len(a.eval)) == (475, 25)
+    assert [r.source.row for r in a.eval] == [r.source.row for r in b.eval]  # seeded
+    assert {r.source.row for r in a.train}.isdisjoint(r.source.row for r in a.eval)
+    assert a.validation["source"] == "default" and a.validation["rows"] == 25
+    assert "val_set_size: 0 turns it off" in a.validation["why"]
+    off = run(config(tmp_path, val_set_size=0))
+    assert (len(off.train), off.eval, off.validation["source"]) == (500, [], "none")
+    assert off.fingerprint != a.fingerprint
+    chat_file(tmp_path / "train.jsonl", 150)
+    small = run(config(tmp_path))
+    assert (len(small.train), small.eval) == (150, [])
+    assert "fewer than 200 training rows" in small.validation["why"]
+
+
 def test_split_too_large(tmp_path: Path) -> None:
     chat_file(tmp_path / "train.jsonl", 3)
     with pytest.raises(ConfigError, match="val_set_size: 3 would leave no training rows"):

@@ -10,8 +10,8 @@ import pytest
 
 from tunesmith.config import config_from_dict
 from tunesmith.data import ingest
-from tunesmith.evaluate import contamination
-from tunesmith.evaluate.contamination import ContaminationError
+from tunesmith.audit import contamination
+from tunesmith.audit.contamination import ContaminationError
 
 SENTENCE = ("please summarise the quarterly maintenance report for the north plant including every "
             "pump that failed its pressure test and the date it was replaced by the night shift crew")

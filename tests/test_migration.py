@@ -378,3 +378,14 @@ def test_axolotl_style_config_trains_through_the_cli(workspace):
         "axolotl", "lora", "<|end_of_text|>")
     tokenizer_config = json.loads((run_dir / "model" / "tokenizer_config.json").read_text())
     assert tokenizer_config["pad_token"] == "<|end_of_text|>"
+
+
+def test_migrated_configs_keep_their_tools_no_validation_default():
+    """Issue 15 item 6: tunesmith splits 5 % off by default; Axolotl and LLaMA-Factory do not, so a
+    migrated config keeps its tool's behaviour (and says where the value came from)."""
+    ax = config_from_dict({"base_model": "m", "datasets": [{"path": "d.jsonl", "type": "alpaca"}], "strict": False},
+                          source="ax.yml")
+    lf = config_from_dict({"model_name_or_path": "m", "datasets": ["d.jsonl"], "stage": "sft"}, source="lf.yaml")
+    assert (ax.source_tool, ax.val_set_size, lf.source_tool, lf.val_set_size) == ("axolotl", 0, "llamafactory", 0)
+    assert "no validation split" in ax.origin("val_set_size")
+    assert config_from_dict({"base_model": "m", "datasets": ["d.jsonl"]}).val_set_size is None  # tunesmith's default

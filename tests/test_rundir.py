@@ -151,7 +151,9 @@ def test_resume_continues_the_same_run_once(base, tmp_path) -> None:
 
 def test_failed_start_never_blocks_the_corrected_retry(base, tmp_path) -> None:
     bad = raw(base, tmp_path, datasets=[{"path": str(tmp_path / "data" / "typo.jsonl")}])
-    with pytest.raises(Exception, match="no such file"):
+    from tunesmith.data.readers import DataSourceError
+
+    with pytest.raises(DataSourceError, match="no such file"):
         run(config_from_dict(bad), **QUIET)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
     result = train(base, tmp_path)  # corrected: no --overwrite needed

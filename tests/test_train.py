@@ -126,10 +126,12 @@ def test_cpt_learns(base, tmp_path):
 
 
 def test_qlora_trains_on_nf4_base(base, tmp_path):
-    cfg = make_config(base, tmp_path, adapter="qlora", max_steps=8, learning_rate=1e-2)
+    cfg = make_config(base, tmp_path, adapter="qlora", max_steps=12, learning_rate=1e-2)
     result = run(cfg, quiet=True, say=lambda s: None)
     curve = losses(tmp_path / "run")
-    assert result.global_step == 8 and min(curve[-3:]) < curve[0], curve
+    assert result.global_step == 12 and min(curve[-3:]) < curve[0] - 0.05, curve  # as strict as the other adapters
+    trained = [n for n, p in result.model.named_parameters() if p.requires_grad]
+    assert trained and all("lora_" in n for n in trained), trained
     assert "Linear4bit" in type(result.model.get_base_model().model.layers[0].self_attn.q_proj.base_layer).__name__
 
 

@@ -88,7 +88,7 @@ def run(
     """Audit the datasets of a run with the run's tokenizer.
 
     Without ``data`` the datasets are ingested here, collecting bad rows instead of raising
-    (even under ``on_bad_rows: error``), and ``val_set_size`` is split off like
+    (even under ``on_bad_rows: error``), and the validation set is split off like
     ``tunesmith.data.run`` does; with ``data`` (``tunesmith.data.run``'s result) those records and
     errors are audited. The tokenizer is loaded from ``base_model`` unless given
     (``tokenize=False``: none, token checks skipped); when it cannot be loaded the token checks
@@ -107,13 +107,13 @@ def run(
 
 def _ingest(config: Config) -> DataResult:
     """Like ``tunesmith.data.run`` but every bad row is collected, none raised, nothing written."""
-    from tunesmith.data.pipeline import collect_splits, formats_of, split_validation
+    from tunesmith.data.pipeline import collect_splits, formats_of, validation_split
 
     parts = collect_splits(config)
     train = parts["train"].records
     evals = parts["eval"].records if "eval" in parts else []
-    if not evals and config.val_set_size > 0 and len(train) > 1:
-        train, evals = split_validation(train, config.val_set_size, config.seed)
+    if not evals and len(train) > 1:
+        train, evals, _ = validation_split(config, train, evals)
     return DataResult(
         train=train, eval=evals, test=parts["test"].records if "test" in parts else [],
         fingerprint="", formats=formats_of(parts),

@@ -33,7 +33,8 @@ def audit(
         config = load_config(paths[0], set_)
         report = run(config)
     else:
-        raw = {"base_model": model or "(none)", "datasets": [{"path": p} for p in paths]}
+        # files, not a run: audited as given, without the default validation split (--set val_set_size=...)
+        raw = {"base_model": model or "(none)", "datasets": [{"path": p} for p in paths], "val_set_size": 0}
         config = config_from_dict(raw, set_, source="<command line>")
         report = run(config, tokenize=model is not None)
     if html is not None:

@@ -100,6 +100,13 @@ class SpecialTokens(_Strict):
     unk_token: str | None = None
 
 
+class RopeScaling(_Strict):
+    """RoPE scaling to train past the model's context window (``train/context.py``)."""
+
+    type: Literal["linear", "dynamic", "yarn", "llama3"] = "linear"
+    factor: float = Field(gt=1, description="context multiplier")
+
+
 class Tracking(_Strict):
     """Experiment-tracker settings for ``report_to`` (metrics.jsonl is always written)."""
 
@@ -308,10 +315,13 @@ class Config(_Strict):
     datasets: list[DatasetSpec] = Field(min_length=1)
     eval_datasets: list[DatasetSpec] = Field(default_factory=list)
     test_datasets: list[DatasetSpec] = Field(default_factory=list)
-    val_set_size: float = Field(0.0, ge=0)
+    val_set_size: float | None = Field(
+        None, ge=0, description="Validation split off train when there is no eval data: fraction < 1 or row count; "
+        "unset: 5 % (20..1,000 rows, from 200 training rows); 0: none")
     on_bad_rows: Literal["error", "skip"] = "error"
     # tokenization
     sequence_len: int = Field(2048, gt=0)
+    rope_scaling: RopeScaling | None = Field(None, description="Extend the model's context: {type, factor}")
     sample_packing: bool = False
     train_on_inputs: bool = False
     train_on_turns: Literal["all", "last"] = "all"
@@ -362,6 +372,8 @@ class Config(_Strict):
     save_only_model: bool = Field(False, description="Checkpoints without optimizer state (a resume restarts it)")
     save_total_limit: int | None = Field(2, gt=0)
     early_stopping_patience: int | None = Field(None, gt=0)
+    sample_generations: int = Field(3, ge=0, description="Validation prompts answered at each evaluation and "
+                                    "logged with the stop-token rate (0: off)")
     logging_steps: int = Field(1, gt=0)
     report_to: str = Field("none", description="none or one of transformers' reporting integrations")
     tracking: Tracking = Field(default_factory=Tracking)
@@ -453,7 +465,7 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "Config":
-        if self.val_set_size >= 1 and self.val_set_size != int(self.val_set_size):
+        if self.val_set_size and self.val_set_size >= 1 and self.val_set_size != int(self.val_set_size):
             raise ValueError(
                 f"val_set_size: a fraction must be < 1, a row count a whole number (got {self.val_set_size})"
             )
@@ -469,7 +481,7 @@ class Config(_Strict):
                              "PEFT cannot combine it with all-linear")
         if self.stride and self.stride >= self.sequence_len:
             raise ValueError(f"stride: must be < sequence_len ({self.sequence_len}) (got {self.stride})")
-        has_eval = bool(self.eval_datasets) or self.val_set_size > 0
+        has_eval = bool(self.eval_datasets) or self.val_set_size != 0  # unset: the default split may apply
         if has_eval and self.save_steps and self.eval_steps and self.save_steps % self.eval_steps:
             raise ValueError(f"save_steps: must be a multiple of eval_steps ({self.eval_steps}) to keep the best "
                              f"checkpoint (got {self.save_steps})")

@@ -3,7 +3,10 @@
 Ingests ``datasets`` (+ ``eval_datasets``, ``test_datasets``), applies ``on_bad_rows``
 (skip keeps every bad row with its reason in ``DataResult.rejected``; ``train`` writes them to
 ``<output_dir>/rejected_rows.jsonl``), checks the record kinds fit the method,
-and splits ``val_set_size`` off the training rows with ``seed`` when no eval data is given.
+and splits a validation set off the training rows with ``seed`` when no eval data is given:
+``val_set_size`` when set, else by default 5 % (at least 20, at most 1,000 rows) once there are
+200 training rows, so overfitting warnings, early stopping and best-checkpoint selection are on;
+``val_set_size: 0`` turns it off. What was decided is ``DataResult.validation`` (in run.json).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class DataResult:
     formats: dict[str, str]
     errors: list[RowError] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    validation: dict[str, object] = field(default_factory=dict)
+    """Where the validation rows come from: ``{source: eval_datasets | val_set_size | default | none, rows, why}``."""
 
     @property
     def skipped(self) -> int:
@@ -50,9 +55,7 @@ def run(config: Config) -> DataResult:
     train = parts["train"].records
     if not train:
         raise DataSourceError(config.datasets[0].path, f"no training rows left ({len(errors)} invalid rows skipped)")
-    evals = parts["eval"].records if "eval" in parts else []
-    if not evals and config.val_set_size > 0:
-        train, evals = split_validation(train, config.val_set_size, config.seed)
+    train, evals, validation = validation_split(config, train, parts["eval"].records if "eval" in parts else [])
     return DataResult(
         train=train,
         eval=evals,
@@ -61,11 +64,44 @@ def run(config: Config) -> DataResult:
         formats=formats_of(parts),
         errors=errors,
         rejected=rejected,
+        validation=validation,
     )
 
 
+# The default validation split (no eval data, val_set_size unset): share, bounds, smallest train set.
+DEFAULT_SPLIT = {"share": 0.05, "min_rows": 20, "max_rows": 1000, "from_rows": 200}
+
+
+def default_split_rows(n: int) -> int:
+    """Rows the default split holds out of ``n`` training rows (0: too few rows to hold any out)."""
+    if n < DEFAULT_SPLIT["from_rows"]:
+        return 0
+    return int(min(max(round(DEFAULT_SPLIT["share"] * n), DEFAULT_SPLIT["min_rows"]), DEFAULT_SPLIT["max_rows"]))
+
+
+def validation_split(config: Config, train: list[Record], evals: list[Record]
+                     ) -> tuple[list[Record], list[Record], dict[str, object]]:
+    """Train and validation records per ``eval_datasets`` / ``val_set_size`` / the default, and what was done."""
+    if evals:
+        return train, evals, {"source": "eval_datasets", "rows": len(evals)}
+    if config.val_set_size == 0:
+        return train, [], {"source": "none", "rows": 0, "why": "val_set_size: 0"}
+    if config.val_set_size is not None:
+        train, evals = split_validation(train, config.val_set_size, config.seed)
+        return train, evals, {"source": "val_set_size", "rows": len(evals), "val_set_size": config.val_set_size}
+    k = default_split_rows(len(train))
+    if not k:
+        return train, [], {"source": "none", "rows": 0, "why": f"fewer than {DEFAULT_SPLIT['from_rows']} training "
+                           "rows: no default validation split (set val_set_size to split anyway)"}
+    train, evals = split_validation(train, k, config.seed)
+    return train, evals, {"source": "default", "rows": k, "why": f"no eval data: {DEFAULT_SPLIT['share']:.0%} of "
+                          f"the training rows ({DEFAULT_SPLIT['min_rows']}..{DEFAULT_SPLIT['max_rows']}), seed "
+                          f"{config.seed}; val_set_size: 0 turns it off"}
+
+
 def _combined(config: Config, parts: dict[str, str]) -> str:
-    digest = hashlib.sha256(f"val={config.val_set_size};seed={config.seed}".encode())
+    val = "default" if config.val_set_size is None else f"{config.val_set_size}"
+    digest = hashlib.sha256(f"val={val};seed={config.seed}".encode())
     for name, fingerprint in parts.items():
         digest.update(f"{name}:{fingerprint}".encode())
     return digest.hexdigest()

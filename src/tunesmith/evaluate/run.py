@@ -17,7 +17,7 @@ from typing import Any
 
 from tunesmith.config import Config, EvalTaskSpec
 from tunesmith.errors import ConfigError
-from tunesmith.evaluate.contamination import ContaminationReport
+from tunesmith.audit.contamination import ContaminationReport
 from tunesmith.evaluate.scorers import SCORERS, EvalRow, ScoreContext, Scorer, TaskScore, health
 
 
@@ -65,7 +65,8 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
     ``out_dir`` (default: ``<output_dir>/eval``).
     """
     from tunesmith import infer
-    from tunesmith.evaluate import contamination, output
+    from tunesmith.audit import contamination
+    from tunesmith.evaluate import output
     from tunesmith.evaluate.tasks import read_task
     from tunesmith.tokenize import load_tokenizer
 
@@ -110,7 +111,7 @@ def _generate(spec: EvalTaskSpec, test: Any, report: ContaminationReport | None,
     """The task's rows with the model's replies (rows found in the training data left out under
     ``contamination.action: exclude``), and how many were left out."""
     from tunesmith import infer
-    from tunesmith.evaluate.contamination import keep
+    from tunesmith.audit.contamination import keep
 
     pairs = list(zip(test.records, test.categories))
     if report is not None:

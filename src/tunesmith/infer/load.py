@@ -42,7 +42,7 @@ def resolve_model_dir(path: str | Path, prefer: tuple[str, ...] = _CANDIDATES) -
 
 def info(folder: Path) -> dict[str, Any]:
     """``tunesmith_model.json`` of a folder tunesmith saved (base model, template, system prompt), else {}."""
-    from tunesmith.train.artifacts import MODEL_INFO
+    from tunesmith.models.load import MODEL_INFO
 
     path = folder / MODEL_INFO
     return json.loads(path.read_text("utf-8")) if path.is_file() else {}
@@ -88,7 +88,7 @@ def _model(path: str, what: str, trust_remote_code: bool = False) -> Any:
     """A causal LM in float32; an adapter folder as base is merged into its own base first."""
     import torch
 
-    from tunesmith.train.model import load_pretrained
+    from tunesmith.models.load import load_pretrained
 
     try:
         kwargs: dict[str, Any] = {"dtype": torch.float32}

@@ -102,7 +102,7 @@ def run_peft(plan: Plan, out: Path) -> MergeResult:
     from tunesmith.merge.run import TOLERANCE, _compare, _logits
     from tunesmith.tokenize import load_saved
     from tunesmith.train.artifacts import save_result
-    from tunesmith.train.model import load_pretrained
+    from tunesmith.models.load import load_pretrained
 
     t0 = time.perf_counter()
     base = load_pretrained(str(plan.base), {"dtype": torch.float32})

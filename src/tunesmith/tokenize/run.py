@@ -18,6 +18,7 @@ from tunesmith.tokenize.chat import IGNORE, EncodeMemo
 from tunesmith.tokenize.cpt import tokenize_text_split
 from tunesmith.tokenize.pack import best_fit_decreasing, pack, packing_efficiency, padded_efficiency
 from tunesmith.tokenize.rows import Split, tokenize_chat_split
+from tunesmith.tokenize.template_fit import check_system_prompts
 from tunesmith.tokenize.tokenizer import load_tokenizer, require_chat_template, tokenizer_fingerprint
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def run(
         tokenizer = load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
     if spec.rows != "text":
         require_chat_template(tokenizer, config.chat_template)
+        check_system_prompts(tokenizer, config.chat_template, [*data.train, *data.eval], config.system_prompt)
     fingerprint = tokenizer_fingerprint(tokenizer)
     key = cache.cache_key(cache.records_fingerprint([data.train, data.eval]), fingerprint, settings(config))
     path = cache.cache_dir(config.output_dir, key)

@@ -104,12 +104,17 @@ def set_special_tokens(tokenizer: PreTrainedTokenizerBase, special_tokens: Any) 
 
 
 def require_chat_template(tokenizer: PreTrainedTokenizerBase, chat_template: str) -> None:
-    """Raise a ConfigError when chat data meets a tokenizer without a chat template."""
+    """Raise a ConfigError when chat data meets a tokenizer without a chat template, or with one
+    that does not fit it (another model family's template, a turn closer that is not special;
+    see ``template_fit``)."""
     if not tokenizer.chat_template:
         raise ConfigError(
             f"chat_template: {chat_template}, but the tokenizer of this base model has no chat template; "
             f"set chat_template to one of {', '.join(builtin_templates())} or a .jinja file"
         )
+    from tunesmith.tokenize.template_fit import check_template
+
+    check_template(tokenizer, chat_template)
 
 
 def closer_ids(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
-MODEL_INFO = "tunesmith_model.json"
+from tunesmith.models.load import MODEL_INFO
 
 
 def model_info(config: Any) -> dict[str, Any]:

@@ -73,16 +73,21 @@ class MetricsLogger(TrainerCallback):
 
 
 class Watchdog(TrainerCallback):
-    """Stops on NaN/inf, warns on loss spikes and on overfitting."""
+    """Stops on NaN/inf, warns on loss spikes, on overfitting, on a loss that does not fall by step
+    max(50, 10 % of the steps) (``plateau``) and on a loss near 0 within the first steps (``trivial``)."""
 
-    def __init__(self, learning_rate: float, patience: int, warn: Any, spike_factor: float = 3.0):
+    def __init__(self, learning_rate: float, patience: int, warn: Any, spike_factor: float = 3.0,
+                 min_drop: float = 0.05, trivial_loss: float = 0.02, early_steps: int = 10):
         self.learning_rate = learning_rate
         self.patience = patience
         self.warn = warn
         self.factor = spike_factor
+        self.min_drop, self.trivial_loss, self.early_steps = min_drop, trivial_loss, early_steps
         self.recent: deque[float] = deque(maxlen=50)
+        self.first: list[float] = []
         self.evals: list[tuple[float, float]] = []
         self.warned_overfit = False
+        self.warned: set[str] = set()
         self.zero_grads = 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
@@ -101,7 +106,23 @@ class Watchdog(TrainerCallback):
                 if median > 0 and loss > self.factor * median:
                     self.warn("spike", diagnosis("spike", step=state.global_step, loss=loss, factor=self.factor, median=median))
             self.recent.append(float(loss))
+            self._check_learning(float(loss), state.global_step, int(state.max_steps or 0))
         return control
+
+    def _check_learning(self, loss: float, step: int, max_steps: int) -> None:
+        if len(self.first) < 5:
+            self.first.append(loss)
+        if step <= self.early_steps and loss < self.trivial_loss and "trivial" not in self.warned:
+            self.warned.add("trivial")
+            self.warn("trivial", diagnosis("trivial", loss=loss, step=step))
+        check_at = max(50, -(-max_steps // 10))
+        if step < check_at or "plateau" in self.warned or len(self.recent) < 5 or len(self.first) < 5:
+            return
+        self.warned.add("plateau")  # checked once, at the first logged step from check_at on
+        start, now = statistics.mean(self.first), statistics.mean(list(self.recent)[-5:])
+        if start > 0 and now > (1 - self.min_drop) * start:
+            self.warn("plateau", diagnosis("plateau", now=now, step=step, drop=self.min_drop, start=start,
+                                           learning_rate=self.learning_rate))
 
     def _check_stalled(self, logs: dict[str, Any], step: int, limit: int = 3) -> None:
         if "grad_norm" not in logs:

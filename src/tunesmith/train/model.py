@@ -13,6 +13,7 @@ import torch
 from tunesmith.config import Config
 from tunesmith.config.methods import method_spec
 from tunesmith.errors import TunesmithError
+from tunesmith.models.load import load_pretrained
 from tunesmith.config.defaults import Resolved
 
 log = logging.getLogger("tunesmith.train")
@@ -46,13 +47,16 @@ def load_kwargs(config: Config) -> dict[str, Any]:
     if bits is not None:
         check_qlora_supported()
     if bits == "4bit":
+        from tunesmith.models.precision import choose
+
+        compute = choose(config.bf16).compute_dtype  # bf16 only where the GPU has it (compute capability 8.0+)
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=compute,
         )
-        kwargs["dtype"] = torch.bfloat16
+        kwargs["dtype"] = compute
     elif bits == "8bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     attn = attention(config)
@@ -85,9 +89,15 @@ def _flash_available(name: str) -> bool:
 
 def load_base(config: Config) -> Any:
     """The base model for the method (quantised for QLoRA / 8-bit); an adapter folder is merged first."""
+    from tunesmith.train.context import scaled_config
+
     kind = method_spec(config.method).model
+    kwargs = load_kwargs(config)
+    scaled = scaled_config(config)
+    if scaled is not None:
+        kwargs["config"] = scaled
     try:
-        return load_pretrained(config.base_model, load_kwargs(config), kind)
+        return load_pretrained(config.base_model, kwargs, kind)
     except (OSError, ValueError) as exc:
         raise ModelError(f"base_model: cannot load '{config.base_model}': {exc}") from None
 
@@ -101,41 +111,6 @@ def load_frozen(config: Config, path: str, key: str) -> Any:
         raise ModelError(f"{key}: cannot load '{path}': {exc}") from None
     model.eval().requires_grad_(False)
     return model
-
-
-def load_pretrained(path: str, kwargs: dict[str, Any], kind: str = "causal_lm") -> Any:
-    """A causal LM (or a one-score sequence classifier) from a folder, hub id, GGUF file or catalogue
-    name (``tunesmith.models.resolve``); an adapter folder is merged into its base."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    from tunesmith.models import resolve
-
-    path = resolve(path)
-
-    if kind == "reward":
-        kwargs = {**kwargs, "num_labels": 1}
-    if (Path(path) / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
-
-        # an SFT adapter as base (e.g. DPO on top of SFT): merge it into the base weights
-        merged = AutoPeftModelForCausalLM.from_pretrained(path, **{k: v for k, v in kwargs.items() if k != "num_labels"})
-        merged = merged.merge_and_unload()
-        if kind != "reward":
-            return merged
-        return _reward_from(merged, kwargs)
-    cls = AutoModelForSequenceClassification if kind == "reward" else AutoModelForCausalLM
-    return cls.from_pretrained(path, **kwargs)
-
-
-def _reward_from(causal: Any, kwargs: dict[str, Any]) -> Any:
-    """A reward model whose body is a (merged) causal LM's: saved to a temp folder and reloaded."""
-    import tempfile
-
-    from transformers import AutoModelForSequenceClassification
-
-    with tempfile.TemporaryDirectory() as tmp:
-        causal.save_pretrained(tmp)
-        return AutoModelForSequenceClassification.from_pretrained(tmp, **kwargs)
 
 
 def peft_config(config: Config, resolved: Resolved) -> Any | None:

@@ -33,6 +33,9 @@ def run(config: Config) -> Any:
         tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
         if config.method != "cpt":
             tokenize.tokenizer.require_chat_template(tokenizer, config.chat_template)
+        from tunesmith.train import context
+
+        context.check(config)
     check_report_to(config)
     check_target_modules(config)
     with _located(config):
@@ -141,7 +144,7 @@ def check_training_arguments(config: Config) -> None:
     from tunesmith.config.defaults import resolve
     from tunesmith.models.precision import choose
 
-    has_eval = bool(config.eval_datasets) or config.val_set_size > 0
+    has_eval = bool(config.eval_datasets) or config.val_set_size != 0  # unset: the default split may apply
     resolved = resolve(config, 0)
     args = trainers.common_args(config, resolved, choose(config.bf16), "/nonexistent", has_eval,
                                 bool(config.gradient_checkpointing))

@@ -74,8 +74,9 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     from tunesmith.models.precision import choose
 
     dataset = data.run(config)
+    contamination = _contamination(config, say)
     memo = tokenize.EncodeMemo()  # the audit's encodings, reused by tokenization
-    _audit(config, dataset, tokenizer, say, memo)
+    audit_stats = _audit(config, dataset, tokenizer, say, memo)
     tok = tokenize.run(config, dataset, tokenizer, memo)
     del memo
     if tok.cache_hit:
@@ -96,13 +97,63 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     say(f"precision: {precision.name} ({precision.reason})")
     for line in resolved.lines():
         say(f"  {line}")
+    lint = _lint(config, resolved.values, tok.stats.get("rows", len(tok.train)), say)
     record = start_record(config, facts, tok.stats, resolved.values)
     record["precision"] = precision.name
+    record["validation"] = dataset.validation
+    record["context"] = _context(config, audit_stats, say)
+    record["lint"] = lint
+    if contamination is not None:
+        record["contamination"] = contamination
+    if dataset.validation.get("source") == "default":
+        say(f"validation: {dataset.validation['rows']} rows held out ({dataset.validation['why']})")
     base_folder = _base_folder(config)
     if base_folder != config.base_model:
         record["base_model_folder"] = base_folder
     rundir.update_run(**record)
-    return _train(config, rundir, tok, resolved, precision, plan, quiet, say, extra_callbacks)
+    samples = (dataset.eval or dataset.train, "validation" if dataset.eval else "train")
+    return _train(config, rundir, tok, resolved, precision, plan, quiet, say, extra_callbacks, samples)
+
+
+def _contamination(config: Config, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """The evaluation's contamination guard, before training: every ``eval_tasks`` file against the
+    training sets (exact + near). ``contamination.action: fail`` stops here; otherwise a warning says
+    how many eval rows ``evaluate`` will leave out (``exclude``) or only list (``report``)."""
+    from tunesmith.data.ingest import collect
+    from tunesmith.audit import contamination
+
+    if not config.contamination.check or not config.dataset_tasks:
+        return None
+    tasks = {spec.name: collect([spec.dataset()], "sft").records for spec in config.dataset_tasks}
+    report = contamination.check(config, tasks)
+    if report.hits:
+        first = report.hits[0]
+        say(f"warning: {len(report.hits)} of {report.checked} eval task rows also stand in the training data "
+            f"(e.g. {first.source}: {first.kind} copy of {first.train_source}); evaluate will "
+            f"{'leave them out' if report.action == 'exclude' else 'only list them'} (contamination.action: "
+            f"{report.action}); remove them from one side")
+    summary = report.to_dict()
+    summary["hits"] = summary["hits"][:20]
+    return summary
+
+
+def _lint(config: Config, values: dict[str, Any], rows: int, say: Callable[[str], None]) -> list[str]:
+    from tunesmith.train import lint
+
+    found = lint.check(config, values, rows)
+    for line in found:
+        say(f"warning: {line}")
+    return found
+
+
+def _context(config: Config, audit_stats: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
+    from tunesmith.train import context
+
+    window = context.of(config)
+    warning = context.length_warning(window, audit_stats)
+    if warning:
+        say(f"warning: {warning}")
+    return window.record(warning)
 
 
 def _base_folder(config: Config) -> str:
@@ -111,7 +162,8 @@ def _base_folder(config: Config) -> str:
     return resolve_base(config.base_model)
 
 
-def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None], memo: Any = None) -> None:
+def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], None],
+           memo: Any = None) -> dict[str, Any]:
     from tunesmith import audit
 
     report = audit.run(config, data=dataset, tokenizer=tokenizer, memo=memo)
@@ -119,10 +171,12 @@ def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], No
     for finding in report.findings:
         if finding.severity in ("error", "warning"):
             say(f"audit {finding.severity}: {finding.check}: {finding.message}")
+    return report.stats
 
 
 def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: Any, plan: resumes.Plan,
-           quiet: bool, say: Callable[[str], None], extra_callbacks: list[Any]) -> TrainResult:
+           quiet: bool, say: Callable[[str], None], extra_callbacks: list[Any],
+           samples: tuple[Sequence[Any], str] = ((), "train")) -> TrainResult:
     from transformers import set_seed
 
     from tunesmith.train import model as models
@@ -152,6 +206,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
                             CompletionMarker(config.save_total_limit)]
     if not quiet:
         callbacks.append(Progress())
+    callbacks.extend(_sampler(config, samples, tok, logger.write, say))
     callbacks.extend(extra_callbacks)
     args = trainers.common_args(config, resolved, precision, str(rundir.checkpoints), bool(tok.eval), grad_ckpt)
     trainer = _build_trainer(config, model, base, resolved, args, tok, callbacks, speedups)
@@ -168,6 +223,24 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     )
     return TrainResult(rundir.path, rundir.model, "completed", trainer.state.global_step, loss,
                        best, trainable, total, start_from, warnings, trainer.model, tok.tokenizer)
+
+
+def _sampler(config: Config, samples: tuple[Sequence[Any], str], tok: Any, write: Callable[[dict[str, Any]], None],
+             say: Callable[[str], None]) -> list[Any]:
+    """The sample-generations callback (none for methods without chat prompts or ``sample_generations: 0``)."""
+    from tunesmith.train.artifacts import end_of_turn_ids
+    from tunesmith.train.samples import SampleGenerations, prompts
+
+    from tunesmith.config.methods import method_spec
+
+    records, source = samples
+    if method_spec(config.method).model != "causal_lm":  # a reward model scores, it does not generate
+        return []
+    conversations = prompts(records, config.sample_generations) if config.sample_generations else []
+    if not conversations or not tok.tokenizer.chat_template:
+        return []
+    return [SampleGenerations(tok.tokenizer, conversations, end_of_turn_ids(tok.tokenizer), write, say,
+                              source=source, system_prompt=config.system_prompt, per_run=None if source == "validation" else 4)]
 
 
 def _build_trainer(config: Config, model: Any, base: Any, resolved: Any, args: dict[str, Any], tok: Any,

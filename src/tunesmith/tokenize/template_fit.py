@@ -1,0 +1,221 @@
+"""Does the chat template fit the tokenizer? (template of one model family on another's tokenizer)
+
+A template writes literals that look like special tokens (``<|im_end|>``, ``<end_of_turn>``,
+``[INST]``, ``</s>``; patterns in ``families.yaml``). Each must encode as ONE special token of
+the tokenizer: otherwise the model learns to type the literal text, piece by piece, and the
+end-of-turn token it should stop on is never trained (a llama3 template on a ChatML tokenizer
+trains ``<|eot_id|>`` as seven ordinary tokens). The literals are collected from the template
+source and from renders of a probe conversation (templates that build ``'<|' + role + '|>'``).
+
+Rules, in order:
+
+1. the token that closes an assistant turn, when the template writes one that looks special,
+   must be a special end-of-turn token (``closer_ids``), for every template, the tokenizer's own
+   included;
+2. a template other than the tokenizer's own, on a tokenizer that belongs to a family (one of
+   the family's markers is a special token of it): every special-looking literal is one special
+   token, except literals the tokenizer's own template writes too (the model was trained on them
+   as text); ``<s>``/``</s>`` must be special whatever the tokenizer. A tokenizer of no family (a
+   base model without chat tokens) may take a template whose role markers are plain text, like
+   Zephyr's ``<|user|>``, as long as rule 1 holds;
+3. a template other than the tokenizer's own whose family (by the markers it writes) is not the
+   tokenizer's family is refused (a llama3 template on a ChatML tokenizer).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from tunesmith.errors import ConfigError
+from tunesmith.tokenize.spans import TemplateMismatch, render
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+_COMMENT = re.compile(r"\{#.*?#\}", re.S)
+_ANSWER = "Fine thanks and you"
+_PROBES: tuple[tuple[dict[str, str], ...], ...] = tuple(
+    tuple({"role": r, "content": c} for r, c in conv)
+    for conv in (
+        (("system", "Be brief"), ("user", "Hello there"), ("assistant", _ANSWER), ("user", "Good bye"),
+         ("assistant", "Bye now")),
+        (("user", "Hello there"), ("assistant", _ANSWER), ("user", "Good bye"), ("assistant", "Bye now")),
+    )
+)
+
+
+@cache
+def _table() -> dict[str, Any]:
+    text = resources.files("tunesmith.tokenize").joinpath("families.yaml").read_text("utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    data["pattern"] = re.compile("|".join(f"(?:{p})" for p in data["special_literals"]))
+    return data
+
+
+def own_template(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """The chat template the tokenizer was saved with (before tunesmith attached the configured one)."""
+    own = tokenizer.init_kwargs.get("chat_template")
+    if isinstance(own, dict):
+        own = own.get("default")
+    if isinstance(own, list):
+        own = next((t.get("template") for t in own if isinstance(t, dict) and t.get("name") == "default"), None)
+    return own if isinstance(own, str) else None
+
+
+def _renders(tokenizer: PreTrainedTokenizerBase, template: str) -> list[str]:
+    """The probe conversation rendered by ``template`` (with a system turn if it accepts one)."""
+    saved = tokenizer.chat_template
+    tokenizer.chat_template = template
+    try:
+        for conv in _PROBES:
+            try:
+                return [render(tokenizer, conv), render(tokenizer, conv[:2] if conv[0]["role"] == "system" else conv[:1],
+                                                        add_generation_prompt=True)]
+            except TemplateMismatch:
+                continue
+        return []
+    finally:
+        tokenizer.chat_template = saved
+
+
+def literals(tokenizer: PreTrainedTokenizerBase, template: str) -> set[str]:
+    """Special-looking literals in the template source (comments left out) and in its renders."""
+    pattern = _table()["pattern"]
+    texts = [_COMMENT.sub("", template), *_renders(tokenizer, template)]
+    return {m.group(0) for text in texts for m in pattern.finditer(text)}
+
+
+def _special_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    ids = set(tokenizer.all_special_ids)
+    ids.update(i for i, t in tokenizer.added_tokens_decoder.items() if t.special)
+    return ids
+
+
+def encodes_as_special(tokenizer: PreTrainedTokenizerBase, literal: str, specials: set[int] | None = None) -> bool:
+    ids = tokenizer.encode(literal, add_special_tokens=False)
+    return len(ids) == 1 and ids[0] in (specials if specials is not None else _special_ids(tokenizer))
+
+
+def families_of(markers: Iterable[str]) -> list[str]:
+    """Families any of whose markers are among ``markers``."""
+    found = set(markers)
+    return [name for name, fam in _table()["families"].items() if found & set(fam["markers"])]
+
+
+def tokenizer_families(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Families any of whose markers are special tokens of the tokenizer."""
+    specials = _special_ids(tokenizer)
+    return [name for name, fam in _table()["families"].items()
+            if any(encodes_as_special(tokenizer, m, specials) for m in fam["markers"])]
+
+
+def closer_after_answer(tokenizer: PreTrainedTokenizerBase, template: str) -> str | None:
+    """The special-looking literal that closes a (non-final) assistant turn, if the template writes one."""
+    for text in _renders(tokenizer, template)[:1]:
+        at = text.find(_ANSWER)
+        if at < 0:
+            return None
+        after = text[at + len(_ANSWER):].lstrip()
+        match = _table()["pattern"].match(after)
+        return match.group(0) if match else None
+    return None
+
+
+def problems(tokenizer: PreTrainedTokenizerBase, template: str | None = None) -> list[str]:
+    """What is wrong with ``template`` (default: the attached one) on this tokenizer; [] when it fits."""
+    from tunesmith.tokenize.tokenizer import closer_ids
+
+    template = template if template is not None else tokenizer.chat_template
+    if not template:
+        return []
+    out: list[str] = []
+    closer = closer_after_answer(tokenizer, template)
+    if closer is not None and tokenizer.convert_tokens_to_ids(closer) not in closer_ids(tokenizer):
+        pieces = len(tokenizer.encode(closer, add_special_tokens=False))
+        out.append(f"the template closes assistant turns with {closer!r}, which is not a special end-of-turn token of "
+                   f"this tokenizer ({pieces} token(s)): the model would never learn to stop")
+    own = own_template(tokenizer)
+    if own is not None and template.strip() == own.strip():
+        return out
+    mine = literals(tokenizer, template)
+    theirs = literals(tokenizer, own) if own else set()
+    owners = tokenizer_families(tokenizer)
+    specials = _special_ids(tokenizer)
+    table = _table()["families"]
+    checked = mine if owners else mine & set(_table()["always_special"])
+    bad = sorted(lit for lit in checked if lit not in theirs and lit != closer
+                 and not encodes_as_special(tokenizer, lit, specials))
+    if bad:
+        shown = ", ".join(f"{b!r} ({len(tokenizer.encode(b, add_special_tokens=False))} tokens)" for b in bad[:4])
+        out.append(f"the template writes {shown}, which this tokenizer does not have as one special token: "
+                   "the model would learn the literal text")
+    fams = families_of(mine)
+    if fams and owners and not set(fams) & set(owners):
+        out.append(f"it is a {'/'.join(fams)} template and the tokenizer is {'/'.join(owners)} (its special tokens: "
+                   f"{', '.join(m for o in owners for m in table[o]['markers'])})")
+    return out
+
+
+def check_template(tokenizer: PreTrainedTokenizerBase, chat_template: str) -> None:
+    """Raise ConfigError (``chat_template: ...``) when the attached template does not fit the tokenizer."""
+    found = problems(tokenizer)
+    if not found:
+        return
+    own = own_template(tokenizer)
+    fix = ("use chat_template: tokenizer_default (the tokenizer's own template)" if own and chat_template != "tokenizer_default"
+           else "use a template of the tokenizer's family, or add its tokens as special tokens to the tokenizer")
+    raise ConfigError(f"chat_template: {chat_template} does not fit the tokenizer: {'; '.join(found)}; {fix}")
+
+
+def system_prompts(records: Iterable[Any], configured: str | None) -> dict[str, str]:
+    """Each distinct system prompt -> where it first appears (``file:line`` of a row, or the config)."""
+    found: dict[str, str] = {}
+    if configured:
+        found[configured] = "system_prompt in the config"
+    for record in records:
+        for message in getattr(record, "messages", ()):
+            if message.role == "system" and message.content.strip() and message.content not in found:
+                found[message.content] = str(record.source)
+    return found
+
+
+def dropped_system_prompts(tokenizer: PreTrainedTokenizerBase, prompts: dict[str, str],
+                           limit: int = 200) -> list[tuple[str, str]]:
+    """The system prompts (with where they come from) whose text the chat template leaves out of its
+    render of ``[system, user, assistant]``. A template that refuses a system turn is not listed:
+    its rows fail with a row error of their own. At most ``limit`` prompts are rendered: the longest
+    (a template that cuts prompts cuts those first), the configured one always."""
+    out = []
+    chosen = sorted(prompts, key=lambda t: (prompts[t] != "system_prompt in the config", -len(t)))[:limit]
+    for text in chosen:
+        where = prompts[text]
+        conv = [{"role": "system", "content": text}, {"role": "user", "content": "Hello there"},
+                {"role": "assistant", "content": _ANSWER}]
+        try:
+            rendered = render(tokenizer, conv)
+        except TemplateMismatch:
+            continue
+        if text.strip() not in rendered:
+            out.append((text, where))
+    return out
+
+
+def check_system_prompts(tokenizer: PreTrainedTokenizerBase, chat_template: str, records: Iterable[Any],
+                         configured: str | None) -> None:
+    """Raise ConfigError when the chat template drops (or rewrites) a system prompt of the data or config:
+    the model would be trained without the instructions the rows were written for."""
+    missing = dropped_system_prompts(tokenizer, system_prompts(records, configured))
+    if not missing:
+        return
+    text, where = missing[0]
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    more = f" (and {len(missing) - 1} other system prompt(s))" if len(missing) > 1 else ""
+    raise ConfigError(f"chat_template: {chat_template} leaves the system prompt {shown!r} ({where}){more} out of its "
+                      "render: the model would never see it; use a template that renders system turns, or fold the "
+                      "instructions into the user turn in the data")

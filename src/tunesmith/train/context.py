@@ -1,0 +1,112 @@
+"""``sequence_len`` against the model's context window, and RoPE scaling from the config.
+
+A model attends over at most ``max_position_embeddings`` positions it was trained on; rows
+longer than that get positions it never saw (garbage attention, loss that looks fine at first).
+With RoPE scaling (the model's own, or ``rope_scaling`` in the config: linear / dynamic / yarn /
+llama3 with a ``factor``) the window is that many times longer. ``check`` refuses a
+``sequence_len`` beyond the window before anything is loaded; ``length_warning`` flags data whose
+p99 row length (from the audit) is beyond it (those rows are truncated or dropped); the window
+and the scaling in effect are recorded in run.json (``context``) and the configured scaling in the
+saved model's config.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tunesmith.config import Config
+from tunesmith.errors import ConfigError
+
+_SCALED = ("linear", "dynamic", "yarn", "llama3", "longrope")
+
+
+@dataclass(frozen=True)
+class Context:
+    max_positions: int | None  # the model's max_position_embeddings (None: the model does not say)
+    rope_type: str  # in effect after the config's rope_scaling
+    factor: float  # RoPE scaling factor in effect (1.0: none)
+    scaled_by: str  # "none", "model" or "config"
+
+    @property
+    def limit(self) -> int | None:
+        """Positions the model can use: max_position_embeddings, times the factor of a configured scaling."""
+        if self.max_positions is None:
+            return None
+        return int(self.max_positions * self.factor) if self.scaled_by == "config" else self.max_positions
+
+    def record(self, warning: str | None = None) -> dict[str, Any]:
+        out = {"max_position_embeddings": self.max_positions, "rope_type": self.rope_type, "factor": self.factor,
+               "scaled_by": self.scaled_by, "limit": self.limit}
+        return {**out, "warning": warning} if warning else out
+
+
+def model_config(base_model: str) -> Any | None:
+    """The base model's transformers config, or None when it cannot be read here."""
+    from transformers import AutoConfig
+
+    from tunesmith.models import resolve
+
+    try:
+        return AutoConfig.from_pretrained(resolve(base_model))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def of(config: Config, model_cfg: Any | None = None) -> Context:
+    """The context window the run trains with."""
+    cfg = model_cfg if model_cfg is not None else model_config(config.base_model)
+    positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    own = dict(getattr(cfg, "rope_parameters", None) or {})
+    if config.rope_scaling is not None:
+        return Context(positions, config.rope_scaling.type, float(config.rope_scaling.factor), "config")
+    kind = str(own.get("rope_type") or own.get("type") or "default")
+    if kind in _SCALED:
+        return Context(positions, kind, float(own.get("factor") or 1.0), "model")
+    return Context(positions, kind, 1.0, "none")
+
+
+def check(config: Config) -> Context:
+    """Raise ConfigError (``sequence_len: ...``) when sequence_len exceeds the model's context window."""
+    context = of(config)
+    limit = context.limit
+    if limit is None or config.sequence_len <= limit:
+        return context
+    factor = -(-config.sequence_len // context.max_positions)  # type: ignore[operator]
+    if context.scaled_by == "config":
+        fix = f"raise rope_scaling.factor to {factor} or lower sequence_len to {limit}"
+        what = f"the model's context {context.max_positions} x rope_scaling.factor {context.factor:g} = {limit}"
+    else:
+        fix = (f"lower sequence_len to {limit}, or extend the context with rope_scaling: {{type: linear, factor: "
+               f"{factor}}} (or yarn; long-context training needs long rows to adapt to it)")
+        what = f"the model's context (max_position_embeddings {limit}"
+        what += f", {context.rope_type} RoPE scaling included)" if context.scaled_by == "model" else ", no RoPE scaling)"
+    raise ConfigError(f"sequence_len: {config.sequence_len} is more than {what}: positions beyond it were never "
+                      f"trained; {fix}")
+
+
+def length_warning(context: Context, audit_stats: dict[str, Any]) -> str | None:
+    """A warning when the training rows' p99 token length (from the audit) is beyond the context window."""
+    p99 = ((audit_stats.get("token_lengths") or {}).get("train") or {}).get("p99")
+    if context.limit is None or p99 is None or p99 <= context.limit:
+        return None
+    return (f"the training rows' p99 length is {p99} tokens, beyond the model's context of {context.limit}: "
+            "more than 1 % of the rows are truncated or dropped; shorten them or set rope_scaling")
+
+
+def scaled_config(config: Config) -> Any | None:
+    """The base model's config with the configured RoPE scaling, for ``from_pretrained(config=...)``."""
+    if config.rope_scaling is None:
+        return None
+    cfg = model_config(config.base_model)
+    if cfg is None:
+        raise ConfigError(f"rope_scaling: cannot read the config of {config.base_model} to scale its RoPE")
+    own = dict(getattr(cfg, "rope_parameters", None) or {})
+    params = {"rope_theta": own.get("rope_theta", getattr(cfg, "rope_theta", 10_000.0)),
+              "rope_type": config.rope_scaling.type, "factor": float(config.rope_scaling.factor)}
+    if config.rope_scaling.type in ("yarn", "llama3"):
+        params["original_max_position_embeddings"] = cfg.max_position_embeddings
+    if config.rope_scaling.type == "llama3":
+        params.update(low_freq_factor=1.0, high_freq_factor=4.0)
+    cfg.rope_parameters = params
+    return cfg

@@ -1,0 +1,58 @@
+"""Config lint against the seed's ranges (``lint.yaml``): warnings, never errors.
+
+Checked on the resolved values (defaults filled in) and the number of training rows: the learning
+rate against the method's or adapter's band, the effective batch (micro x accumulation x
+processes), epochs of SFT, and full fine-tuning on little data. Label smoothing with a
+completion-only loss cannot happen: tunesmith has no label-smoothing key (another tool's
+``label_smoothing_factor`` is refused on import).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from tunesmith.config import Config
+
+
+@cache
+def _table() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("tunesmith.train").joinpath("lint.yaml").read_text("utf-8"))
+
+
+def processes() -> int:
+    """Training processes of this launch (torchrun / accelerate set WORLD_SIZE)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def check(config: Config, values: dict[str, Any], train_rows: int, world: int | None = None) -> list[str]:
+    """Warnings for ``config`` with its resolved ``values`` (``config.defaults.resolve``)."""
+    t = _table()
+    out: list[str] = []
+    lr = t["learning_rate"]
+    band = lr["methods"].get(config.method) or lr["adapters"].get(config.adapter)
+    rate = values.get("learning_rate")
+    if band and rate is not None and not band[0] <= rate <= band[1]:
+        what = config.method if config.method in lr["methods"] else f"adapter {config.adapter}"
+        out.append(f"learning_rate: {rate:g} is outside {band[0]:g}..{band[1]:g} for {what}: {lr['advice']}")
+    world = world or processes()
+    batch = config.micro_batch_size * config.gradient_accumulation_steps * world
+    if batch < t["effective_batch"]["min"]:
+        out.append(f"effective batch {batch} (micro_batch_size {config.micro_batch_size} x gradient_accumulation_steps "
+                   f"{config.gradient_accumulation_steps} x {world} process(es)) is below "
+                   f"{t['effective_batch']['min']}: {t['effective_batch']['advice']}")
+    epochs = values.get("num_epochs")
+    if (config.method in t["epochs"]["methods"] and epochs is not None and config.max_steps <= 0
+            and epochs > t["epochs"]["max"]):
+        out.append(f"num_epochs: {epochs:g} epochs of {config.method}: {t['epochs']['advice']}")
+    full = t["full_fine_tuning"]
+    if config.adapter == "none" and config.method != "cpt" and train_rows < full["min_rows"]:
+        out.append(f"adapter: none with {train_rows:,} training rows: {full['advice']}")
+    return out

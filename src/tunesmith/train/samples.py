@@ -1,0 +1,78 @@
+"""Sample generations during training: a few validation prompts answered greedily at every
+evaluation (or every quarter of the run when there is no validation data, from training prompts),
+logged to metrics.jsonl (``samples``, ``stop_rate``) and the console. A model that stops emitting
+its end-of-turn token shows up while it trains, not after (``stop_rate`` falls)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from transformers import TrainerCallback
+
+from tunesmith.data.records import Message, Record
+
+
+def prompts(records: Sequence[Record], count: int) -> list[tuple[Message, ...]]:
+    """The first ``count`` conversations of ``records`` up to (not including) their last assistant turn."""
+    out: list[tuple[Message, ...]] = []
+    for record in records:
+        messages = tuple(record.messages)
+        last = max((k for k, m in enumerate(messages) if m.role == "assistant"), default=len(messages))
+        if messages[:last] and messages[last - 1].role == "user":
+            out.append(messages[:last])
+        if len(out) == count:
+            break
+    return out
+
+
+class SampleGenerations(TrainerCallback):
+    """Generates ``conversations`` at each evaluation (``on_evaluate``), or ``per_run`` times in the run."""
+
+    def __init__(self, tokenizer: Any, conversations: Sequence[tuple[Message, ...]], eos_ids: Sequence[int],
+                 write: Callable[[dict[str, Any]], None], say: Callable[[str], None], *, source: str,
+                 system_prompt: str | None = None, per_run: int | None = None, max_new_tokens: int = 48):
+        self.tokenizer, self.conversations, self.eos_ids = tokenizer, list(conversations), list(eos_ids)
+        self.write, self.say, self.source = write, say, source
+        self.system_prompt, self.per_run, self.max_new_tokens = system_prompt, per_run, max_new_tokens
+        self.every: int | None = None
+        self.done: set[int] = set()
+
+    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        if self.per_run:
+            self.every = max(1, int(state.max_steps or 0) // self.per_run)
+        return control
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+        if self.every and state.global_step % self.every == 0 and model is not None:
+            self.sample(model, state.global_step)
+        return control
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+        if not self.per_run and model is not None:
+            self.sample(model, state.global_step)
+        return control
+
+    def sample(self, model: Any, step: int) -> dict[str, Any] | None:
+        from tunesmith.infer.generate import generate_details
+
+        if step in self.done or not self.conversations:
+            return None
+        self.done.add(step)
+        was_training = model.training
+        model.eval()
+        try:
+            replies = generate_details(model, self.tokenizer, self.conversations, eos_ids=self.eos_ids,
+                                       system_prompt=self.system_prompt, max_new_tokens=self.max_new_tokens)
+        finally:
+            model.train(was_training)
+        stopped = sum(1 for r in replies if r.finish_reason == "stop")
+        record = {"step": step, "samples": [
+            {"prompt": conv[-1].content, "reply": r.text, "finish_reason": r.finish_reason, "tokens": r.tokens}
+            for conv, r in zip(self.conversations, replies)], "stop_rate": stopped / len(replies),
+            "samples_from": self.source}
+        self.write(record)
+        first = record["samples"][0]
+        self.say(f"samples at step {step}: {stopped}/{len(replies)} stopped on an end-of-turn token; "
+                 f"{first['prompt'][:40]!r} -> {first['reply'][:60]!r}")
+        return record

@@ -1,0 +1,146 @@
+"""A chat template of another model family than the tokenizer's is refused before training
+(issue 15, item 1): every special-looking literal must be one special token, the turn closer a
+special end-of-turn token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import SHARED
+from tiny import build_tokenizer
+
+from tunesmith.errors import ConfigError
+from tunesmith.tokenize.template_fit import check_template, problems
+from tunesmith.tokenize.tokenizer import load_tokenizer, require_chat_template, template_text
+
+CHATML_SPECIALS = ["<|im_start|>", "<|im_end|>"]
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+GEMMA_SPECIALS = ["<start_of_turn>", "<end_of_turn>"]
+TEMPLATES = SHARED / "fixtures" / "chat_templates" / "chat_templates"
+
+
+def _tok(path: Path, own: str | None, specials: list[str]):  # noqa: ANN202
+    return build_tokenizer(path, template_text(own) if own else None, specials)
+
+
+def test_llama3_template_on_a_chatml_tokenizer_is_refused(tmp_path: Path) -> None:
+    _tok(tmp_path / "tok", "chatml", CHATML_SPECIALS)
+    tok = load_tokenizer(str(tmp_path / "tok"), "llama3")
+    with pytest.raises(ConfigError) as err:
+        require_chat_template(tok, "llama3")
+    text = str(err.value)
+    assert text.startswith("chat_template: llama3 does not fit the tokenizer")
+    assert "'<|eot_id|>'" in text and "not a special end-of-turn token" in text  # the closer
+    assert "llama3 template and the tokenizer is chatml" in text  # the family
+    assert "use chat_template: tokenizer_default" in text  # the fix
+
+
+def test_chatml_template_on_a_gemma_tokenizer_is_refused(tmp_path: Path) -> None:
+    _tok(tmp_path / "tok", "gemma", GEMMA_SPECIALS)
+    tok = load_tokenizer(str(tmp_path / "tok"), "chatml")
+    found = problems(tok)
+    assert any("'<|im_end|>'" in p and "special end-of-turn" in p for p in found), found
+    assert any("chatml template and the tokenizer is gemma" in p for p in found), found
+
+
+def test_closer_that_is_not_special_is_refused_even_without_a_family(tmp_path: Path) -> None:
+    """A base tokenizer (no chat tokens at all) with a ChatML template: <|im_end|> would be trained
+    as text pieces and generation would never stop."""
+    _tok(tmp_path / "tok", None, [])
+    tok = load_tokenizer(str(tmp_path / "tok"), "chatml")
+    with pytest.raises(ConfigError, match=r"closes assistant turns with '<\|im_end\|>'.*\d+ token\(s\)"):
+        require_chat_template(tok, "chatml")
+
+
+@pytest.mark.parametrize(("own", "specials", "name"), [
+    ("chatml", CHATML_SPECIALS, "chatml"), ("chatml", CHATML_SPECIALS, "qwen"),
+    ("llama3", LLAMA3_SPECIALS, "llama3"), ("gemma", GEMMA_SPECIALS, "gemma"),
+    (None, [], "zephyr"), (None, [], "llama2"), (None, [], "mistral"), (None, [], "alpaca"),
+    ("chatml", CHATML_SPECIALS, "tokenizer_default"),
+])
+def test_templates_of_the_tokenizers_family_fit(tmp_path: Path, own: str | None, specials: list[str],
+                                                name: str) -> None:
+    _tok(tmp_path / "tok", own, specials)
+    tok = load_tokenizer(str(tmp_path / "tok"), name)
+    assert problems(tok) == []
+    check_template(tok, name)
+
+
+@pytest.mark.skipif(not TEMPLATES.is_dir(), reason="../shared chat templates are absent")
+def test_every_real_template_fits_a_tokenizer_that_has_its_tokens(tmp_path: Path) -> None:
+    """No false alarm: each of the shared real templates, as the tokenizer's own template with its
+    special tokens, passes; the same template on a tokenizer of another family is refused when it
+    writes special tokens of its own."""
+    import re
+
+    refused = []
+    for path in sorted(TEMPLATES.glob("*.jinja")):
+        text = path.read_text("utf-8")
+        specials = sorted(set(re.findall(r"<\|[a-z_]+\|>|<[a-z]+_of_turn>", text)))
+        if re.search(r"'<\|'\s*\+\s*message\['role'\]", text):
+            specials += ["<|system|>", "<|user|>", "<|assistant|>"]
+        tok = build_tokenizer(tmp_path / path.stem, text, specials)
+        assert problems(tok) == [], path.stem
+        other = build_tokenizer(tmp_path / f"{path.stem}-gemma", template_text("gemma"), GEMMA_SPECIALS)
+        other.chat_template = text
+        if [s for s in specials if s not in GEMMA_SPECIALS and "end_of_turn" not in s]:
+            assert problems(other), path.stem
+            refused.append(path.stem)
+    assert len(refused) >= 7, refused
+
+
+# --- item 2: a system prompt the template drops ---------------------------------------------
+
+DROPS_SYSTEM = (
+    "{%- for message in messages %}{%- if message.role != 'system' %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
+    "{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+CUTS_SYSTEM = DROPS_SYSTEM.replace(
+    "{%- if message.role != 'system' %}", "{%- if message.role == 'system' %}{{- '<|im_start|>system\\n' + "
+    "message.content[:20] + '<|im_end|>\\n' }}{%- else %}")
+
+
+def _chat_records(system: str | None = None):  # noqa: ANN202
+    from tunesmith.data.records import Message, Record, Source
+
+    out = []
+    for row, (q, a) in enumerate((("hi", "Paris."), ("hello", "Berlin.")), start=1):
+        messages = ([Message("system", system)] if system and row == 2 else []) + [
+            Message("user", q), Message("assistant", a)]
+        out.append(Record("sft", Source("data.jsonl", row, row), "chat", tuple(messages)))
+    return out
+
+
+def _run(tmp_path: Path, template: str, records, system_prompt: str | None = None):  # noqa: ANN001, ANN202
+    from tunesmith.config import config_from_dict
+    from tunesmith.data.pipeline import DataResult
+    from tunesmith.tokenize import run
+
+    path = tmp_path / "t.jinja"
+    path.write_text(template)
+    cfg = config_from_dict({"base_model": str(tmp_path / "tok"), "chat_template": str(path), "datasets": ["d.jsonl"],
+                            "output_dir": str(tmp_path / "out"), "system_prompt": system_prompt})
+    return run(cfg, DataResult(train=records, eval=[], test=[], fingerprint="x", formats={}))
+
+
+@pytest.mark.parametrize("template", [DROPS_SYSTEM, CUTS_SYSTEM], ids=["dropped", "cut"])
+def test_a_system_prompt_the_template_leaves_out_is_an_error(tmp_path: Path, template: str) -> None:
+    _tok(tmp_path / "tok", "chatml", CHATML_SPECIALS)
+    system = "You answer with the capital city only, nothing else."
+    with pytest.raises(ConfigError, match=r"leaves the system prompt 'You answer with the capital.*' \(data.jsonl:2\)"):
+        _run(tmp_path, template, _chat_records(system))
+    with pytest.raises(ConfigError, match=r"leaves the system prompt 'Be brief and polite always' \(system_prompt in"):
+        _run(tmp_path, template, _chat_records(), system_prompt="Be brief and polite always")
+    assert _run(tmp_path, template, _chat_records()).stats["rows"] == 2  # no system prompt anywhere: fine
+
+
+@pytest.mark.parametrize("name", ["chatml", "gemma", "mistral", "alpaca"])
+def test_templates_that_render_or_fold_the_system_prompt_pass(tmp_path: Path, name: str) -> None:
+    from tunesmith.tokenize.template_fit import dropped_system_prompts
+
+    _tok(tmp_path / "tok", name if name in ("chatml", "gemma") else None,
+         {"chatml": CHATML_SPECIALS, "gemma": GEMMA_SPECIALS}.get(name, []))
+    tok = load_tokenizer(str(tmp_path / "tok"), name)
+    assert dropped_system_prompts(tok, {"You answer with the capital city only.": "cfg"}) == []

@@ -44,6 +44,10 @@ class DatasetSpec(_Strict):
         "line", description="How a .txt file is cut into documents"
     )
     max_samples: int | None = Field(None, gt=0, description="Read only the first N rows (LLaMA-Factory max_samples)")
+    # dataset mixing (training datasets; data/mix.py): the share of each dataset in the training rows
+    weight: float | None = Field(None, gt=0, description="Relative weight in the mix: share ~ (rows x weight)^(1/mix_temperature)")
+    sample_ratio: float | None = Field(
+        None, gt=0, description="Use this fraction of the dataset's rows (> 1 repeats rows); overrides weight")
     # field remapping (Axolotl names)
     field_messages: str | None = None
     field_instruction: str | None = None
@@ -309,6 +313,8 @@ class Config(_Strict):
     eval_datasets: list[DatasetSpec] = Field(default_factory=list)
     test_datasets: list[DatasetSpec] = Field(default_factory=list)
     val_set_size: float = Field(0.0, ge=0)
+    mix_temperature: float = Field(
+        1.0, gt=0, description="Dataset mixing: share ~ (rows x weight)^(1/T); 1 = as weighted, large = uniform across datasets")
     on_bad_rows: Literal["error", "skip"] = "error"
     # tokenization
     sequence_len: int = Field(2048, gt=0)

@@ -12,6 +12,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tunesmith.config.methods import methods, methods_for_records
 from tunesmith.config.schema import Config
@@ -32,6 +33,7 @@ class DataResult:
     formats: dict[str, str]
     errors: list[RowError] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    mix: list[Any] = field(default_factory=list)  # data/mix.py MixEntry per training dataset when mixed
 
     @property
     def skipped(self) -> int:
@@ -51,8 +53,7 @@ def run(config: Config) -> DataResult:
     if not train:
         raise DataSourceError(config.datasets[0].path, f"no training rows left ({len(errors)} invalid rows skipped)")
     evals = parts["eval"].records if "eval" in parts else []
-    if not evals and config.val_set_size > 0:
-        train, evals = split_validation(train, config.val_set_size, config.seed)
+    train, evals, mixed = _split_and_mix(config, train, evals, parts["train"].per_spec)
     return DataResult(
         train=train,
         eval=evals,
@@ -61,11 +62,27 @@ def run(config: Config) -> DataResult:
         formats=formats_of(parts),
         errors=errors,
         rejected=rejected,
+        mix=mixed,
     )
 
 
+def _split_and_mix(config: Config, train: list[Record], evals: list[Record],
+                   per_spec: list[int]) -> tuple[list[Record], list[Record], list[Any]]:
+    """Validation split (before mixing, so a repeated row never lands on both sides), then the mix."""
+    from tunesmith.data import mix
+
+    keep = list(range(len(train)))
+    if not evals and config.val_set_size > 0:
+        keep, held = split_validation(keep, config.val_set_size, config.seed)  # type: ignore[arg-type]
+        evals = [train[i] for i in held]  # type: ignore[index]
+    spec_of = [i for i, n in enumerate(per_spec) for _ in range(n)]
+    mixed, entries = mix.apply(config, [train[i] for i in keep], [spec_of[i] for i in keep])  # type: ignore[index]
+    return mixed, evals, [e.to_dict() for e in entries]
+
+
 def _combined(config: Config, parts: dict[str, str]) -> str:
-    digest = hashlib.sha256(f"val={config.val_set_size};seed={config.seed}".encode())
+    mixing = f";mix_temperature={config.mix_temperature}" if config.mix_temperature != 1.0 else ""
+    digest = hashlib.sha256(f"val={config.val_set_size};seed={config.seed}{mixing}".encode())
     for name, fingerprint in parts.items():
         digest.update(f"{name}:{fingerprint}".encode())
     return digest.hexdigest()

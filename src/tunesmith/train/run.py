@@ -103,6 +103,8 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
         say(f"  {line}")
     record = start_record(config, facts, tok.stats, resolved.values)
     record["precision"] = precision.name
+    if dataset.mix:
+        record["data_mix"] = {"temperature": config.mix_temperature, "datasets": dataset.mix}
     base_folder = _base_folder(config)
     if base_folder != config.base_model:
         record["base_model_folder"] = base_folder

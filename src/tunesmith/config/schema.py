@@ -522,3 +522,24 @@ class GateConfig(_Strict):
     health: HealthGate = Field(default_factory=HealthGate)
     judge: JudgeGate = Field(default_factory=JudgeGate)
     missing: Literal["fail", "skip"] = Field("fail", description="A check whose results are missing: fail or skip it")
+
+
+class FlywheelConfig(_Strict):
+    """``tunesmith flywheel run FLYWHEEL.yaml``: one iteration (relative paths: from the file's folder)."""
+
+    run_config: str = Field(min_length=1, description="The training run config: base_model, eval_tasks (the golden "
+                                                       "set), datasets (the replay source) and settings")
+    db: str = Field(min_length=1, description="The serving request log (tunesmith serve --db)")
+    out: str = Field(min_length=1, description="The iteration's folder: mined/, data/, run/, gate/, lineage.json")
+    reviewed: str | None = Field(None, description="The reviewed queue; without it the iteration mines and stops")
+    previous_adapter: str | None = Field(None, description="Train on from this adapter (the serving one); null: the base")
+    baseline: str = Field(min_length=1, description="The serving model's evaluation (eval_<name>.json or its folder)")
+    since: float | None = Field(None, description="Mine requests from this unix time on")
+    positives_share: float = Field(0.25, ge=0)
+    replay_ratio: float = Field(0.1, ge=0, lt=1)
+    replay_data: list[str] | None = Field(None, description="Default: the run config's datasets")
+    eval_data: list[str] | None = Field(None, description="Sets no training row may copy (default: the run config's "
+                                                          "eval_tasks, eval_datasets and test_datasets)")
+    train: dict[str, Any] = Field(default_factory=dict, description="Run config keys changed for this iteration")
+    gate: GateConfig = Field(default_factory=GateConfig)
+    seed: int = 0

@@ -148,7 +148,8 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     set_seed(config.seed)  # adapter initialisation must be reproducible, not just the data order
     base = models.load_base(config)
     model = models.attach_adapter(base, config, resolved, grad_ckpt)
-    speedups = speed.choose(config, base, model, precision)
+    weighted = bool(tok.train) and "loss_weights" in tok.train[0]  # fractional loss_weight in the data
+    speedups = speed.choose(config, base, model, precision, weighted=weighted)
     speed.prepare(base, model, speedups)
     rundir.update_run(optimisations=speedups.record())
     trainable, total = models.parameter_counts(model)
@@ -186,7 +187,9 @@ def _build_trainer(config: Config, model: Any, base: Any, resolved: Any, args: d
                         padding_free=speedups.padding_free)
     if speedups.padding_free:
         args["include_num_input_tokens_seen"] = "all"  # there is no padding to leave out
-    return trainers.build(model, config, resolved, args, tok, collator, callbacks, fused_loss=speedups.fused_loss)
+    weighted = bool(tok.train) and "loss_weights" in tok.train[0]
+    return trainers.build(model, config, resolved, args, tok, collator, callbacks, fused_loss=speedups.fused_loss,
+                          weighted=weighted)
 
 
 def _resume_point(rundir: RunDir, plan: resumes.Plan, say: Callable[[str], None]) -> str | None:

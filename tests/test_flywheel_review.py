@@ -101,3 +101,20 @@ def test_the_walk_through_saves_after_every_answer(mined):
     path.write_text(path.read_text() + "{oops\n")
     with pytest.raises(TunesmithError, match=r"queue.jsonl:7: not valid JSON"):
         walk(path, lambda item: Answer("quit"))
+
+
+def test_the_terminal_walk_through_reads_answers_from_the_keyboard(mined):
+    import os
+    import subprocess
+
+    from conftest import TUNESMITH
+
+    path = mined / "queue.jsonl"
+    keys = "c\nbonjour\nx\na\nq\n"  # correct item 1, an unknown key is asked again, accept item 2, quit
+    done = subprocess.run([TUNESMITH, "flywheel", "review", str(path)], input=keys, capture_output=True, text=True,
+                          env={**os.environ, "NO_COLOR": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "#1  1 request(s)" in done.stdout and "[user's correction] bonjour" in done.stdout
+    assert "accept 1, correct 1, reject 0, skip 0; 4 left to review" in done.stdout
+    items = _items(path)
+    assert [(i["verdict"], i["correction"]) for i in items[:2]] == [("correct", "bonjour"), ("accept", None)]

@@ -39,7 +39,9 @@ def main() -> int:
     parser.add_argument("--planning", type=int, default=20)
     parser.add_argument("--qa", type=int, default=20)
     parser.add_argument("--replay-ratio", type=float, default=0.5)
-    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--epochs", type=float, default=2)
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="for the retrain (the quickstart used 5e-3)")
+    parser.add_argument("--slice-rows", type=int, default=60, help="held-out ticket rows scored before and after")
     args = parser.parse_args()
     out = args.out.resolve()
     qs = quickstart(out / "quickstart")
@@ -52,6 +54,7 @@ def main() -> int:
     queue = mine_and_review(db, out / "iter1" / "mined", examples)
     result = iterate(qs, out, db, queue, args)
     report = summarise(qs, out, served, result)
+    report["slice"] = slice_metric(qs, out, examples, args.slice_rows)
     (out / "flywheel_loop.json").write_text(json.dumps(report, indent=2), "utf-8")
     print_report(report)
     return 0
@@ -144,8 +147,37 @@ def iterate(qs: Path, out: Path, db: Path, queue: Path, args: argparse.Namespace
     config = FlywheelConfig(run_config=str(qs / "quickstart.yaml"), db=str(db), out=str(out / "iter1"),
                             reviewed=str(queue), previous_adapter=str(qs / "run" / "model"),
                             baseline=str(qs / "eval" / "eval_tuned.json"), replay_ratio=args.replay_ratio,
-                            positives_share=0.25, train={"num_epochs": args.epochs})
+                            positives_share=0.25, train={"num_epochs": args.epochs, "learning_rate": args.learning_rate})
     return flywheel.run(config, out, overwrite=True, say=lambda line: print(f"  {line}"))
+
+
+def slice_metric(qs: Path, out: Path, traffic_rows: list[Any], n: int) -> dict[str, Any]:
+    """The failing slice (ticket triage as production sends it) on rows held out from the quickstart's training
+    data and from the traffic: the served adapter and the retrained one, scored like the golden tickets task."""
+    from tunesmith import evaluate
+    from tunesmith.config import load_config
+    from tunesmith.quickstart import tasks
+    from tunesmith.quickstart.base import recipe
+
+    sizes = recipe()["finetune"]["profiles"]["fast"]["sizes"]
+    seen = {e.key for e in tasks.draw("tickets", sizes["tickets"][0], recipe()["seed"], "train")}
+    seen |= {e.key for e in traffic_rows}
+    rows = [e for e in tasks.draw("tickets", n * 4, TRAFFIC_SEED + 1, "train") if e.key not in seen][:n]
+    path = out / "slice_tickets.jsonl"
+    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": e.user},
+                                                     {"role": "assistant", "content": e.answer}]}) + "\n"
+                            for e in rows), "utf-8")
+    config = load_config(qs / "quickstart.yaml")
+    task = next(t for t in config.dataset_tasks if t.name == "tickets").model_copy(
+        update={"name": "slice_tickets", "path": str(path)})
+    config = config.model_copy(update={"eval_tasks": [task], "probes": config.probes.model_copy(update={"enabled": False})})
+    scores = {}
+    for name, model in (("before", qs / "run" / "model"), ("after", out / "iter1" / "run" / "model")):
+        result = evaluate.run(config, model, name=f"slice_{name}", out_dir=out / "slice_eval")
+        scores[name] = result.tasks["slice_tickets"].score.metrics
+    return {"rows": len(rows), "metric": "macro_f1", "before": scores["before"].get("macro_f1"),
+            "after": scores["after"].get("macro_f1"), "accuracy_before": scores["before"].get("accuracy"),
+            "accuracy_after": scores["after"].get("accuracy")}
 
 
 def _eval(path: Path) -> dict[str, Any]:
@@ -171,6 +203,9 @@ def print_report(report: dict[str, Any]) -> None:
     print("\ntraffic (served model, simulated users): " + ", ".join(
         f"{t} {v['right']}/{v['requests']} right" for t, v in report["traffic_before"].items()))
     print(f"dataset: {report['dataset']}")
+    sl = report["slice"]
+    print(f"\nfailing slice (held-out ticket traffic, {sl['rows']} rows): macro-F1 {_fmt(sl['before'])} -> "
+          f"{_fmt(sl['after'])}, accuracy {_fmt(sl['accuracy_before'])} -> {_fmt(sl['accuracy_after'])}")
     print("\n| task | metric | before | after |\n|---|---|---|---|")
     for name, t in report["tasks"].items():
         print(f"| {name} | {t['metric']} | {_fmt(t['before'])} | {_fmt(t['after'])} |")

@@ -80,5 +80,24 @@ def test_one_iteration_end_to_end_with_lineage(project: Path) -> None:
     assert run_json["status"] == "completed" and lineage["run"]["run_json_sha256"] == sha256(project / "iter1" / "run" / "run.json")
     assert set(lineage["evaluation"]["metrics"]) == {"qa"}
     assert lineage["requests"]["db_sha256"] == sha256(project / "log.sqlite")
+    assert "data_mix" not in run_json  # train.jsonl as built
     again = run_cli("flywheel", "run", str(project / "FLYWHEEL.yaml"))
     assert again.returncode == 1 and "lineage.json: a flywheel iteration already exists" in again.stderr
+
+
+def test_replay_weight_trains_the_two_parts_through_dataset_mixing(project: Path) -> None:
+    from tunesmith import flywheel
+    from tunesmith.config.schema import FlywheelConfig
+
+    queue = project / "iter1" / "mined" / "queue.jsonl"  # reviewed by the test above
+    config = FlywheelConfig(run_config="run.yaml", db="log.sqlite", out="iter2", reviewed=str(queue),
+                            baseline="baseline/eval_baseline.json", replay_ratio=0.5, replay_weight=3.0,
+                            train={"max_steps": 1})
+    result = flywheel.run(config, project, say=lambda line: None)
+    parts = project / "iter2" / "data" / "parts"
+    assert len((parts / "new.jsonl").read_text().splitlines()) == 2
+    assert len((parts / "replay.jsonl").read_text().splitlines()) == 3
+    mix = json.loads((project / "iter2" / "run" / "run.json").read_text())["data_mix"]
+    # mass: new 2 x 1, replay 3 x 3 = 9 -> shares of the 5 rows: 2/11 x 5 = 0.9 -> 1, 9/11 x 5 = 4.1 -> 4
+    assert [(d["rows"], d["used"], d["weight"]) for d in mix["datasets"]] == [(2, 1, 1.0), (3, 4, 3.0)]
+    assert result.lineage is not None

@@ -537,6 +537,9 @@ class FlywheelConfig(_Strict):
     since: float | None = Field(None, description="Mine requests from this unix time on")
     positives_share: float = Field(0.25, ge=0)
     replay_ratio: float = Field(0.1, ge=0, lt=1)
+    replay_weight: float | None = Field(
+        None, gt=0, description="Train on the built set's two parts mixed by datasets[].weight (new rows 1, replay this) "
+                                "instead of train.jsonl as built")
     replay_data: list[str] | None = Field(None, description="Default: the run config's datasets")
     eval_data: list[str] | None = Field(None, description="Sets no training row may copy (default: the run config's "
                                                           "eval_tasks, eval_datasets and test_datasets)")

@@ -6,7 +6,8 @@ from mining: thumbs-up, high confidence), and a replay sample of the original tr
 against forgetting (``replay_ratio`` of the final set). Then: near-duplicates removed (the
 audit's MinHash; the earlier row wins), rows that copy any eval/golden row removed (the
 evaluation stage's contamination test, from the training side), the audit run on what is left.
-Writes ``train.jsonl`` (chat rows, each with ``meta.origin``), ``removed.jsonl`` (every row left
+Writes ``train.jsonl`` (chat rows, each with ``meta.origin``; also split into ``parts/new.jsonl`` and
+``parts/replay.jsonl``), ``removed.jsonl`` (every row left
 out and why), ``audit.json`` and ``manifest.json`` (counts per source, fingerprints, the queue and
 mining run it came from). An existing dataset is never replaced without ``overwrite``.
 """
@@ -78,6 +79,9 @@ def build(options: BuildOptions) -> BuildResult:
     removed = dupes + contaminated
     options.out.mkdir(parents=True, exist_ok=True)
     files.write_jsonl(options.out / "train.jsonl", rows)
+    # the same rows in two parts, for training with dataset mixing (flywheel run's replay_weight)
+    files.write_jsonl(options.out / "parts" / "new.jsonl", [r for r in rows if r["meta"]["origin"] != "replay"])
+    files.write_jsonl(options.out / "parts" / "replay.jsonl", [r for r in rows if r["meta"]["origin"] == "replay"])
     files.write_jsonl(options.out / "removed.jsonl", removed)
     files.write_json(options.out / "audit.json", audit)
     manifest = _manifest(options, reviewed.path, counts, audit, reviewed.errors)

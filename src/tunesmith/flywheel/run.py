@@ -87,8 +87,13 @@ def _golden(run_config: Any) -> list[DatasetSpec]:
 def _train_config(config: FlywheelConfig, at: Callable[[str], Path], train_file: Path, out: Path) -> Any:
     from tunesmith.config import load_config
 
-    overrides = [f"datasets={json.dumps([{'path': str(train_file), 'type': 'chat'}])}",
-                 f"output_dir={json.dumps(str(out / 'run'))}"]
+    datasets = [{"path": str(train_file), "type": "chat"}]
+    parts = train_file.parent / "parts"
+    if config.replay_weight is not None:  # dataset mixing: the replay part's share set by its weight
+        datasets = [{"path": str(parts / "new.jsonl"), "type": "chat", "weight": 1.0}]
+        if (parts / "replay.jsonl").stat().st_size:
+            datasets.append({"path": str(parts / "replay.jsonl"), "type": "chat", "weight": config.replay_weight})
+    overrides = [f"datasets={json.dumps(datasets)}", f"output_dir={json.dumps(str(out / 'run'))}"]
     if config.previous_adapter:
         overrides.append(f"lora_model_dir={json.dumps(str(at(config.previous_adapter)))}")
     overrides += [f"{key}={json.dumps(value)}" for key, value in config.train.items()]

@@ -104,7 +104,7 @@ def _sampler(base, logs, lines):
     from transformers import AutoTokenizer
 
     from tunesmith.data.records import Message
-    from tunesmith.train.artifacts import end_of_turn_ids
+    from tunesmith.tokenize import end_of_turn_ids
     from tunesmith.train.samples import SampleGenerations
 
     tok = AutoTokenizer.from_pretrained(str(base))

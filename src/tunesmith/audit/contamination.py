@@ -110,3 +110,28 @@ def keep(report: ContaminationReport, task: str, records: Sequence[Record]) -> l
         return list(records)
     bad = {h.source for h in report.by_task(task)}
     return [r for r in records if str(r.source) not in bad]
+
+
+def training_rows_in(train: Sequence[Record], evals: Sequence[Record], threshold: float) -> dict[int, tuple[int, str, float]]:
+    """Every training row that is an exact or near copy of an eval row (the same tests as ``check``,
+    from the training side): train index -> (eval index, "exact" | "near", Jaccard)."""
+    from tunesmith.audit.guidelines import load_guidelines
+    from tunesmith.audit.minhash import near_duplicates
+
+    eval_texts = [_texts(r) for r in evals]
+    prompts = {p: j for j, (p, _) in reversed(list(enumerate(eval_texts))) if p}
+    pairs = {f"{p}\x00{a}": j for j, (p, a) in reversed(list(enumerate(eval_texts)))}
+    train_texts = [_texts(r) for r in train]
+    found: dict[int, tuple[int, str, float]] = {}
+    for i, (p, a) in enumerate(train_texts):
+        j = pairs.get(f"{p}\x00{a}", prompts.get(p) if p else None)
+        if j is not None:
+            found[i] = (j, "exact", 1.0)
+    g = load_guidelines()["near_duplicate"]
+    n = len(train)
+    joined = [f"{p}\n{a}" for p, a in train_texts] + [f"{p}\n{a}" for p, a in eval_texts]
+    for i, j, sim in near_duplicates(joined, threshold, ngram=g["ngram"], num_perm=g["num_perm"],
+                                     margin=g["lsh_margin"], seed=g["seed"]):
+        if i < n <= j and i not in found:
+            found[i] = (j - n, "near", round(sim, 4))
+    return found

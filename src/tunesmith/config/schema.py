@@ -44,6 +44,10 @@ class DatasetSpec(_Strict):
         "line", description="How a .txt file is cut into documents"
     )
     max_samples: int | None = Field(None, gt=0, description="Read only the first N rows (LLaMA-Factory max_samples)")
+    # dataset mixing (training datasets; data/mix.py): the share of each dataset in the training rows
+    weight: float | None = Field(None, gt=0, description="Relative weight in the mix: share ~ (rows x weight)^(1/mix_temperature)")
+    sample_ratio: float | None = Field(
+        None, gt=0, description="Use this fraction of the dataset's rows (> 1 repeats rows); overrides weight")
     # field remapping (Axolotl names)
     field_messages: str | None = None
     field_instruction: str | None = None
@@ -318,6 +322,8 @@ class Config(_Strict):
     val_set_size: float | None = Field(
         None, ge=0, description="Validation split off train when there is no eval data: fraction < 1 or row count; "
         "unset: 5 % (20..1,000 rows, from 200 training rows); 0: none")
+    mix_temperature: float = Field(
+        1.0, gt=0, description="Dataset mixing: share ~ (rows x weight)^(1/T); 1 = as weighted, large = uniform across datasets")
     on_bad_rows: Literal["error", "skip"] = "error"
     # tokenization
     sequence_len: int = Field(2048, gt=0)
@@ -528,3 +534,27 @@ class GateConfig(_Strict):
     health: HealthGate = Field(default_factory=HealthGate)
     judge: JudgeGate = Field(default_factory=JudgeGate)
     missing: Literal["fail", "skip"] = Field("fail", description="A check whose results are missing: fail or skip it")
+
+
+class FlywheelConfig(_Strict):
+    """``tunesmith flywheel run FLYWHEEL.yaml``: one iteration (relative paths: from the file's folder)."""
+
+    run_config: str = Field(min_length=1, description="The training run config: base_model, eval_tasks (the golden "
+                                                       "set), datasets (the replay source) and settings")
+    db: str = Field(min_length=1, description="The serving request log (tunesmith serve --db)")
+    out: str = Field(min_length=1, description="The iteration's folder: mined/, data/, run/, gate/, lineage.json")
+    reviewed: str | None = Field(None, description="The reviewed queue; without it the iteration mines and stops")
+    previous_adapter: str | None = Field(None, description="Train on from this adapter (the serving one); null: the base")
+    baseline: str = Field(min_length=1, description="The serving model's evaluation (eval_<name>.json or its folder)")
+    since: float | None = Field(None, description="Mine requests from this unix time on")
+    positives_share: float = Field(0.25, ge=0)
+    replay_ratio: float = Field(0.1, ge=0, lt=1)
+    replay_weight: float | None = Field(
+        None, gt=0, description="Train on the built set's two parts mixed by datasets[].weight (new rows 1, replay this) "
+                                "instead of train.jsonl as built")
+    replay_data: list[str] | None = Field(None, description="Default: the run config's datasets")
+    eval_data: list[str] | None = Field(None, description="Sets no training row may copy (default: the run config's "
+                                                          "eval_tasks, eval_datasets and test_datasets)")
+    train: dict[str, Any] = Field(default_factory=dict, description="Run config keys changed for this iteration")
+    gate: GateConfig = Field(default_factory=GateConfig)
+    seed: int = 0

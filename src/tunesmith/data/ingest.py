@@ -65,6 +65,7 @@ class Collected:
     formats: dict[str, str] = field(default_factory=dict)
     rows: int = 0
     fingerprint: str = ""
+    per_spec: list[int] = field(default_factory=list)  # records read from each spec, in order (dataset mixing)
 
 
 def ingest(
@@ -83,7 +84,9 @@ def collect(specs: list[DatasetSpec], method: str) -> Collected:
     for spec in specs:
         rows, data_digest = open_rows(spec)
         digest.update(spec.model_dump_json().encode() + data_digest.encode())
+        before = len(out.records)
         out.formats[spec.path] = _collect_spec(spec, rows, method, out)
+        out.per_spec.append(len(out.records) - before)
     out.fingerprint = digest.hexdigest()
     return out
 

@@ -15,6 +15,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tunesmith.config.methods import methods, methods_for_records
 from tunesmith.config.schema import Config
@@ -37,6 +38,7 @@ class DataResult:
     rejected: list[Rejected] = field(default_factory=list)
     validation: dict[str, object] = field(default_factory=dict)
     """Where the validation rows come from: ``{source: eval_datasets | val_set_size | default | none, rows, why}``."""
+    mix: list[Any] = field(default_factory=list)  # data/mix.py MixEntry per training dataset when mixed
 
     @property
     def skipped(self) -> int:
@@ -55,7 +57,8 @@ def run(config: Config) -> DataResult:
     train = parts["train"].records
     if not train:
         raise DataSourceError(config.datasets[0].path, f"no training rows left ({len(errors)} invalid rows skipped)")
-    train, evals, validation = validation_split(config, train, parts["eval"].records if "eval" in parts else [])
+    evals = parts["eval"].records if "eval" in parts else []
+    train, evals, validation, mixed = _split_and_mix(config, train, evals, parts["train"].per_spec)
     return DataResult(
         train=train,
         eval=evals,
@@ -65,6 +68,7 @@ def run(config: Config) -> DataResult:
         errors=errors,
         rejected=rejected,
         validation=validation,
+        mix=mixed,
     )
 
 
@@ -99,9 +103,23 @@ def validation_split(config: Config, train: list[Record], evals: list[Record]
                           f"{config.seed}; val_set_size: 0 turns it off"}
 
 
+def _split_and_mix(config: Config, train: list[Record], evals: list[Record], per_spec: list[int]
+                   ) -> tuple[list[Record], list[Record], dict[str, object], list[Any]]:
+    """Validation split (before mixing, so a repeated row never lands on both sides), then the mix."""
+    from tunesmith.data import mix
+
+    keep, held, validation = validation_split(config, list(range(len(train))), evals)  # type: ignore[arg-type]
+    if validation["source"] != "eval_datasets":
+        evals = [train[i] for i in held]  # type: ignore[index]
+    spec_of = [i for i, n in enumerate(per_spec) for _ in range(n)]
+    mixed, entries = mix.apply(config, [train[i] for i in keep], [spec_of[i] for i in keep])  # type: ignore[index]
+    return mixed, evals, validation, [e.to_dict() for e in entries]
+
+
 def _combined(config: Config, parts: dict[str, str]) -> str:
     val = "default" if config.val_set_size is None else f"{config.val_set_size}"
-    digest = hashlib.sha256(f"val={val};seed={config.seed}".encode())
+    mixing = f";mix_temperature={config.mix_temperature}" if config.mix_temperature != 1.0 else ""
+    digest = hashlib.sha256(f"val={val};seed={config.seed}{mixing}".encode())
     for name, fingerprint in parts.items():
         digest.update(f"{name}:{fingerprint}".encode())
     return digest.hexdigest()

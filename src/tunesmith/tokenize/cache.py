@@ -68,11 +68,15 @@ def load(path: Path, names: Sequence[str]) -> tuple[dict[str, list[dict[str, lis
     return splits, meta
 
 
+FLOAT_COLUMNS = frozenset({"loss_weights"})  # per-token loss weights (fractional loss_weight); the rest are ids
+
+
 def _columns(rows: Sequence[dict[str, list[int]]]) -> dict[str, np.ndarray]:
     keys = sorted(rows[0]) if rows else []
     out: dict[str, np.ndarray] = {"__count": np.array([len(rows)], dtype=np.int64)}
     for key in keys:
-        out[key] = np.fromiter(itertools.chain.from_iterable(r[key] for r in rows), dtype=np.int64)
+        dtype = np.float64 if key in FLOAT_COLUMNS else np.int64
+        out[key] = np.fromiter(itertools.chain.from_iterable(r[key] for r in rows), dtype=dtype)
         out[f"{key}__len"] = np.array([len(r[key]) for r in rows], dtype=np.int64)
     return out
 

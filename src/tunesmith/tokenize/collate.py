@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Collator:
-    """Right-pad ``input_ids``/``labels`` (+ ``position_ids``) rows into tensors.
+    """Right-pad ``input_ids``/``labels`` (+ ``position_ids``, ``loss_weights``) rows into tensors.
 
     ``pad_token_id`` only fills padding slots (None: 0). ``attn_implementation`` must be the
     model's (``model.config._attn_implementation``): packed rows get a boolean mask for "sdpa",
@@ -55,6 +55,11 @@ class Collator:
             labels[b, :n] = torch.tensor(row["labels"], dtype=torch.long)
             real[b, :n] = True
         batch = {"input_ids": ids, "labels": labels}
+        if "loss_weights" in rows[0]:
+            weights = torch.zeros((len(rows), width), dtype=torch.float32)
+            for b, row in enumerate(rows):
+                weights[b, : len(row["loss_weights"])] = torch.tensor(row["loss_weights"], dtype=torch.float32)
+            batch["loss_weights"] = weights
         if "position_ids" not in rows[0]:
             batch["attention_mask"] = real.long()
             return batch
@@ -80,13 +85,20 @@ class Collator:
         ids: list[int] = []
         labels: list[int] = []
         positions: list[int] = []
+        weights: list[float] = []
         for row in rows:
             ids.extend(row["input_ids"])
             labels.append(IGNORE)
             labels.extend(row["labels"][1:])
             positions.extend(row.get("position_ids") or range(len(row["input_ids"])))
-        return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-                "position_ids": torch.tensor([positions])}
+            if "loss_weights" in row:
+                weights.append(0.0)
+                weights.extend(row["loss_weights"][1:])
+        batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+                 "position_ids": torch.tensor([positions])}
+        if "loss_weights" in rows[0]:
+            batch["loss_weights"] = torch.tensor([weights], dtype=torch.float32)
+        return batch
 
     def _packed_mask(self, positions: torch.Tensor) -> torch.Tensor:
         """(batch, 1, q, k) mask: causal, and only within the segment that ``positions`` restart."""

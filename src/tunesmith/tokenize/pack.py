@@ -34,18 +34,26 @@ def pack(rows: Sequence[dict[str, list[int]]], bins: Sequence[Sequence[int]]) ->
     """One packed row per bin of row indices: concatenated ``input_ids``/``labels`` with
     ``position_ids`` restarting at 0 for every sample. Each sample's first label is -100:
     nothing before it in its own sample predicts it, so no loss crosses a sample boundary."""
+    weighted = bool(rows) and "loss_weights" in rows[0]  # fractional loss_weight: carried the same way
     packed = []
     for members in bins:
         ids: list[int] = []
         labels: list[int] = []
         positions: list[int] = []
+        weights: list[float] = []
         for k in members:
             row = rows[k]
             ids.extend(row["input_ids"])
             labels.append(IGNORE)
             labels.extend(row["labels"][1:])
             positions.extend(range(len(row["input_ids"])))
-        packed.append({"input_ids": ids, "labels": labels, "position_ids": positions})
+            if weighted:
+                weights.append(0.0)
+                weights.extend(row["loss_weights"][1:])
+        out = {"input_ids": ids, "labels": labels, "position_ids": positions}
+        if weighted:
+            out["loss_weights"] = weights
+        packed.append(out)
     return packed
 
 

@@ -98,7 +98,22 @@ def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenize
         split.rows.append(encoded.row)
         split.sources.append(str(record.source))
         split.appended_eos_rows += encoded.appended_eos
+    if any("loss_weights" in row for row in split.rows):  # one layout per split: every row carries weights
+        for row in split.rows:
+            row.setdefault("loss_weights", [0.0 if x == IGNORE else 1.0 for x in row["labels"]])
     return split
+
+
+def token_weights(messages: Sequence[Message], enc: EncodedChat) -> list[float] | None:
+    """Per-token loss weights (aligned with ``labels``) when a trained message has a fractional
+    ``loss_weight``; None when every trained token weighs 1 (the plain loss applies)."""
+    spans = [(span, messages[i].weight) for i, span in enumerate(enc.turn_spans) if span is not None]
+    if all(w is None or w == 1 for _, w in spans):
+        return None
+    weights = [0.0] * len(enc.input_ids)
+    for (start, end), w in spans:
+        weights[start:end] = [1.0 if w is None else float(w)] * (end - start)
+    return [w if label != IGNORE else 0.0 for w, label in zip(weights, enc.labels)]
 
 
 @dataclass(frozen=True)
@@ -153,7 +168,11 @@ def _encoder(
             messages, tokenizer, tools=tools, train_on_inputs=cfg.train_on_inputs,
             train_on_turns=cfg.train_on_turns, closing=closing,
         )
-        return _Encoded({"input_ids": enc.input_ids, "labels": enc.labels}, len(enc.input_ids), enc.appended_eos)
+        row: dict[str, list[Any]] = {"input_ids": enc.input_ids, "labels": enc.labels}
+        weights = token_weights(messages, enc)
+        if weights is not None:
+            row["loss_weights"] = weights
+        return _Encoded(row, len(enc.input_ids), enc.appended_eos)
 
     def dpo(messages: Sequence[Message]) -> _Encoded:
         enc = encode_preference(messages, record.chosen, record.rejected, tokenizer, tools=tools, closing=closing)

@@ -114,3 +114,22 @@ def fused_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any, chun
     rest = {k: v for k, v in inputs.items() if k != "labels"}
     hidden = model.get_decoder()(**rest, use_cache=False).last_hidden_state
     return trained_positions_loss(hidden, labels, model.get_output_embeddings(), num_items_in_batch, chunk)
+
+
+def weighted_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[torch.Tensor, Any]:
+    """Next-token CE with a weight per target token (``inputs["loss_weights"]``, aligned with
+    ``labels``: fractional per-message ``loss_weight``), summed and divided like transformers'
+    ``ForCausalLMLoss`` (by ``num_items_in_batch``, else by the trained tokens): with every weight
+    1 it equals the model's own loss. Returns (loss, the model's outputs)."""
+    labels, weights = inputs["labels"], inputs["loss_weights"]
+    rest = {k: v for k, v in inputs.items() if k not in ("labels", "loss_weights")}
+    outputs = model(**rest, use_cache=False)
+    logits = outputs.logits.float()
+    targets = nn.functional.pad(labels, (0, 1), value=IGNORE)[..., 1:].reshape(-1).to(logits.device)
+    shifted = nn.functional.pad(weights, (0, 1), value=0.0)[..., 1:].reshape(-1).to(logits.device)
+    ce = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, ignore_index=IGNORE,
+                                     reduction="none")
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE).sum().clamp(min=1)
+    if torch.is_tensor(count):
+        count = count.to(ce.device)
+    return (ce * shifted).sum() / count, outputs

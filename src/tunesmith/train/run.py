@@ -107,6 +107,8 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
         record["contamination"] = contamination
     if dataset.validation.get("source") == "default":
         say(f"validation: {dataset.validation['rows']} rows held out ({dataset.validation['why']})")
+    if dataset.mix:
+        record["data_mix"] = {"temperature": config.mix_temperature, "datasets": dataset.mix}
     base_folder = _base_folder(config)
     if base_folder != config.base_model:
         record["base_model_folder"] = base_folder
@@ -195,7 +197,8 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     set_seed(config.seed)  # adapter initialisation must be reproducible, not just the data order
     base = models.load_base(config)
     model = models.attach_adapter(base, config, resolved, grad_ckpt)
-    speedups = speed.choose(config, base, model, precision)
+    weighted = bool(tok.train) and "loss_weights" in tok.train[0]  # fractional loss_weight in the data
+    speedups = speed.choose(config, base, model, precision, weighted=weighted)
     speed.prepare(base, model, speedups)
     rundir.update_run(optimisations=speedups.record())
     trainable, total = models.parameter_counts(model)
@@ -228,7 +231,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
 def _sampler(config: Config, samples: tuple[Sequence[Any], str], tok: Any, write: Callable[[dict[str, Any]], None],
              say: Callable[[str], None]) -> list[Any]:
     """The sample-generations callback (none for methods without chat prompts or ``sample_generations: 0``)."""
-    from tunesmith.train.artifacts import end_of_turn_ids
+    from tunesmith.tokenize import end_of_turn_ids
     from tunesmith.train.samples import SampleGenerations, prompts
 
     from tunesmith.config.methods import method_spec
@@ -252,7 +255,9 @@ def _build_trainer(config: Config, model: Any, base: Any, resolved: Any, args: d
                         padding_free=speedups.padding_free)
     if speedups.padding_free:
         args["include_num_input_tokens_seen"] = "all"  # there is no padding to leave out
-    return trainers.build(model, config, resolved, args, tok, collator, callbacks, fused_loss=speedups.fused_loss)
+    weighted = bool(tok.train) and "loss_weights" in tok.train[0]
+    return trainers.build(model, config, resolved, args, tok, collator, callbacks, fused_loss=speedups.fused_loss,
+                          weighted=weighted)
 
 
 def _resume_point(rundir: RunDir, plan: resumes.Plan, say: Callable[[str], None]) -> str | None:

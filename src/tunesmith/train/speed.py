@@ -56,14 +56,17 @@ def _decide(name: str, setting: Any, blocker: str | None, why: dict[str, str]) -
     return True
 
 
-def choose(config: Config, base: Any, model: Any, precision: Precision) -> Speedups:
-    """Decide every speed-up for ``model`` (the adapter-wrapped ``base``) under ``config``."""
+def choose(config: Config, base: Any, model: Any, precision: Precision, weighted: bool = False) -> Speedups:
+    """Decide every speed-up for ``model`` (the adapter-wrapped ``base``) under ``config``;
+    ``weighted``: the rows carry fractional loss weights, which the fused loss does not apply."""
     why: dict[str, str] = {}
     sft = method_spec(config.method).trainer == "sft"  # transformers' Trainer (sft, cpt), not TRL's
     wrapper = config.adapter in _NO_WRAPPER_FORWARD
     free_block = ("only SFT/cpt batches" if not sft else "prompt/prefix tuning" if wrapper else varlen.unsupported(base))
     padding_free = _decide("padding_free", config.padding_free, free_block, why)
     loss_block = "only SFT/cpt" if not sft else lmloss.supports_fused_loss(model)
+    if weighted and not loss_block:
+        loss_block = "fractional loss_weight in the data: the fused loss has no per-token weights (weighted loss used)"
     fused = _decide("fused_loss", config.fused_loss, loss_block, why)
     bf16_block = None
     if not precision.bf16:
@@ -107,3 +110,19 @@ class FastLossTrainer(Trainer):
         if return_outputs or not model.training or "labels" not in inputs or self.accelerator.num_processes > 1:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         return lmloss.fused_loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)
+
+
+class WeightedLossTrainer(Trainer):
+    """transformers' Trainer whose loss weighs each trained token by its message's ``loss_weight``
+    (``lmloss.weighted_loss``), in training and evaluation; batches without weights take the plain path."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+        if "loss_weights" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # divided as the model's own loss would be: by the accumulated token count when the Trainer passes it
+        # to the model (then it does not divide by the accumulation steps again), else per micro batch
+        count = num_items_in_batch if self.model_accepts_loss_kwargs else None
+        loss, outputs = lmloss.weighted_loss(model, inputs, count)
+        if self.args.average_tokens_across_devices and count is not None:
+            loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales the model's own loss
+        return (loss, outputs) if return_outputs else loss

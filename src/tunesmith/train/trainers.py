@@ -115,15 +115,17 @@ def with_early_stopping(config: Config, eval_: list[dict], callbacks: list[Any])
 
 
 def build(model: Any, config: Config, resolved: Resolved, args: dict[str, Any], tok: Any, collator: Any,
-          callbacks: list[Any], fused_loss: bool = False) -> Any:
+          callbacks: list[Any], fused_loss: bool = False, weighted: bool = False) -> Any:
     """The trainer of ``config.method`` (its ``trainer`` in methods.yaml), on ``tok``'s rows.
 
-    ``fused_loss`` (``speed.choose``) applies to the plain SFT/cpt trainer only."""
+    ``fused_loss`` (``speed.choose``) applies to the plain SFT/cpt trainer only; ``weighted`` (rows
+    with ``loss_weights``) makes it weigh each trained token (``speed.WeightedLossTrainer``)."""
     from tunesmith.train import distill, preference
 
     def sft(*common: Any) -> Trainer:
         model, config, resolved, args, tok, collator, callbacks = common
-        return build_sft(model, config, args, tok.train, tok.eval, collator, callbacks, fused_loss=fused_loss)
+        return build_sft(model, config, args, tok.train, tok.eval, collator, callbacks, fused_loss=fused_loss,
+                         weighted=weighted)
 
     builders = {"sft": sft, "dpo": build_dpo, "kto": preference.build_kto, "orpo": preference.build_orpo,
                 "rm": preference.build_rm, "distill": distill.build_distill}
@@ -132,12 +134,12 @@ def build(model: Any, config: Config, resolved: Resolved, args: dict[str, Any], 
 
 
 def build_sft(model: Any, config: Config, args: dict[str, Any], train: list[dict], eval_: list[dict],
-              collator: Any, callbacks: list[Any], fused_loss: bool = False) -> Trainer:
+              collator: Any, callbacks: list[Any], fused_loss: bool = False, weighted: bool = False) -> Trainer:
     """SFT and continual pretraining: transformers' Trainer on pre-tokenized rows (its training
     loss computed by ``lmloss`` at trained positions only when ``fused_loss``)."""
-    from tunesmith.train.speed import FastLossTrainer
+    from tunesmith.train.speed import FastLossTrainer, WeightedLossTrainer
 
-    trainer = (FastLossTrainer if fused_loss else Trainer)(
+    trainer = (WeightedLossTrainer if weighted else FastLossTrainer if fused_loss else Trainer)(
         model=model,
         args=TrainingArguments(**args, label_names=["labels"]),
         train_dataset=train,

@@ -1,0 +1,216 @@
+"""Build the next training set from a reviewed queue.
+
+Rows, in this order of precedence: reviewed failures (``correct``: the reviewer's answer;
+``accept``: the model's reply, confirmed), a share of production positives (``positives.jsonl``
+from mining: thumbs-up, high confidence), and a replay sample of the original training data
+against forgetting (``replay_ratio`` of the final set). Then: near-duplicates removed (the
+audit's MinHash; the earlier row wins), rows that copy any eval/golden row removed (the
+evaluation stage's contamination test, from the training side), the audit run on what is left.
+Writes ``train.jsonl`` (chat rows, each with ``meta.origin``; also split into ``parts/new.jsonl`` and
+``parts/replay.jsonl``), ``removed.jsonl`` (every row left
+out and why), ``audit.json`` and ``manifest.json`` (counts per source, fingerprints, the queue and
+mining run it came from). An existing dataset is never replaced without ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config.schema import DatasetSpec
+from tunesmith.data.records import Message, Record, Source
+from tunesmith.errors import RowError, TunesmithError
+from tunesmith.flywheel import files, queue
+
+OUTPUTS = ("train.jsonl", "manifest.json", "removed.jsonl", "audit.json")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    reviewed: Path
+    out: Path
+    base_data: tuple[DatasetSpec, ...] = ()
+    eval_data: tuple[DatasetSpec, ...] = ()
+    positives: Path | None = None  # default: positives.jsonl beside the queue
+    positives_share: float = 0.25  # positives per reviewed row
+    replay_ratio: float = 0.1  # share of the final set drawn from base_data
+    near_threshold: float = 0.85
+    seed: int = 0
+    overwrite: bool = False
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    counts: dict[str, int]
+    removed: list[dict[str, Any]]
+    review_errors: list[RowError]
+    audit: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_file(self) -> Path:
+        return self.out / "train.jsonl"
+
+
+def build(options: BuildOptions) -> BuildResult:
+    """Assemble, deduplicate, decontaminate and audit the next training set; write it with its manifest."""
+    _check(options)
+    files.refuse_overwrite([options.out / n for n in OUTPUTS], options.overwrite, "a built dataset")
+    reviewed = queue.load(options.reviewed)
+    rng = random.Random(options.seed)
+    rows = _reviewed_rows(reviewed.items)
+    n_reviewed = len(rows)
+    rows += _positives(_positives_path(options), round(options.positives_share * n_reviewed), rng)
+    rows, dupes = _dedup(rows, options.near_threshold)
+    base = _ingest(options.base_data)
+    rows += _replay(base, _replay_count(len(rows), options.replay_ratio, len(base)), rng)
+    rows, contaminated = _decontaminate(rows, _ingest(options.eval_data), options.near_threshold)
+    records = [_record(r, n) for n, r in enumerate(rows, 1)]
+    audit = _audit(records)
+    counts = {origin: sum(1 for r in rows if r["meta"]["origin"] == origin) for origin in
+              ("flywheel:correction", "flywheel:accepted", "flywheel:positive", "replay")}
+    counts.update(total=len(rows), duplicates_removed=len(dupes), contaminated_removed=len(contaminated))
+    removed = dupes + contaminated
+    options.out.mkdir(parents=True, exist_ok=True)
+    files.write_jsonl(options.out / "train.jsonl", rows)
+    # the same rows in two parts, for training with dataset mixing (flywheel run's replay_weight)
+    files.write_jsonl(options.out / "parts" / "new.jsonl", [r for r in rows if r["meta"]["origin"] != "replay"])
+    files.write_jsonl(options.out / "parts" / "replay.jsonl", [r for r in rows if r["meta"]["origin"] == "replay"])
+    files.write_jsonl(options.out / "removed.jsonl", removed)
+    files.write_json(options.out / "audit.json", audit)
+    manifest = _manifest(options, reviewed.path, counts, audit, reviewed.errors)
+    files.write_json(options.out / "manifest.json", manifest)
+    return BuildResult(options.out, counts, removed, reviewed.errors, audit, manifest)
+
+
+def _check(options: BuildOptions) -> None:
+    if not 0 <= options.replay_ratio < 1:
+        raise TunesmithError(f"replay ratio must be in [0, 1) (got {options.replay_ratio})")
+    if options.positives_share < 0:
+        raise TunesmithError(f"positives share must be >= 0 (got {options.positives_share})")
+    if options.replay_ratio > 0 and not options.base_data:
+        raise TunesmithError("a replay share needs the original training data (--base-data), or set the replay ratio to 0")
+
+
+def _reviewed_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for item in items:
+        if item["verdict"] not in ("correct", "accept"):
+            continue
+        answer = item["correction"] if item["verdict"] == "correct" else item["reply"]
+        origin = "flywheel:correction" if item["verdict"] == "correct" else "flywheel:accepted"
+        rows.append({"messages": [*item["messages"], {"role": "assistant", "content": answer}],
+                     "meta": {"origin": origin, "item": item["id"], "request_ids": item["request_ids"]}})
+    return rows
+
+
+def _positives_path(options: BuildOptions) -> Path | None:
+    path = options.positives or Path(options.reviewed).parent / "positives.jsonl"
+    return path if path.is_file() else None
+
+
+def _positives(path: Path | None, wanted: int, rng: random.Random) -> list[dict[str, Any]]:
+    if path is None or wanted <= 0:
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line, text in enumerate(fh, 1):
+            if text.strip():
+                try:
+                    row = json.loads(text)
+                except ValueError as exc:
+                    raise TunesmithError(f"{path}:{line}: not valid JSON ({exc})") from None
+                if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+                    raise TunesmithError(f"{path}:{line}: messages: a positive row needs its chat messages")
+                rows.append(row)
+    picked = rng.sample(rows, min(wanted, len(rows)))
+    return [{"messages": r["messages"], "meta": {**(r.get("meta") or {}), "origin": "flywheel:positive"}} for r in picked]
+
+
+def _replay_count(new_rows: int, ratio: float, available: int) -> int:
+    return min(available, math.ceil(new_rows * ratio / (1 - ratio))) if ratio > 0 else 0
+
+
+def _ingest(specs: tuple[DatasetSpec, ...]) -> list[Record]:
+    from tunesmith.data import ingest
+
+    return [r for r in ingest(list(specs)).records if r.kind == "sft"] if specs else []
+
+
+def _replay(base: list[Record], count: int, rng: random.Random) -> list[dict[str, Any]]:
+    picked = sorted(rng.sample(range(len(base)), count))
+    return [{"messages": [m.to_dict() for m in base[i].messages],
+             "meta": {"origin": "replay", "source": str(base[i].source)}} for i in picked]
+
+
+def _record(row: dict[str, Any], n: int) -> Record:
+    messages = tuple(Message(m["role"], m["content"]) for m in row["messages"])
+    return Record(kind="sft", source=Source("train.jsonl", n, n), fmt="chat", messages=messages)
+
+
+def _text(row: dict[str, Any]) -> str:
+    return "\n".join(m["content"] for m in row["messages"] if m["role"] != "system")
+
+
+def _dedup(rows: list[dict[str, Any]], threshold: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from tunesmith.audit.minhash import near_duplicates
+
+    drop: dict[int, tuple[int, float]] = {}
+    for i, j, sim in near_duplicates([_text(r) for r in rows], threshold):
+        if i not in drop and j not in drop:
+            drop[j] = (i, sim)
+    removed = [{"reason": "near_duplicate", "similarity": round(sim, 4), "kept": rows[i]["meta"], **rows[j]}
+               for j, (i, sim) in sorted(drop.items())]
+    return [r for n, r in enumerate(rows) if n not in drop], removed
+
+
+def _decontaminate(rows: list[dict[str, Any]], evals: list[Record],
+                   threshold: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from tunesmith.audit.contamination import training_rows_in
+
+    if not evals:
+        return rows, []
+    hits = training_rows_in([_record(r, n) for n, r in enumerate(rows, 1)], evals, threshold)
+    removed = [{"reason": "contaminated", "kind": kind, "similarity": sim, "eval_row": str(evals[j].source), **rows[i]}
+               for i, (j, kind, sim) in sorted(hits.items())]
+    return [r for n, r in enumerate(rows) if n not in hits], removed
+
+
+def _audit(records: list[Record]) -> dict[str, Any]:
+    from tunesmith.audit.runner import audit_records
+
+    if not records:
+        raise TunesmithError("the built dataset is empty: no reviewed item has a verdict 'correct' or 'accept', "
+                             "and no positives or replay rows were added")
+    report = audit_records(records)
+    return {"rows": len(records), "findings": [{"check": f.check, "severity": f.severity, "count": f.count, "message": f.message}
+                                               for f in report.findings]}
+
+
+def _manifest(options: BuildOptions, queue_path: Path, counts: dict[str, int], audit: dict[str, Any],
+              errors: list[RowError]) -> dict[str, Any]:
+    from tunesmith.data.ingest import specs_fingerprint
+
+    mine_json = Path(queue_path).parent / "mine.json"
+    mined = json.loads(mine_json.read_text("utf-8")) if mine_json.is_file() else {}
+    return {
+        "created": time.time(), "counts": counts,
+        "from": {"queue": str(Path(queue_path).resolve()), "queue_sha256": files.sha256(Path(queue_path)),
+                 "mine": str(mine_json.resolve()) if mined else None, "db": mined.get("db"),
+                 "db_sha256": mined.get("db_sha256")},
+        "fingerprints": {"train.jsonl": files.sha256(options.out / "train.jsonl"),
+                         "base_data": specs_fingerprint(list(options.base_data), "sft") if options.base_data else None,
+                         "eval_data": specs_fingerprint(list(options.eval_data), "sft") if options.eval_data else None},
+        "options": {"positives_share": options.positives_share, "replay_ratio": options.replay_ratio,
+                    "near_threshold": options.near_threshold, "seed": options.seed,
+                    "base_data": [s.path for s in options.base_data], "eval_data": [s.path for s in options.eval_data]},
+        "review_errors": [str(e) for e in errors],
+        "audit": {"errors": sum(f["severity"] == "error" for f in audit["findings"]),
+                  "warnings": sum(f["severity"] == "warning" for f in audit["findings"])},
+    }

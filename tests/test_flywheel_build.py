@@ -1,0 +1,96 @@
+"""flywheel build: reviewed failures + positives + replay, dedup, decontamination, manifest, no overwrite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flywheel_helpers import planted_log
+
+from tunesmith.config.schema import DatasetSpec
+from tunesmith.errors import TunesmithError
+from tunesmith.flywheel import BuildOptions, MineOptions, build, mine
+from tunesmith.flywheel.files import sha256
+
+
+def _chat(path, pairs):
+    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": a}]})
+                            + "\n" for p, a in pairs))
+    return path
+
+
+@pytest.fixture
+def setup(tmp_path):
+    mine(MineOptions(db=planted_log(tmp_path / "log.sqlite"), out=tmp_path / "mined", cluster_threshold=1.0))
+    queue = tmp_path / "mined" / "queue.jsonl"
+    verdicts = {"corr": ("correct", "bonjour"), "down": ("correct", "it is sunny"), "unsure": ("accept", None),
+                "refuse": ("reject", None)}
+    items = [json.loads(line) for line in queue.read_text().splitlines()]
+    for item in items:
+        verdict, correction = verdicts.get(item["request_ids"][0], (None, None))
+        item.update(verdict=verdict, correction=correction)
+    queue.write_text("".join(json.dumps(i) + "\n" for i in items) + "{corrupt\n")
+    positives = _chat(tmp_path / "positives.jsonl", [("translate hello to french", "bonjour"),  # duplicate
+                                                     ("spell cat backwards", "tac"),  # an eval row
+                                                     ("add 2 and 3", "5")])
+    base = _chat(tmp_path / "base.jsonl", [("name the largest ocean", "pacific"),
+                                           ("what is the capital of italy and why", "rome since it is the seat"),
+                                           ("count to three", "1 2 3"), ("say hi", "hi")])
+    golden = _chat(tmp_path / "golden.jsonl", [("spell cat backwards", "tac"),
+                                               ("What is the capital of Italy and why?", "Rome, since it is the seat.")])
+    options = BuildOptions(reviewed=queue, out=tmp_path / "data", base_data=(DatasetSpec(path=str(base)),),
+                           eval_data=(DatasetSpec(path=str(golden)),), positives=positives, positives_share=1.0,
+                           replay_ratio=0.5)
+    return options, tmp_path
+
+
+def test_the_next_training_set_is_assembled_cleaned_and_described(setup):
+    options, tmp_path = setup
+    result = build(options)
+    assert result.counts == {"flywheel:correction": 2, "flywheel:accepted": 1, "flywheel:positive": 1, "replay": 3,
+                             "total": 7, "duplicates_removed": 1, "contaminated_removed": 2}
+    rows = [json.loads(line) for line in result.train_file.read_text().splitlines()]
+    pairs = [(r["messages"][0]["content"], r["messages"][1]["content"], r["meta"]["origin"]) for r in rows]
+    assert pairs[:3] == [("translate hello to french", "bonjour", "flywheel:correction"),  # queue order (rank)
+                         ("rate the weather in oslo", "it is sunny", "flywheel:correction"),
+                         ("what is the airspeed of a swallow", "about nine", "flywheel:accepted")]
+    assert pairs[3:] == [("add 2 and 3", "5", "flywheel:positive"), ("name the largest ocean", "pacific", "replay"),
+                         ("count to three", "1 2 3", "replay"), ("say hi", "hi", "replay")]
+    removed = {(r["reason"], r.get("kind"), r["messages"][0]["content"]) for r in result.removed}
+    assert removed == {("near_duplicate", None, "translate hello to french"),
+                       ("contaminated", "exact", "spell cat backwards"),
+                       ("contaminated", "near", "what is the capital of italy and why")}
+    assert [json.loads(line)["reason"] for line in (tmp_path / "data" / "removed.jsonl").read_text().splitlines()] \
+        == ["near_duplicate", "contaminated", "contaminated"]
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert manifest["counts"] == result.counts
+    assert manifest["fingerprints"]["train.jsonl"] == sha256(result.train_file)
+    assert manifest["from"]["db_sha256"] == sha256(tmp_path / "log.sqlite")
+    assert manifest["review_errors"] == [f"{options.reviewed}:7: not valid JSON "
+                                         "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"]
+    assert json.loads((tmp_path / "data" / "audit.json").read_text())["rows"] == 7
+
+
+def test_an_existing_dataset_is_never_replaced_without_overwrite(setup):
+    options, tmp_path = setup
+    build(options)
+    before = (tmp_path / "data" / "train.jsonl").read_text()
+    with pytest.raises(TunesmithError, match="train.jsonl: a built dataset already exists; pass --overwrite"):
+        build(options)
+    assert (tmp_path / "data" / "train.jsonl").read_text() == before
+    from dataclasses import replace
+
+    again = build(replace(options, overwrite=True, replay_ratio=0.0, base_data=()))
+    assert again.counts["replay"] == 0 and again.counts["total"] == 4
+
+
+def test_replay_needs_base_data_and_an_empty_set_is_refused(setup, tmp_path):
+    options, _ = setup
+    from dataclasses import replace
+
+    with pytest.raises(TunesmithError, match="replay share needs the original training data"):
+        build(replace(options, base_data=()))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(TunesmithError, match="the built dataset is empty"):
+        build(replace(options, reviewed=empty, positives=None, replay_ratio=0.0, base_data=(), out=tmp_path / "e"))

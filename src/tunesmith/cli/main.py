@@ -15,6 +15,7 @@ from tunesmith.cli import (
     advise_cmd, audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, export_cmd, gate_cmd, import_cmd,
     import_gguf_cmd, merge_cmd, plan_cmd, preview_cmd, quickstart_cmd, runs_cmd, serve_cmd, train_cmd,
 )
+from tunesmith.cli import ui_cmd
 from tunesmith.errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, TunesmithError
 
 app = typer.Typer(
@@ -77,6 +78,7 @@ app.command("chat", help="Chat with a trained model using its own chat template.
 app.command("serve", help="OpenAI-compatible server: adapters, streaming, JSON schema, every request logged.")(
     serve_cmd.serve
 )
+app.command("ui", help="Local web dashboard: runs, evaluations, data, review queue, playground, new runs.")(ui_cmd.ui)
 app.command("config", help="Print the resolved config with where each value came from.")(config_cmd.config)
 app.command("import", help="Translate an Axolotl or LLaMA-Factory config into a tunesmith config.")(import_cmd.import_)
 app.command("import-gguf", help="Convert a GGUF file into a verified Hugging Face model folder.")(import_gguf_cmd.import_gguf)

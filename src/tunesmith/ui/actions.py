@@ -119,8 +119,9 @@ def _new_run(app: FastAPI) -> None:
         try:
             context["checked"] = newrun.check(path, text)
             if action == "start":
-                process = newrun.start(path, text, context["checked"])
-                context["started"] = {"pid": process.pid, "output_dir": str(context["checked"].config.output_dir)}
+                process, log = newrun.start(path, text, context["checked"])
+                context["started"] = {"pid": process.pid, "output_dir": str(context["checked"].config.output_dir),
+                                      "log": str(log)}
         except TunesmithError as exc:
             context["error"] = str(exc)
         return render("new.html.jinja", "new", status=400 if context["error"] else 200, **context)

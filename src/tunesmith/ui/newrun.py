@@ -2,13 +2,15 @@
 
 Nothing starts before the page has shown the resolved config and ``tunesmith.plan``'s estimate;
 starting runs ``tunesmith train CONFIG --set ...`` as its own process (the run directory is the
-config's ``output_dir``; the Runs page follows it live).
+config's ``output_dir``; the Runs page follows it live; its output goes to
+``.ui-logs/<run name>.log`` beside the run directory).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,14 +59,18 @@ def check(path: str, override_text: str) -> Checked:
     return Checked(config, annotated_yaml(config, full=True), estimate, problem)
 
 
-def start(path: str, override_text: str, checked: Checked, log: Path | None = None) -> subprocess.Popen[bytes]:
+def start(path: str, override_text: str, checked: Checked,
+          log: Path | None = None) -> tuple[subprocess.Popen[bytes], Path]:
     """Start ``tunesmith train`` on the config ``check`` resolved in a new process; its output goes
-    to ``log`` (default: ``<output_dir>/ui_train.log``)."""
+    to ``log`` (default: ``.ui-logs/<run name>.log`` beside the run directory, never inside it:
+    train refuses a non-empty folder that is not yet a run)."""
     out = Path(checked.config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log = log or out / "ui_train.log"
+    log = log or out.parent / ".ui-logs" / f"{out.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "tunesmith.cli.main", "train", path,
             *(a for item in overrides(override_text) for a in ("--set", item))]
     with open(log, "ab") as fh:
-        return subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        process = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    threading.Thread(target=process.wait, name="tunesmith-ui-train", daemon=True).start()  # no zombie left
+    return process, log

@@ -119,6 +119,38 @@ def test_pages_render_runs_curves_and_errors(tmp_path):
     assert form.status_code == 400 and "no such config file" in form.text
 
 
-def test_cli_ui_refuses_a_missing_runs_folder(tmp_path):
+def test_cli_ui_refuses_a_missing_runs_folder_and_an_open_host_without_a_key(tmp_path):
     code, _, err = run_main("ui", "--runs", str(tmp_path / "nope"))
     assert code == 1 and "--runs" in err and "no such folder" in err
+    code, _, err = run_main("ui", "--runs", str(tmp_path), "--host", "0.0.0.0")
+    assert code == 1 and "refusing to listen beyond this machine without an API key" in err
+
+
+def test_cli_ui_serves_the_runs_table(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import time
+
+    from conftest import TUNESMITH
+    from serve_helpers import http
+
+    make_run(tmp_path, "only_run", 0.01)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([TUNESMITH, "ui", "--runs", str(tmp_path), "--port", str(port)],
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                status, _, body = http("GET", f"http://127.0.0.1:{port}/runs")
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+                time.sleep(0.2)
+        assert status == 200 and b'data-run="only_run"' in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

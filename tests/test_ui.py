@@ -96,6 +96,22 @@ def test_listening_beyond_loopback_needs_a_key_and_requests_need_it(tmp_path, mo
     assert client.get("/runs").status_code == 200
 
 
+def test_other_sites_cannot_drive_the_dashboard(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tunesmith.ui.app import create_app
+
+    queue = queue_file(tmp_path)
+    client = TestClient(create_app(UIConfig(runs=tmp_path, queue=queue)), base_url="http://127.0.0.1:7860")
+    posted = client.post("/api/review", json={"id": "a", "verdict": "reject"}, headers={"Origin": "http://evil.example"})
+    assert posted.status_code == 403 and "cross-site" in posted.json()["error"]
+    rebound = client.get("/runs", headers={"Host": "evil.example:7860"})
+    assert rebound.status_code == 403 and "loopback only" in rebound.json()["error"]
+    assert all(i["verdict"] is None for i in review.read(queue))
+    same = client.post("/api/review", json={"id": "a", "verdict": "reject"}, headers={"Origin": "http://127.0.0.1:7860"})
+    assert same.status_code == 200 and review.read(queue)[0]["verdict"] == "reject"
+
+
 def test_pages_render_runs_curves_and_errors(tmp_path):
     from fastapi.testclient import TestClient
 
@@ -103,7 +119,7 @@ def test_pages_render_runs_curves_and_errors(tmp_path):
 
     make_run(tmp_path, "a", 0.01)
     make_run(tmp_path, "b", 0.02)
-    client = TestClient(create_app(UIConfig(runs=tmp_path, queue=queue_file(tmp_path))))
+    client = TestClient(create_app(UIConfig(runs=tmp_path, queue=queue_file(tmp_path))), base_url="http://localhost:7860")
     table = client.get("/runs").text
     assert 'data-run="a"' in table and 'data-run="b"' in table
     view = client.get("/runs/view?run=a").text

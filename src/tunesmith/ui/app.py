@@ -11,13 +11,14 @@ import hmac
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined
 
 from tunesmith.errors import TunesmithError
+from tunesmith.serve.config import is_loopback
 from tunesmith.ui.config import UIConfig, api_key
 
 COOKIE = "tunesmith_ui_key"
@@ -47,18 +48,27 @@ def create_app(config: UIConfig) -> FastAPI:
 
     pages.register(app)
     actions.register(app)
-    app.add_middleware(_Guard, key=app.state.key)  # type: ignore[arg-type]
+    app.add_middleware(_Guard, key=app.state.key, loopback=is_loopback(config.host))  # type: ignore[arg-type]
     return app
 
 
 class _Guard:
-    """ASGI middleware: with a key, every path but /login needs ``Authorization: Bearer KEY`` or the login cookie."""
+    """ASGI middleware. Other web sites the browser visits must not drive the dashboard: a request
+    whose ``Origin`` is another site is refused (cross-site form posts), and on loopback so is a
+    ``Host`` that is not a loopback name (DNS rebinding). With a key, every path but /login needs
+    ``Authorization: Bearer KEY`` or the login cookie."""
 
-    def __init__(self, app: Any, key: str | None):
-        self.app, self.key = app, key
+    def __init__(self, app: Any, key: str | None, loopback: bool):
+        self.app, self.key, self.loopback = app, key, loopback
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or self.key is None or scope["path"] == "/login" or self._allowed(scope):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        problem = _foreign(headers, self.loopback)
+        if problem is not None:
+            return await JSONResponse({"error": problem}, status_code=403)(scope, receive, send)
+        if self.key is None or scope["path"] == "/login" or self._allowed(scope):
             return await self.app(scope, receive, send)
         response = JSONResponse({"error": "invalid or missing API key (Authorization: Bearer <key>, "
                                           "or open /login?key=<key> once in the browser)"}, status_code=401)
@@ -74,6 +84,18 @@ class _Guard:
                 given = given or value
         assert self.key is not None
         return hmac.compare_digest(given.encode("utf-8"), self.key.encode("utf-8"))
+
+
+def _foreign(headers: dict[bytes, bytes], loopback: bool) -> str | None:
+    """Why a request comes from another site (None: it does not)."""
+    host = headers.get(b"host", b"").decode("latin-1")
+    origin = headers.get(b"origin", b"").decode("latin-1")
+    if origin and origin != "null" and urlsplit(origin).netloc != host:
+        return f"cross-site request refused (Origin {origin} is not this dashboard)"
+    name = urlsplit(f"//{host}").hostname or ""
+    if loopback and host and not is_loopback(name):
+        return f"Host {host} refused: this dashboard listens on loopback only"
+    return None
 
 
 @lru_cache(maxsize=1)

@@ -170,3 +170,20 @@ def test_cli_ui_serves_the_runs_table(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_data_views_are_recomputed_when_the_dataset_changes(tmp_path):
+    import os
+
+    from tunesmith.ui import data
+
+    rows = tmp_path / "train.jsonl"
+    rows.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"base_model: tiny\ndatasets:\n  - path: {rows}\n")
+    (run / "run.json").write_text("{}")
+    before = data.version(run)
+    assert len(before) == 3  # config.yaml, run.json and the one dataset
+    os.utime(rows, ns=(before[2] + 10**9, before[2] + 10**9))
+    assert data.version(run) != before

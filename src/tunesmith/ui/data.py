@@ -7,6 +7,7 @@ row views), so the page shows what training saw.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,29 @@ def load(run_dir: Path) -> Any:
     return load_config(str(path))
 
 
+def version(run_dir: Path) -> tuple[int, ...]:
+    """When the run's config, record and datasets last changed: the key of the cached views below (an
+    audit or a tokenization of a large dataset takes a while; a page reload should not redo it)."""
+    files = [run_dir / "config.yaml", run_dir / "run.json"]
+    try:
+        files += [Path(d.path) for d in load(run_dir).datasets if Path(d.path).exists()]
+    except TunesmithError:
+        pass
+    return tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
+
+
 def audit(run_dir: Path) -> dict[str, Any]:
     """The audit report of the run's datasets, each finding with up to ``MAX_DRILL`` offending rows."""
+    return _audit(run_dir, version(run_dir))
+
+
+def preview(run_dir: Path, rows: int = 5) -> dict[str, Any]:
+    """The first ``rows`` tokenized training rows as ``(text, trained)`` segments, and the stats."""
+    return _preview(run_dir, rows, version(run_dir))
+
+
+@lru_cache(maxsize=8)
+def _audit(run_dir: Path, _version: tuple[int, ...]) -> dict[str, Any]:
     from tunesmith.data.audit import run as run_audit
     from tunesmith.data.audit.report import location
     from tunesmith.data.pipeline import collect_splits
@@ -43,8 +65,8 @@ def audit(run_dir: Path) -> dict[str, Any]:
             "counts": {s: report.count(s) for s in ("error", "warning", "info")}}
 
 
-def preview(run_dir: Path, rows: int = 5) -> dict[str, Any]:
-    """The first ``rows`` tokenized training rows as ``(text, trained)`` segments, and the stats."""
+@lru_cache(maxsize=8)
+def _preview(run_dir: Path, rows: int, _version: tuple[int, ...]) -> dict[str, Any]:
     from tunesmith.tokenize import run as tokenize
     from tunesmith.tokenize.chat import IGNORE
     from tunesmith.tokenize.preview import as_sequence, segments

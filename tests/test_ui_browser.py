@@ -211,6 +211,13 @@ def test_playground_chat_reply_and_thumbs_up_reach_the_server(page, ui, served):
     page.click(".msg.assistant .rate-up")
     page.wait_for_selector(".rated")
     shot(page, "playground")
+    page.click("text=JSON schema mode")
+    page.fill("#schema", "{not json")
+    page.fill("#prompt", "again")
+    page.click("#send")
+    page.wait_for_selector("#chat-error:not([hidden])")
+    assert page.locator("#chat-error").inner_text().startswith("JSON schema: not valid JSON (line 1, column 2")
+    assert page.locator(".msg.assistant").count() == 1
     with sqlite3.connect(served[1]) as db:
         logged = db.execute("SELECT reply FROM requests WHERE status = 200").fetchall()
         ratings = db.execute("SELECT rating FROM feedback").fetchall()

@@ -20,6 +20,11 @@ def curve_svg(series: dict[str, list[tuple[float, float]]], title: str) -> Marku
 
 
 def register(app: FastAPI) -> None:
+    _runs(app)
+    _eval_and_data(app)
+
+
+def _runs(app: FastAPI) -> None:
     @app.get("/runs", response_class=HTMLResponse)
     def runs_page(request: Request) -> HTMLResponse:
         found = runs.find(root(request))
@@ -58,6 +63,8 @@ def register(app: FastAPI) -> None:
                       summary=runs.side_by_side(ra.record, rb.record) + [("gate", ra.gate, rb.gate)],
                       diff=runs.config_diff(runs.config_of(pa), runs.config_of(pb)))
 
+
+def _eval_and_data(app: FastAPI) -> None:
     @app.get("/eval", response_class=HTMLResponse)
     def eval_page(request: Request, folder: str = "", left: str = "", right: str = "", filter: str = "all",
                   task: str = "") -> HTMLResponse:

@@ -48,7 +48,24 @@ def test_a_decision_rewrites_the_queue_atomically_and_keeps_other_keys(tmp_path)
     assert items[0]["extra"] == [1, 2]
     assert [i["id"] for i in review.pending(items)] == ["a"]  # skipped items come back
     assert review.counts(items)["done"] == 1 and review.counts(items)["total"] == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["queue.jsonl"]  # no temporary file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".queue.jsonl.lock", "queue.jsonl"]  # no temporary file
+
+
+def test_a_decision_waits_for_another_writer_holding_the_lock(tmp_path):
+    import threading
+    import time
+
+    path = queue_file(tmp_path)
+    with review.locked(path):  # e.g. the flywheel appending an item
+        worker = threading.Thread(target=review.decide, args=(path, "a", "accept"))
+        worker.start()
+        time.sleep(0.3)
+        assert worker.is_alive()  # blocked on the lock, not reading the old file
+        with path.open("a") as fh:
+            fh.write(json.dumps({"id": "c", "request": "r", "reply": "x"}) + "\n")
+    worker.join(30)
+    items = review.read(path)
+    assert [(i["id"], i.get("verdict")) for i in items] == [("a", "accept"), ("b", None), ("c", None)]
 
 
 def test_bad_queue_files_and_decisions_are_one_line_errors(tmp_path):

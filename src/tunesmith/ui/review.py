@@ -8,8 +8,11 @@ Format (the file the flywheel writes and the Review page updates in place)::
 ``verdict`` is null until a person decides, then one of ``accept`` (the reply is good), ``correct``
 (``correction`` holds the right reply), ``skip`` (undecided, asked again later) or ``reject`` (the
 item is not worth training on). Any other keys of an item are kept as they are. Every decision
-rewrites the whole file through a temporary file + ``os.replace`` (after ``fsync``), so a reader
-sees the old file or the new one, never half of one, and a closed tab loses nothing.
+rewrites the whole file through a temporary file + ``os.replace`` (after ``fsync``, then the
+folder's ``fsync``), so a reader sees the old file or the new one, never half of one, and a closed
+tab loses nothing. The read-modify-replace holds an exclusive ``flock`` on ``.<name>.lock`` beside
+the queue; another writer (the flywheel adding items) takes the same lock so neither loses the
+other's lines.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +84,7 @@ def decide(path: Path, item_id: str, verdict: str, correction: str | None = None
         raise QueueError(f"verdict: must be one of {', '.join(VERDICTS)} (got {verdict!r})")
     if verdict == "correct" and not (correction or "").strip():
         raise QueueError("correct: the correction is empty; type the right reply first")
-    with _LOCK:
+    with _LOCK, locked(path):
         items = read(path)
         match = [i for i in items if str(i["id"]) == str(item_id)]
         if not match:
@@ -88,6 +93,19 @@ def decide(path: Path, item_id: str, verdict: str, correction: str | None = None
         match[0]["correction"] = correction if verdict == "correct" else None
         write(path, items)
     return match[0]
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the queue's exclusive file lock (``.<name>.lock`` in the same folder)."""
+    import fcntl
+
+    with open(path.with_name(f".{path.name}.lock"), "a", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write(path: Path, items: list[dict[str, Any]]) -> None:
@@ -100,6 +118,11 @@ def write(path: Path, items: list[dict[str, Any]]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename itself survives a crash
+        finally:
+            os.close(folder)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -43,12 +43,15 @@ def browser_or_skip() -> tuple[Any, Any]:
     path = chromium_path()
     if path is None:
         pytest.skip("browser tests need Chromium: apt-get install chromium (or set TUNESMITH_CHROMIUM)")
-    pw = sync_playwright().start()
+    try:
+        pw = sync_playwright().start()
+    except Exception as exc:  # Playwright's driver cannot run here
+        pytest.skip(f"Playwright did not start: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
     try:
         browser = pw.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
     except Exception as exc:  # a Chromium that does not start here: say so instead of failing every test
         pw.stop()
-        pytest.skip(f"Chromium at {path} did not start: {str(exc).splitlines()[0]}")
+        pytest.skip(f"Chromium at {path} did not start: {(str(exc).splitlines() or [type(exc).__name__])[0]}")
     return pw, browser
 
 

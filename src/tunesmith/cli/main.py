@@ -15,7 +15,7 @@ from tunesmith.cli import (
     advise_cmd, audit_cmd, chat_cmd, config_cmd, data_cmd, evaluate_cmd, export_cmd, gate_cmd, import_cmd,
     import_gguf_cmd, merge_cmd, plan_cmd, preview_cmd, quickstart_cmd, runs_cmd, serve_cmd, train_cmd,
 )
-from tunesmith.cli import data_synth_cmd, flywheel_cmd  # the data flywheel
+from tunesmith.cli import data_synth_cmd, flywheel_cmd, ui_cmd  # the data flywheel, the dashboard
 from tunesmith.errors import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, TunesmithError
 
 app = typer.Typer(
@@ -82,6 +82,7 @@ data_cmd.app.command("synth", help="Synthetic rows for a slice from an OpenAI-co
                      "audited.")(data_synth_cmd.synth)
 app.add_typer(flywheel_cmd.app, name="flywheel", help="The data flywheel: mine the serving log, review, build the "
               "next training set.")
+app.command("ui", help="Local web dashboard: runs, evaluations, data, review queue, playground, new runs.")(ui_cmd.ui)
 app.command("config", help="Print the resolved config with where each value came from.")(config_cmd.config)
 app.command("import", help="Translate an Axolotl or LLaMA-Factory config into a tunesmith config.")(import_cmd.import_)
 app.command("import-gguf", help="Convert a GGUF file into a verified Hugging Face model folder.")(import_gguf_cmd.import_gguf)

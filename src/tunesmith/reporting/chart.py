@@ -130,6 +130,17 @@ def _axes(frame: _Frame, x_ticks: tuple[list[float], float], y_ticks: tuple[list
     ]
 
 
+def _markers(frame: _Frame, name: str, points: list[tuple[float, float]], color: str) -> str:
+    """A small circle per data point, each titled with its exact values (hover shows them)."""
+    label = escape(name)
+    dots = []
+    for x, y in points:
+        cx, cy = frame.px(x, y)
+        dots.append(f'<circle class="point" cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{color}" data-x="{x:g}" '
+                    f'data-y="{y:g}"><title>{label}: ({x:g}, {y:g})</title></circle>')
+    return f'<g class="points" data-series="{label}">' + "".join(dots) + "</g>"
+
+
 def _series(frame: _Frame, name: str, points: list[tuple[float, float]], color: str) -> str:
     """One polyline, or a circle marker when the series has a single point."""
     label = escape(name)
@@ -161,9 +172,10 @@ def _legend(names: list[str], width: int) -> list[str]:
 
 
 def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, title: str, x_label: str, y_label: str,
-               width: int = 640, height: int = 320) -> str:
+               width: int = 640, height: int = 320, markers: bool = False) -> str:
     """An inline <svg> line chart: one polyline per non-empty series (x ascending), axes with 4-6 'nice'
-    tick labels each, a legend, and an accessible <title>. Series with a single point draw a marker (circle).
+    tick labels each, a legend, and an accessible <title>. Series with a single point draw a marker (circle);
+    ``markers`` adds a titled circle (``class="point"``, ``data-x``/``data-y``) at every data point.
     Empty input -> an <svg> that says 'no data'. Values must be finite; non-finite points are skipped."""
     clean = _clean(series)
     parts = _open(title, width, height)
@@ -178,5 +190,7 @@ def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, title: st
     parts += _axes(frame, x_ticks, y_ticks, x_label, y_label)
     for i, (name, points) in enumerate(clean.items()):
         parts.append(_series(frame, name, points, _PALETTE[i % len(_PALETTE)]))
+        if markers:
+            parts.append(_markers(frame, name, points, _PALETTE[i % len(_PALETTE)]))
     parts += _legend(list(clean), width)
     return "\n".join([*parts, "</svg>"])

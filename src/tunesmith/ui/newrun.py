@@ -1,0 +1,76 @@
+"""The New run page: a config file + overrides -> the resolved config and the plan, then training.
+
+Nothing starts before the page has shown the resolved config and ``tunesmith.plan``'s estimate;
+starting runs ``tunesmith train CONFIG --set ...`` as its own process (the run directory is the
+config's ``output_dir``; the Runs page follows it live; its output goes to
+``.ui-logs/<run name>.log`` beside the run directory).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import TunesmithError
+
+
+@dataclass
+class Checked:
+    """A resolved config, its annotated YAML and the plan (or why the plan could not be made)."""
+
+    config: Any
+    yaml: str
+    plan: dict[str, Any] | None
+    plan_error: str | None
+
+
+def overrides(text: str) -> list[str]:
+    """``key=value`` lines (blank lines and ``#`` comments ignored); a line without ``=`` is an error."""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line or line.startswith("="):
+            raise TunesmithError(f"overrides line {number}: expected key=value (got {line!r})")
+        out.append(line)
+    return out
+
+
+def check(path: str, override_text: str) -> Checked:
+    """Resolve ``path`` with the overrides and plan it; config errors raise (file:line, key)."""
+    from tunesmith.config import load_config
+    from tunesmith.config.annotate import annotated_yaml
+    from tunesmith.plan import run as plan
+
+    if not path.strip():
+        raise TunesmithError("config: give the path of a YAML config file")
+    if not Path(path).is_file():
+        raise TunesmithError(f"{path}: no such config file")
+    config = load_config(path, overrides(override_text))
+    try:
+        estimate, problem = plan(config, name=path).as_dict(), None
+    except TunesmithError as exc:
+        estimate, problem = None, str(exc)
+    return Checked(config, annotated_yaml(config, full=True), estimate, problem)
+
+
+def start(path: str, override_text: str, checked: Checked,
+          log: Path | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``tunesmith train`` on the config ``check`` resolved in a new process; its output goes
+    to ``log`` (default: ``.ui-logs/<run name>.log`` beside the run directory, never inside it:
+    train refuses a non-empty folder that is not yet a run)."""
+    out = Path(checked.config.output_dir)
+    log = log or out.parent / ".ui-logs" / f"{out.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "tunesmith.cli.main", "train", path,
+            *(a for item in overrides(override_text) for a in ("--set", item))]
+    with open(log, "ab") as fh:
+        process = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    threading.Thread(target=process.wait, name="tunesmith-ui-train", daemon=True).start()  # no zombie left
+    return process, log

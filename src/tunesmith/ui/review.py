@@ -5,6 +5,10 @@ Format (the file the flywheel writes and the Review page updates in place)::
     {"id": "q-17", "request": <str | list of chat messages>, "reply": "<the model's reply>",
      "reason": "<why it was mined>", "cluster_size": 12, "verdict": null, "correction": null}
 
+The queue ``tunesmith flywheel mine`` writes (``queue.jsonl``) is read as is: its ``messages``,
+``reasons`` and ``size`` stand for ``request``, ``reason`` and ``cluster_size``, and its verdicts are
+the same four, so ``tunesmith flywheel build --reviewed`` takes the file the page decided.
+
 ``verdict`` is null until a person decides, then one of ``accept`` (the reply is good), ``correct``
 (``correction`` holds the right reply), ``skip`` (undecided, asked again later) or ``reject`` (the
 item is not worth training on). Any other keys of an item are kept as they are. Every decision

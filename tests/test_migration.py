@@ -242,7 +242,7 @@ def test_llamafactory_refusals_say_what_to_do_instead(raw, message):
 
 @pytest.mark.parametrize("raw,message", [
     ({"rl": "grpo"}, r"rl: grpo .* GRPO needs generation"),
-    ({"load_in_4bit": True}, r"quantization: a 4bit base can only be trained through a LoRA/DoRA adapter \(adapter is none\)"),
+    ({"load_in_4bit": True}, r"load_in_4bit: a 4bit base can only be trained through a LoRA/DoRA adapter \(adapter is none\)"),
     ({"datasets": [{"path": "d.csv", "ds_type": "json", "type": "alpaca"}]}, r"json files end with .json or .jsonl, but d.csv"),
     ({"datasets": [{"path": "d.jsonl", "type": "llama3.ultra"}], "rl": "dpo"}, r"the ultra rows repeat the prompt"),
     ({"datasets": [{"path": "d.jsonl", "type": "my_strategy"}]}, r"'my_strategy' is an Axolotl prompt strategy"),

@@ -113,8 +113,9 @@ def test_lora_on_top_layers_only_trains_those_layers(base, tmp_path):
     assert result.trainable_params == 4 * (hidden + hidden) + 4 * (hidden + kv)  # one layer, two modules
     names = [n for n, p in result.model.named_parameters() if p.requires_grad]
     assert names and all(".layers.1." in n for n in names)
-    with pytest.raises(ConfigError, match="peft_layers_to_transform: needs lora_target_modules as a list"):
-        make_config(base, tmp_path, layers_to_transform=[1])  # PEFT's name; all-linear cannot be combined
+    # PEFT's name; all-linear cannot be combined; the error names the key as written
+    with pytest.raises(ConfigError, match=r"^<config>: layers_to_transform: needs lora_target_modules as a list"):
+        make_config(base, tmp_path, layers_to_transform=[1])
 
 
 def test_cpt_learns(base, tmp_path):

@@ -88,7 +88,8 @@ def build_tokenizer(
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def build_model(path: str | Path, tokenizer: Any, arch: str = "llama", hidden: int = 64) -> Any:
+def build_model(path: str | Path, tokenizer: Any, arch: str = "llama", hidden: int = 64,
+                max_positions: int = 1024) -> Any:
     """Save a randomly initialised 2-layer causal LM (and ``tokenizer``) to ``path``; return it."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
@@ -101,7 +102,7 @@ def build_model(path: str | Path, tokenizer: Any, arch: str = "llama", hidden: i
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=1024,
+        max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -81,8 +81,9 @@ def check(config: Config) -> Context:
                f"{factor}}} (or yarn; long-context training needs long rows to adapt to it)")
         what = f"the model's context (max_position_embeddings {limit}"
         what += f", {context.rope_type} RoPE scaling included)" if context.scaled_by == "model" else ", no RoPE scaling)"
-    raise ConfigError(f"sequence_len: {config.sequence_len} is more than {what}: positions beyond it were never "
-                      f"trained; {fix}")
+    given = "sequence_len" in config.model_fields_set
+    value = f"{config.sequence_len}" if given else f"not set, and its default {config.sequence_len}"
+    raise ConfigError(f"sequence_len: {value} is more than {what}: positions beyond it were never trained; {fix}")
 
 
 def length_warning(context: Context, audit_stats: dict[str, Any]) -> str | None:

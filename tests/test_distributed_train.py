@@ -133,7 +133,7 @@ def test_killed_rank_stops_the_job_and_resume_completes(base, tmp_path) -> None:
     out, err = launcher.communicate(timeout=120)
     assert launcher.returncode == 1, err[-3000:]
     assert time.time() - started < 60  # rank 0 was stopped, not left waiting in a collective
-    assert "the distributed job stopped: rank 1 (local rank 1) stopped (SIGKILL)" in err
+    assert "the distributed job stopped: rank 1 (local rank 1) stopped (SIGKILL)" in err, err[-4000:]
     assert "run the same command again to resume" in err
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
                    for pid in workers.values())
@@ -172,3 +172,6 @@ def test_fsdp2_on_cpu_gathers_full_weights(base, tmp_path) -> None:
     diff = (_logits(tmp_path / "ddp" / "model", base) - _logits(tmp_path / "fsdp" / "model", base)).abs().max()
     assert float(diff) < 1e-3
     assert _losses(tmp_path / "fsdp")[1] == pytest.approx(_losses(tmp_path / "ddp")[1], abs=2e-4)
+    schedules = {n: json.loads((tmp_path / n / "run.json").read_text())["schedule"] for n in ("ddp", "fsdp")}
+    assert schedules["ddp"]["sharded_parameters"] == 0 and schedules["fsdp"]["sharded_parameters"] > 0
+    assert schedules["fsdp"]["backend"] == "fsdp"

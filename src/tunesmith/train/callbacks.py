@@ -197,9 +197,10 @@ class ScheduleRecord(TrainerCallback):
         self.update_run = update_run
         self.world = world
 
-    def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def on_train_begin(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
         if not self.world.is_main:
             return control
+        sharded = _sharded_parameters(model) if model is not None else 0
         scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
         self.update_run(schedule={
             "world_size": args.world_size, "backend": self.world.backend,
@@ -208,5 +209,14 @@ class ScheduleRecord(TrainerCallback):
             "effective_batch": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
             "total_steps": state.max_steps, "warmup_steps": args.get_warmup_steps(state.max_steps),
             "learning_rate": args.learning_rate, "lr_scheduler": str(scheduler),
+            "sharded_parameters": sharded,  # FSDP2: parameters held as DTensor shards (0 under DDP)
         })
         return control
+
+
+def _sharded_parameters(model: Any) -> int:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        return 0
+    return sum(isinstance(p, DTensor) for p in model.parameters())

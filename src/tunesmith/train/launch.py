@@ -112,18 +112,26 @@ def run(cmd: list[str], output_dir: Path, say: Callable[[str], None] = print) ->
         code = proc.wait()
     if code == 0:
         return
-    text = "".join(tail)
-    failed = _FAILED.findall(text)
-    if failed:
-        rank, local, exit_code = failed[0]
-        how = _SIGNALS.get(int(exit_code), f"exit code {exit_code}")
-        what = f"rank {rank} (local rank {local}) stopped ({how})"
-    else:
-        what = f"torch.distributed.run exited with code {code}"
-    message = (f"the distributed job stopped: {what}; torchrun stopped every other rank. "
+    what = _failures("".join(tail)) or f"torch.distributed.run exited with code {code}"
+    message = (f"the distributed job stopped: {what}; torchrun stops every rank when one fails (none is left "
+               "waiting). "
                + _resume_hint(output_dir))
     _mark_failed(output_dir, what)
     raise LaunchError(message)
+
+
+def _failures(text: str) -> str:
+    """torchrun's failure report in one line: the root cause (the first rank to fail), then the others."""
+    before, _, root = text.rpartition("Root Cause")
+    first = _FAILED.findall(root) if root and before else []
+    others = _FAILED.findall(before if first else text)
+    if not first and not others:
+        return ""
+    say = lambda r, lr, e: f"rank {r} (local rank {lr}) stopped ({_SIGNALS.get(int(e), f'exit code {e}')})"
+    if not first:
+        return "; ".join(say(*f) for f in others)
+    rest = [say(*f) for f in others if f[:2] != first[0][:2]]
+    return say(*first[0]) + (f" first (then {', '.join(rest)})" if rest else "")
 
 
 def _resume_hint(output_dir: Path) -> str:
@@ -137,10 +145,12 @@ def _resume_hint(output_dir: Path) -> str:
 
 
 def _mark_failed(output_dir: Path, what: str) -> None:
-    """rank 0 may have been stopped before it could record the end of its attempt."""
+    """The job's cause in run.json: rank 0 may have been stopped before it recorded its attempt's end,
+    or recorded only what it saw (its peer's connection closing)."""
     from tunesmith.train.rundir import RunDir
 
     rundir = RunDir(output_dir)
     record = rundir.read_run()
-    if record.get("status") in ("starting", "running"):
-        rundir.end_attempt("failed", error=f"distributed job stopped: {what}")
+    if record.get("status") in ("starting", "running", "failed"):
+        own = record.get("error") if record.get("status") == "failed" else None  # rank 0's view, e.g. "peer closed"
+        rundir.end_attempt("failed", error=f"distributed job stopped: {what}" + (f" (rank 0: {own})" if own else ""))

@@ -40,7 +40,7 @@ def child(data: Path, tokenizer: Path, out: Path, audit: bool, tokenize_: bool) 
     from tunesmith.tokenize import load_tokenizer
 
     cfg = config_from_dict({"base_model": str(tokenizer), "datasets": [{"path": str(data)}], "chat_template": "chatml",
-                            "output_dir": str(out), "sequence_len": 256, "audit": {"fail_on": "never"}})
+                            "output_dir": str(out), "sequence_len": 4096, "audit": {"fail_on": "never"}})
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     dataset = data_stage.run(cfg)

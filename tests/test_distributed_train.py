@@ -71,13 +71,22 @@ def _logits(folder: Path, base: Path):  # type: ignore[no-untyped-def]
 DIST = "distributed:\n  device: cpu\n"
 
 
-def test_two_processes_match_one_process(base, tmp_path) -> None:
-    one = _config(base, tmp_path, "one", "gradient_accumulation_steps: 2\nmax_steps: 4\nsave_steps: 2\n")
-    two = _config(base, tmp_path, "two", DIST + "max_steps: 4\nsave_steps: 2\n")
+@pytest.fixture(scope="module")
+def ddp_runs(base, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """1 process x micro batch 2 x 2 accumulation steps, and 2 DDP processes x micro batch 2 (shared by
+    the tests below: every launch pays torch's import three times)."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    one = _config(base, tmp, "one", "gradient_accumulation_steps: 2\nmax_steps: 4\nsave_steps: 2\n")
+    two = _config(base, tmp, "two", DIST + "max_steps: 4\nsave_steps: 2\n")
     res1 = run_cli("train", str(one), "--quiet", timeout=400)
     assert res1.returncode == 0, res1.stderr[-3000:]
     res2 = run_cli("train", str(two), "--nproc", "2", "--quiet", timeout=400)
     assert res2.returncode == 0, res2.stdout[-3000:] + res2.stderr[-3000:]
+    return tmp, res2
+
+
+def test_two_processes_match_one_process(base, ddp_runs) -> None:
+    tmp_path, res2 = ddp_runs
     assert "-m torch.distributed.run --standalone --nnodes 1 --nproc-per-node 2" in res2.stdout
     loss1, loss2 = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert sorted(loss1) == sorted(loss2) == [1, 2, 3, 4]
@@ -153,25 +162,25 @@ def test_killed_rank_stops_the_job_and_resume_completes(base, tmp_path) -> None:
     assert sorted(_losses(tmp_path / "kill")) == list(range(1, done[-1] + 3))
 
 
-def test_fsdp2_on_cpu_gathers_full_weights(base, tmp_path) -> None:
+def test_fsdp2_on_cpu_gathers_full_weights(base, ddp_runs) -> None:
     """FSDP2 shards every weight across the 2 ranks; the saved adapter must still be whole and equal
     to what DDP trains on the same batches."""
-    ddp = _config(base, tmp_path, "ddp", DIST + "max_steps: 3\n")
-    fsdp = _config(base, tmp_path, "fsdp", DIST + "  backend: fsdp\nmax_steps: 3\n")
-    res = run_cli("train", str(ddp), "--nproc", "2", "--quiet", timeout=400)
-    assert res.returncode == 0, res.stderr[-3000:]
+    ddp_dir = ddp_runs[0] / "two"
+    fsdp = _config(base, ddp_runs[0], "fsdp", DIST + "  backend: fsdp\nmax_steps: 4\nsave_steps: 2\n")
     res = run_cli("train", str(fsdp), "--nproc", "2", "--quiet", timeout=400)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     from safetensors.torch import load_file
 
+    tmp_path = ddp_runs[0]
     weights = load_file(str(tmp_path / "fsdp" / "model" / "adapter_model.safetensors"))
-    reference = load_file(str(tmp_path / "ddp" / "model" / "adapter_model.safetensors"))
+    reference = load_file(str(ddp_dir / "model" / "adapter_model.safetensors"))
     assert weights.keys() == reference.keys() and weights
     for key, tensor in weights.items():
         assert tensor.shape == reference[key].shape and tensor.numel() > 0, key
-    diff = (_logits(tmp_path / "ddp" / "model", base) - _logits(tmp_path / "fsdp" / "model", base)).abs().max()
+    diff = (_logits(ddp_dir / "model", base) - _logits(tmp_path / "fsdp" / "model", base)).abs().max()
     assert float(diff) < 1e-3
-    assert _losses(tmp_path / "fsdp")[1] == pytest.approx(_losses(tmp_path / "ddp")[1], abs=2e-4)
-    schedules = {n: json.loads((tmp_path / n / "run.json").read_text())["schedule"] for n in ("ddp", "fsdp")}
-    assert schedules["ddp"]["sharded_parameters"] == 0 and schedules["fsdp"]["sharded_parameters"] > 0
+    fsdp_losses, ddp_losses = _losses(tmp_path / "fsdp"), _losses(ddp_dir)
+    assert all(fsdp_losses[s] == pytest.approx(ddp_losses[s], abs=2e-4) for s in (1, 2, 3, 4)), (fsdp_losses, ddp_losses)
+    schedules = {n: json.loads((tmp_path / n / "run.json").read_text())["schedule"] for n in ("two", "fsdp")}
+    assert schedules["two"]["sharded_parameters"] == 0 and schedules["fsdp"]["sharded_parameters"] > 0
     assert schedules["fsdp"]["backend"] == "fsdp"

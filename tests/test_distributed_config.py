@@ -185,3 +185,27 @@ def test_marker_needs_every_ranks_rng_state(tmp_path) -> None:
     with pytest.raises(RuntimeError, match=r"no RNG state of rank\(s\) \[1\]"):
         ckpt.mark_complete(tmp_path, 2, world_size=2)
     assert not (tmp_path / ckpt.MARKER).exists()
+
+
+def test_fsdp_on_cpu_is_refused_before_launch(tmp_path) -> None:
+    """accelerate ignores the FSDP plugin on CPU (it would train DDP and call it FSDP): refused."""
+    path = _write(tmp_path, "distributed:\n  backend: fsdp\n  device: cpu\n")
+    code, out, err = run_main("train", str(path), "--nproc", "2")
+    assert code == 1 and "fsdp needs CUDA devices" in err and "silently train unsharded" in err
+
+
+def test_an_unsharded_model_under_fsdp_stops_training() -> None:
+    """The run-time guard: FSDP asked for, no parameter is a DTensor shard -> stop, never train on."""
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from tunesmith.errors import TunesmithError
+    from tunesmith.train.callbacks import ScheduleRecord
+    from tunesmith.train.world import World
+
+    written: list[dict] = []
+    model = torch.nn.Linear(4, 4)
+    with pytest.raises(TunesmithError, match="did not shard the model"):
+        ScheduleRecord(lambda **kw: written.append(kw), World(1, 1, 2, "fsdp")).on_train_begin(
+            None, TrainerState(), TrainerControl(), model=model)
+    assert written == []

@@ -198,9 +198,12 @@ class ScheduleRecord(TrainerCallback):
         self.world = world
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+        sharded = _sharded_parameters(model) if model is not None else 0
+        if self.world.backend == "fsdp" and not sharded:  # every rank checks its own model
+            raise TunesmithError("distributed.backend: fsdp was asked for, but the engine did not shard the model "
+                                 "(no parameter is an FSDP2 shard): stopping rather than training unsharded")
         if not self.world.is_main:
             return control
-        sharded = _sharded_parameters(model) if model is not None else 0
         scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
         self.update_run(schedule={
             "world_size": args.world_size, "backend": self.world.backend,

@@ -63,6 +63,9 @@ def refusals(config: Config, rdzv: Rendezvous) -> list[str]:
         if dist.processes > cores:
             out.append(f"distributed.processes: {dist.processes} processes on CPU, but this machine gives this job "
                        f"{cores} core(s): at most one process per core")
+    if dist.backend == "fsdp" and on == "cpu":
+        out.append("distributed.backend: fsdp needs CUDA devices: accelerate (the Trainer's engine) applies FSDP "
+                   "only on accelerators, and on CPU would silently train unsharded; on CPU use backend: ddp")
     if dist.backend == "deepspeed":
         if find_spec("deepspeed") is None:
             out.append("distributed.backend: deepspeed, but DeepSpeed is not installed: pip install deepspeed "

@@ -76,16 +76,22 @@ def join(config: Config) -> World:
         raise ConfigError(f"distributed: the launcher started {world.world_size} processes, but the config says "
                           f"{dist.processes} per node x {dist.nodes} nodes = {dist.world_size}; launch with "
                           "tunesmith train CONFIG --nproc N (it sets both), or fix distributed.processes / nodes")
-    from accelerate import PartialState
-
     timeout = timedelta(seconds=dist.timeout_s if dist else 1800)
-    kwargs: dict[str, Any] = {"timeout": timeout}
     if device(config) == "cpu":
-        kwargs["cpu"] = True
-        kwargs["backend"] = "gloo"
-    elif dist is not None and dist.comm_backend != "auto":
-        kwargs["backend"] = dist.comm_backend
-    PartialState(**kwargs)
+        from accelerate import PartialState
+
+        PartialState(cpu=True, backend="gloo", timeout=timeout)  # the state TrainingArguments(use_cpu) reuses
+        return world
+    # CUDA: the process group only; accelerate (DDP, FSDP2) and DeepSpeed find it initialized and use it,
+    # and create their own state as the Trainer configures them. NCCL for CUDA tensors, gloo for CPU ones
+    # (FSDP2 offload, a full state dict gathered on the CPU), as accelerate itself does for FSDP.
+    import torch
+    import torch.distributed as tdist
+
+    torch.cuda.set_device(world.local_rank)
+    backend = dist.comm_backend if dist is not None and dist.comm_backend != "auto" else "nccl"
+    if not tdist.is_initialized():
+        tdist.init_process_group(backend="cuda:nccl,cpu:gloo" if backend == "nccl" else backend, timeout=timeout)
     return world
 
 

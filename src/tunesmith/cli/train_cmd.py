@@ -39,17 +39,20 @@ def train(
     cfg = load_config(path, overrides, tool=from_)  # validated before anything heavy is imported
     from tunesmith.train import world
 
-    if cfg.distributed is not None and cfg.distributed.launches and not world.launched():  # this process launches; torchrun's run the job
+    launching = cfg.distributed is not None and cfg.distributed.launches and not world.launched()
+    # said once: by this process, or by rank 0 of a job not started by tunesmith's launcher (which said it)
+    if launching or (world.is_main_process() and not os.environ.get("TUNESMITH_LAUNCHER")):
+        for line in summary(cfg, path):
+            typer.echo(line)
+        if cfg.save_only_model:
+            typer.echo("save_only_model: true: checkpoints hold no optimizer or scheduler state, so a resume "
+                       "restarts both (set it to false to resume exactly)")
+    if launching:  # this process launches; torchrun's processes run the job
         passthrough = _passthrough(overrides, resume, overwrite, quiet, from_)
         _launch(cfg, path, passthrough, (node_rank, master_addr, master_port), print_launch)
         return
     from tunesmith.train import run
 
-    for line in summary(cfg, path):
-        typer.echo(line)
-    if cfg.save_only_model:
-        typer.echo("save_only_model: true: checkpoints hold no optimizer or scheduler state, so a resume "
-                   "restarts both (set it to false to resume exactly)")
     if cfg.overwrite_output_dir and not resume and not overwrite:
         typer.echo("overwrite_output_dir: true: an existing run in output_dir is replaced (as --overwrite)")
         overwrite = True

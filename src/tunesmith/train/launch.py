@@ -105,7 +105,7 @@ _SIGNALS = {-9: "SIGKILL", -15: "SIGTERM", -6: "SIGABRT", -11: "SIGSEGV", -2: "S
 
 def run(cmd: list[str], output_dir: Path, say: Callable[[str], None] = print) -> None:
     """Run torchrun; on failure say which rank failed and why, mark the attempt failed, raise LaunchError."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNESMITH_LAUNCHER": "1"}  # the children's environment only
     tail: deque[str] = deque(maxlen=400)
     with subprocess.Popen(cmd, stdout=sys.stdout, stderr=subprocess.PIPE, text=True, env=env) as proc:
         assert proc.stderr is not None

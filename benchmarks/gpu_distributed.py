@@ -2,6 +2,9 @@
 
     HF_HUB_OFFLINE=1 timeout 590 .venv/bin/python benchmarks/gpu_distributed.py [--out DIR] [--steps 30]
 
+Needs a CUDA build of torch in the environment (``make setup`` pins the CPU wheel, which sees no
+GPU) and, for the ZeRO cases, ``pip install deepspeed``; without them those cases report "skipped".
+
 Status: written for issue 20, NOT YET RUN (the session that wrote it had no GPU lent). Whoever
 runs it pastes the printed Markdown table into BENCHMARKS.md ("Several devices").
 

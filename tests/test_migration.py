@@ -90,10 +90,11 @@ def test_llamafactory_lora_sft_resolves_like_llamafactory():
     assert cfg.origin("lora_dropout") == "LLaMA-Factory default: lora_dropout defaults to 0"
     assert cfg.origin("sequence_len") == "from cutoff_len: 256 (LLaMA-Factory)"
     notes = notes_by_path(cfg)
-    for key in ("trust_remote_code", "do_train", "preprocessing_num_workers", "plot_loss", "ddp_timeout",
+    for key in ("trust_remote_code", "do_train", "preprocessing_num_workers", "plot_loss",
                 "dataloader_num_workers", "per_device_eval_batch_size", "eval_strategy"):
         assert notes[key][0].kind == "ignored", key
-    assert notes["ddp_timeout"][0].text.endswith("a multi-GPU timeout; tunesmith trains in one process")
+    assert notes["ddp_timeout"][0].kind == "applied" and cfg.distributed.timeout_s == 180000000
+    assert not cfg.distributed.launches  # a timeout alone: still one process
     assert notes["resume_from_checkpoint"][0].kind == "empty"
 
 
@@ -110,7 +111,8 @@ def test_llamafactory_full_sft_and_its_not_applicable_keys():
     assert (cfg.weight_decay, cfg.max_grad_norm, cfg.gradient_checkpointing) == (0.03, 1e-3, True)
     assert cfg.lora_r is None  # LoRA defaults do not apply to full fine-tuning
     notes = notes_by_path(cfg)
-    assert "one process on one device" in notes["deepspeed"][0].text
+    assert notes["deepspeed"][0].kind == "applied"  # LLaMA-Factory's example file, named: ZeRO-3
+    assert (cfg.distributed.backend, cfg.distributed.stage, cfg.distributed.plan_sharding) == ("deepspeed", 3, "zero3")
     assert notes["enable_liger_kernel"][0].kind == "ignored" and notes["max_samples"][0].kind == "empty"
 
 
@@ -259,7 +261,8 @@ def test_foreign_keys_get_their_own_message_not_a_misleading_did_you_mean():
     native = {"base_model": "m", "datasets": ["d.jsonl"]}
     cfg = config_from_dict({**native, "deepspeed": "ds_z3.json", "ddp_timeout": 100})  # common names: any file
     notes = notes_by_path(cfg)
-    assert "one process on one device" in notes["deepspeed"][0].text and notes["ddp_timeout"][0].kind == "ignored"
+    assert notes["deepspeed"][0].kind == notes["ddp_timeout"][0].kind == "applied"
+    assert (cfg.distributed.backend, cfg.distributed.stage, cfg.distributed.timeout_s) == ("deepspeed", 3, 100)
     lf = config_from_dict({**native, "max_samples": 5, "stage": "sft"})
     assert lf.datasets[0].max_samples == 5
     with pytest.raises(ConfigError, match=r"learning_rat: unknown key \(did you mean 'learning_rate'\?\)"):
@@ -350,7 +353,8 @@ def test_llamafactory_style_config_trains_through_the_cli(workspace):
     out = run_cli("train", "llama3_lora_sft.yaml", "--set", "max_steps=3", "--quiet", cwd=folder, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "read as a LLaMA-Factory config" in out.stdout
-    assert "not applicable: llama3_lora_sft.yaml:39: ddp_timeout: 180000000 (multi-GPU collective timeout)" in out.stdout
+    assert "llama3_lora_sft.yaml:39: ddp_timeout: 180000000 -> distributed.timeout_s: 180000000" in out.stdout
+    assert "torch.distributed.run" not in out.stdout  # one process: nothing launched
     assert "learning_rate = 0.001  (config)" in out.stdout and "lora_dropout = 0.0  (LLaMA-Factory default" in out.stdout
     run_dir = folder / "saves" / "llama3" / "lora" / "sft"
     record = json.loads((run_dir / "run.json").read_text())

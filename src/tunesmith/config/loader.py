@@ -25,6 +25,7 @@ from tunesmith.errors import ConfigError, did_you_mean
 _DATASET_LISTS = ("datasets", "eval_datasets", "test_datasets")
 _KEYED_MESSAGE = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.+)$", re.S)
 M = TypeVar("M", bound=BaseModel)
+_NESTED_KEYED = ("distributed",)  # sections whose own checks name their key (issue 20)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict[str, Any] | None = None,
@@ -210,6 +211,8 @@ def _format_errors(
         keyed = _KEYED_MESSAGE.match(msg) if err["type"] == "value_error" else None
         if keyed and not loc:  # a model-level check naming its key ("save_steps: must be ...")
             loc, msg = _loc_of(keyed.group(1)), keyed.group(2)
+        elif keyed and loc and loc[-1] in _NESTED_KEYED:  # the same inside a section: distributed.zero_stage
+            loc, msg = [*loc, *_loc_of(keyed.group(1))], keyed.group(2)
         path = _path_str(loc)
         shown = origin.get(path, path)
         if msg not in seen.setdefault(shown, []):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt
 
 from tunesmith.config import choices
 from tunesmith.config.methods import method_spec, methods, unknown_method
+from tunesmith.config.distributed import DistributedConfig
 
 DataType = Literal[
     "auto", "chat", "alpaca", "sharegpt", "preference", "kto", "text", "classification", "rag"
@@ -390,6 +391,22 @@ class Config(_Strict):
     seed: int = 42
     audit: AuditConfig = Field(default_factory=AuditConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    # several processes / devices (issue 20): validated in config/distributed.py, launched by `train --nproc`
+    distributed: DistributedConfig | None = Field(None, description="Several processes: DDP, FSDP2 or DeepSpeed ZeRO")
+
+    @model_validator(mode="after")
+    def _distributed_matches_hardware(self) -> "Config":
+        """plan sizes hardware.gpus x hardware.sharding: when distributed is set they must say the same."""
+        dist, hw = self.distributed, self.hardware
+        if dist is None:
+            return self
+        if hw.gpus != 1 and hw.gpus != dist.world_size:
+            raise ValueError(f"hardware.gpus: {hw.gpus} contradicts distributed ({dist.processes} processes x "
+                             f"{dist.nodes} nodes = {dist.world_size}); set one of them")
+        if hw.sharding != "none" and hw.sharding != dist.plan_sharding:
+            raise ValueError(f"hardware.sharding: {hw.sharding} contradicts distributed (backend {dist.backend} "
+                             f"shards as {dist.plan_sharding}); set one of them")
+        return self
     # held-out evaluation
     eval_tasks: list[AnyEvalTask] = Field(default_factory=list)
     eval_batch_size: int = Field(32, gt=0)

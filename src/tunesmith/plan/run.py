@@ -120,14 +120,15 @@ def setup_for(config: Config, device: Device, stats: DataStats, resolved: dict[s
         raise PlanError(f"--weights: must be one of {', '.join(WEIGHT_DTYPES)} (got {weights!r})")
     if checkpointing is None:  # train/run.py: on for QLoRA unless set
         checkpointing = config.gradient_checkpointing if config.gradient_checkpointing is not None else adapter == "qlora"
-    hw = config.hardware
+    hw, dist = config.hardware, config.distributed  # the schema keeps the two consistent
     return Setup(
         method=config.method, adapter=adapter, weights=weights, mixed=_mixed(config, device, weights),
         optimizer=config.optimizer, gradient_checkpointing=checkpointing, micro_batch=config.micro_batch_size,
         seq_len=max(1, stats.longest), mask=stats.padded, lora_r=resolved.get("lora_r"),
         lora_dropout=resolved.get("lora_dropout"), num_virtual_tokens=config.num_virtual_tokens,
         device=device.kind, accumulate=config.gradient_accumulation_steps > 1,
-        gpus=options.gpus or hw.gpus, sharding=options.sharding or hw.sharding,
+        gpus=options.gpus or (dist.world_size if dist else hw.gpus),
+        sharding=options.sharding or (dist.plan_sharding if dist else hw.sharding),
     )
 
 

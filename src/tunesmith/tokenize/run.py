@@ -97,9 +97,12 @@ def run(
         splits, meta = cached
         log.info("tokenize: reusing the cached tokenized dataset %s", path)
     else:
-        splits, meta = _build(config, tokenizer, data, memo)
-        cache.save(path, splits, meta)
-        log.info("tokenize: tokenized %d train / %d eval rows into %s", len(splits["train"]), len(splits["eval"]), path)
+        built, meta = _build(config, tokenizer, data, memo)
+        cache.save(path, built, meta)
+        log.info("tokenize: tokenized %d train / %d eval rows into %s", len(built["train"]), len(built["eval"]), path)
+        reread = cache.load(path, _SPLITS)  # the same memory-mapped rows a cache hit gives (lists freed)
+        splits = reread[0] if reread is not None else built
+        del built
     lengths, trained = _token_counts(splits["train"])
     bins = best_fit_decreasing(lengths, config.sequence_len) if spec.rows in ("chat", "text") else []
     stats = _stats(config, meta, (lengths, trained), _token_counts(splits["eval"])[0], bins)

@@ -18,7 +18,8 @@ def model_info(config: Any) -> dict[str, Any]:
             "method": config.method, "head": method_spec(config.method).model}
 
 
-def save_result(model: Any, tokenizer: Any, out: Path, info: dict[str, Any] | None = None) -> Path:
+def save_result(model: Any, tokenizer: Any, out: Path, info: dict[str, Any] | None = None,
+                state_dict: dict[str, Any] | None = None) -> Path:
     """Adapter folder (or full model) + tokenizer + chat template + generation_config.json,
     and ``tunesmith_model.json`` (``info``: base model, template, system prompt) when given."""
     import json
@@ -26,7 +27,10 @@ def save_result(model: Any, tokenizer: Any, out: Path, info: dict[str, Any] | No
     out.mkdir(parents=True, exist_ok=True)
     if info is not None:
         (out / MODEL_INFO).write_text(json.dumps(info, indent=2), "utf-8")
-    model.save_pretrained(out)
+    if state_dict is None:
+        model.save_pretrained(out)
+    else:  # gathered from every rank (FSDP / ZeRO-3), see train/run.py
+        model.save_pretrained(out, state_dict=state_dict)
     tokenizer.save_pretrained(out)
     if tokenizer.chat_template:
         (out / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")

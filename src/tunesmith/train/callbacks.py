@@ -41,14 +41,17 @@ class MetricsLogger(TrainerCallback):
     :attr:`train_loss`) is then the whole run's mean, not just this attempt's.
     """
 
-    def __init__(self, path: Path, from_step: int = 0):
+    def __init__(self, path: Path, from_step: int = 0, active: bool = True):
         self.path = path
+        self.active = active  # False on ranks other than 0: rank 0 writes the run directory
         self.from_step = from_step
         self.step = from_step
         self.train_loss: float | None = None
         self._last: tuple[float, int] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
+        if not self.active:
+            return
         record = record if "step" in record else {"step": self.step, **record}
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
@@ -56,6 +59,8 @@ class MetricsLogger(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
         from tunesmith.train.metrics import read, run_loss
 
+        if not self.active:
+            return control
         now, tokens = time.perf_counter(), int(state.num_input_tokens_seen or 0)
         self.step = state.global_step
         record = {"step": state.global_step, "epoch": state.epoch, **(logs or {})}
@@ -185,12 +190,57 @@ class CompletionMarker(TrainerCallback):
     """Marks each checkpoint complete after the Trainer has written all of it, then rotates
     (``save_total_limit``; the Trainer itself must run with ``save_total_limit=None``)."""
 
-    def __init__(self, save_total_limit: int | None = None):
+    def __init__(self, save_total_limit: int | None = None, world: Any = None):
         self.limit = save_total_limit
+        self.world = world
 
     def on_save(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.world is not None:
+            self.world.barrier()  # every rank has written its part (its RNG state) before the marker
+            if not self.world.is_main:
+                self.world.barrier()
+                return control
         if folder.is_dir():
-            ckpt.mark_complete(folder, state.global_step)
+            world_size = self.world.world_size if self.world is not None else 1
+            ckpt.mark_complete(folder, state.global_step, world_size, per_rank_state=not args.save_only_model)
             ckpt.rotate(Path(args.output_dir), self.limit, state.best_model_checkpoint)
+        if self.world is not None:
+            self.world.barrier()
         return control
+
+
+class ScheduleRecord(TrainerCallback):
+    """Records the effective batch and the learning-rate schedule in run.json (rank 0) once the
+    Trainer knows the step count, so runs at different world sizes can be compared."""
+
+    def __init__(self, update_run: Any, world: Any):
+        self.update_run = update_run
+        self.world = world
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+        sharded = _sharded_parameters(model) if model is not None else 0
+        if self.world.backend == "fsdp" and not sharded:  # every rank checks its own model
+            raise TunesmithError("distributed.backend: fsdp was asked for, but the engine did not shard the model "
+                                 "(no parameter is an FSDP2 shard): stopping rather than training unsharded")
+        if not self.world.is_main:
+            return control
+        scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        self.update_run(schedule={
+            "world_size": args.world_size, "backend": self.world.backend,
+            "micro_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "effective_batch": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+            "total_steps": state.max_steps, "warmup_steps": args.get_warmup_steps(state.max_steps),
+            "learning_rate": args.learning_rate, "lr_scheduler": str(scheduler),
+            "sharded_parameters": sharded,  # FSDP2: parameters held as DTensor shards (0 under DDP)
+        })
+        return control
+
+
+def _sharded_parameters(model: Any) -> int:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        return 0
+    return sum(isinstance(p, DTensor) for p in model.parameters())

@@ -70,6 +70,14 @@ def rotate(root: Path, limit: int | None, best: str | None = None) -> list[Path]
     return removed
 
 
+def world_size_of(folder: Path) -> int:
+    """How many processes wrote this checkpoint (its marker; 1 for markers older than the field)."""
+    try:
+        return int(json.loads((folder / MARKER).read_text("utf-8")).get("world_size", 1))
+    except (OSError, ValueError, AttributeError):
+        return 1
+
+
 def unmark(folder: Path) -> None:
     """Make a checkpoint incomplete (durably) before deleting any of its files."""
     (folder / MARKER).unlink(missing_ok=True)
@@ -89,15 +97,21 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def mark_complete(folder: Path, step: int) -> None:
-    """Flush every file of the checkpoint, then atomically write the marker."""
+def mark_complete(folder: Path, step: int, world_size: int = 1, per_rank_state: bool = True) -> None:
+    """Flush every file of the checkpoint, then atomically write the marker (with the number of
+    processes that wrote it: a multi-process checkpoint holds one RNG state per rank)."""
+    if world_size > 1 and per_rank_state:
+        missing = [r for r in range(world_size) if not (folder / f"rng_state_{r}.pth").is_file()]
+        if missing:
+            raise RuntimeError(f"{folder}: no RNG state of rank(s) {missing}: the checkpoint is not complete "
+                               "(output_dir must be on a file system every node shares)")
     for f in folder.rglob("*"):
         if f.is_file():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
     tmp = folder / (MARKER + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps({"step": step, "time": time.time()}))
+        fh.write(json.dumps({"step": step, "time": time.time(), "world_size": world_size}))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, folder / MARKER)

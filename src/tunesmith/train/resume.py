@@ -53,8 +53,30 @@ class Plan:
         return ckpt.step_of(self.checkpoint) if self.checkpoint is not None else 0
 
 
-def decide(config: Config, path: Path, resume: bool, overwrite: bool) -> Plan:
-    """The plan for ``config`` in the run directory ``path`` (RunDirError when refused)."""
+def decide(config: Config, path: Path, resume: bool, overwrite: bool, world_size: int = 1) -> Plan:
+    """The plan for ``config`` in the run directory ``path`` (RunDirError when refused).
+
+    ``world_size``: the processes of this attempt; a checkpoint written by another number of
+    processes is refused (its RNG states and data order are per rank)."""
+    record = _read_json(path / "run.json") if path.is_dir() and not overwrite else None
+    if record is not None and (record.get("status") != "completed" or resume):
+        done = ckpt.complete_checkpoints(path / "checkpoints")
+        if done:  # checked before the config comparison: --nproc changes the config too
+            _check_world(done[-1], world_size)
+    return _decide(config, path, resume, overwrite)
+
+
+def _check_world(checkpoint: Path, world_size: int) -> None:
+    wrote = ckpt.world_size_of(checkpoint)
+    if wrote != world_size:
+        raise RunDirError(
+            f"{checkpoint}: this checkpoint was written by {wrote} process(es), this attempt runs {world_size}: "
+            "each rank's RNG state and its shard of the data order are in the checkpoint, so resuming with another "
+            f"number of processes would not continue the same run; resume with --nproc {wrote} (x nodes), or "
+            "--overwrite to start over at the new size")
+
+
+def _decide(config: Config, path: Path, resume: bool, overwrite: bool) -> Plan:
     check_inputs(config)
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite contradict each other: pick one")

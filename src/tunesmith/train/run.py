@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from tunesmith.config import Config
 from tunesmith.train import checkpoints as ckpt
 from tunesmith.train import resume as resumes
+from tunesmith.train import world as worlds
 from tunesmith.train.guard import RunDirError
 from tunesmith.train.rundir import RunDir, base_fingerprint, start_record
 
@@ -44,8 +45,11 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
     ``status`` is ``completed``, or ``unchanged`` when the directory already holds this
     completed run (nothing is trained; see ``resume.decide`` for every case).
     """
-    rundir = RunDir(Path(config.output_dir))
-    plan = resumes.decide(config, rundir.path, resume, overwrite)
+    world = worlds.join(config)  # one process, or this rank of a launched job (see world.py)
+    rundir = RunDir(Path(config.output_dir), writer=world.is_main)
+    say = say if world.is_main else _silent
+    plan = resumes.decide(config, rundir.path, resume, overwrite, world.world_size)
+    world.barrier()  # every rank has read the directory before rank 0 changes it
     if plan.message:
         say(plan.message)
     if plan.kind == "done":
@@ -54,33 +58,43 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
     from tunesmith.plan import check_fit
     from tunesmith.train import preflight
 
-    resolve_base(config.base_model, say=say)  # a GGUF / catalogue base is converted (once, cached) up front
+    with world.main_first():
+        resolve_base(config.base_model, say=say)  # a GGUF / catalogue base is converted (once, cached) up front
     tokenizer = preflight.run(config)  # config checks that need the model's files (not its weights)
     check_fit(config, say)  # the plan's memory estimate vs the device: stop before the weights are loaded
     if plan.kind == "fresh":
         rundir.begin(config, plan)
     try:
-        return _prepare_and_train(config, rundir, plan, tokenizer, quiet, say, list(callbacks))
+        return _prepare_and_train(config, rundir, plan, tokenizer, quiet, say, list(callbacks), world)
     except BaseException as exc:
         if rundir.begun:  # a refused resume leaves the run's record as it was
             rundir.end_attempt("failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
 
 
+def _silent(text: str) -> None:
+    """``say`` on ranks other than 0: rank 0 speaks for the job."""
+
+
 def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, tokenizer: Any, quiet: bool,
-                       say: Callable[[str], None], extra_callbacks: list[Any]) -> TrainResult:
+                       say: Callable[[str], None], extra_callbacks: list[Any],
+                       world: worlds.World = worlds.World()) -> TrainResult:
     from tunesmith import data, tokenize
     from tunesmith.config.defaults import resolve
     from tunesmith.models.precision import choose
 
-    dataset = data.run(config)
-    contamination = _contamination(config, say)
-    memo = tokenize.EncodeMemo()  # the audit's encodings, reused by tokenization
-    audit_stats = _audit(config, dataset, tokenizer, say, memo)
-    tok = tokenize.run(config, dataset, tokenizer, memo)
-    del memo
+    contamination = _contamination(config, say) if world.is_main else None
+    with world.main_first():  # rank 0 reads, audits and tokenizes; the others then read its cache
+        dataset = data.run(config)
+        memo = tokenize.EncodeMemo()  # the audit's encodings, reused by tokenization
+        audit_stats = _audit(config, dataset, tokenizer, say, memo) if world.is_main else {}
+        tok = tokenize.run(config, dataset, tokenizer, memo)
+        del memo
     if tok.cache_hit:
         say("tokenized data: reused cache (same data, tokenizer and settings)")
+    if not world.is_main:
+        print(f"rank {world.rank}: " + ("tokenized data from rank 0's cache" if tok.cache_hit else
+              "tokenized itself: rank 0's cache is not on this node's file system (share output_dir)"), flush=True)
     facts = {"data_fingerprint": dataset.fingerprint, "tokenizer_fingerprint": tok.fingerprint,
              "base_fingerprint": base_fingerprint(config.base_model)}
     if plan.kind != "fresh":
@@ -114,7 +128,7 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
         record["base_model_folder"] = base_folder
     rundir.update_run(**record)
     samples = (dataset.eval or dataset.train, "validation" if dataset.eval else "train")
-    return _train(config, rundir, tok, resolved, precision, plan, quiet, say, extra_callbacks, samples)
+    return _train(config, rundir, tok, resolved, precision, plan, quiet, say, extra_callbacks, samples, world)
 
 
 def _contamination(config: Config, say: Callable[[str], None]) -> dict[str, Any] | None:
@@ -178,13 +192,12 @@ def _audit(config: Config, dataset: Any, tokenizer: Any, say: Callable[[str], No
 
 def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: Any, plan: resumes.Plan,
            quiet: bool, say: Callable[[str], None], extra_callbacks: list[Any],
-           samples: tuple[Sequence[Any], str] = ((), "train")) -> TrainResult:
+           samples: tuple[Sequence[Any], str], world: worlds.World) -> TrainResult:
     from transformers import set_seed
 
     from tunesmith.train import model as models
     from tunesmith.train import speed, trainers
-    from tunesmith.train.artifacts import model_info, save_result
-    from tunesmith.train.callbacks import CompletionMarker, MetricsLogger, Progress, Watchdog
+    from tunesmith.train.callbacks import CompletionMarker, MetricsLogger, Progress, ScheduleRecord, Watchdog
 
     warnings: list[str] = []
 
@@ -203,20 +216,21 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     rundir.update_run(optimisations=speedups.record())
     trainable, total = models.parameter_counts(model)
     say(f"parameters: {trainable:,} trainable of {total:,} ({100 * trainable / max(total, 1):.3f}%)")
-    start_from = _resume_point(rundir, plan, say)
-    logger = MetricsLogger(rundir.metrics, from_step=ckpt.step_of(Path(start_from)) if start_from else 0)
+    start_from = _resume_point(rundir, plan, say, world)
+    logger = MetricsLogger(rundir.metrics, from_step=ckpt.step_of(Path(start_from)) if start_from else 0,
+                           active=world.is_main)
     callbacks: list[Any] = [logger, Watchdog(resolved["learning_rate"], config.early_stopping_patience or 3, warn),
-                            CompletionMarker(config.save_total_limit)]
-    if not quiet:
+                            CompletionMarker(config.save_total_limit, world), ScheduleRecord(rundir.update_run, world)]
+    if not quiet and world.is_main:
         callbacks.append(Progress())
     callbacks.extend(_sampler(config, samples, tok, logger.write, say))
     callbacks.extend(extra_callbacks)
     args = trainers.common_args(config, resolved, precision, str(rundir.checkpoints), bool(tok.eval), grad_ckpt)
+    args.update(worlds.trainer_args(config, world))
     trainer = _build_trainer(config, model, base, resolved, args, tok, callbacks, speedups)
     output = trainer.train(resume_from_checkpoint=start_from)
     speed.restore(trainer.model, speedups)
-    with rundir.saving_model() as folder:
-        save_result(trainer.model, tok.tokenizer, folder, model_info(config))
+    _save_model(trainer, tok, config, rundir, world)
     best = trainer.state.best_metric
     loss = logger.train_loss if logger.train_loss is not None else output.training_loss
     rundir.end_attempt(
@@ -246,6 +260,21 @@ def _sampler(config: Config, samples: tuple[Sequence[Any], str], tok: Any, write
                               source=source, system_prompt=config.system_prompt, per_run=None if source == "validation" else 4)]
 
 
+def _save_model(trainer: Any, tok: Any, config: Config, rundir: RunDir, world: worlds.World) -> None:
+    """rank 0 saves ``model/``; with several ranks the full weights are gathered from all of them first
+    (FSDP / ZeRO-3 hold only a shard each: saving a shard would write partial or empty tensors)."""
+    from tunesmith.train.artifacts import model_info, save_result
+
+    model, state_dict = trainer.model, None
+    if world.distributed:
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # a collective: every rank
+        model = trainer.accelerator.unwrap_model(trainer.model)
+    if world.is_main:
+        with rundir.saving_model() as folder:
+            save_result(model, tok.tokenizer, folder, model_info(config), state_dict=state_dict)
+    world.barrier()
+
+
 def _build_trainer(config: Config, model: Any, base: Any, resolved: Any, args: dict[str, Any], tok: Any,
                    callbacks: list[Any], speedups: Any) -> Any:
     from tunesmith.tokenize import Collator
@@ -260,20 +289,23 @@ def _build_trainer(config: Config, model: Any, base: Any, resolved: Any, args: d
                           weighted=weighted)
 
 
-def _resume_point(rundir: RunDir, plan: resumes.Plan, say: Callable[[str], None]) -> str | None:
+def _resume_point(rundir: RunDir, plan: resumes.Plan, say: Callable[[str], None],
+                  world: worlds.World = worlds.World()) -> str | None:
     """The checkpoint to continue from (the plan's, re-checked now), with metrics.jsonl cut to it."""
     from tunesmith.train import metrics
 
     if plan.kind == "fresh":
         say("training: starting at step 0")
         return None
-    for removed in ckpt.discard_incomplete(rundir.checkpoints):
-        say(f"discarded incomplete checkpoint {removed.name} (the run was killed while writing it)")
+    if world.is_main:
+        for removed in ckpt.discard_incomplete(rundir.checkpoints):
+            say(f"discarded incomplete checkpoint {removed.name} (the run was killed while writing it)")
+    world.barrier()
     done = ckpt.complete_checkpoints(rundir.checkpoints)
     if not done:
         raise RunDirError(f"{rundir.path}: the checkpoint to resume from disappeared ({plan.checkpoint})")
     step = ckpt.step_of(done[-1])
-    cut = metrics.truncate(rundir.metrics, step) if rundir.metrics.is_file() else 0
+    cut = metrics.truncate(rundir.metrics, step) if rundir.metrics.is_file() and world.is_main else 0
     say(f"resume: starting at step {step} from {done[-1].name}"
         + (f" ({cut} metrics records after it, from the interrupted attempt, removed)" if cut else ""))
     return str(done[-1])

@@ -91,6 +91,7 @@ class RunDir:
 
     path: Path
     begun: bool = False  # this process has claimed the directory (begin) and records its attempt
+    writer: bool = True  # False on ranks other than 0 of a multi-process run: they never write here
 
     @property
     def checkpoints(self) -> Path:
@@ -109,6 +110,8 @@ class RunDir:
         return json.loads(p.read_text("utf-8")) if p.is_file() else {}
 
     def update_run(self, **fields: Any) -> dict[str, Any]:
+        if not self.writer:
+            return {}
         run = self.read_run()
         run.update(fields)
         write_json_atomic(self.path / "run.json", run)
@@ -117,6 +120,8 @@ class RunDir:
     def begin(self, config: Config, plan: Plan) -> None:
         """Claim the directory for this attempt: a fresh run clears the previous (tunesmith) run's
         files and writes config.yaml + run.json; a resume appends an attempt to run.json's history."""
+        if not self.writer:
+            return
         if plan.clear:
             clear(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -143,6 +148,8 @@ class RunDir:
 
     def end_attempt(self, status: str, **fields: Any) -> None:
         """Record the end of the current attempt (and the run's status) in run.json."""
+        if not self.writer:
+            return
         record = self.read_run()
         attempts = record.get("attempts") or [{}]
         attempts[-1].update(status=status, end_time=_now(),
@@ -154,6 +161,8 @@ class RunDir:
         """Every left-out row (data stage + tokenization) in rejected_rows.jsonl; None when none was."""
         from tunesmith.data.ingest import write_rejected
 
+        if not self.writer:
+            return None
         path = self.path / "rejected_rows.jsonl"
         if not data_rejected and not more:
             path.unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """The Data page's data: a run's audit report with the offending rows, and its tokenized rows.
 
 Both come from the stages themselves on the run's resolved ``config.yaml``: the audit
-(``tunesmith.data.audit.run``) and tokenization (``tunesmith.tokenize.run`` + the ``preview``
+(``tunesmith.audit.run``) and tokenization (``tunesmith.tokenize.run`` + the ``preview``
 row views), so the page shows what training saw.
 """
 
@@ -49,8 +49,8 @@ def preview(run_dir: Path, rows: int = 5) -> dict[str, Any]:
 
 @lru_cache(maxsize=8)
 def _audit(run_dir: Path, _version: tuple[int, ...]) -> dict[str, Any]:
-    from tunesmith.data.audit import run as run_audit
-    from tunesmith.data.audit.report import location
+    from tunesmith.audit import run as run_audit
+    from tunesmith.audit.report import location
     from tunesmith.data.pipeline import collect_splits
 
     config = load(run_dir)

@@ -98,6 +98,16 @@ def test_lint_flags_each_planted_range_violation():
     assert _lint(_cfg(adapter="none"), rows=6000) == []
 
 
+def test_lint_skip_acknowledges_a_deliberate_deviation_only():
+    deviating = dict(learning_rate=2e-3, gradient_accumulation_steps=1)
+    assert len(_lint(_cfg(**deviating))) == 2
+    [left] = _lint(_cfg(**deviating, lint_skip=["learning_rate"]))
+    assert left.startswith("effective batch 4")
+    assert _lint(_cfg(**deviating, lint_skip=["learning_rate", "effective_batch"])) == []
+    with pytest.raises(ConfigError, match="lint_skip"):
+        _cfg(lint_skip=["learning_rat"])
+
+
 # --- item 10: sample generations during training ---------------------------------------------
 
 def _sampler(base, logs, lines):

@@ -34,25 +34,25 @@ def processes() -> int:
 
 def check(config: Config, values: dict[str, Any], train_rows: int, world: int | None = None) -> list[str]:
     """Warnings for ``config`` with its resolved ``values`` (``config.defaults.resolve``)."""
-    t = _table()
+    t = {k: v for k, v in _table().items() if k not in config.lint_skip}  # lint_skip: deviations on purpose
     out: list[str] = []
-    lr = t["learning_rate"]
-    band = lr["methods"].get(config.method) or lr["adapters"].get(config.adapter)
+    lr = t.get("learning_rate")
+    band = (lr["methods"].get(config.method) or lr["adapters"].get(config.adapter)) if lr else None
     rate = values.get("learning_rate")
     if band and rate is not None and not band[0] <= rate <= band[1]:
         what = config.method if config.method in lr["methods"] else f"adapter {config.adapter}"
         out.append(f"learning_rate: {rate:g} is outside {band[0]:g}..{band[1]:g} for {what}: {lr['advice']}")
     world = world or processes()
     batch = config.micro_batch_size * config.gradient_accumulation_steps * world
-    if batch < t["effective_batch"]["min"]:
+    if "effective_batch" in t and batch < t["effective_batch"]["min"]:
         out.append(f"effective batch {batch} (micro_batch_size {config.micro_batch_size} x gradient_accumulation_steps "
                    f"{config.gradient_accumulation_steps} x {world} process(es)) is below "
                    f"{t['effective_batch']['min']}: {t['effective_batch']['advice']}")
     epochs = values.get("num_epochs")
-    if (config.method in t["epochs"]["methods"] and epochs is not None and config.max_steps <= 0
+    if ("epochs" in t and config.method in t["epochs"]["methods"] and epochs is not None and config.max_steps <= 0
             and epochs > t["epochs"]["max"]):
         out.append(f"num_epochs: {epochs:g} epochs of {config.method}: {t['epochs']['advice']}")
-    full = t["full_fine_tuning"]
-    if config.adapter == "none" and config.method != "cpt" and train_rows < full["min_rows"]:
+    full = t.get("full_fine_tuning")
+    if full and config.adapter == "none" and config.method != "cpt" and train_rows < full["min_rows"]:
         out.append(f"adapter: none with {train_rows:,} training rows: {full['advice']}")
     return out

@@ -116,7 +116,7 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     record["precision"] = precision.name
     record["validation"] = dataset.validation
     record["context"] = _context(config, audit_stats, say)
-    record["lint"] = lint
+    record["lint"] = {"warnings": lint, "skipped": list(config.lint_skip)} if config.lint_skip else lint
     if contamination is not None:
         record["contamination"] = contamination
     if dataset.validation.get("source") == "default":

@@ -228,7 +228,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path, chatml_adapter):
 
     refused("cannot quantise Q4_K .*llama-quantize", chatml_adapter, "gguf", "q4_k_m")
     refused("--quant applies to --format gguf and ollama", chatml_adapter, "hf", "q8_0")
-    refused("vllm comes with the serving stage", chatml_adapter, "vllm")
+    refused("--quant applies to --format gguf and ollama", chatml_adapter, "vllm", "q8_0")
     refused("did you mean 'gguf'", chatml_adapter, "guff")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep").write_text("x")

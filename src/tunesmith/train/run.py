@@ -184,7 +184,8 @@ def _build_trainer(config: Config, model: Any, base: Any, resolved: Any, args: d
                         padding_free=speedups.padding_free)
     if speedups.padding_free:
         args["include_num_input_tokens_seen"] = "all"  # there is no padding to leave out
-    return trainers.build(model, config, resolved, args, tok, collator, callbacks, fused_loss=speedups.fused_loss)
+    return trainers.build(model, config, resolved, args, tok, collator, callbacks, fused_loss=speedups.fused_loss,
+                          padding_free=speedups.padding_free)
 
 
 def _resume_point(rundir: RunDir, plan: resumes.Plan, say: Callable[[str], None]) -> str | None:

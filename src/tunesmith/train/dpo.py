@@ -171,6 +171,17 @@ def sequence_log_probs(model: Any, inputs: dict[str, Any], chunk: int) -> tuple[
     return sums, per_token
 
 
+def _zero_lora(model: Any, name: str) -> bool:
+    """Whether adapter ``name`` is plain LoRA with every B matrix zero: it then adds exactly nothing,
+    and the reference pass can skip it (TRL copies the fresh adapter into a ``ref`` adapter)."""
+    config = model.peft_config[name]
+    if str(getattr(config.peft_type, "value", config.peft_type)) != "LORA" or getattr(config, "use_dora", False) \
+            or getattr(config, "lora_bias", False):
+        return False
+    weights = [p for n, p in model.named_parameters() if f"lora_B.{name}." in n or f"lora_embedding_B.{name}." in n]
+    return bool(weights) and all(not p.any() for p in weights)
+
+
 class PretokenizedDPOTrainer(DPOTrainer):
     """TRL's DPOTrainer on rows that already hold ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids``."""
 
@@ -184,6 +195,7 @@ class FastDPOTrainer(PretokenizedDPOTrainer):
     """TRL's DPOTrainer with the loss computed on ``PreferenceCollator`` batches (see the module)."""
 
     chunk = 1024
+    _ref_adapter: bool | None = None  # whether the reference needs TRL's "ref" adapter (not a zero LoRA)
 
     def compute_ref_log_probs(self, model, inputs):  # type: ignore[no-untyped-def]
         """TRL's hook for precomputing the reference log-probs of a dataset (outside a training step)."""
@@ -196,7 +208,9 @@ class FastDPOTrainer(PretokenizedDPOTrainer):
         adapter: Any = contextlib.nullcontext()
         if self.ref_model is None and is_peft_model(self.model):
             unwrapped = self.accelerator.unwrap_model(self.model)
-            adapter = use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
+            if self._ref_adapter is None:  # decided once: the "ref" adapter is frozen
+                self._ref_adapter = "ref" in unwrapped.peft_config and not _zero_lora(unwrapped, "ref")
+            adapter = use_adapter(unwrapped, adapter_name="ref" if self._ref_adapter else None)
         with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
                 adapter:
             return sequence_log_probs(model, inputs, self.chunk)[0].chunk(2)

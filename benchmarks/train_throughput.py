@@ -157,6 +157,8 @@ def main() -> None:
     for rep in range(args.reps):
         for model, precision, adapter in combos:
             model_dir = models[model](args.cache)
+            if args.method == "dpo":  # the same whole pairs for every tool (none dropped, none truncated)
+                data = assets.dpo_fitting(assets.sft_data(args.cache), model_dir, args.seq)
             spec = {"model": str(model_dir), "pad_id": assets.pad_id(model_dir), "data_chat": str(data["chat"]),
                     "data_prompt_completion": str(data["prompt_completion"]), "lf_dataset_dir": str(data["dir"]),
                     "data_preference": str(data["dpo"]), "stage": args.method,

@@ -154,12 +154,13 @@ def test_fast_dpo_training_keeps_the_loss_curve(base, tmp_path):
         out = tmp_path / str(on)
         out.mkdir()
         cfg = config(base, out, data, method="dpo", learning_rate=1e-3, beta=0.5, max_steps=5, padding_free=on,
-                     fused_loss=on)
+                     fused_loss=on, val_set_size=4, eval_steps=5, save_steps=5)
         run(cfg, quiet=True, say=lambda s: None)
         rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
-        curves[on] = [round(r["loss"], 4) for r in rows if "loss" in r]
+        curves[on] = [round(r["loss"], 4) for r in rows if "loss" in r] + [round(r["eval_loss"], 4) for r in rows
+                                                                           if "eval_loss" in r]
         margins[on] = [round(r["rewards/margins"], 4) for r in rows if "rewards/margins" in r]
         record = json.loads((out / "run" / "run.json").read_text())["optimisations"]
         assert record["padding_free"] is on and record["fused_loss"] is on
-    assert len(curves[True]) == 5 and curves[True] == curves[False]
+    assert len(curves[True]) == 6 and curves[True] == curves[False]  # 5 training losses, 1 evaluation
     assert margins[True] == margins[False] and margins[True][-1] > 0

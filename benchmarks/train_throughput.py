@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every run and the summary here")
     args = parser.parse_args()
     tools = list(args.tools) + (["tunesmith_base"] if args.baseline_rev else [])
+    if args.method == "dpo":
+        LABELS["trl"] = "TRL DPOTrainer script"
     if "trl" not in tools:
         parser.error("--tools must include trl (the ratios are to TRL)")
     args.cache.mkdir(parents=True, exist_ok=True)

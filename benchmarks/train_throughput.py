@@ -12,6 +12,10 @@ noisy machine hits every tool alike. The benchmark's own probe (peers/probe.py) 
   model load and the first step);
 * ratios are per repetition (each tool against TRL in the same repetition): median (min–max).
 
+``--method dpo``: TRL's DPOTrainer script, LLaMA-Factory ``stage: dpo`` and tunesmith ``method: dpo``
+on the dpo_en_demo pairs whose both sequences fit ``--seq`` (``bench_assets.dpo_fitting``), so no
+tool drops or truncates a pair.
+
     .venv/bin/python benchmarks/train_throughput.py [--models llama24m smollm2] [--precisions fp32 bf16]
         [--adapters lora full] [--reps 3] [--steps 30] [--baseline-rev main] [--cache DIR] [--json OUT]
 """

@@ -22,6 +22,7 @@ gradients with TRL's own ``_compute_loss``.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any, Callable
 
 import torch
@@ -44,6 +45,8 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
 
 def unsupported(loss_types: list[str], model: Any) -> str | None:
     """None when the fast DPO loss covers ``loss_types`` on ``model``, else why not."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return "distributed training (the fast loss calls the decoder outside the data-parallel wrapper)"
     other = [t for t in loss_types if t not in LOSSES]
     if other:
         return f"loss_type {', '.join(other)} is computed by TRL's own path (fast: {', '.join(LOSSES)})"

@@ -168,3 +168,29 @@ def pad_id(model_dir: Path) -> int:
     tok = json.loads((model_dir / "tokenizer.json").read_text())
     pad = cfg["pad_token"]
     return next(t["id"] for t in tok["added_tokens"] if t["content"] == pad)
+
+
+def dpo_fitting(data: dict[str, Path], model_dir: Path, seq: int) -> dict[str, Path]:
+    """The preference pairs whose prompt+chosen and prompt+rejected both fit in ``seq`` tokens of
+    ``model_dir``'s tokenizer (ChatML, a few tokens to spare), as ``dpo.jsonl`` / ``dpo_lf.jsonl``
+    in their own folder: every tool then trains on the same whole pairs (tunesmith drops a pair
+    that does not fit, TRL and LLaMA-Factory would truncate it)."""
+    from transformers import AutoTokenizer
+
+    out = data["dir"] / f"dpo-fit-{model_dir.name}-{seq}"
+    if (out / "dataset_info.json").exists():
+        return {**data, "dir": out, "dpo": out / "dpo.jsonl"}
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    rows = [json.loads(line) for line in data["dpo"].read_text("utf-8").splitlines()]
+    lf_rows = [json.loads(line) for line in (data["dir"] / "dpo_lf.jsonl").read_text("utf-8").splitlines()]
+
+    def fits(row: dict) -> bool:
+        return all(len(tok.apply_chat_template(row["prompt"] + row[side], tokenize=True, return_dict=False)) <= seq - 8
+                   for side in ("chosen", "rejected"))
+
+    keep = [i for i, row in enumerate(rows) if fits(row)]
+    out.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(out / "dpo.jsonl", [rows[i] for i in keep])
+    _write_jsonl(out / "dpo_lf.jsonl", [lf_rows[i] for i in keep])
+    (out / "dataset_info.json").write_text((data["dir"] / "dataset_info.json").read_text())
+    return {**data, "dir": out, "dpo": out / "dpo.jsonl"}

@@ -3,7 +3,11 @@
 the speed-ups off (transformers' plain path: padded batches, LM head over every position) or on.
 Both runs see the same batches (same seed and data order).
 
-    .venv/bin/python benchmarks/train_profile.py --speedups off|on [--steps 8] [--rows 25]
+``--method dpo``: the DPO job of ``train_throughput.py --method dpo`` (dpo_en_demo pairs, beta 0.1,
+sigmoid); off is TRL's own DPOTrainer loss (padded [chosen; rejected] batch, TRL's fused LM head),
+on is tunesmith's fast DPO path (``train/dpo.py``).
+
+    .venv/bin/python benchmarks/train_profile.py --speedups off|on [--method sft|dpo] [--steps 8] [--rows 25]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--speedups", choices=["off", "on"], required=True)
+    parser.add_argument("--method", choices=["sft", "dpo"], default="sft")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rows", type=int, default=25, help="rows of the op table")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "tunesmith-bench")
@@ -58,9 +63,12 @@ def main() -> None:
     on = args.speedups == "on"
     out = Path(tempfile.mkdtemp(prefix="tunesmith-profile-"))
     config = config_from_dict({
-        "base_model": str(assets.llama24m(args.cache)), "datasets": [{"path": str(data["chat"]), "type": "chat"}],
-        "output_dir": str(out), "sequence_len": 512, "micro_batch_size": 4, "max_steps": args.steps,
-        "learning_rate": 2e-4, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bf16": False, "seed": 42,
+        "base_model": str(assets.llama24m(args.cache)), "output_dir": str(out), "sequence_len": 512,
+        "micro_batch_size": 4, "max_steps": args.steps,
+        **({"method": "dpo", "datasets": [{"path": str(data["dpo"]), "type": "preference"}], "learning_rate": 5e-6,
+            "warmup_ratio": 0.1} if args.method == "dpo" else
+           {"datasets": [{"path": str(data["chat"]), "type": "chat"}], "learning_rate": 2e-4}),
+        "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "bf16": False, "seed": 42,
         "padding_free": on, "fused_loss": on,
     })
     run(config, overwrite=True, quiet=True, say=lambda s: None, callbacks=[Profile()])

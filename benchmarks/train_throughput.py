@@ -12,6 +12,10 @@ noisy machine hits every tool alike. The benchmark's own probe (peers/probe.py) 
   model load and the first step);
 * ratios are per repetition (each tool against TRL in the same repetition): median (min–max).
 
+``--method dpo``: TRL's DPOTrainer script, LLaMA-Factory ``stage: dpo`` and tunesmith ``method: dpo``
+on the dpo_en_demo pairs whose both sequences fit ``--seq`` (``bench_assets.dpo_fitting``), so no
+tool drops or truncates a pair.
+
     .venv/bin/python benchmarks/train_throughput.py [--models llama24m smollm2] [--precisions fp32 bf16]
         [--adapters lora full] [--reps 3] [--steps 30] [--baseline-rev main] [--cache DIR] [--json OUT]
 """
@@ -141,6 +145,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every run and the summary here")
     args = parser.parse_args()
     tools = list(args.tools) + (["tunesmith_base"] if args.baseline_rev else [])
+    if args.method == "dpo":
+        LABELS["trl"] = "TRL DPOTrainer script"
     if "trl" not in tools:
         parser.error("--tools must include trl (the ratios are to TRL)")
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -157,6 +163,8 @@ def main() -> None:
     for rep in range(args.reps):
         for model, precision, adapter in combos:
             model_dir = models[model](args.cache)
+            if args.method == "dpo":  # the same whole pairs for every tool (none dropped, none truncated)
+                data = assets.dpo_fitting(assets.sft_data(args.cache), model_dir, args.seq)
             spec = {"model": str(model_dir), "pad_id": assets.pad_id(model_dir), "data_chat": str(data["chat"]),
                     "data_prompt_completion": str(data["prompt_completion"]), "lf_dataset_dir": str(data["dir"]),
                     "data_preference": str(data["dpo"]), "stage": args.method,

@@ -364,9 +364,9 @@ class Config(_Strict):
     tf32: bool | None = Field(None, description="TF32 matmuls on NVIDIA Ampere+ (ignored elsewhere)")
     gradient_checkpointing: bool | None = None
     padding_free: Literal["auto", True, False] = Field(
-        "auto", description="SFT/cpt micro batches as one unpadded row, samples isolated (auto: where supported)")
+        "auto", description="SFT/cpt/DPO micro batches as one unpadded row, samples isolated (auto: where supported)")
     fused_loss: Literal["auto", True, False] = Field(
-        "auto", description="LM head + loss only at trained positions, chunked (auto: where supported)")
+        "auto", description="LM head + loss (DPO: log-probs) only at trained positions, chunked (auto: where supported)")
     beta: float | None = Field(None, gt=0, description="dpo/kto/orpo beta, distill JSD interpolation (per method)")
     loss_type: str = Field("sigmoid", description="DPO loss type (TRL's names)")
     kto_desirable_weight: float = Field(1.0, gt=0)

@@ -286,7 +286,7 @@ def _build_trainer(config: Config, model: Any, base: Any, resolved: Any, args: d
         args["include_num_input_tokens_seen"] = "all"  # there is no padding to leave out
     weighted = bool(tok.train) and "loss_weights" in tok.train[0]
     return trainers.build(model, config, resolved, args, tok, collator, callbacks, fused_loss=speedups.fused_loss,
-                          weighted=weighted)
+                          padding_free=speedups.padding_free, weighted=weighted)
 
 
 def _resume_point(rundir: RunDir, plan: resumes.Plan, say: Callable[[str], None],

@@ -4,9 +4,11 @@ Each speed-up is exact (tests/test_train_fast.py compares loss and gradients wit
 and is used where it applies unless the config turns it off:
 
 * ``padding_free``: a micro batch's samples go in one row with no padding, each attending only to
-  itself (``tunesmith.train.varlen``); same samples per step, same loss;
+  itself (``tunesmith.train.varlen``); same samples per step, same loss (DPO: every prompt+chosen
+  and prompt+rejected sequence of the micro batch, policy and reference passes alike);
 * ``fused_loss``: the LM head and cross-entropy run only at trained positions, chunked, gradients
-  computed in the same pass (``tunesmith.train.lmloss``);
+  computed in the same pass (``tunesmith.train.lmloss``); for DPO, the chosen/rejected log-probs
+  at completion positions only (``tunesmith.train.dpo``, TRL's loss types it covers);
 * ``bf16_frozen_weights``: with bf16 autocast on hardware with fast bf16 (AMX / CUDA), LoRA's
   frozen base linear weights are stored in bf16 instead of being re-cast every step (adapter
   weights and optimizer stay fp32); autocast would cast them to the same bf16 values anyway.
@@ -60,14 +62,20 @@ def choose(config: Config, base: Any, model: Any, precision: Precision, weighted
     """Decide every speed-up for ``model`` (the adapter-wrapped ``base``) under ``config``;
     ``weighted``: the rows carry fractional loss weights, which the fused loss does not apply."""
     why: dict[str, str] = {}
-    sft = method_spec(config.method).trainer == "sft"  # transformers' Trainer (sft, cpt), not TRL's
-    wrapper = config.adapter in _NO_WRAPPER_FORWARD
-    free_block = ("only SFT/cpt batches" if not sft else "prompt/prefix tuning" if wrapper else varlen.unsupported(base))
-    padding_free = _decide("padding_free", config.padding_free, free_block, why)
-    loss_block = "only SFT/cpt" if not sft else lmloss.supports_fused_loss(model)
-    if weighted and not loss_block:
+    kind = method_spec(config.method).trainer
+    sft, dpo = kind == "sft", kind == "dpo"  # sft: transformers' Trainer (sft, cpt); dpo: TRL's, fast loss
+    loss_block = lmloss.supports_fused_loss(model) if sft or dpo else "only SFT/cpt and DPO"
+    if dpo and not loss_block:
+        from tunesmith.train import dpo as fast_dpo
+
+        loss_block = fast_dpo.unsupported([config.loss_type], model)
+    if weighted and sft and not loss_block:
         loss_block = "fractional loss_weight in the data: the fused loss has no per-token weights (weighted loss used)"
     fused = _decide("fused_loss", config.fused_loss, loss_block, why)
+    wrapper = config.adapter in _NO_WRAPPER_FORWARD
+    free_block = ("only SFT/cpt and DPO batches" if not (sft or dpo) else "prompt/prefix tuning" if wrapper
+                  else "DPO's padding-free batches need fused_loss" if dpo and not fused else varlen.unsupported(base))
+    padding_free = _decide("padding_free", config.padding_free, free_block, why)
     bf16_block = None
     if not precision.bf16:
         bf16_block = "not training in bf16"

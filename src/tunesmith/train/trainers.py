@@ -18,9 +18,6 @@ from tunesmith.errors import ConfigError
 from tunesmith.config.defaults import Resolved
 from tunesmith.models.precision import Precision
 
-_DPO_COLUMNS = {"prompt_ids", "chosen_ids", "rejected_ids"}
-
-
 def schedule(config: Config, has_eval: bool, resolved: Resolved | None = None) -> dict[str, Any]:
     """Evaluation / checkpoint cadence; best-checkpoint restore needs saves aligned to evals.
 
@@ -115,11 +112,12 @@ def with_early_stopping(config: Config, eval_: list[dict], callbacks: list[Any])
 
 
 def build(model: Any, config: Config, resolved: Resolved, args: dict[str, Any], tok: Any, collator: Any,
-          callbacks: list[Any], fused_loss: bool = False, weighted: bool = False) -> Any:
+          callbacks: list[Any], fused_loss: bool = False, padding_free: bool = False, weighted: bool = False) -> Any:
     """The trainer of ``config.method`` (its ``trainer`` in methods.yaml), on ``tok``'s rows.
 
-    ``fused_loss`` (``speed.choose``) applies to the plain SFT/cpt trainer only; ``weighted`` (rows
-    with ``loss_weights``) makes it weigh each trained token (``speed.WeightedLossTrainer``)."""
+    ``fused_loss`` / ``padding_free`` (``speed.choose``) apply to the SFT/cpt and DPO trainers;
+    ``weighted`` (rows with ``loss_weights``) makes SFT weigh each trained token
+    (``speed.WeightedLossTrainer``)."""
     from tunesmith.train import distill, preference
 
     def sft(*common: Any) -> Trainer:
@@ -127,7 +125,10 @@ def build(model: Any, config: Config, resolved: Resolved, args: dict[str, Any], 
         return build_sft(model, config, args, tok.train, tok.eval, collator, callbacks, fused_loss=fused_loss,
                          weighted=weighted)
 
-    builders = {"sft": sft, "dpo": build_dpo, "kto": preference.build_kto, "orpo": preference.build_orpo,
+    def dpo(*common: Any) -> Any:
+        return build_dpo(*common, fast=fused_loss, padding_free=padding_free)
+
+    builders = {"sft": sft, "dpo": dpo, "kto": preference.build_kto, "orpo": preference.build_orpo,
                 "rm": preference.build_rm, "distill": distill.build_distill}
     builder = builders[method_spec(config.method).trainer]
     return builder(model, config, resolved, args, tok, collator, with_early_stopping(config, tok.eval, callbacks))
@@ -152,33 +153,46 @@ def build_sft(model: Any, config: Config, args: dict[str, Any], train: list[dict
 
 
 def build_dpo(model: Any, config: Config, resolved: Resolved, args: dict[str, Any], tok: Any, collator: Any,
-              callbacks: list[Any]) -> Any:
+              callbacks: list[Any], fast: bool = False, padding_free: bool = False) -> Any:
     """DPO via TRL on tunesmith's prompt/chosen/rejected ids (TRL does not re-tokenize).
 
     The reference model is ``ref_model`` when set; else, for full fine-tuning, a frozen copy of
-    the starting weights (with an adapter, the base without the adapter).
+    the starting weights (with an adapter, the base without the adapter). ``fast``: TRL's trainer
+    with tunesmith's loss computation (``train/dpo.py``), on padding-free batches when ``padding_free``.
     """
     from datasets import Dataset
-    from trl import DPOTrainer
 
-    class PretokenizedDPOTrainer(DPOTrainer):
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):  # type: ignore[no-untyped-def]
-            if _DPO_COLUMNS <= set(dataset.column_names):
-                return dataset
-            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+    from tunesmith.train import dpo
 
-    dpo_args = training_arguments(config, args, resolved)
-    trainer = PretokenizedDPOTrainer(
+    ref = reference_model(model, config)
+    if padding_free and ref is not None:
+        _varlen_reference(ref)
+    extra: dict[str, Any] = {}
+    if fast:
+        pad = tok.tokenizer.pad_token_id if tok.tokenizer.pad_token_id is not None else tok.tokenizer.eos_token_id
+        extra["data_collator"] = dpo.PreferenceCollator(pad, config.sequence_len, padding_free)
+    trainer = (dpo.FastDPOTrainer if fast else dpo.PretokenizedDPOTrainer)(
         model=model,
-        ref_model=reference_model(model, config),
-        args=dpo_args,
+        ref_model=ref,
+        args=training_arguments(config, args, resolved),
         train_dataset=Dataset.from_list(tok.train),
         eval_dataset=Dataset.from_list(tok.eval) if tok.eval else None,
         processing_class=tok.tokenizer,
         callbacks=callbacks,
+        **extra,
     )
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def _varlen_reference(ref: Any) -> None:
+    """The reference model reads the same padding-free rows: the same attention implementation."""
+    from tunesmith.train import varlen
+
+    blocker = varlen.unsupported(ref)
+    if blocker and ref.config._attn_implementation != varlen.NAME:
+        raise ConfigError(f"ref_model: cannot read padding-free DPO batches ({blocker}); set padding_free: false")
+    ref.set_attn_implementation(varlen.register())
 
 
 def reference_model(model: Any, config: Config) -> Any | None:

@@ -11,7 +11,7 @@ import torch
 
 from tunesmith.errors import ConfigError
 from tunesmith.train import dpo, run, speed, varlen
-from tunesmith.train.precision import Precision
+from tunesmith.models.precision import Precision
 
 from test_methods import config, pairs, write_jsonl
 from test_train import CHATML

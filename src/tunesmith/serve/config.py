@@ -11,6 +11,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
 
+def required_api_key(host: str, api_key_env: str | None) -> str | None:
+    """The API key from ``$api_key_env``; refuses a non-loopback ``host`` without one. The one rule
+    for every tunesmith server that listens (``serve``, ``ui``)."""
+    import os
+
+    from tunesmith.errors import TunesmithError
+
+    key = None
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise TunesmithError(f"--api-key-env {api_key_env}: the environment variable is empty or unset")
+    if key is None and not is_loopback(host):
+        raise TunesmithError(f"--host {host}: refusing to listen beyond this machine without an API key "
+                             "(set --api-key-env VAR, with the key in $VAR)")
+    return key
+
+
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and localhost."""
     if host.lower() in LOOPBACK_NAMES:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from tunesmith.errors import TunesmithError
-from tunesmith.serve.config import ServeConfig, is_loopback
+from tunesmith.serve.config import ServeConfig, required_api_key
 from tunesmith.serve.engine import Engine
 from tunesmith.serve.grammar import Grammars
 from tunesmith.serve.log import RequestLog
@@ -27,15 +25,7 @@ class State:
 
 def api_key(config: ServeConfig) -> str | None:
     """The key from ``config.api_key_env``; refuses a non-loopback host without one."""
-    key = None
-    if config.api_key_env:
-        key = os.environ.get(config.api_key_env)
-        if not key:
-            raise TunesmithError(f"--api-key-env {config.api_key_env}: the environment variable is empty or unset")
-    if key is None and not is_loopback(config.host):
-        raise TunesmithError(f"--host {config.host}: refusing to listen beyond this machine without an API key "
-                             "(set --api-key-env VAR, with the key in $VAR)")
-    return key
+    return required_api_key(config.host, config.api_key_env)
 
 
 def build(config: ServeConfig) -> State:

@@ -32,17 +32,9 @@ class UIConfig:
 
 def api_key(config: UIConfig) -> str | None:
     """The key browsers must send; refuses a non-loopback host without one (``serve``'s rule)."""
-    from tunesmith.serve.config import is_loopback
+    from tunesmith.serve.config import required_api_key
 
-    key = None
-    if config.api_key_env:
-        key = os.environ.get(config.api_key_env)
-        if not key:
-            raise TunesmithError(f"--api-key-env {config.api_key_env}: the environment variable is empty or unset")
-    if key is None and not is_loopback(config.host):
-        raise TunesmithError(f"--host {config.host}: refusing to listen beyond this machine without an API key "
-                             "(set --api-key-env VAR, with the key in $VAR)")
-    return key
+    return required_api_key(config.host, config.api_key_env)
 
 
 def serve_key(config: UIConfig) -> str | None:

@@ -112,7 +112,7 @@ def test_kto_raises_the_desirable_undesirable_margin_and_resumes(base, tmp_path)
     assert first.global_step == 6 and len(margins) == 6
     assert margins[0] == pytest.approx(0.0, abs=1e-6)  # policy == reference before the first update
     assert margins[-1] > margins[0] + 0.3, margins
-    more = quiet(config(base, tmp_path, data, method="kto", micro_batch_size=8, max_steps=8, save_steps=3, beta=0.5))
+    more = quiet(config(base, tmp_path, data, method="kto", micro_batch_size=8, max_steps=8, save_steps=3, beta=0.5), resume=True)  # extending a completed run: --resume
     assert more.resumed_from and more.resumed_from.endswith("checkpoint-6") and more.global_step == 8
 
 

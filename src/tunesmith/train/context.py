@@ -66,6 +66,19 @@ def of(config: Config, model_cfg: Any | None = None) -> Context:
     return Context(positions, kind, 1.0, "none")
 
 
+def fit_default_length(config: Config, say: Any) -> Config:
+    """``config`` with ``sequence_len`` lowered to the model's context when the file does not set it
+    and the default is longer (a set value beyond the context stays an error: ``check``)."""
+    if "sequence_len" in config.model_fields_set:
+        return config
+    limit = of(config).limit
+    if limit is None or config.sequence_len <= limit:
+        return config
+    say(f"sequence_len: not set; the default {config.sequence_len} is longer than the model's context, so this run "
+        f"uses {limit}")
+    return config.model_copy(update={"sequence_len": limit})
+
+
 def check(config: Config) -> Context:
     """Raise ConfigError (``sequence_len: ...``) when sequence_len exceeds the model's context window."""
     context = of(config)

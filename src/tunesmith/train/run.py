@@ -45,7 +45,10 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
     ``status`` is ``completed``, or ``unchanged`` when the directory already holds this
     completed run (nothing is trained; see ``resume.decide`` for every case).
     """
+    from tunesmith.train.context import fit_default_length
+
     world = worlds.join(config)  # one process, or this rank of a launched job (see world.py)
+    config = fit_default_length(config, say if world.is_main else _silent)
     rundir = RunDir(Path(config.output_dir), writer=world.is_main)
     say = say if world.is_main else _silent
     plan = resumes.decide(config, rundir.path, resume, overwrite, world.world_size)

@@ -41,14 +41,15 @@ class Context:
         return {**out, "warning": warning} if warning else out
 
 
-def model_config(base_model: str) -> Any | None:
-    """The base model's transformers config, or None when it cannot be read here."""
+def model_config(base_model: str, say: Any = None) -> Any | None:
+    """The base model's transformers config, or None when it cannot be read here (a GGUF or catalogue
+    base is converted first, announced through ``say``)."""
     from transformers import AutoConfig
 
     from tunesmith.models import resolve
 
     try:
-        return AutoConfig.from_pretrained(resolve(base_model))
+        return AutoConfig.from_pretrained(resolve(base_model, say=say))
     except (OSError, ValueError, KeyError):
         return None
 
@@ -71,7 +72,7 @@ def fit_default_length(config: Config, say: Any) -> Config:
     and the default is longer (a set value beyond the context stays an error: ``check``)."""
     if "sequence_len" in config.model_fields_set:
         return config
-    limit = of(config).limit
+    limit = of(config, model_config(config.base_model, say)).limit
     if limit is None or config.sequence_len <= limit:
         return config
     say(f"sequence_len: not set; the default {config.sequence_len} is longer than the model's context, so this run "

@@ -2,59 +2,22 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
-from tunesmith.errors import TunesmithError
+from tunesmith.serve.http import HttpServer
 from tunesmith.ui.config import UIConfig
 
 
-class Server:
+class Server(HttpServer):
     """A running dashboard: ``url``; ``stop()`` shuts it down."""
 
-    def __init__(self, config: UIConfig):
-        import uvicorn
+    name = "ui"
 
+    def __init__(self, config: UIConfig):
         from tunesmith.ui.app import create_app
 
         self.config = config
-        self.app = create_app(config)
-        self._uvicorn = uvicorn.Server(uvicorn.Config(self.app, host=config.host, port=config.port,
-                                                      log_level="warning", access_log=False,
-                                                      timeout_graceful_shutdown=5))
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        sockets = [s for server in getattr(self._uvicorn, "servers", []) for s in server.sockets]
-        port = sockets[0].getsockname()[1] if sockets else self.config.port
-        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        return f"http://{host}:{port}"
-
-    def serve_forever(self) -> None:
-        self._uvicorn.run()
-
-    def start(self) -> Server:
-        self._thread = threading.Thread(target=self._uvicorn.run, name="tunesmith-ui", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._uvicorn.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise TunesmithError(f"ui: could not listen on {self.config.host}:{self.config.port}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self._uvicorn.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        super().__init__(create_app(config), config.host, config.port)
 
 
 def start(config: UIConfig) -> Server:

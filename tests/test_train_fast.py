@@ -71,6 +71,26 @@ def test_fused_loss_equals_plain_loss_and_gradients(base, trainable, num_items):
     assert_same_grads(grads(model), expected)
 
 
+def test_fused_loss_with_token_weights_equals_the_weighted_plain_loss(base):
+    model = load(base)
+    model.requires_grad_(False)
+    model.model.layers[0].mlp.up_proj.weight.requires_grad_(True)
+    batch_rows = rows()
+    for k, row in enumerate(batch_rows):  # a different weight per row, 0 on untrained positions
+        row["loss_weights"] = [0.0 if x == -100 else (0.5, 3.0, 0.0)[k] for x in row["labels"]]
+    batch = Collator(0)(batch_rows)
+    plain, _ = lmloss.weighted_loss(model, batch)
+    plain.backward()
+    expected = grads(model)
+    model.zero_grad()
+    fused = lmloss.fused_loss(model, batch, None, chunk=5)
+    fused.backward()
+    torch.testing.assert_close(fused, plain, atol=1e-6, rtol=1e-6)
+    assert_same_grads(grads(model), expected)
+    unweighted = lmloss.fused_loss(model, {k: v for k, v in batch.items() if k != "loss_weights"}, None, chunk=5)
+    assert abs(float(unweighted) - float(fused)) > 1e-3  # the weights changed the loss
+
+
 def test_fused_loss_targets_are_the_shifted_trained_labels():
     labels = torch.tensor([[-100, -100, 7, 8, -100], [-100, 5, -100, -100, -100]])
     positions, targets = lmloss.shifted_targets(labels)

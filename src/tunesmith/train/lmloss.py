@@ -10,7 +10,9 @@ at most one chunk of logits exists at a time and nothing is recomputed in the ba
 Exact: the same targets (``labels`` shifted by one, ``-100`` ignored), the same sum and the same
 normaliser (``num_items_in_batch`` when the Trainer passes it, else the number of targets) as
 ``transformers.loss.loss_utils.ForCausalLMLoss``; ``tests/test_train_fast.py`` checks loss and
-gradients against the plain path.
+gradients against the plain path. With per-token weights (``loss_weights``, from per-message
+``loss_weight``) each target's CE and its gradient are multiplied by its weight, as
+``weighted_loss`` does on the plain path.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                targets: torch.Tensor, scale: float, chunk: int) -> torch.Tensor:
+                targets: torch.Tensor, scale: float, chunk: int, token_weights: torch.Tensor | None = None) -> torch.Tensor:
         need_h, need_w = hidden.requires_grad, weight.requires_grad
         need_b = bias is not None and bias.requires_grad
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
@@ -42,13 +44,17 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             for start in range(0, hidden.shape[0], chunk):
                 h = hidden[start:start + chunk]
                 t = targets[start:start + chunk]
+                w = token_weights[start:start + chunk] if token_weights is not None else None
                 logits = nn.functional.linear(h, weight, bias).float()
                 lse = torch.logsumexp(logits, dim=-1)
-                total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                ce = lse - logits.gather(1, t[:, None]).squeeze(1)
+                total += (ce * w).sum() if w is not None else ce.sum()
                 if not (need_h or need_w or need_b):
                     continue
                 grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
                 grad[rows[: len(t)], t] -= 1.0
+                if w is not None:
+                    grad.mul_(w[:, None])
                 if need_h:
                     grad_h[start:start + chunk] = grad.to(weight.dtype) @ weight
                 if need_w:
@@ -70,7 +76,7 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         grad_h = next(saved) * factor if need_h else None
         grad_w = (next(saved) * factor).to(weight_dtype) if need_w else None
         grad_b = (next(saved) * factor).to(bias_dtype) if need_b else None
-        return grad_h, grad_w, grad_b, None, None, None
+        return grad_h, grad_w, grad_b, None, None, None, None
 
 
 def shifted_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,15 +87,22 @@ def shifted_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def trained_positions_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Linear,
-                           num_items_in_batch: torch.Tensor | int | None = None, chunk: int = 1024) -> torch.Tensor:
-    """Mean (or sum / ``num_items_in_batch``) next-token CE at trained positions only."""
+                           num_items_in_batch: torch.Tensor | int | None = None, chunk: int = 1024,
+                           loss_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean (or sum / ``num_items_in_batch``) next-token CE at trained positions only; with
+    ``loss_weights`` (aligned with ``labels``) each target's CE is weighted (the count stays the
+    number of targets, as in ``weighted_loss``)."""
     positions, targets = shifted_targets(labels)
     flat = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)
     if flat.dtype != head.weight.dtype and not torch.is_autocast_enabled(flat.device.type):
         flat = flat.to(head.weight.dtype)  # as the head's own forward would need
+    weights = None
+    if loss_weights is not None:
+        shifted = nn.functional.pad(loss_weights, (0, 1), value=0.0)[..., 1:].reshape(-1)
+        weights = shifted.to(device=flat.device, dtype=torch.float32).index_select(0, positions)
     count = num_items_in_batch if num_items_in_batch is not None else max(int(targets.numel()), 1)
     scale = 1.0 / float(count)
-    return _FusedLinearCrossEntropy.apply(flat, head.weight, head.bias, targets, scale, chunk)
+    return _FusedLinearCrossEntropy.apply(flat, head.weight, head.bias, targets, scale, chunk, weights)
 
 
 def supports_fused_loss(model: Any) -> str | None:
@@ -109,11 +122,12 @@ def supports_fused_loss(model: Any) -> str | None:
 
 
 def fused_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any, chunk: int) -> torch.Tensor:
-    """Run the decoder, then the fused head + loss at trained positions (``inputs`` has ``labels``)."""
-    labels = inputs["labels"]
-    rest = {k: v for k, v in inputs.items() if k != "labels"}
+    """Run the decoder, then the fused head + loss at trained positions (``inputs`` has ``labels``,
+    and ``loss_weights`` when the rows carry per-message weights)."""
+    labels, weights = inputs["labels"], inputs.get("loss_weights")
+    rest = {k: v for k, v in inputs.items() if k not in ("labels", "loss_weights")}
     hidden = model.get_decoder()(**rest, use_cache=False).last_hidden_state
-    return trained_positions_loss(hidden, labels, model.get_output_embeddings(), num_items_in_batch, chunk)
+    return trained_positions_loss(hidden, labels, model.get_output_embeddings(), num_items_in_batch, chunk, weights)
 
 
 def weighted_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[torch.Tensor, Any]:

@@ -213,8 +213,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     set_seed(config.seed)  # adapter initialisation must be reproducible, not just the data order
     base = models.load_base(config)
     model = models.attach_adapter(base, config, resolved, grad_ckpt)
-    weighted = bool(tok.train) and "loss_weights" in tok.train[0]  # fractional loss_weight in the data
-    speedups = speed.choose(config, base, model, precision, weighted=weighted)
+    speedups = speed.choose(config, base, model, precision)
     speed.prepare(base, model, speedups)
     rundir.update_run(optimisations=speedups.record())
     trainable, total = models.parameter_counts(model)

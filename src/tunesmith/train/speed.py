@@ -58,9 +58,9 @@ def _decide(name: str, setting: Any, blocker: str | None, why: dict[str, str]) -
     return True
 
 
-def choose(config: Config, base: Any, model: Any, precision: Precision, weighted: bool = False) -> Speedups:
-    """Decide every speed-up for ``model`` (the adapter-wrapped ``base``) under ``config``;
-    ``weighted``: the rows carry fractional loss weights, which the fused loss does not apply."""
+def choose(config: Config, base: Any, model: Any, precision: Precision) -> Speedups:
+    """Decide every speed-up for ``model`` (the adapter-wrapped ``base``) under ``config`` (rows
+    with per-message loss weights keep the fused loss: it weighs each target)."""
     why: dict[str, str] = {}
     kind = method_spec(config.method).trainer
     sft, dpo = kind == "sft", kind == "dpo"  # sft: transformers' Trainer (sft, cpt); dpo: TRL's, fast loss
@@ -69,8 +69,6 @@ def choose(config: Config, base: Any, model: Any, precision: Precision, weighted
         from tunesmith.train import dpo as fast_dpo
 
         loss_block = fast_dpo.unsupported([config.loss_type], model)
-    if weighted and sft and not loss_block:
-        loss_block = "fractional loss_weight in the data: the fused loss has no per-token weights (weighted loss used)"
     fused = _decide("fused_loss", config.fused_loss, loss_block, why)
     wrapper = config.adapter in _NO_WRAPPER_FORWARD
     free_block = ("only SFT/cpt and DPO batches" if not (sft or dpo) else "prompt/prefix tuning" if wrapper
@@ -108,18 +106,6 @@ def restore(model: Any, speedups: Speedups) -> None:
                 module.to(torch.float32)
 
 
-class FastLossTrainer(Trainer):
-    """transformers' Trainer whose training loss is ``lmloss.fused_loss`` (evaluation: plain path)."""
-
-    fused_loss_chunk = 1024
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
-        # evaluation, and a model wrapped for distributed training (whose forward syncs gradients), take the plain path
-        if return_outputs or not model.training or "labels" not in inputs or self.accelerator.num_processes > 1:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        return lmloss.fused_loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)
-
-
 class WeightedLossTrainer(Trainer):
     """transformers' Trainer whose loss weighs each trained token by its message's ``loss_weight``
     (``lmloss.weighted_loss``), in training and evaluation; batches without weights take the plain path."""
@@ -134,3 +120,17 @@ class WeightedLossTrainer(Trainer):
         if self.args.average_tokens_across_devices and count is not None:
             loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales the model's own loss
         return (loss, outputs) if return_outputs else loss
+
+
+class FastLossTrainer(WeightedLossTrainer):
+    """transformers' Trainer whose training loss is ``lmloss.fused_loss`` (weighted when the rows carry
+    loss weights); evaluation takes the plain (or weighted) path."""
+
+    fused_loss_chunk = 1024
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+        # evaluation, and a model wrapped for distributed training (whose forward syncs gradients), take the plain
+        # (or weighted) path
+        if return_outputs or not model.training or "labels" not in inputs or self.accelerator.num_processes > 1:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return lmloss.fused_loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)

@@ -140,7 +140,7 @@ def build_sft(model: Any, config: Config, args: dict[str, Any], train: list[dict
     loss computed by ``lmloss`` at trained positions only when ``fused_loss``)."""
     from tunesmith.train.speed import FastLossTrainer, WeightedLossTrainer
 
-    trainer = (WeightedLossTrainer if weighted else FastLossTrainer if fused_loss else Trainer)(
+    trainer = (FastLossTrainer if fused_loss else WeightedLossTrainer if weighted else Trainer)(
         model=model,
         args=TrainingArguments(**args, label_names=["labels"]),
         train_dataset=train,

@@ -140,6 +140,20 @@ def test_label_leakage() -> None:
     assert set(found.locations) == where(rows, [20])
 
 
+def test_label_leakage_ignores_a_phrase_every_prompt_carries() -> None:
+    """An abstention phrase named in the instruction of every prompt is no leak; the same answer
+    leaking only into its own rows' prompts still is."""
+    base = clean_chat()
+    rule = " If the sheet does not say, reply: Not found in the sheet"
+    asked = replace(base, {k: chat(0, base[k].messages[0].content + rule,
+                                   "Not found in the sheet" if k % 4 == 0 else base[k].messages[1].content)
+                           for k in range(0, 16)})
+    assert "label_leakage" not in fired(audit_records(asked))
+    own = replace(base, {k: chat(0, base[k].messages[0].content + " (answer: not found in the sheet)",
+                                 "Not found in the sheet") for k in (0, 4, 8)})
+    assert set(finding(audit_records(own), "label_leakage").locations) == where(own, [0, 4, 8])
+
+
 def test_system_prompt_variants_and_configured_prompt() -> None:
     sys_a = "You are a helpful tutor."
     base = [chat(r.source.row, r.messages[0].content, r.messages[1].content, system=sys_a) for r in clean_chat()]

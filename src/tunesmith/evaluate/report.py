@@ -47,7 +47,8 @@ def load_side(path: str | Path, label: str) -> Side:
     return Side(label, path, summary, rows)
 
 
-def _metric_rows(left: Side | None, right: Side) -> tuple[list[MetricRow], list[MetricRow]]:
+def metric_rows(left: Side | None, right: Side) -> tuple[list[MetricRow], list[MetricRow]]:
+    """(metric rows, generation-health rows): each task's metrics, left and right side by side."""
     metrics, health = [], []
     for task, entry in right.summary["tasks"].items():
         other = (left.summary["tasks"].get(task) if left else None) or {}
@@ -83,26 +84,28 @@ def _lengths(left: Side | None, right: Side) -> list[dict[str, Any]]:
     return out
 
 
-def _charts(left: Side | None, right: Side) -> list[Markup]:
-    charts = []
+def charts(left: Side | None, right: Side) -> list[Markup]:
+    """Bar charts: each task's main metric per category, and a judge's score distribution."""
+    out = []
     for task, entry in right.summary["tasks"].items():
         main, cats = entry["main"], entry.get("categories") or {}
         other = ((left.summary["tasks"].get(task) or {}).get("categories") or {}) if left else {}
         if cats:
             groups = {f"{cat} (n={c['n']})": {**({left.label: other[cat]["metrics"].get(main)} if cat in other else {}),
                                                right.label: c["metrics"].get(main)} for cat, c in cats.items()}
-            charts.append(Markup(bar_chart(groups, title=f"{task}: {main} per category")))
+            out.append(Markup(bar_chart(groups, title=f"{task}: {main} per category")))
         dist = (entry.get("extra") or {}).get("distribution")
         if entry["scorer"] == "judge" and dist:
             theirs = ((left.summary["tasks"].get(task) or {}).get("extra") or {}).get("distribution", {}) if left else {}
             groups = {f"{crit} = {score}": {**({left.label: theirs.get(crit, {}).get(score, 0)} if left else {}),
                                             right.label: count}
                       for crit, counts in dist.items() for score, count in counts.items()}
-            charts.append(Markup(bar_chart(groups, title=f"{task}: judge score distribution (rows)", percent=False)))
-    return charts
+            out.append(Markup(bar_chart(groups, title=f"{task}: judge score distribution (rows)", percent=False)))
+    return out
 
 
-def _confusions(left: Side | None, right: Side) -> list[ConfusionView]:
+def confusions(left: Side | None, right: Side) -> list[ConfusionView]:
+    """Each labelled task's confusion matrix, left and right (same label columns)."""
     out = []
     for task, entry in right.summary["tasks"].items():
         c = entry.get("confusion")
@@ -134,13 +137,13 @@ def _regressions(left: Side | None, right: Side) -> list[Example]:
 def render_page(left: Side | None, right: Side, *, title: str, summary: str, gate: list[dict[str, Any]] | None = None,
                 passed: bool | None = None, compare: dict[str, Any] | None = None) -> str:
     """The page for ``right`` (and ``left`` beside it, when given)."""
-    metrics, health = _metric_rows(left, right)
+    metrics, health = metric_rows(left, right)
     source = files("tunesmith.evaluate").joinpath("report.html.jinja").read_text(encoding="utf-8")
     return page_template(source).render(
         title=title, summary=summary, left=left.label if left else None, right=right.label,
         models=[s for s in (left, right) if s], metrics=metric_entries(metrics), health=metric_entries(health),
-        lengths=_lengths(left, right), charts=_charts(left, right),
-        confusions=confusion_entries(_confusions(left, right)), examples=_regressions(left, right),
+        lengths=_lengths(left, right), charts=charts(left, right),
+        confusions=confusion_entries(confusions(left, right)), examples=_regressions(left, right),
         gate=gate, passed=passed, compare=compare, contamination=right.summary.get("contamination"))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.evaluate.report import Side, _charts, _confusions, _metric_rows, load_side
+from tunesmith.evaluate.report import Side, charts, confusions, metric_rows, load_side
 from tunesmith.reporting.view import confusion_entries, metric_entries
 
 FILTERS = {
@@ -77,13 +77,13 @@ def view(folder: Path, left_name: str | None, right_name: str, flt: str = "all",
             raise TunesmithError(f"{folder}: no evaluation named {n!r} (found: {', '.join(available)})")
     left = load_side(folder / f"eval_{left_name}.json", left_name) if left_name else None
     right = load_side(folder / f"eval_{right_name}.json", right_name)
-    metrics, health = _metric_rows(left, right)
+    metrics, health = metric_rows(left, right)
     rows = [p for p in pairs(left, right) if FILTERS[flt](p) and (not task or p["task"] == task)]
     if flt == "regressions":
         rows.sort(key=lambda p: -p["drop"])
     return {"left": left_name, "right": right_name, "names": available, "metrics": metric_entries(metrics),
-            "health": metric_entries(health), "charts": _charts(left, right),
-            "confusions": confusion_entries(_confusions(left, right)), "rows": rows[:limit], "shown_of": len(rows),
+            "health": metric_entries(health), "charts": charts(left, right),
+            "confusions": confusion_entries(confusions(left, right)), "rows": rows[:limit], "shown_of": len(rows),
             "tasks": sorted(right.summary["tasks"]), "filter": flt, "task": task, "gate": gate(folder)}
 
 

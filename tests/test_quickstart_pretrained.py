@@ -46,6 +46,8 @@ def test_fine_tunes_the_pretrained_model_to_the_targets(demo):
 
 def test_chat_talks_to_the_fine_tuned_model(demo):
     out, _ = demo
-    proc = run_cli("chat", str(out), "--prompt", "Ticket: My invoice was charged twice this month.", timeout=300)
+    prompt = ("Ticket: My invoice was charged twice this month.\n\n"
+              "Which queue is this for: billing, technical, account, shipping or feature?")
+    proc = run_cli("chat", str(out), "--prompt", prompt, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().rstrip(".").lower() == "billing"

@@ -120,6 +120,30 @@ def test_no_test_request_or_answer_occurs_in_training_data(profile):
                     assert example.answer in sheet  # answerable from the sheet itself
 
 
+def test_pretrained_rows_end_with_their_tasks_instruction_test_wording_never_trained(tmp_path):
+    from tunesmith.quickstart import workspace
+    from tunesmith.quickstart.base import recipe
+
+    files = workspace.write_data(tmp_path, "pretrained")
+    wording = tasks.catalogue()["instructions"]
+    weights = recipe()["finetune"]["profiles"]["pretrained"]["loss_weights"]
+    trained = []
+    for split, per_task in files.items():
+        for task, path in per_task.items():
+            rows = [json.loads(line)["messages"] for line in path.read_text("utf-8").splitlines()]
+            half = "train" if split in ("train", "validation") else "test"
+            for user, answer in rows:
+                assert any(user["content"].endswith("\n\n" + w) for w in wording[task][half]), user["content"]
+                assert answer.get("loss_weight") == (weights.get(task) if half == "train" else None)
+            if split == "train":
+                trained += [_norm(user["content"]) for user, _ in rows]
+    seen = "\n".join(trained)
+    for task, halves in wording.items():
+        assert not set(halves["train"]) & set(halves["test"])
+        for text in halves["test"]:
+            assert _norm(text) not in seen
+
+
 def test_paraphrase_answers_are_exact():
     plans = tasks.paraphrases()["planning"]
     first = json.loads(plans[0].answer)  # 480 springs/day, one 8-hour shift, 2 minutes each

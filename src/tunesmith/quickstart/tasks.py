@@ -17,7 +17,7 @@ import json
 import math
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cache
 from importlib import resources
@@ -244,6 +244,15 @@ def paraphrases() -> dict[str, list[Example]]:
     qa_rows = [qa_example(sheet["sheet"], question, answer)
                for sheet in raw["qa"] for question, answer in sheet["questions"]]
     return {"planning": planning_rows, "tickets": ticket_rows, "qa": qa_rows}
+
+
+def instructed(example: Example, pool: str, rng: random.Random) -> Example:
+    """``example`` with its task's instruction (``catalogue.yaml`` ``instructions``) after the
+    request: the ``train`` wording for training and validation rows, the ``test`` wording for the
+    test and paraphrase splits."""
+    half = "train" if pool in ("train", "validation") else "test"
+    instruction = rng.choice(catalogue()["instructions"][example.task][half])
+    return replace(example, user=f"{example.user}\n\n{instruction}")
 
 
 def system_prompt() -> str:

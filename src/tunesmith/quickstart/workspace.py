@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,22 @@ PARAPHRASE = "paraphrase"  # the hand-written split; its eval tasks are named <t
 def write_data(out: Path, profile: str) -> dict[str, dict[str, Path]]:
     """``out/data/<split>/<task>.jsonl`` chat rows for train / validation / test / paraphrase;
     returns ``{split: {task: path}}``."""
-    sizes = {task: tuple(n) for task, n in recipe()["finetune"]["profiles"][profile]["sizes"].items()}
+    chosen = recipe()["finetune"]["profiles"][profile]
+    sizes = {task: tuple(n) for task, n in chosen["sizes"].items()}
     splits = {**tasks.splits(sizes, recipe()["seed"]), PARAPHRASE: tasks.paraphrases()}
     files: dict[str, dict[str, Path]] = {}
     for split, per_task in splits.items():
         for task, examples in per_task.items():
+            if chosen.get("instructions"):
+                rng = random.Random(f"instructions:{task}:{split}:{recipe()['seed']}")
+                examples = [tasks.instructed(ex, split, rng) for ex in examples]
             path = out / "data" / split / f"{task}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("w", encoding="utf-8") as fh:
+                weight = chosen.get("loss_weights", {}).get(task) if split in ("train", "validation") else None
                 for ex in examples:
-                    row = {"messages": [{"role": "user", "content": ex.user}, {"role": "assistant", "content": ex.answer}]}
+                    answer = {"role": "assistant", "content": ex.answer, **({"loss_weight": weight} if weight else {})}
+                    row = {"messages": [{"role": "user", "content": ex.user}, answer]}
                     fh.write(json.dumps(row) + "\n")
             files.setdefault(split, {})[task] = path
     return files

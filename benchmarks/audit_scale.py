@@ -8,13 +8,17 @@ Measures, on 2 cores (the process is pinned to two CPUs when the machine has mor
   flagged that were not planted.
 Targets: <= 60 s end to end, recall >= 0.95. `--tokenizer` adds the token checks with a tiny local
 tokenizer (chat template rendering + tokenization of every row; reported separately).
+`--baseline REV` (with `--tokenizer`) also times that audit with tunesmith's source at git revision
+REV (e.g. the commit before a change), each in a fresh process, baseline first, and prints the
+ratio and whether both gave the same findings and statistics (timings aside).
 
-    .venv/bin/python benchmarks/audit_scale.py [--rows 100000] [--planted 2000] [--tokenizer]
+    .venv/bin/python benchmarks/audit_scale.py [--rows 100000] [--planted 2000] [--tokenizer [--baseline REV]]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -110,13 +114,49 @@ def api_run(data: Path, tokenizer: Path | None) -> tuple[float, object]:
     return time.perf_counter() - started, report
 
 
+def token_audit(data: Path, tokenizer: Path) -> None:
+    """Child process: the token audit once; prints its time, step times and a digest of the report."""
+    seconds, report = api_run(data, tokenizer)
+    stats = {k: v for k, v in report.stats.items() if k != "seconds"}
+    digest = hashlib.sha256(json.dumps([[f.__dict__ for f in report.findings], stats], sort_keys=True,
+                                       default=str).encode()).hexdigest()[:16]
+    steps = report.stats["seconds"]
+    print(json.dumps({"seconds": seconds, "token_lengths": steps["token_lengths"],
+                      "missing_eos": steps.get("missing_eos", 0), "digest": digest}))
+
+
+def compare(data: Path, tokenizer: Path, rev: str, tmp: Path) -> None:
+    """The token audit with the source at ``rev`` and with the current source, one process each."""
+    base = tmp / "baseline"
+    base.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
+    runs = {}
+    for name, src in (("baseline", base / "src"), ("current", ROOT / "src")):
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        out = subprocess.run([sys.executable, __file__, "--token-audit", str(data), str(tokenizer)], env=env,
+                             capture_output=True, text=True, check=True)
+        runs[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = runs[name]
+        print(f"{name} ({rev if name == 'baseline' else 'working tree'}): {r['seconds']:.1f} s "
+              f"(token lengths {r['token_lengths']:.1f} s, missing_eos {r['missing_eos']:.1f} s)")
+    same = runs["baseline"]["digest"] == runs["current"]["digest"]
+    print(f"with a tokenizer, current vs {rev}: {runs['baseline']['seconds'] / runs['current']['seconds']:.2f}x "
+          f"faster; same findings and statistics: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--planted", type=int, default=2_000)
     parser.add_argument("--tokenizer", action="store_true", help="also run the token checks (tiny tokenizer)")
+    parser.add_argument("--baseline", metavar="REV", help="with --tokenizer: also time the source at git REV")
+    parser.add_argument("--token-audit", nargs=2, type=Path, help=argparse.SUPPRESS)  # child of --baseline
     args = parser.parse_args()
     pin_two_cores()
+    if args.token_audit:
+        token_audit(*args.token_audit)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "chat.jsonl"
         started = time.perf_counter()
@@ -143,6 +183,8 @@ def main() -> None:
             steps = tok_report.stats["seconds"]
             print(f"with a tokenizer: {tok_s:.1f} s (token lengths {steps['token_lengths']:.1f} s, "
                   f"missing_eos {steps.get('missing_eos', 0):.1f} s)")
+            if args.baseline:
+                compare(data, Path(tmp) / "tok", args.baseline, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ class TokenHooks(Protocol):
         """Token count of each record as it will be trained (template applied)."""
         ...
 
+    def start_lengths(self, records: Sequence[Record]) -> Callable[[], Sequence[int]]:
+        """``lengths`` started now, finished (and waited for) when the returned function is called."""
+        ...
+
     def encode(self, record: Record) -> Encoded:
         """The templated record: input_ids and labels (-100 outside trained spans)."""
         ...
@@ -100,18 +104,27 @@ def _split_answer(r: Record) -> tuple[str, str, bool]:
 @dataclass
 class AuditContext:
     """The input of every check. ``lengths`` are token counts per record (estimated as
-    characters / 4 when ``lengths_exact`` is False, i.e. no tokenizer was given)."""
+    characters / 4 when ``lengths_exact`` is False, i.e. no tokenizer was given); while they are
+    still being computed (``pending_lengths``), the first read waits for them."""
 
     records: list[Record]
     split: list[str]
     guidelines: Mapping[str, Any]
     config: Config | None = None
     errors: list[RowError] = field(default_factory=list)
-    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pending_lengths: Callable[[], Sequence[int]] | None = None
     lengths_exact: bool = False
     tokens: TokenHooks | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    _lengths: np.ndarray | None = None
+
+    @property
+    def lengths(self) -> np.ndarray:
+        if self._lengths is None:
+            pending, self.pending_lengths = self.pending_lengths, None
+            self._lengths = np.asarray(pending() if pending else [], dtype=np.int64)
+        return self._lengths
 
     @cached_property
     def views(self) -> Views:

@@ -15,7 +15,8 @@ from tunesmith.audit.context import AuditContext
 from tunesmith.audit.report import Finding
 
 CheckFn = Callable[[AuditContext], "Finding | None"]
-# what a check may need beyond records: exact token lengths, the chat encoder
+# what a check may need beyond records: exact token lengths, the chat encoder; "lengths" (reads
+# ctx.lengths, exact or estimated) is always met: the runner only runs such checks after the rest
 NEEDS_REASON = {
     "tokenizer": "no tokenizer (audit a CONFIG with base_model, or pass --model)",
     "encoder": "no tokenizer to template the rows (audit a CONFIG with base_model, or pass --model)",

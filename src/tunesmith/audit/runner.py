@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,8 @@ from tunesmith.audit.report import AuditReport, Finding
 from tunesmith.data.pipeline import DataResult
 from tunesmith.data.records import Record
 from tunesmith.errors import ConfigError, RowError, TunesmithError
+
+_TOKEN_NEEDS = ("tokenizer", "encoder", "lengths")  # checks run after the token lengths are in
 
 
 def audit_records(
@@ -41,9 +43,7 @@ def audit_records(
     split = ["train"] * len(train) + ["eval"] * len(eval) + ["test"] * len(test)
     ctx = AuditContext(records, split, load_guidelines(), config, list(errors), tokens=tokens)
     started = time.perf_counter()
-    measure = token_lengths or (tokens.lengths if tokens is not None else None)
-    ctx.lengths = np.asarray(measure(records) if measure else estimate_lengths(records), dtype=np.int64)
-    ctx.lengths_exact = measure is not None
+    ctx.pending_lengths, ctx.lengths_exact = _start_lengths(records, token_lengths, tokens)
     ctx.stats["seconds"] = {"token_lengths": round(time.perf_counter() - started, 3)}
     findings = _run_checks(ctx, set(skip) | set(config.audit.skip if config else ()))
     ctx.stats.update(_length_stats(ctx))
@@ -51,25 +51,45 @@ def audit_records(
     return AuditReport(len(records), findings, ctx.stats)
 
 
+def _start_lengths(
+    records: Sequence[Record], token_lengths: LengthFn | None, tokens: TokenHooks | None
+) -> tuple[Callable[[], Sequence[int]], bool]:
+    """(a function returning the token lengths, whether they are exact). With a tokenizer the rows
+    are rendered now and tokenized in a worker thread while the checks that need no tokens run."""
+    if token_lengths is not None:
+        return lambda: token_lengths(records), True
+    if tokens is not None:
+        return tokens.start_lengths(records), True
+    return lambda: estimate_lengths(records), False
+
+
 def _run_checks(ctx: AuditContext, skip: set[str]) -> list[Finding]:
     checks = all_checks()
     unknown = sorted(skip - set(checks))
     if unknown:
         raise ConfigError(f"audit.skip: unknown check(s) {', '.join(unknown)} (checks: {', '.join(sorted(checks))})")
-    findings: list[Finding] = []
+    found: dict[str, Finding] = {}
     skipped: dict[str, str] = {}
-    for name, check in checks.items():
+    # checks without token needs first: the token lengths are being computed meanwhile
+    order = sorted(checks, key=lambda name: any(n in _TOKEN_NEEDS for n in checks[name].needs))
+    for name in order:
+        check = checks[name]
         reason = "skipped (audit.skip)" if name in skip else missing_need(check, ctx)
         if reason:
             skipped[name] = reason
             continue
+        if ctx.pending_lengths is not None and any(n in _TOKEN_NEEDS for n in check.needs):
+            started = time.perf_counter()
+            ctx.lengths  # wait for the counts here, so the time is the token step's, not the check's
+            ctx.stats["seconds"]["token_lengths"] = round(
+                ctx.stats["seconds"]["token_lengths"] + time.perf_counter() - started, 3)
         started = time.perf_counter()
         finding = check.fn(ctx)
         ctx.stats["seconds"][name] = round(time.perf_counter() - started, 3)
         if finding is not None:
-            findings.append(finding)
-    ctx.stats["skipped_checks"] = skipped
-    return findings
+            found[name] = finding
+    ctx.stats["skipped_checks"] = {name: skipped[name] for name in checks if name in skipped}
+    return [found[name] for name in checks if name in found]
 
 
 def _length_stats(ctx: AuditContext) -> dict[str, Any]:

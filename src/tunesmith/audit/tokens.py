@@ -1,28 +1,33 @@
 """Token hooks backed by a real tokenizer and tunesmith's tokenization engine.
 
-``lengths`` renders every row with the chat template and tokenizes the renders in one batch
-(the engine's ``encode_chat`` is exact but ~1 ms a row); rows near ``sequence_len`` are then
-re-measured with ``encode_chat`` so ``over_length`` is exact. ``encode`` is ``encode_chat``
-itself (system prompt, tools, train_on_inputs/turns as configured).
+``start_lengths`` renders every row with the chat template, once, and tokenizes the renders in
+batches in a worker thread (``tokenize.counts.TokenCounter``) while the next rows render and,
+until the counts are asked for, while the audit's other checks run (the engine's ``encode_chat``
+is exact but ~1 ms a row); rows near ``sequence_len`` are then re-measured with ``encode_chat``
+so ``over_length`` is exact. ``encode`` is ``encode_chat`` itself (system prompt, tools,
+train_on_inputs/turns as configured), started from the row's render. With an ``EncodeMemo`` the
+renders are kept there too, so tokenization does not render the rows again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from tunesmith.config.schema import Config
 from tunesmith.data.records import Message, Record
 from tunesmith.errors import TunesmithError
 from tunesmith.tokenize.chat import EncodedChat, EncodeMemo, encode_chat
+from tunesmith.tokenize.counts import TokenCounter
 from tunesmith.tokenize.rows import with_system_prompt
-from tunesmith.tokenize.spans import render
+from tunesmith.tokenize.spans import render_many
 from tunesmith.tokenize.tokenizer import closer_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 _RECHECK = 8  # rows within this many tokens of sequence_len are measured with encode_chat
+_CHUNK = 512  # renders handed to the tokenizing thread at a time
 
 
 class TokenizerHooks:
@@ -34,6 +39,7 @@ class TokenizerHooks:
         self.memo = memo  # shared with tokenization, which encodes the same rows the same way
         self.stop_ids = closer_ids(tokenizer)
         self._stop_texts = tuple(str(t) for t in tokenizer.convert_ids_to_tokens(sorted(self.stop_ids)))
+        self._renders: dict[int, tuple[Record, list[str | None]]] = {}  # id(record) -> (record, renders)
 
     def _conversations(self, record: Record) -> list[tuple[Message, ...]]:
         prompt = with_system_prompt(record.messages, self.config.system_prompt)
@@ -43,36 +49,64 @@ class TokenizerHooks:
 
     def lengths(self, records: Sequence[Record]) -> list[int]:
         """Token count of each record as trained (preference: prompt + the longer side)."""
-        texts: list[str] = []
+        return self.start_lengths(records)()
+
+    def start_lengths(self, records: Sequence[Record]) -> Callable[[], list[int]]:
+        """Render every record now and tokenize the renders in a worker thread; the returned
+        function waits for the counts and returns ``lengths(records)``."""
+        counter = TokenCounter(self.tokenizer)
         owner: list[int] = []
         appended: list[bool] = []
-        for i, r in enumerate(records):
-            for text in self._renders(r):
+        for start in range(0, len(records), _CHUNK):
+            texts = []
+            for i, r, text in self._render_chunk(records, start, start + _CHUNK):
                 # like the engine: an unclosed last turn loses its trailing whitespace and gains EOS
                 unclosed = r.kind != "text" and not text.rstrip().endswith(self._stop_texts)
                 texts.append(text.rstrip() if unclosed else text)
                 appended.append(unclosed)
                 owner.append(i)
-        ids = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
-        out = [0] * len(records)
-        for i, seq, extra in zip(owner, ids, appended):
-            out[i] = max(out[i], len(seq) + extra)
-        limit = self.config.sequence_len
-        for i, r in enumerate(records):
-            if r.kind != "text" and abs(out[i] - limit) <= _RECHECK:
-                out[i] = self._exact_length(r, out[i])
+            counter.add(texts)
+
+        def finish() -> list[int]:
+            out = [0] * len(records)
+            for i, n, extra in zip(owner, counter.counts(), appended):
+                out[i] = max(out[i], n + extra)
+            limit = self.config.sequence_len
+            for i, r in enumerate(records):
+                if r.kind != "text" and abs(out[i] - limit) <= _RECHECK:
+                    out[i] = self._exact_length(r, out[i])
+            return out
+
+        return finish
+
+    def _render_chunk(self, records: Sequence[Record], start: int, end: int) -> list[tuple[int, Record, str]]:
+        """(index, record, text) per conversation of ``records[start:end]``, rendered in one batch;
+        the renders are kept for ``encode_side`` (and the memo)."""
+        rows = range(start, min(end, len(records)))
+        convs = {i: self._conversations(records[i]) for i in rows if records[i].kind != "text"}
+        renders = iter(render_many(self.tokenizer, [[m.to_dict() for m in c] for cs in convs.values() for c in cs],
+                                   [records[i].tools for i, cs in convs.items() for _ in cs]))
+        out: list[tuple[int, Record, str]] = []
+        for i in rows:
+            r = records[i]
+            if r.kind == "text":
+                out.append((i, r, r.text or ""))
+                continue
+            kept: list[str | None] = []
+            for conv in convs[i]:
+                text = next(renders)
+                kept.append(text)
+                if text is None:  # template_error reports the row
+                    text = "\n".join(m.content for m in conv)
+                elif self.memo is not None and r.kind != "preference":
+                    self.memo.keep_render(conv, r.tools, text)
+                out.append((i, r, text))
+            self._renders[id(r)] = (r, kept)
         return out
 
-    def _renders(self, record: Record) -> list[str]:
-        if record.kind == "text":
-            return [record.text or ""]
-        out = []
-        for conv in self._conversations(record):
-            try:
-                out.append(render(self.tokenizer, [m.to_dict() for m in conv], record.tools))
-            except TunesmithError:
-                out.append("\n".join(m.content for m in conv))  # template_error reports the row
-        return out
+    def _rendered(self, record: Record, side: int) -> str | None:
+        entry = self._renders.get(id(record))
+        return entry[1][side] if entry is not None and entry[0] is record else None
 
     def _exact_length(self, record: Record, fallback: int) -> int:
         try:
@@ -87,14 +121,16 @@ class TokenizerHooks:
 
     def encode_side(self, record: Record, side: int) -> EncodedChat:
         conv = self._conversations(record)[side]
+        rendered = self._rendered(record, side)
         if record.kind == "preference":
             prompt = len(conv) - len(record.chosen if side == 0 else record.rejected)
             return encode_chat(
-                conv, self.tokenizer, tools=record.tools, allowed=range(prompt, len(conv)), closing=self.stop_ids
+                conv, self.tokenizer, tools=record.tools, allowed=range(prompt, len(conv)), closing=self.stop_ids,
+                rendered=rendered,
             )
         encode = self.memo.encode_chat if self.memo is not None else encode_chat
         return encode(
-            conv, self.tokenizer, tools=record.tools, closing=self.stop_ids,
+            conv, self.tokenizer, tools=record.tools, closing=self.stop_ids, rendered=rendered,
             train_on_inputs=self.config.train_on_inputs, train_on_turns=self.config.train_on_turns,
         )
 

@@ -62,16 +62,18 @@ def encode_chat(
     train_on_turns: Literal["all", "last"] = "all",
     allowed: Collection[int] | None = None,
     closing: Collection[int] | None = None,
+    rendered: str | None = None,
 ) -> EncodedChat:
     """Render ``messages`` with the tokenizer's chat template and label the trained spans.
 
     ``allowed`` restricts training to those message indices (preference completions).
     ``closing`` is ``closer_ids(tokenizer)``, computed here unless a caller encoding many rows
-    passes it once.
+    passes it once. ``rendered`` is ``render(tokenizer, messages, tools)`` when the caller has
+    it already (the audit renders every row once; it is not rendered again here).
     Raises TemplateMismatch when the template rejects the conversation or a span can't be found.
     """
     dicts = [m.to_dict() for m in messages]
-    full = render(tokenizer, dicts, tools)
+    full = render(tokenizer, dicts, tools) if rendered is None else rendered
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = list(enc["input_ids"])
     offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
@@ -170,16 +172,34 @@ def encode_preference(
 
 
 class EncodeMemo:
-    """``encode_chat`` results shared by one run's audit and tokenization, which encode every SFT
-    row in exactly the same way (same tokenizer, template, flags): the second asks, the first computed."""
+    """``encode_chat`` results and chat-template renders shared by one run's audit and
+    tokenization, which encode every SFT row in exactly the same way (same tokenizer, template,
+    flags): the second asks, the first computed. The audit renders every row once (for token
+    lengths) and keeps the render here (:meth:`keep_render`); tokenization's ``encode_chat``
+    then starts from it instead of rendering the row again."""
 
     def __init__(self) -> None:
         self._done: dict[str, EncodedChat] = {}
+        self._renders: dict[str, str] = {}
+
+    @staticmethod
+    def _render_key(messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> str:
+        return repr((tuple(messages), list(tools)))
+
+    def keep_render(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]], text: str) -> None:
+        """Remember ``render(tokenizer, messages, tools)`` (the memo's tokenizer) for ``encode_chat``."""
+        self._renders[self._render_key(messages, tools)] = text
+
+    def rendered(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()) -> str | None:
+        """The kept render of ``messages`` with ``tools``, or None."""
+        return self._renders.get(self._render_key(messages, tools))
 
     def encode_chat(self, messages: Sequence[Message], tokenizer: PreTrainedTokenizerBase, **options: Any) -> EncodedChat:
-        key = repr((tuple(messages), {k: v for k, v in options.items() if k != "closing"}))
+        key = repr((tuple(messages), {k: v for k, v in options.items() if k not in ("closing", "rendered")}))
         found = self._done.get(key)
         if found is None:
+            if options.get("rendered") is None:
+                options["rendered"] = self.rendered(messages, options.get("tools", ()))
             found = self._done[key] = encode_chat(messages, tokenizer, **options)
         return found
 

@@ -66,6 +66,41 @@ def render(
     return str(text)
 
 
+def render_many(
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[dict[str, Any]]],
+    tools: Sequence[Sequence[dict[str, Any]]],
+) -> list[str | None]:
+    """``render(tokenizer, conversations[k], tools[k])`` for every k, None where the template
+    raises. Neighbours with the same tools are rendered in one ``apply_chat_template`` call
+    (its batch form: the same template and arguments per conversation, less overhead per row);
+    a batch the template rejects is rendered row by row."""
+    out: list[str | None] = []
+    start = 0
+    while start < len(conversations):
+        end = start + 1
+        while end < len(conversations) and list(tools[end]) == list(tools[start]):
+            end += 1
+        try:
+            texts = tokenizer.apply_chat_template(
+                [list(c) for c in conversations[start:end]], tools=list(tools[start]) or None, tokenize=False
+            )
+            out += [str(t) for t in texts]
+        except Exception:  # some conversation is rejected: find which, row by row
+            out += [_render_or_none(tokenizer, c, tools[start]) for c in conversations[start:end]]
+        start = end
+    return out
+
+
+def _render_or_none(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]
+) -> str | None:
+    try:
+        return render(tokenizer, messages, tools)
+    except TemplateMismatch:
+        return None
+
+
 def assistant_spans(
     tokenizer: PreTrainedTokenizerBase,
     messages: Sequence[dict[str, Any]],

@@ -63,7 +63,7 @@ def class_imbalance(ctx: AuditContext) -> Finding | None:
     )
 
 
-@register("too_few_examples")
+@register("too_few_examples", needs=("lengths",))
 def too_few_examples(ctx: AuditContext) -> Finding | None:
     """Fewer training rows (per class, or tokens for cpt) than the size guidelines for the task."""
     task = task_type(ctx)

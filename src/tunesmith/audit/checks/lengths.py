@@ -22,7 +22,7 @@ def _chat(ctx: AuditContext, split: str) -> np.ndarray:
     return np.array([i for i in ctx.indices(split) if ctx.records[i].kind != "text"], dtype=np.int64)
 
 
-@register("over_length", needs=("tokenizer",))
+@register("over_length", needs=("tokenizer", "lengths"))
 def over_length(ctx: AuditContext) -> Finding | None:
     """Rows longer than ``sequence_len`` tokens after templating."""
     fields = Config.model_fields
@@ -41,7 +41,7 @@ def over_length(ctx: AuditContext) -> Finding | None:
     )
 
 
-@register("length_outlier")
+@register("length_outlier", needs=("lengths",))
 def length_outlier(ctx: AuditContext) -> Finding | None:
     """Training rows beyond the p99 token length and far above the median (loss-spike risk)."""
     g = ctx.g("length_outlier")
@@ -66,7 +66,7 @@ def length_outlier(ctx: AuditContext) -> Finding | None:
     )
 
 
-@register("length_mismatch")
+@register("length_mismatch", needs=("lengths",))
 def length_mismatch(ctx: AuditContext) -> Finding | None:
     """Eval/test token lengths distributed very differently from train (Kolmogorov-Smirnov)."""
     g = ctx.g("length_mismatch")

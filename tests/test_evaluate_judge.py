@@ -283,6 +283,14 @@ def test_rubric_and_pairwise_response_formats_are_built_from_the_rubric() -> Non
     assert props == {"correctness": {"type": "integer", "enum": [0, 1, 2]}, "reason": reason}
 
 
+def test_tunesmith_serve_compiles_both_response_formats() -> None:
+    pytest.importorskip("llguidance")
+    from tunesmith.evaluate.judge import pairwise_format, rubric_format
+    from tunesmith.serve.grammar import compile_format
+
+    assert compile_format(rubric_format(load_rubric())) and compile_format(pairwise_format())
+
+
 def test_verdicts_are_asked_with_the_schema_and_still_validated(tmp_path: Path) -> None:
     """An endpoint that takes response_format but ignores it: the out-of-range reply is still refused."""
     from tunesmith.evaluate.judge import pairwise_format, rubric_format

@@ -106,8 +106,9 @@ def test_tunesmith_serve_is_the_judge_for_rubric_scoring_and_pairwise(served) ->
     assert len(pairs) == len(ROWS)
     assert all(p["a_first"] in ("a", "b", "tie") and p["b_first"] in ("a", "b", "tie") and not p["errors"]
                for p in pairs)
-    summary = json.loads((ev / "compare_base_vs_model.json").read_text())["overall"]
-    assert (summary["judged"], summary["failed"]) == (2, 0)
+    compare = json.loads((ev / "compare_base_vs_model.json").read_text())
+    assert (compare["overall"]["judged"], compare["overall"]["failed"]) == (2, 0)
+    assert compare["judge"] == {"model": "judge", "rubric": "default", "structured": "auto", "format_refused": None}
     asked = [pairwise_messages(rubric, p["prompt"], first, second, p["reference"])
              for p in pairs for first, second in ((p["a"], p["b"]), (p["b"], p["a"]))]
 

@@ -134,3 +134,13 @@ def test_tunesmith_serve_is_the_judge_for_rubric_scoring_and_pairwise(served) ->
         client.close()
     assert [(v.a_first, v.b_first) for v in again] == [(p["a_first"], p["b_first"]) for p in pairs]
     assert len(_logged(root / "serve.sqlite", 0)) == len(logged)
+
+    # and the same judge asked plainly does not write a verdict: the schema is what made them parse
+    import openai
+
+    from tunesmith.evaluate.judge import VerdictError, parse_rubric
+
+    plain = openai.OpenAI(base_url=judge["base_url"], api_key="unused", max_retries=0).chat.completions.create(
+        model="judge", messages=graded[0], max_tokens=40, temperature=0)
+    with pytest.raises(VerdictError):
+        parse_rubric(plain.choices[0].message.content or "", rubric)

@@ -12,7 +12,7 @@ IM = ["<|im_start|>", "<|im_end|>"]
 SYSTEM = "Answer briefly."
 
 
-def build_served_model(root: Path, system_prompt: str | None = SYSTEM) -> Path:
+def build_served_model(root: Path, system_prompt: str | None = SYSTEM, max_positions: int = 1024) -> Path:
     """A 2-layer chatml Llama whose weights are scaled up so greedy replies vary from token to token."""
     import torch
 
@@ -20,7 +20,7 @@ def build_served_model(root: Path, system_prompt: str | None = SYSTEM) -> Path:
     from tunesmith.train.artifacts import save_result
 
     tok = build_tokenizer(root / "tok", template_text("chatml"), IM, eos_token="<|im_end|>", pad_token="<pad>")
-    model = build_model(root / "tok", tok, hidden=64)
+    model = build_model(root / "tok", tok, hidden=64, max_positions=max_positions)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "norm" not in name:

@@ -256,3 +256,97 @@ def test_pairwise_failures_are_counted(tmp_path: Path) -> None:
         s = summarise(judge_pairs(client, load_rubric(), pairs))
         client.close()
     assert (s["n"], s["judged"], s["failed"], s["ties"]) == (2, 1, 1, 1)
+
+
+def test_rubric_and_pairwise_response_formats_are_built_from_the_rubric() -> None:
+    from tunesmith.evaluate.judge import pairwise_format, rubric_format
+
+    fmt = rubric_format(load_rubric())
+    scale = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
+    reason = {"type": "string", "maxLength": 300}
+    assert fmt == {"type": "json_schema", "json_schema": {"name": "rubric_verdict", "schema": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"correctness": scale, "completeness": scale, "format": scale,
+                       "hallucination": {"type": "boolean"}, "reason": reason},
+        "required": ["correctness", "completeness", "format", "hallucination", "reason"]}}}
+    assert list(fmt["json_schema"]["schema"]["properties"]) == fmt["json_schema"]["schema"]["required"]  # key order
+    assert pairwise_format()["json_schema"]["schema"]["properties"] == {
+        "winner": {"type": "string", "enum": ["1", "2", "tie"]}, "reason": reason}
+    # every reply the schema admits parses (both ends of each scale), one outside it does not
+    for value in (1, 5):
+        parsed = parse_rubric(json.dumps({"correctness": value, "completeness": value, "format": value,
+                                          "hallucination": True, "reason": "r"}), load_rubric())
+        assert parsed["scores"] == {"correctness": value, "completeness": value, "format": value}
+    custom = load_rubric().model_copy(update={"criteria": [load_rubric().criteria[0].model_copy(update={"scale": (0, 2)})],
+                                              "flags": []})
+    props = rubric_format(custom)["json_schema"]["schema"]["properties"]
+    assert props == {"correctness": {"type": "integer", "enum": [0, 1, 2]}, "reason": reason}
+
+
+def test_tunesmith_serve_compiles_both_response_formats() -> None:
+    pytest.importorskip("llguidance")
+    from tunesmith.evaluate.judge import pairwise_format, rubric_format
+    from tunesmith.serve.grammar import compile_format
+
+    assert compile_format(rubric_format(load_rubric())) and compile_format(pairwise_format())
+
+
+def test_verdicts_are_asked_with_the_schema_and_still_validated(tmp_path: Path) -> None:
+    """An endpoint that takes response_format but ignores it: the out-of-range reply is still refused."""
+    from tunesmith.evaluate.judge import pairwise_format, rubric_format
+
+    replies = iter([verdict(6, 1, 1), verdict(2, 3, 4)])
+    with JudgeServer(lambda req, n: Reply(content=next(replies))) as server:
+        result = _score(_cfg(server.base_url, workers=1), ROWS[:1], tmp_path)
+        client = open_client(_cfg(server.base_url, workers=1), "r", tmp_path / "c.sqlite")
+        server.script = lambda req, n: Reply(content='{"winner": "tie"}')
+        judge_pairs(client, load_rubric(), [Pair("t", "q", None, "a", "b")])
+        client.close()
+    assert [r["response_format"] for r in server.requests] == [rubric_format(load_rubric())] * 2 + [pairwise_format()] * 2
+    assert result.rows[0].detail["attempts"] == 2 and result.rows[0].detail["structured"] is True
+    assert result.metrics["judge_correctness"] == pytest.approx(0.25)
+    assert result.extra["structured"] == 1 and result.extra["format_refused"] is None
+
+
+def test_an_endpoint_refusing_response_format_is_asked_plainly_from_then_on(tmp_path: Path) -> None:
+    def script(request: dict, n: int) -> Reply:
+        return Reply(status=400) if "response_format" in request else Reply(content=verdict(4, 4, 4))
+
+    with JudgeServer(script) as server:
+        result = _score(_cfg(server.base_url, workers=1), ROWS, tmp_path)
+    # one refused request, the same one plainly, then plain requests only
+    assert ["response_format" in r for r in server.requests] == [True, False, False, False]
+    assert server.requests[0]["messages"] == server.requests[1]["messages"]
+    assert result.metrics["judge_failure_rate"] == 0.0 and result.metrics["judge_correctness"] == pytest.approx(0.75)
+    assert [r.detail["attempts"] for r in result.rows] == [1, 1, 1]
+    assert [r.detail["structured"] for r in result.rows] == [False, False, False]
+    assert result.extra["format_refused"] == "HTTP 400: scripted status 400"
+
+
+def test_structured_true_makes_a_refusal_an_error_and_false_never_asks(tmp_path: Path) -> None:
+    def script(request: dict, n: int) -> Reply:
+        return Reply(status=422) if "response_format" in request else Reply(content=verdict())
+
+    with JudgeServer(script) as server:
+        with pytest.raises(JudgeError, match="HTTP 422: .*carried response_format: set judge.structured to auto or false"):
+            _score(_cfg(server.base_url, workers=1, structured=True), ROWS, tmp_path)
+        assert len(server.requests) == 1
+        result = _score(_cfg(server.base_url, structured=False), ROWS, tmp_path)
+        assert not any("response_format" in r for r in server.requests[1:]) and len(server.requests) == 4
+    assert result.metrics["judge_failure_rate"] == 0.0 and result.extra["format_refused"] is None
+
+
+def test_a_plain_request_refused_too_is_an_error_not_a_remembered_refusal(tmp_path: Path) -> None:
+    with JudgeServer(lambda req, n: Reply(status=400)) as server:
+        with pytest.raises(JudgeError, match="HTTP 400"):
+            _score(_cfg(server.base_url, workers=1), ROWS, tmp_path)
+    assert ["response_format" in r for r in server.requests] == [True, False]
+
+
+def test_structured_option_is_validated() -> None:
+    from pydantic import ValidationError
+
+    assert JudgeConfig(base_url="u", model="m").structured == "auto"
+    assert JudgeConfig(base_url="u", model="m", structured=False).structured is False
+    with pytest.raises(ValidationError):
+        JudgeConfig(base_url="u", model="m", structured="sometimes")

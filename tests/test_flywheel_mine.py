@@ -79,7 +79,11 @@ def test_judge_scores_below_the_threshold_are_failures(tmp_path):
     with JudgeServer(script) as server:
         result = mine(MineOptions(db=db, out=tmp_path / "mined",
                                   judge=JudgeConfig(base_url=server.base_url, model="judge", backoff=0)))
+        formats = [b.get("response_format") for b in server.requests]
     assert _kinds(result) == {"a": ["judge_score"]}
+    from tunesmith.evaluate.judge import load_rubric, rubric_format
+
+    assert formats == [rubric_format(load_rubric())] * 2  # the verdict is asked for as the rubric's schema
     assert result.items[0]["reasons"] == ["judge score 1.00 < 3"]
 
 

@@ -65,6 +65,11 @@ def test_generated_rows_must_match_the_answer_schema_and_pass_the_judge(seeds, t
             seeds=DatasetSpec(path=str(seeds)), out=tmp_path / "out", mode="generate", count=4, answer_schema=schema,
             teacher=JudgeConfig(base_url=teacher_server.base_url, model="teacher", max_retries=0),
             judge=JudgeConfig(base_url=judge_server.base_url, model="judge", max_retries=0)))
+    from tunesmith.evaluate.judge import load_rubric, rubric_format
+
+    # the judge is asked for the rubric's schema; the teacher writes free text
+    assert [b.get("response_format") for b in judge_server.requests] == [rubric_format(load_rubric())] * 2
+    assert not any("response_format" in b for b in teacher_server.requests)
     assert result.kept == 1 and result.rejected == {"format": 2, "judge": 1}
     rows = [json.loads(line) for line in (tmp_path / "out" / "synth.jsonl").read_text().splitlines()]
     assert rows[0]["messages"][0]["content"] == "Classify: the screen flickers"

@@ -242,6 +242,10 @@ class JudgeConfig(_Strict):
     max_consecutive_failures: int = Field(5, gt=0, description="Stop with an error after this many failed rows in a row")
     rubric: str | None = Field(None, description="Rubric YAML (default: the bundled one)")
     cache: str | None = Field(None, description="SQLite verdict cache (default: <output_dir>/eval/judge_cache.sqlite)")
+    structured: Literal["auto"] | bool = Field(
+        "auto", description="Ask for the verdict as OpenAI response_format json_schema (built from the rubric): "
+                            "auto = ask, and if the endpoint answers HTTP 400/422 ask plainly from then on; "
+                            "true = always ask (a refusal is an error); false = never ask")
 
 
 class ProbeConfig(_Strict):

@@ -27,10 +27,11 @@ class CompareResult:
     tasks: dict[str, dict[str, Any]]
     overall: dict[str, Any]
     files: list[Path] = field(default_factory=list)
+    judge: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"a": self.names[0], "b": self.names[1], "a_model": str(self.a.model_dir),
-                "b_model": str(self.b.model_dir), "overall": self.overall, "tasks": self.tasks}
+                "b_model": str(self.b.model_dir), "overall": self.overall, "tasks": self.tasks, "judge": self.judge}
 
 
 def label(target: str | Path) -> str:
@@ -63,8 +64,10 @@ def compare(config: Config, a: str | Path, b: str | Path, *, names: tuple[str, s
         verdicts = judge_pairs(client, rubric, pairs)
     finally:
         client.close()
+    judge = {"model": config.judge.model, "rubric": rubric.name, "structured": config.judge.structured,
+             "format_refused": client.format_refused}
     tasks = {task: summarise([v for v in verdicts if v.pair.task == task]) for task in dict.fromkeys(p.task for p in pairs)}
-    result = CompareResult(ra, rb, (na, nb), tasks, summarise(verdicts))
+    result = CompareResult(ra, rb, (na, nb), tasks, summarise(verdicts), judge=judge)
     stem = f"{na}_vs_{nb}"
     summary_path = out / f"compare_{stem}.json"
     summary_path.write_text(json.dumps(result.to_dict(), indent=2), "utf-8")

@@ -156,14 +156,14 @@ def judge_requests(config: JudgeConfig, requests: list[LoggedRequest], out: Path
     """Request id -> the judge's mean criterion score, for every request with a reply (one batch)."""
     from tunesmith.evaluate.judge.client import open_client
     from tunesmith.evaluate.judge.rubric import fingerprint, load_rubric, rubric_messages
-    from tunesmith.evaluate.judge.verdict import parse_rubric
+    from tunesmith.evaluate.judge.verdict import parse_rubric, rubric_format
 
     rubric = load_rubric(config.rubric)
     asked = [r for r in requests if r.reply]
     client = open_client(config, fingerprint(rubric), out / "judge_cache.sqlite")
     try:
         outcomes = client.ask_many([rubric_messages(rubric, prompt_text(r), r.reply or "", None) for r in asked],
-                                   lambda text: parse_rubric(text, rubric))
+                                   lambda text: parse_rubric(text, rubric), rubric_format(rubric))
     finally:
         client.close()
     return {r.id: sum(o.value["scores"].values()) / len(o.value["scores"])

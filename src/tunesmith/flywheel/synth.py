@@ -184,14 +184,14 @@ def _format_problem(answer: str, schema: dict[str, Any] | None) -> str | None:
 def _judge(options: SynthOptions, kept: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from tunesmith.evaluate.judge.client import JudgeClient
     from tunesmith.evaluate.judge.rubric import fingerprint, load_rubric, rubric_messages
-    from tunesmith.evaluate.judge.verdict import parse_rubric
+    from tunesmith.evaluate.judge.verdict import parse_rubric, rubric_format
 
     assert options.judge is not None
     rubric = load_rubric(options.judge.rubric)
     client = JudgeClient(options.judge, None, fingerprint(rubric))
     try:
         outcomes = client.ask_many([rubric_messages(rubric, c["instruction"], c["answer"], None) for c in kept],
-                                   lambda text: parse_rubric(text, rubric))
+                                   lambda text: parse_rubric(text, rubric), rubric_format(rubric))
     finally:
         client.close()
     good, low = [], []

@@ -4,10 +4,16 @@ cache, and a stop when the endpoint is plainly down.
 A verdict request either returns a parsed value or an ``Outcome`` with the reason it failed; it
 is never turned into a score. Client errors that retrying cannot fix (401, 404: a wrong key or
 model name) and a run of ``max_consecutive_failures`` failed rows raise ``JudgeError``.
+
+A caller may pass the ``response_format`` its parser expects (``verdict.rubric_format``); it is
+sent unless ``judge.structured`` is false. With ``auto`` (the default) an endpoint that refuses it
+(HTTP 400 or 422) is asked the same request without it, and, once that plain request worked, every
+later request of this client goes plain. Either way the reply goes through the same parser.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +28,8 @@ from tunesmith.evaluate.judge.cache import VerdictCache, cache_key
 from tunesmith.evaluate.judge.verdict import VerdictError
 
 _RETRY_STATUS = {408, 409, 429}
+_FORMAT_REFUSED = {400, 422}  # what servers answer to a request field or schema they do not take
+logger = logging.getLogger(__name__)
 
 
 class JudgeError(TunesmithError):
@@ -30,13 +38,15 @@ class JudgeError(TunesmithError):
 
 @dataclass
 class Outcome:
-    """One verdict request: the parsed value (None on failure), the raw reply, why it failed, tries, cache hit."""
+    """One verdict request: the parsed value (None on failure), the raw reply, why it failed, tries, cache
+    hit, and whether the reply was asked with a ``response_format`` (None: from the cache)."""
 
     value: Any
     raw: str | None
     error: str | None
     attempts: int
     cached: bool
+    structured: bool | None = None
 
     @property
     def failed(self) -> bool:
@@ -59,9 +69,17 @@ class JudgeClient:
         self._openai = openai
         self._client = openai.OpenAI(base_url=config.base_url, api_key=key or "no-key", timeout=config.timeout,
                                      max_retries=0)
+        self.format_refused: str | None = None  # why the endpoint refused response_format (auto mode)
 
-    def ask(self, messages: list[dict[str, str]], parse: Callable[[str], Any]) -> Outcome:
-        """The parsed verdict for ``messages`` (from the cache when there), retrying failures."""
+    @property
+    def structured(self) -> bool:
+        """Whether the next request sends the caller's ``response_format``."""
+        return self.config.structured is not False and self.format_refused is None
+
+    def ask(self, messages: list[dict[str, str]], parse: Callable[[str], Any],
+            response_format: dict[str, Any] | None = None) -> Outcome:
+        """The parsed verdict for ``messages`` (from the cache when there), retrying failures;
+        ``response_format`` asks the endpoint for the object ``parse`` expects (see the module doc)."""
         cfg = self.config
         key = cache_key(cfg.model, self.rubric_id, cfg.temperature, messages)
         hit = self.cache.get(key) if self.cache is not None else None
@@ -75,7 +93,7 @@ class JudgeClient:
             if attempt:
                 self._sleep(cfg.backoff * 2 ** (attempt - 1))
             try:
-                raw = self._complete(messages)
+                raw, structured = self._complete(messages, response_format)
             except _Retryable as exc:
                 error = str(exc)
                 continue
@@ -86,14 +104,28 @@ class JudgeClient:
                 continue
             if self.cache is not None:
                 self.cache.put(key, raw, cfg.model)
-            return Outcome(value, raw, None, attempt + 1, False)
+            return Outcome(value, raw, None, attempt + 1, False, structured)
         return Outcome(None, raw, error, cfg.max_retries + 1, False)
 
-    def _complete(self, messages: list[dict[str, str]]) -> str:
+    def _complete(self, messages: list[dict[str, str]], response_format: dict[str, Any] | None) -> tuple[str, bool]:
+        """The reply text, and whether it was asked with ``response_format``."""
+        fmt = response_format if self.structured else None
+        try:
+            return self._create(messages, fmt), fmt is not None
+        except _FormatRefused as exc:
+            text = self._create(messages, None)  # the plain request; its errors are the usual ones
+            if self.format_refused is None:
+                logger.warning("judge %s (model %r) refused response_format (%s); asking without it from now on",
+                               self.config.base_url, self.config.model, exc)
+            self.format_refused = str(exc)
+            return text, False
+
+    def _create(self, messages: list[dict[str, str]], response_format: dict[str, Any] | None) -> str:
         cfg, oa = self.config, self._openai
+        extra = {"response_format": response_format} if response_format is not None else {}
         try:
             response = self._client.chat.completions.create(
-                model=cfg.model, messages=messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+                model=cfg.model, messages=messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens, **extra)
         except oa.APITimeoutError:
             raise _Retryable(f"no reply within {cfg.timeout:g} s") from None
         except oa.APIConnectionError as exc:
@@ -101,13 +133,18 @@ class JudgeClient:
         except oa.APIStatusError as exc:
             if exc.status_code in _RETRY_STATUS or exc.status_code >= 500:
                 raise _Retryable(f"HTTP {exc.status_code}") from None
-            raise JudgeError(f"judge {cfg.base_url} (model {cfg.model!r}): HTTP {exc.status_code}: "
-                             f"{_first_line(exc.message)}") from None
+            status = f"HTTP {exc.status_code}: {_first_line(_message(exc))}"
+            if response_format is not None and exc.status_code in _FORMAT_REFUSED:
+                if cfg.structured == "auto":
+                    raise _FormatRefused(status) from None
+                status += " (the request carried response_format: set judge.structured to auto or false)"
+            raise JudgeError(f"judge {cfg.base_url} (model {cfg.model!r}): {status}") from None
         if not getattr(response, "choices", None):
             raise _Retryable("the reply has no choices")
         return str(response.choices[0].message.content or "")
 
-    def ask_many(self, requests: Sequence[list[dict[str, str]]], parse: Callable[[str], Any]) -> list[Outcome]:
+    def ask_many(self, requests: Sequence[list[dict[str, str]]], parse: Callable[[str], Any],
+                 response_format: dict[str, Any] | None = None) -> list[Outcome]:
         """``ask`` for every request, ``config.workers`` at a time, in input order. Raises
         ``JudgeError`` once ``max_consecutive_failures`` requests in a row have failed."""
         outcomes: list[Outcome | None] = [None] * len(requests)
@@ -116,7 +153,7 @@ class JudgeClient:
             pending: dict[Future[Outcome], int] = {}
             queue = iter(range(len(requests)))
             for i in queue:
-                pending[pool.submit(self.ask, requests[i], parse)] = i
+                pending[pool.submit(self.ask, requests[i], parse, response_format)] = i
                 if len(pending) >= self.config.workers:
                     break
             while pending:
@@ -130,7 +167,7 @@ class JudgeClient:
                     raise JudgeError(f"judge {self.config.base_url} (model {self.config.model!r}): {streak} verdicts "
                                      f"in a row failed after {self.config.max_retries + 1} tries each; last: {last}")
                 for i in queue:
-                    pending[pool.submit(self.ask, requests[i], parse)] = i
+                    pending[pool.submit(self.ask, requests[i], parse, response_format)] = i
                     if len(pending) >= self.config.workers:
                         break
         return [o for o in outcomes if o is not None]
@@ -145,11 +182,23 @@ class _Retryable(Exception):
     """A failure another try may fix (timeout, connection refused, 5xx, 429)."""
 
 
+class _FormatRefused(Exception):
+    """The endpoint answered 400/422 to a request with ``response_format`` (auto mode: ask plainly)."""
+
+
 def _cause(exc: BaseException) -> str:
     inner = exc.__cause__ or exc.__context__
     while inner is not None and (inner.__cause__ or inner.__context__) is not None:
         inner = inner.__cause__ or inner.__context__
     return _first_line(str(inner or exc)) or type(exc).__name__
+
+
+def _message(exc: Any) -> str:
+    """The server's own error message (OpenAI error bodies: ``{"error": {"message": ...}}``)."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    return str(exc.message)
 
 
 def _first_line(text: str) -> str:

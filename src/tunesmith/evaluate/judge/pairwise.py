@@ -18,7 +18,7 @@ from typing import Any
 from tunesmith.config.schema import Rubric
 from tunesmith.evaluate.judge.client import JudgeClient
 from tunesmith.evaluate.judge.rubric import pairwise_messages
-from tunesmith.evaluate.judge.verdict import parse_pairwise
+from tunesmith.evaluate.judge.verdict import pairwise_format, parse_pairwise
 
 Z95 = 1.959963984540054
 
@@ -79,7 +79,7 @@ def judge_pairs(client: JudgeClient, rubric: Rubric, pairs: Sequence[Pair]) -> l
     for p in pairs:
         requests.append(pairwise_messages(rubric, p.prompt, p.a, p.b, p.reference))
         requests.append(pairwise_messages(rubric, p.prompt, p.b, p.a, p.reference))
-    outcomes = client.ask_many(requests, parse_pairwise)
+    outcomes = client.ask_many(requests, parse_pairwise, pairwise_format())
     out = []
     for k, p in enumerate(pairs):
         first, second = outcomes[2 * k], outcomes[2 * k + 1]

@@ -1,4 +1,6 @@
-"""Parse and validate a judge's reply: one JSON object with the rubric's keys, in range."""
+"""Parse and validate a judge's reply: one JSON object with the rubric's keys, in range; and the
+``response_format`` that asks an endpoint for exactly that object (a request, not a trust: a reply
+sent under it is parsed and validated just the same)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from tunesmith.config.schema import Rubric
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+REASON_MAX_CHARS = 300  # a bound on the free-text field, so a constrained reply always closes its JSON
 _WINNERS = {"1": "1", "2": "2", "tie": "tie", "reply 1": "1", "reply 2": "2", "draw": "tie"}
 
 
@@ -75,3 +78,29 @@ def parse_pairwise(text: str) -> str:
     if winner is None:
         raise VerdictError(f"'winner' must be \"1\", \"2\" or \"tie\" (got {obj['winner']!r})")
     return winner
+
+
+def _response_format(name: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI ``response_format`` for one object with exactly ``properties`` (all required, in this
+    order, nothing else). ``strict`` is left unset: ``maxLength`` is outside OpenAI's strict subset,
+    and engines that decode with a grammar (tunesmith serve, vLLM, llama.cpp) enforce the whole schema."""
+    schema = {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def rubric_format(rubric: Rubric) -> dict[str, Any]:
+    """The ``response_format`` of a rubric verdict: each criterion one of the integers of its scale,
+    each flag a boolean, then ``reason`` (a string of at most ``REASON_MAX_CHARS``)."""
+    properties: dict[str, Any] = {}
+    for c in rubric.criteria:
+        properties[c.name] = {"type": "integer", "enum": list(range(c.scale[0], c.scale[1] + 1))}
+    for f in rubric.flags:
+        properties[f.name] = {"type": "boolean"}
+    properties.setdefault("reason", {"type": "string", "maxLength": REASON_MAX_CHARS})
+    return _response_format("rubric_verdict", properties)
+
+
+def pairwise_format() -> dict[str, Any]:
+    """The ``response_format`` of a pairwise verdict: ``winner`` "1", "2" or "tie", then ``reason``."""
+    return _response_format("pairwise_verdict", {"winner": {"type": "string", "enum": ["1", "2", "tie"]},
+                                                 "reason": {"type": "string", "maxLength": REASON_MAX_CHARS}})

@@ -26,7 +26,7 @@ class JudgeScorer(Scorer):
         """Ask the judge about every row once (cached on disk); ``score`` only looks verdicts up."""
         from tunesmith.evaluate.judge.client import JudgeError, open_client
         from tunesmith.evaluate.judge.rubric import fingerprint, load_rubric, rubric_messages
-        from tunesmith.evaluate.judge.verdict import parse_rubric
+        from tunesmith.evaluate.judge.verdict import parse_rubric, rubric_format
 
         cfg = self.context.judge
         if cfg is None:
@@ -36,9 +36,11 @@ class JudgeScorer(Scorer):
         client = open_client(cfg, fingerprint(self.rubric), default_cache)
         try:
             requests = [rubric_messages(self.rubric, r.prompt, r.output, r.gold) for r in rows]
-            outcomes = client.ask_many(requests, lambda text: parse_rubric(text, self.rubric))
+            outcomes = client.ask_many(requests, lambda text: parse_rubric(text, self.rubric),
+                                       rubric_format(self.rubric))
         finally:
             client.close()
+        self.format_refused = client.format_refused
         self.verdicts = {_key(r): o for r, o in zip(rows, outcomes)}
         if rows and all(o.failed for o in outcomes):
             raise JudgeError(f"judge {cfg.base_url} (model {cfg.model!r}): no valid verdict for any of the "
@@ -54,6 +56,8 @@ class JudgeScorer(Scorer):
                     if s.detail["failed"]]
         extra = {"judged": len(judged), "failed": len(failures), "failures": failures[:5],
                  "model": self.context.judge.model, "rubric": self.rubric.name,
+                 "structured": sum(bool(s.detail["structured"]) for s in scored),
+                 "format_refused": getattr(self, "format_refused", None),
                  "means": {c.name: mean([s.detail["verdict"]["scores"][c.name] for s in judged])
                            for c in self.rubric.criteria} if judged else {},
                  "distribution": {c.name: dict(sorted(Counter(s.detail["verdict"]["scores"][c.name]
@@ -64,7 +68,7 @@ class JudgeScorer(Scorer):
     def _row(self, row: EvalRow) -> RowScore:
         outcome = self.verdicts[_key(row)]
         detail: dict[str, Any] = {"verdict": outcome.value, "failed": outcome.error, "attempts": outcome.attempts,
-                                  "cached": outcome.cached}
+                                  "cached": outcome.cached, "structured": outcome.structured}
         if outcome.failed:
             return RowScore(False, row.output, detail)
         verdict = outcome.value

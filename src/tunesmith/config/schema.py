@@ -416,6 +416,8 @@ class Config(_Strict):
     # held-out evaluation
     eval_tasks: list[AnyEvalTask] = Field(default_factory=list)
     eval_batch_size: int = Field(32, gt=0)
+    eval_cache: bool = Field(False, description="Reuse greedy replies an unchanged model gave before "
+                             "($TUNESMITH_CACHE/generations.sqlite; tunesmith.infer.cache)")
     judge: JudgeConfig | None = None
     probes: ProbeConfig = Field(default_factory=ProbeConfig)
     contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)

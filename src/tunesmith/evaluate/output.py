@@ -25,7 +25,8 @@ def summary(result: Any) -> dict[str, Any]:
                        "excluded": t.excluded, "confusion": vars(s.confusion) if s.confusion else None}
     return {
         "name": result.name, "model": str(result.model_dir), "seconds": round(result.seconds, 2),
-        "generated_tokens": result.generated_tokens, "tokens_per_s": round(result.tokens_per_s, 1), "tasks": tasks,
+        "generated_tokens": result.generated_tokens, "tokens_per_s": round(result.tokens_per_s, 1),
+        "cached_replies": result.cached_replies, "tasks": tasks,
         "probes": result.probes.to_dict() if result.probes is not None else None,
         "contamination": ({k: v for k, v in result.contamination.to_dict().items() if k != "hits"}
                           if result.contamination is not None else None),

@@ -44,11 +44,13 @@ class EvalResult:
     files: list[Path] = field(default_factory=list)
     probes: Any = None  # probes.ProbeResult
     contamination: ContaminationReport | None = None
+    cached_replies: int | None = None  # replies reused from the generation cache (None: eval_cache off)
 
     @property
     def tokens_per_s(self) -> float:
-        """Generated reply tokens per second of generation (batched greedy, KV cache)."""
-        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+        """Generated reply tokens per second of generation (batched greedy, KV cache); 0 when replies
+        came from the generation cache (the figure would not be a generation speed)."""
+        return self.generated_tokens / self.seconds if self.seconds > 0 and not self.cached_replies else 0.0
 
     def main_metrics(self) -> dict[str, float]:
         """``{task: value of its headline metric}`` (tasks whose headline is missing are left out)."""
@@ -91,23 +93,37 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
             from tunesmith.evaluate import harness
 
             tasks.update(harness.run(spec, loaded))
-    generated_rows = {spec.name: _generate(spec, tests[spec.name], report, loaded, system, config.eval_batch_size)
-                      for spec in config.dataset_tasks}
+    cache = _cache(config, loaded)
+    generated_rows = {spec.name: _generate(spec, tests[spec.name], report, loaded, system, config.eval_batch_size,
+                                           cache) for spec in config.dataset_tasks}
     output.write_generations(out / f"generations_{name}.jsonl", generated_rows)  # kept even if scoring fails
     for spec in config.dataset_tasks:
         rows, excluded = generated_rows[spec.name]
         tasks[spec.name] = TaskResult(spec, score_rows(scorers[spec.name], rows), [r.prompt for r in rows],
                                       [r.gold for r in rows], [r.output for r in rows], rows, excluded)
-    probe_result = _probes(config, loaded, system)
+    probe_result = _probes(config, loaded, system, cache)
     generated = sum(r.tokens for t in tasks.values() for r in t.rows)
     result = EvalResult(name, loaded.path, tasks, time.perf_counter() - t0, generated, probes=probe_result,
-                        contamination=report)
+                        contamination=report, cached_replies=cache.hits if cache is not None else None)
+    if cache is not None:
+        cache.close()
     result.files = output.write(result, out)
     return result
 
 
+def _cache(config: Config, loaded: Any) -> Any:
+    """The model's ``GenerationCache`` under ``eval_cache: true`` (None when off or the model has no fingerprint)."""
+    key = loaded.fingerprint() if config.eval_cache else None
+    if key is None:
+        return None
+    from tunesmith.infer.cache import GenerationCache
+    from tunesmith.models.cache import cache_root
+
+    return GenerationCache(cache_root() / "generations.sqlite", key)
+
+
 def _generate(spec: EvalTaskSpec, test: Any, report: ContaminationReport | None, loaded: Any, system: str | None,
-              batch_size: int) -> tuple[list[EvalRow], int]:
+              batch_size: int, cache: Any = None) -> tuple[list[EvalRow], int]:
     """The task's rows with the model's replies (rows found in the training data left out under
     ``contamination.action: exclude``), and how many were left out."""
     from tunesmith import infer
@@ -123,7 +139,7 @@ def _generate(spec: EvalTaskSpec, test: Any, report: ContaminationReport | None,
     prompts = [r.messages[:-1] for r in records]
     gens = infer.generate_details(loaded.model, loaded.tokenizer, prompts, eos_ids=loaded.eos_ids,
                                   system_prompt=system, max_new_tokens=spec.max_new_tokens, batch_size=batch_size,
-                                  tools=[r.tools for r in records])
+                                  tools=[r.tools for r in records], cache=cache)
     tok = loaded.tokenizer
     rows = [EvalRow(prompt=p[-1].content, gold=r.messages[-1].content, output=g.text, finish_reason=g.finish_reason,
                     tokens=g.tokens, gold_tokens=len(tok(r.messages[-1].content, add_special_tokens=False)["input_ids"]),
@@ -149,10 +165,10 @@ def score_rows(scorer: Scorer, rows: Sequence[EvalRow]) -> TaskScore:
     return score
 
 
-def _probes(config: Config, loaded: Any, system: str | None) -> Any:
+def _probes(config: Config, loaded: Any, system: str | None, cache: Any = None) -> Any:
     if not config.probes.enabled:
         return None
     from tunesmith.evaluate import probes
 
     return probes.run(loaded, path=config.probes.path, system_prompt=system,
-                      max_new_tokens=config.probes.max_new_tokens, batch_size=config.eval_batch_size)
+                      max_new_tokens=config.probes.max_new_tokens, batch_size=config.eval_batch_size, cache=cache)

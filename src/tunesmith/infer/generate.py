@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tunesmith.data.records import Message
+from tunesmith.infer.cache import GenerationCache
 from tunesmith.tokenize.spans import render
 
 
@@ -48,13 +49,35 @@ def generate(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Messag
 
 def generate_details(model: Any, tokenizer: Any, conversations: Sequence[Sequence[Message]], *,
                      eos_ids: Sequence[int], system_prompt: str | None = None, max_new_tokens: int = 128,
-                     batch_size: int = 32, tools: Sequence[Sequence[dict[str, Any]]] | None = None) -> list[Generation]:
-    """``generate`` with each reply's finish reason and token count (for generation-health metrics)."""
+                     batch_size: int = 32, tools: Sequence[Sequence[dict[str, Any]]] | None = None,
+                     cache: GenerationCache | None = None) -> list[Generation]:
+    """``generate`` with each reply's finish reason and token count (for generation-health metrics).
+
+    With ``cache`` (the model's ``GenerationCache``) replies stored earlier are reused and only
+    the other prompts are generated (and stored)."""
+    tool_lists = tools if tools is not None else [()] * len(conversations)
+    prompts = [prompt_ids(tokenizer, conv, system_prompt, t) for conv, t in zip(conversations, tool_lists)]
+    replies: list[Generation | None] = [None] * len(prompts)
+    keys: list[str] = []
+    if cache is not None:
+        keys = [cache.key(p, max_new_tokens, eos_ids) for p in prompts]
+        stored = cache.get(keys)
+        replies = [Generation(*stored[k]) if k in stored else None for k in keys]
+    todo = [i for i, r in enumerate(replies) if r is None]
+    for i, reply in zip(todo, _generate_ids(model, tokenizer, [prompts[i] for i in todo], eos_ids,
+                                            max_new_tokens, batch_size)):
+        replies[i] = reply
+    if cache is not None and todo:
+        cache.put({keys[i]: (r.text, r.finish_reason, r.tokens) for i in todo if (r := replies[i]) is not None})
+    return [r for r in replies if r is not None]
+
+
+def _generate_ids(model: Any, tokenizer: Any, prompts: list[list[int]], eos_ids: Sequence[int],
+                  max_new_tokens: int, batch_size: int) -> list[Generation]:
+    """Greedy replies to token-id prompts, sorted by length and left-padded in batches."""
     import torch
     from transformers import GenerationConfig
 
-    tool_lists = tools if tools is not None else [()] * len(conversations)
-    prompts = [prompt_ids(tokenizer, conv, system_prompt, t) for conv, t in zip(conversations, tool_lists)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     # a fresh config: greedy means greedy, whatever sampling settings the model folder carries

@@ -23,6 +23,14 @@ class Loaded:
     eos_ids: list[int]
     kind: str  # "adapter" | "full"
     system_prompt: str | None = None
+    # the local folders the weights were read from (an adapter's, then its base's); () for a hub id
+    sources: tuple[Path, ...] = ()
+
+    def fingerprint(self) -> str | None:
+        """A key that changes whenever the weights may have (``infer.cache.fingerprint``); None for a hub model."""
+        from tunesmith.infer.cache import fingerprint
+
+        return fingerprint(self.sources, self.model.dtype) if self.sources else None
 
 
 def resolve_model_dir(path: str | Path, prefer: tuple[str, ...] = _CANDIDATES) -> Path:
@@ -67,20 +75,28 @@ def load(path: str | Path, *, base_model: str | None = None, tokenizer: Any = No
         meta = info(folder)
     tokenizer = tokenizer or _tokenizer(str(folder), trust_remote_code)
     if (folder / "adapter_config.json").is_file():
-        model, kind = _adapter(folder, base_model or meta.get("base_model"), trust_remote_code), "adapter"
+        base = _base_of(folder, base_model or meta.get("base_model"))
+        model, kind = _adapter(folder, base, trust_remote_code), "adapter"
+        sources = (folder, Path(base)) if Path(base).is_dir() else ()
     else:
         model, kind = _model(str(folder), str(folder), trust_remote_code), "full"
+        sources = (folder,) if folder.is_dir() else ()
     model.eval()
-    return Loaded(folder, model, tokenizer, stop_ids(folder, tokenizer), kind, meta.get("system_prompt"))
+    return Loaded(folder, model, tokenizer, stop_ids(folder, tokenizer), kind, meta.get("system_prompt"), sources)
 
 
-def _adapter(folder: Path, base_model: str | None, trust_remote_code: bool = False) -> Any:
-    from peft import PeftModel
-
+def _base_of(folder: Path, base_model: str | None) -> str:
+    """The base an adapter loads on: ``base_model``, else the one its adapter_config.json records."""
     recorded = json.loads((folder / "adapter_config.json").read_text("utf-8")).get("base_model_name_or_path")
     base = base_model or recorded
     if not base:
         raise TunesmithError(f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty; pass the base model")
+    return str(base)
+
+
+def _adapter(folder: Path, base: str, trust_remote_code: bool = False) -> Any:
+    from peft import PeftModel
+
     return PeftModel.from_pretrained(_model(base, f"{folder}: its base model", trust_remote_code), str(folder))
 
 

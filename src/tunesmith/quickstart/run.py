@@ -104,6 +104,10 @@ def run(options: QuickstartOptions, say: Callable[[str], None] = print) -> Quick
         evals = {name: evaluate.run(config, path, name=name, out_dir=out / "eval")
                  for name, path in (("base", model.path), ("tuned", trained.model_dir))}
         # evaluate also scores both on the forgetting probe (the bundled general set): summary.forgetting
+        for name, result in evals.items():
+            if result.cached_replies:
+                say(f"evaluate {name}: {result.cached_replies} replies reused from the generation cache "
+                    "(same model files, prompts and settings as an earlier run)")
     with clock.stage("merge + verify"):
         probes = merge.probe_prompts(config, base.recipe()["evaluate"]["merge_probes"])
         merged = merge.run(config, probes, out_dir=out / "merged")

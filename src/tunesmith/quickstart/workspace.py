@@ -73,6 +73,8 @@ def build_config(base_model: Path, files: dict[str, dict[str, Path]], out: Path,
         "test_datasets": [{"path": str(p)} for split in ("test", PARAPHRASE) for p in files[split].values()],
         "num_epochs": chosen["epochs"],
         "eval_batch_size": recipe()["evaluate"]["batch_size"],
+        # the base model's replies are the same on every run: reuse them (tunesmith.infer.cache)
+        "eval_cache": True,
         "eval_tasks": eval_tasks(files),
         "output_dir": str(out / "run"),
         "seed": recipe()["seed"],

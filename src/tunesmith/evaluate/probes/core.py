@@ -110,7 +110,7 @@ def _probe(item: Any, line: int) -> Probe:
 
 
 def run(loaded: Any, *, path: str | Path | None = None, system_prompt: str | None = None,
-        max_new_tokens: int = 48, batch_size: int = 16) -> ProbeResult:
+        max_new_tokens: int = 48, batch_size: int = 16, cache: Any = None) -> ProbeResult:
     """Score the probe set on ``loaded`` (an ``infer.Loaded``: model, tokenizer, stop ids) with
     greedy decoding in its own chat template; ``system_prompt`` defaults to the model's trained one."""
     from tunesmith import infer
@@ -122,7 +122,8 @@ def run(loaded: Any, *, path: str | Path | None = None, system_prompt: str | Non
     system = system_prompt if system_prompt is not None else loaded.system_prompt
     conversations = [[Message(role="user", content=p.prompt)] for p in probes]
     gens = infer.generate_details(loaded.model, loaded.tokenizer, conversations, eos_ids=loaded.eos_ids,
-                                  system_prompt=system, max_new_tokens=max_new_tokens, batch_size=batch_size)
+                                  system_prompt=system, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                  cache=cache)
     rows = [ProbeRow(p.id, p.category, p.prompt, g.text, CHECKS[p.check["type"]](g.text, p.check), g.finish_reason,
                      g.tokens) for p, g in zip(probes, gens)]
     categories: dict[str, dict[str, float]] = {}

@@ -66,6 +66,20 @@ def test_without_eval_data_a_validation_set_is_split_off_by_default(tmp_path: Pa
     assert "fewer than 200 training rows" in small.validation["why"]
 
 
+def test_rows_sharing_a_prompt_stay_on_one_side_of_the_split(tmp_path: Path) -> None:
+    """A dataset with repeats (alpaca_en_demo has some) split by row put copies on both sides, and
+    the audit's split_contamination then refused the run tunesmith had split itself."""
+    rows = [{"messages": [{"role": "user", "content": f"q{i % 150}"}, {"role": "assistant", "content": f"a{i}"}]}
+            for i in range(300)]  # every prompt twice, with two different answers
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for over in ({}, {"val_set_size": 0.3, "seed": 3}):
+        result = run(config(tmp_path, **over))
+        prompts = lambda recs: {r.messages[0].content for r in recs}  # noqa: E731
+        assert prompts(result.train).isdisjoint(prompts(result.eval))
+        assert len(result.eval) % 2 == 0 and len(result.train) + len(result.eval) == 300
+    assert len(run(config(tmp_path)).eval) == 20  # the default's 20 rows: 10 whole prompt groups
+
+
 def test_split_too_large(tmp_path: Path) -> None:
     chat_file(tmp_path / "train.jsonl", 3)
     with pytest.raises(ConfigError, match="val_set_size: 3 would leave no training rows"):

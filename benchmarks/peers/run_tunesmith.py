@@ -31,6 +31,7 @@ raw = {
     "method": spec.get("stage", "sft"), "adapter": "lora" if lora else "none", "sequence_len": spec["seq"],
     "micro_batch_size": spec["batch"], "max_steps": spec["steps"], "learning_rate": spec["lr"],
     "warmup_ratio": 0.1 if spec.get("stage") == "dpo" else 0.05, "lr_scheduler": "cosine", "bf16": spec["bf16"], "logging_steps": 1, "seed": 42,
+    "val_set_size": 0,  # no evaluation inside the timed steps, as the peers run (and no rows held back)
     **spec.get("tunesmith", {}),
 }
 if lora:

@@ -108,11 +108,10 @@ def _split_and_mix(config: Config, train: list[Record], evals: list[Record], per
     """Validation split (before mixing, so a repeated row never lands on both sides), then the mix."""
     from tunesmith.data import mix
 
-    keep, held, validation = validation_split(config, list(range(len(train))), evals)  # type: ignore[arg-type]
-    if validation["source"] != "eval_datasets":
-        evals = [train[i] for i in held]  # type: ignore[index]
+    kept, evals, validation = validation_split(config, train, evals)
+    position = {id(r): i for i, r in enumerate(train)}
     spec_of = [i for i, n in enumerate(per_spec) for _ in range(n)]
-    mixed, entries = mix.apply(config, [train[i] for i in keep], [spec_of[i] for i in keep])  # type: ignore[index]
+    mixed, entries = mix.apply(config, kept, [spec_of[position[id(r)]] for r in kept])
     return mixed, evals, validation, [e.to_dict() for e in entries]
 
 
@@ -163,12 +162,36 @@ def check_kinds(records: list[Record], method: str) -> None:
 
 
 def split_validation(records: list[Record], size: float, seed: int) -> tuple[list[Record], list[Record]]:
-    """Deterministically move ``size`` (fraction < 1 or row count) of ``records`` to validation."""
+    """Deterministically move ``size`` (fraction < 1 or row count) of ``records`` to validation.
+
+    Rows sharing a prompt (``_prompt_key``) move together, so a repeated row or a prompt with two
+    answers never stands on both sides (the audit's ``split_contamination`` would refuse the run);
+    validation then gets ``size`` rows or the few more its last prompt group brings."""
     n = len(records)
     k = max(1, round(size * n)) if size < 1 else int(size)
     if k >= n:
         raise ConfigError(f"val_set_size: {size:g} would leave no training rows (there are {n})")
-    order = list(range(n))
+    groups: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault(_prompt_key(record), []).append(i)
+    order = list(groups.values())
     random.Random(seed).shuffle(order)
-    held = set(order[:k])
+    held: set[int] = set()
+    for members in order:
+        if len(held) >= k:
+            break
+        held.update(members)
+    if len(held) >= n:
+        raise ConfigError(f"val_set_size: {size:g} would leave no training rows (every row shares one prompt)")
     return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)]
+
+
+def _prompt_key(record: Record) -> str:
+    """What a row asks: its turns before the last assistant reply (a preference row's shared prompt,
+    a text row's text), whitespace-trimmed."""
+    turns = record.messages
+    if record.kind in ("sft", "kto") and turns and turns[-1].role == "assistant":
+        turns = turns[:-1]
+    if record.kind == "text":
+        return f"text\0{(record.text or '').strip()}"
+    return "\0".join(f"{m.role}\1{m.content.strip()}" for m in turns)

@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "tunesmith-bench")
     parser.add_argument("--json", type=Path, help="write every run and the summary here")
     args = parser.parse_args()
-    tools = list(args.tools) + (["tunesmith_base"] if args.baseline_rev else [])
+    tools = list(dict.fromkeys([*args.tools, *(["tunesmith_base"] if args.baseline_rev else [])]))
     if args.method == "dpo":
         LABELS["trl"] = "TRL DPOTrainer script"
     if "trl" not in tools:

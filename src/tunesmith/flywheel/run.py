@@ -49,7 +49,8 @@ def run(config: FlywheelConfig, base_dir: Path = Path("."), *, overwrite: bool =
     result.built = build(BuildOptions(
         reviewed=at(config.reviewed), out=out / "data", base_data=_specs(config.replay_data, at, run_config.datasets),
         eval_data=_specs(config.eval_data, at, _golden(run_config)), positives_share=config.positives_share,
-        replay_ratio=config.replay_ratio, seed=config.seed, overwrite=overwrite))
+        replay_ratio=config.replay_ratio, seed=config.seed, overwrite=overwrite,
+        mix_temperature=run_config.mix_temperature if config.replay_data is None else 1.0))
     say("dataset: " + ", ".join(f"{k} {v}" for k, v in result.built.counts.items()))
     train_config = _train_config(config, at, result.built.train_file, out)
     _train_evaluate_gate(config, at, train_config, result, overwrite, say)

@@ -43,7 +43,8 @@ def main() -> int:
     parser.add_argument("--qa", type=int, default=20)
     parser.add_argument("--replay-ratio", type=float, default=0.5)
     parser.add_argument("--epochs", type=float, default=2)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="for the retrain (the quickstart used 5e-3)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="for the retrain (default: the library's, the served run's 5e-3 x continue_lr_scale 0.04)")
     parser.add_argument("--slice-rows", type=int, default=60, help="held-out ticket rows scored before and after")
     parser.add_argument("--train-seed", type=int, default=None, help="the retrain's seed (default: the run config's)")
     parser.add_argument("--control", action="store_true", help="also retrain on the replay rows alone (see 7.)")
@@ -159,8 +160,9 @@ def iterate(qs: Path, out: Path, db: Path, queue: Path, args: argparse.Namespace
 
 
 def _retrain(args: argparse.Namespace) -> dict[str, Any]:
+    lr = {} if args.learning_rate is None else {"learning_rate": args.learning_rate}
     seed = {} if args.train_seed is None else {"seed": args.train_seed}
-    return {"num_epochs": args.epochs, "learning_rate": args.learning_rate, **seed}
+    return {"num_epochs": args.epochs, **lr, **seed}
 
 
 def control(qs: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -173,7 +175,8 @@ def control(qs: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     overrides = [f"datasets={json.dumps([{'path': str(data), 'type': 'chat'}])}",
                  f"output_dir={json.dumps(str(out / 'control' / 'run'))}",
                  f"lora_model_dir={json.dumps(str(qs / 'run' / 'model'))}"]
-    overrides += [f"{k}={json.dumps(v)}" for k, v in _retrain(args).items()]
+    used = json.loads((out / "iter1" / "run" / "run.json").read_text("utf-8"))["resolved"]["learning_rate"]
+    overrides += [f"{k}={json.dumps(v)}" for k, v in {**_retrain(args), "learning_rate": used}.items()]
     config = load_config(qs / "quickstart.yaml", overrides)
     trained = train.run(config, overwrite=True, quiet=True, say=lambda line: None)
     evaluated = evaluate.run(config, trained.model_dir, name="control")

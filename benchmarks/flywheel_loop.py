@@ -14,8 +14,11 @@
    training data, decontaminated against its test sets) -> train on from the served adapter ->
    evaluate on the quickstart's golden tasks + forgetting probes -> gate against `eval_tuned.json`.
 6. Prints before/after per task, the probes and the gate; writes `<out>/flywheel_loop.json`.
+7. `--control`: the same retrain (same adapter, learning rate, epochs, seed) on the iteration's replay
+   rows alone (`data/parts/replay.jsonl`: no production row), evaluated and gated the same way. It
+   tells a regression the production rows cause from one that any further training causes.
 
-    .venv/bin/python benchmarks/flywheel_loop.py [--out outputs/flywheel] [--tickets 80]
+    .venv/bin/python benchmarks/flywheel_loop.py [--out outputs/flywheel] [--tickets 80] [--train-seed N] [--control]
 """
 
 from __future__ import annotations
@@ -40,8 +43,11 @@ def main() -> int:
     parser.add_argument("--qa", type=int, default=20)
     parser.add_argument("--replay-ratio", type=float, default=0.5)
     parser.add_argument("--epochs", type=float, default=2)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="for the retrain (the quickstart used 5e-3)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="for the retrain (default: the library's, the served run's 5e-3 x continue_lr_scale 0.04)")
     parser.add_argument("--slice-rows", type=int, default=60, help="held-out ticket rows scored before and after")
+    parser.add_argument("--train-seed", type=int, default=None, help="the retrain's seed (default: the run config's)")
+    parser.add_argument("--control", action="store_true", help="also retrain on the replay rows alone (see 7.)")
     args = parser.parse_args()
     out = args.out.resolve()
     qs = quickstart(out / "quickstart")
@@ -55,6 +61,8 @@ def main() -> int:
     result = iterate(qs, out, db, queue, args)
     report = summarise(qs, out, served, result)
     report["slice"] = slice_metric(qs, out, examples, args.slice_rows)
+    if args.control:
+        report["control"] = control(qs, out, args)
     (out / "flywheel_loop.json").write_text(json.dumps(report, indent=2), "utf-8")
     print_report(report)
     return 0
@@ -147,8 +155,36 @@ def iterate(qs: Path, out: Path, db: Path, queue: Path, args: argparse.Namespace
     config = FlywheelConfig(run_config=str(qs / "quickstart.yaml"), db=str(db), out=str(out / "iter1"),
                             reviewed=str(queue), previous_adapter=str(qs / "run" / "model"),
                             baseline=str(qs / "eval" / "eval_tuned.json"), replay_ratio=args.replay_ratio,
-                            positives_share=0.25, train={"num_epochs": args.epochs, "learning_rate": args.learning_rate})
+                            positives_share=0.25, train=_retrain(args))
     return flywheel.run(config, out, overwrite=True, say=lambda line: print(f"  {line}"))
+
+
+def _retrain(args: argparse.Namespace) -> dict[str, Any]:
+    lr = {} if args.learning_rate is None else {"learning_rate": args.learning_rate}
+    seed = {} if args.train_seed is None else {"seed": args.train_seed}
+    return {"num_epochs": args.epochs, **lr, **seed}
+
+
+def control(qs: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The retrain of this iteration on its replay rows alone, evaluated on the golden tasks + probes and gated."""
+    from tunesmith import evaluate, gate, train
+    from tunesmith.config import load_config
+    from tunesmith.config.schema import GateConfig
+
+    data = out / "iter1" / "data" / "parts" / "replay.jsonl"
+    overrides = [f"datasets={json.dumps([{'path': str(data), 'type': 'chat'}])}",
+                 f"output_dir={json.dumps(str(out / 'control' / 'run'))}",
+                 f"lora_model_dir={json.dumps(str(qs / 'run' / 'model'))}"]
+    used = json.loads((out / "iter1" / "run" / "run.json").read_text("utf-8"))["resolved"]["learning_rate"]
+    overrides += [f"{k}={json.dumps(v)}" for k, v in {**_retrain(args), "learning_rate": used}.items()]
+    config = load_config(qs / "quickstart.yaml", overrides)
+    trained = train.run(config, overwrite=True, quiet=True, say=lambda line: None)
+    evaluated = evaluate.run(config, trained.model_dir, name="control")
+    gated = gate.run(evaluated.files[0], qs / "eval" / "eval_tuned.json", GateConfig(), out_dir=out / "control" / "gate")
+    after = _eval(evaluated.files[0])
+    return {"rows": sum(1 for _ in data.open(encoding="utf-8")), "gate_passed": gated.passed,
+            "tasks": {name: t["metrics"].get(t["main"]) for name, t in after["tasks"].items()},
+            "probes": after.get("probes", {}).get("accuracy")}
 
 
 def slice_metric(qs: Path, out: Path, traffic_rows: list[Any], n: int) -> dict[str, Any]:
@@ -211,6 +247,11 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"| {name} | {t['metric']} | {_fmt(t['before'])} | {_fmt(t['after'])} |")
     print(f"| probes (forgetting) | accuracy | {_fmt(report['probes']['before'])} | {_fmt(report['probes']['after'])} |")
     print(f"\ngate: {'PASSED' if report['gate_passed'] else 'FAILED'} ({report['gate']})")
+    if "control" in report:
+        c = report["control"]
+        print(f"\ncontrol (the same retrain on the {c['rows']} replay rows alone, no production row): "
+              + ", ".join(f"{n} {_fmt(v)}" for n, v in c["tasks"].items())
+              + f", probes {_fmt(c['probes'])}; gate {'PASSED' if c['gate_passed'] else 'FAILED'}")
 
 
 def _fmt(value: Any) -> str:

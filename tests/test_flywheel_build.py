@@ -94,3 +94,55 @@ def test_replay_needs_base_data_and_an_empty_set_is_refused(setup, tmp_path):
     empty.write_text("")
     with pytest.raises(TunesmithError, match="the built dataset is empty"):
         build(replace(options, reviewed=empty, positives=None, replay_ratio=0.0, base_data=(), out=tmp_path / "e"))
+
+
+def _task_file(path, task, n, weight=None):
+    """n chat rows of one task, each told apart by number (no two near duplicates of each other or the golden)."""
+    rows = [{"messages": [{"role": "user", "content": f"{task} request {i}: {' '.join(f'w{task}{i}x{k}' for k in range(6))}"},
+                          {"role": "assistant", "content": f"{task} answer {i}",
+                           **({"loss_weight": weight} if weight is not None else {})}]} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _replayed(result):
+    rows = [json.loads(line) for line in result.train_file.read_text().splitlines()]
+    return [r for r in rows if r["meta"]["origin"] == "replay"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_replay_keeps_every_task_of_the_original_training_set_at_its_share(setup, seed):
+    """Planted: a small task (10 rows) beside a large one (90). 5 new rows, replay ratio 0.8 -> 20 replay rows:
+    exactly 2 planning + 18 tickets for every seed (a random sample of the union gave 0, 1, 2, 3 and 2 planning
+    rows for these seeds)."""
+    from dataclasses import replace
+
+    options, tmp_path = setup
+    small = DatasetSpec(path=str(_task_file(tmp_path / "planning.jsonl", "planning", 10, weight=0.5)))
+    large = DatasetSpec(path=str(_task_file(tmp_path / "tickets.jsonl", "tickets", 90)))
+    result = build(replace(options, base_data=(small, large), replay_ratio=0.8, seed=seed, overwrite=True))
+    replayed = _replayed(result)
+    tasks = [r["messages"][0]["content"].split()[0] for r in replayed]
+    assert (len(replayed), tasks.count("planning"), tasks.count("tickets")) == (20, 2, 18)
+    assert result.manifest["replay_per_dataset"] == {small.path: 2, large.path: 18}
+    # the replayed rows keep their own per-message loss weight
+    assert {r["messages"][1].get("loss_weight") for r in replayed if r["messages"][0]["content"].startswith("planning")} \
+        == {0.5}
+    assert all("loss_weight" not in r["messages"][1] for r in replayed if r["messages"][0]["content"].startswith("tickets"))
+
+
+def test_replay_shares_follow_the_original_mix_and_never_exceed_a_dataset(setup):
+    """planning weight 19: the original run used 190 : 90 -> 13.6 of 20 replay rows, but it has 10; the rest go
+    to tickets (10 + 10). With mix_temperature 1e9 (equal shares): 10 + 10 as well; with weight 1: 2 + 18."""
+    from dataclasses import replace
+
+    options, tmp_path = setup
+    small = DatasetSpec(path=str(_task_file(tmp_path / "planning.jsonl", "planning", 10)), weight=19)
+    large = DatasetSpec(path=str(_task_file(tmp_path / "tickets.jsonl", "tickets", 90)))
+    result = build(replace(options, base_data=(small, large), replay_ratio=0.8, overwrite=True))
+    assert list(result.manifest["replay_per_dataset"].values()) == [10, 10]
+    small = small.model_copy(update={"weight": None})
+    result = build(replace(options, base_data=(small, large), replay_ratio=0.8, overwrite=True, mix_temperature=1e9))
+    assert list(result.manifest["replay_per_dataset"].values()) == [10, 10]
+    result = build(replace(options, base_data=(small, large), replay_ratio=0.8, overwrite=True))
+    assert list(result.manifest["replay_per_dataset"].values()) == [2, 18]

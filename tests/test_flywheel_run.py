@@ -101,3 +101,28 @@ def test_replay_weight_trains_the_two_parts_through_dataset_mixing(project: Path
     # mass: new 2 x 1, replay 3 x 3 = 9 -> shares of the 5 rows: 2/11 x 5 = 0.9 -> 1, 9/11 x 5 = 4.1 -> 4
     assert [(d["rows"], d["used"], d["weight"]) for d in mix["datasets"]] == [(2, 1, 1.0), (3, 4, 3.0)]
     assert result.lineage is not None
+
+
+def test_training_on_from_the_serving_adapter_lowers_the_learning_rate(tmp_path: Path) -> None:
+    """The previous run's resolved learning rate (run.json beside the adapter) x continue_lr_scale; an explicit
+    train.learning_rate wins; from the base, the run config's rate is kept."""
+    from tunesmith.config.schema import FlywheelConfig
+    from tunesmith.flywheel.run import _train_config
+
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"base_model": str(tmp_path / "base"), "learning_rate": 0.003,
+                                                       "datasets": [{"path": str(tmp_path / "t.jsonl")}]}))
+    (tmp_path / "serving" / "model").mkdir(parents=True)
+    (tmp_path / "serving" / "run.json").write_text(json.dumps({"resolved": {"learning_rate": 0.005}}))
+    train_file = tmp_path / "iter1" / "data" / "train.jsonl"
+    base = {"run_config": "run.yaml", "db": "log.sqlite", "out": "iter1", "baseline": "b.json"}
+
+    def lr(**kw):
+        config = _train_config(FlywheelConfig(**{**base, **kw}), lambda p: tmp_path / p, train_file, tmp_path / "iter1")
+        return config.learning_rate
+
+    assert lr(previous_adapter="serving/model") == pytest.approx(0.005 * 0.04)
+    assert lr(previous_adapter="serving/model", continue_lr_scale=0.1) == pytest.approx(0.0005)
+    assert lr(previous_adapter="serving/model", train={"learning_rate": 0.001}) == 0.001
+    (tmp_path / "serving" / "run.json").unlink()  # no record of the previous run: the run config's rate, scaled
+    assert lr(previous_adapter="serving/model") == pytest.approx(0.003 * 0.04)
+    assert lr() == 0.003

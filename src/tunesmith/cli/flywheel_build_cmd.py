@@ -10,7 +10,8 @@ import typer
 def build(
     reviewed: Path = typer.Option(..., "--reviewed", help="The reviewed queue (queue.jsonl, queue.csv or reviewed.jsonl)."),
     out: Path = typer.Option(..., "--out", help="Folder for train.jsonl, manifest.json, removed.jsonl, audit.json."),
-    base_data: list[str] = typer.Option([], "--base-data", help="The original training data (replay source; repeatable)."),
+    base_data: list[str] = typer.Option([], "--base-data", help="The original training data (replay source; "
+                                        "repeatable); the replay keeps each file's share."),
     eval_data: list[str] = typer.Option([], "--eval-data", help="Eval/golden sets no training row may copy (repeatable)."),
     positives: Path | None = typer.Option(None, "--positives", help="Production positives (default: positives.jsonl "
                                           "beside the queue)."),

@@ -581,5 +581,8 @@ class FlywheelConfig(_Strict):
     eval_data: list[str] | None = Field(None, description="Sets no training row may copy (default: the run config's "
                                                           "eval_tasks, eval_datasets and test_datasets)")
     train: dict[str, Any] = Field(default_factory=dict, description="Run config keys changed for this iteration")
+    continue_lr_scale: float = Field(
+        0.04, gt=0, le=1, description="Training on from previous_adapter without train.learning_rate: the learning "
+                                      "rate is the previous run's (its run.json) times this (BENCHMARKS.md, flywheel)")
     gate: GateConfig = Field(default_factory=GateConfig)
     seed: int = 0

@@ -39,6 +39,7 @@ class BuildOptions:
     positives: Path | None = None  # default: positives.jsonl beside the queue
     positives_share: float = 0.25  # positives per reviewed row
     replay_ratio: float = 0.1  # share of the final set drawn from base_data
+    mix_temperature: float = 1.0  # the original run's, for its per-dataset shares (stratified replay)
     near_threshold: float = 0.85
     seed: int = 0
     overwrite: bool = False
@@ -68,8 +69,10 @@ def build(options: BuildOptions) -> BuildResult:
     n_reviewed = len(rows)
     rows += _positives(_positives_path(options), round(options.positives_share * n_reviewed), rng)
     rows, dupes = _dedup(rows, options.near_threshold)
-    base = _ingest(options.base_data)
-    rows += _replay(base, _replay_count(len(rows), options.replay_ratio, len(base)), rng)
+    strata = [_ingest((spec,)) for spec in options.base_data]
+    count = _replay_count(len(rows), options.replay_ratio, sum(map(len, strata)))
+    per_dataset = _replay_shares(options.base_data, strata, count, options.mix_temperature)
+    rows += _replay(strata, per_dataset, rng)
     rows, contaminated = _decontaminate(rows, _ingest(options.eval_data), options.near_threshold)
     records = [_record(r, n) for n, r in enumerate(rows, 1)]
     audit = _audit(records)
@@ -85,6 +88,7 @@ def build(options: BuildOptions) -> BuildResult:
     files.write_jsonl(options.out / "removed.jsonl", removed)
     files.write_json(options.out / "audit.json", audit)
     manifest = _manifest(options, reviewed.path, counts, audit, reviewed.errors)
+    manifest["replay_per_dataset"] = {s.path: n for s, n in zip(options.base_data, per_dataset)}
     files.write_json(options.out / "manifest.json", manifest)
     return BuildResult(options.out, counts, removed, reviewed.errors, audit, manifest)
 
@@ -134,7 +138,8 @@ def _positives(path: Path | None, wanted: int, rng: random.Random) -> list[dict[
 
 
 def _replay_count(new_rows: int, ratio: float, available: int) -> int:
-    return min(available, math.ceil(new_rows * ratio / (1 - ratio))) if ratio > 0 else 0
+    # rounded first: 5 x 0.8 / 0.2 is 20.000000000000004 in floating point, which is 20 rows, not 21
+    return min(available, math.ceil(round(new_rows * ratio / (1 - ratio), 9))) if ratio > 0 else 0
 
 
 def _ingest(specs: tuple[DatasetSpec, ...]) -> list[Record]:
@@ -143,10 +148,39 @@ def _ingest(specs: tuple[DatasetSpec, ...]) -> list[Record]:
     return [r for r in ingest(list(specs)).records if r.kind == "sft"] if specs else []
 
 
-def _replay(base: list[Record], count: int, rng: random.Random) -> list[dict[str, Any]]:
-    picked = sorted(rng.sample(range(len(base)), count))
-    return [{"messages": [m.to_dict() for m in base[i].messages],
-             "meta": {"origin": "replay", "source": str(base[i].source)}} for i in picked]
+def _replay_shares(specs: tuple[DatasetSpec, ...], strata: list[list[Record]], count: int,
+                   temperature: float) -> list[int]:
+    """Replay rows per dataset of the original run, stratified: each dataset keeps the share of the
+    training set it had in that run (its rows, ``weight``, ``sample_ratio``, ``mix_temperature``:
+    the data stage's own mix), by largest remainder, never more than its rows. A random sample of
+    the union would let a small task (a few dozen rows) fall short by chance, and with it the
+    protection against forgetting that task."""
+    from tunesmith.data.mix import targets
+
+    sizes = [len(s) for s in strata]
+    wanted = targets(specs, sizes, temperature) if specs else []
+    out = [0] * len(sizes)
+    while (left := count - sum(out)) > 0:  # count <= sum(sizes): _replay_count caps it
+        open_ = [i for i in range(len(sizes)) if out[i] < sizes[i]]
+        mass = {i: wanted[i] for i in open_ if wanted[i] > 0} or {i: 1 for i in open_}
+        exact = {i: left * m / sum(mass.values()) for i, m in mass.items()}
+        give = {i: min(sizes[i] - out[i], int(x)) for i, x in exact.items()}
+        for i in sorted(exact, key=lambda i: int(exact[i]) - exact[i]):  # largest remainder first
+            if sum(give.values()) < left and out[i] + give[i] < sizes[i]:
+                give[i] += 1
+        for i, n in give.items():
+            out[i] += n
+    return out
+
+
+def _replay(strata: list[list[Record]], per_dataset: list[int], rng: random.Random) -> list[dict[str, Any]]:
+    rows = []
+    for records, count in zip(strata, per_dataset):
+        for i in sorted(rng.sample(range(len(records)), count)):
+            messages = [{**m.to_dict(), **({"loss_weight": m.weight} if m.weight is not None else {})}
+                        for m in records[i].messages]  # the row's own loss weights travel with it
+            rows.append({"messages": messages, "meta": {"origin": "replay", "source": str(records[i].source)}})
+    return rows
 
 
 def _record(row: dict[str, Any], n: int) -> Record:

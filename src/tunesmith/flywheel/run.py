@@ -49,7 +49,8 @@ def run(config: FlywheelConfig, base_dir: Path = Path("."), *, overwrite: bool =
     result.built = build(BuildOptions(
         reviewed=at(config.reviewed), out=out / "data", base_data=_specs(config.replay_data, at, run_config.datasets),
         eval_data=_specs(config.eval_data, at, _golden(run_config)), positives_share=config.positives_share,
-        replay_ratio=config.replay_ratio, seed=config.seed, overwrite=overwrite))
+        replay_ratio=config.replay_ratio, seed=config.seed, overwrite=overwrite,
+        mix_temperature=run_config.mix_temperature if config.replay_data is None else 1.0))
     say("dataset: " + ", ".join(f"{k} {v}" for k, v in result.built.counts.items()))
     train_config = _train_config(config, at, result.built.train_file, out)
     _train_evaluate_gate(config, at, train_config, result, overwrite, say)
@@ -96,8 +97,28 @@ def _train_config(config: FlywheelConfig, at: Callable[[str], Path], train_file:
     overrides = [f"datasets={json.dumps(datasets)}", f"output_dir={json.dumps(str(out / 'run'))}"]
     if config.previous_adapter:
         overrides.append(f"lora_model_dir={json.dumps(str(at(config.previous_adapter)))}")
+        lr = _continue_lr(config, at)
+        if lr is not None:
+            overrides.append(f"learning_rate={json.dumps(lr)}")
     overrides += [f"{key}={json.dumps(value)}" for key, value in config.train.items()]
     return load_config(at(config.run_config), overrides)
+
+
+def _continue_lr(config: FlywheelConfig, at: Callable[[str], Path]) -> float | None:
+    """Training on from the serving adapter: its run's learning rate x ``continue_lr_scale`` (unless
+    ``train.learning_rate`` is set). That run reached its minimum at its own rate; at that rate again a
+    few hundred new rows undo what it learned (the quickstart model: golden planning JSON validity
+    100 % -> 17 % at 5e-3, ~50 % at 1e-3, ~80 % at 2e-4; BENCHMARKS.md)."""
+    if "learning_rate" in config.train:
+        return None
+    adapter = at(config.previous_adapter or "")
+    for run_json in (adapter / "run.json", adapter.parent / "run.json"):
+        if run_json.is_file():
+            resolved = json.loads(run_json.read_text("utf-8")).get("resolved") or {}
+            if resolved.get("learning_rate"):
+                return float(resolved["learning_rate"]) * config.continue_lr_scale
+    run_config = _load_run_config(at(config.run_config))
+    return run_config.learning_rate * config.continue_lr_scale if run_config.learning_rate else None
 
 
 def _train_evaluate_gate(config: FlywheelConfig, at: Callable[[str], Path], train_config: Any,

@@ -67,16 +67,21 @@ class Views:
     ``rejected`` the rejected side, ``system`` the system prompt (None when absent).
     """
 
-    prompt: list[str]
-    response: list[str]
-    rejected: list[str]
-    system: list[str | None]
-    first_user: list[str]
+    prompt: Sequence[str]
+    response: Sequence[str]
+    rejected: Sequence[str]
+    system: Sequence[str | None]
+    first_user: Sequence[str]
     tool_answer: list[bool]
 
     @classmethod
     def of(cls, records: Sequence[Record]) -> Views:
-        prompt, response, rejected, system, first_user, tool = [], [], [], [], [], []
+        """The views of ``records``; for records kept on disk (``data.store``) the texts are too."""
+        from tunesmith.data.store import RowStore, on_disk
+
+        texts = (lambda: RowStore()) if on_disk(records) else list  # type: ignore[var-annotated]
+        prompt, response, rejected, system, first_user = texts(), texts(), texts(), texts(), texts()
+        tool: list[bool] = []
         for r in records:
             p, a, t = _split_answer(r)
             prompt.append(p)
@@ -85,7 +90,7 @@ class Views:
             rejected.append(_text(r.rejected))
             system.append(next((m.content for m in r.messages if m.role == "system"), None))
             first_user.append(next((m.content for m in r.messages if m.role == "user"), ""))
-        return cls(prompt, response, rejected, system, first_user, tool)
+        return cls(prompt, response, rejected, system, first_user, tool)  # type: ignore[arg-type]
 
 
 def _split_answer(r: Record) -> tuple[str, str, bool]:
@@ -107,7 +112,7 @@ class AuditContext:
     characters / 4 when ``lengths_exact`` is False, i.e. no tokenizer was given); while they are
     still being computed (``pending_lengths``), the first read waits for them."""
 
-    records: list[Record]
+    records: Sequence[Record]  # a list, or a view of records kept on disk (data.store)
     split: list[str]
     guidelines: Mapping[str, Any]
     config: Config | None = None

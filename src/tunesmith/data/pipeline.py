@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tunesmith.config.schema import Config
 from tunesmith.data.ingest import Collected, Rejected, collect, settle, specs_fingerprint
 from tunesmith.data.readers import DataSourceError
 from tunesmith.data.records import Record
+from tunesmith.data.store import SPILL_ROWS, take
 from tunesmith.errors import ConfigError, RowError
 
 
@@ -29,9 +31,9 @@ from tunesmith.errors import ConfigError, RowError
 class DataResult:
     """Normalised train / eval / test records of a run."""
 
-    train: list[Record]
-    eval: list[Record]
-    test: list[Record]
+    train: Sequence[Record]  # a list, or past data.store.SPILL_ROWS rows a view of records on disk
+    eval: Sequence[Record]
+    test: Sequence[Record]
     fingerprint: str
     formats: dict[str, str]
     errors: list[RowError] = field(default_factory=list)
@@ -46,9 +48,10 @@ class DataResult:
         return len(self.errors)
 
 
-def run(config: Config) -> DataResult:
-    """Ingest, validate and split the config's datasets."""
-    parts = collect_splits(config)
+def run(config: Config, *, spill_rows: int = SPILL_ROWS) -> DataResult:
+    """Ingest, validate and split the config's datasets. A split of more than ``spill_rows`` records
+    is kept on disk and read back on demand (``data.store``): the same records, in the same order."""
+    parts = collect_splits(config, spill_rows)
     rejected = [r for part in parts.values() for r in part.rejected]
     rows = sum(part.rows for part in parts.values())
     errors = settle(rejected, rows, config.on_bad_rows, None)
@@ -103,17 +106,18 @@ def validation_split(config: Config, train: list[Record], evals: list[Record]
                           f"{config.seed}; val_set_size: 0 turns it off"}
 
 
-def _split_and_mix(config: Config, train: list[Record], evals: list[Record], per_spec: list[int]
-                   ) -> tuple[list[Record], list[Record], dict[str, object], list[Any]]:
-    """Validation split (before mixing, so a repeated row never lands on both sides), then the mix."""
+def _split_and_mix(config: Config, train: Sequence[Record], evals: Sequence[Record], per_spec: list[int]
+                   ) -> tuple[Sequence[Record], Sequence[Record], dict[str, object], list[Any]]:
+    """Validation split (before mixing, so a repeated row never lands on both sides), then the mix.
+    Both choose row indices; records kept on disk stay there (``store.take`` gives a view)."""
     from tunesmith.data import mix
 
     keep, held, validation = validation_split(config, list(range(len(train))), evals)  # type: ignore[arg-type]
     if validation["source"] != "eval_datasets":
-        evals = [train[i] for i in held]  # type: ignore[index]
+        evals = take(train, held)  # type: ignore[arg-type]
     spec_of = [i for i, n in enumerate(per_spec) for _ in range(n)]
-    mixed, entries = mix.apply(config, [train[i] for i in keep], [spec_of[i] for i in keep])  # type: ignore[index]
-    return mixed, evals, validation, [e.to_dict() for e in entries]
+    mixed, entries = mix.apply(config, keep, [spec_of[i] for i in keep])  # type: ignore[index, arg-type]
+    return take(train, mixed), evals, validation, [e.to_dict() for e in entries]  # type: ignore[arg-type]
 
 
 def _combined(config: Config, parts: dict[str, str]) -> str:
@@ -136,10 +140,10 @@ def local_fingerprint(config: Config) -> str | None:
     return _combined(config, {name: specs_fingerprint(specs, config.method) for name, specs in splits if specs})
 
 
-def collect_splits(config: Config) -> dict[str, Collected]:
+def collect_splits(config: Config, spill_rows: int = SPILL_ROWS) -> dict[str, Collected]:
     """The train / eval / test datasets of ``config`` read, with bad rows collected, not raised."""
     return {
-        name: collect(specs, config.method)
+        name: collect(specs, config.method, spill_rows)
         for name, specs in (("train", config.datasets), ("eval", config.eval_datasets), ("test", config.test_datasets))
         if specs
     }
@@ -150,7 +154,7 @@ def formats_of(parts: dict[str, Collected]) -> dict[str, str]:
     return {path: fmt for part in parts.values() for path, fmt in part.formats.items()}
 
 
-def check_kinds(records: list[Record], method: str) -> None:
+def check_kinds(records: Iterable[Record], method: str) -> None:
     """Every record must be of the kind ``method`` trains on."""
     spec = methods().get(method)
     wanted = spec.records if spec else None

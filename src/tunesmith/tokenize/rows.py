@@ -25,7 +25,7 @@ _EXAMPLES = 20
 class Split:
     """Tokenized rows of one split plus what happened on the way."""
 
-    rows: list[dict[str, list[int]]] = field(default_factory=list)
+    rows: list[dict[str, list[int]]] = field(default_factory=list)  # or a cache.ColumnWriter (append, len)
     sources: list[str] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
     drop_examples: list[str] = field(default_factory=list)
@@ -78,10 +78,11 @@ def shorter_prompts(messages: Sequence[Message]) -> Iterator[tuple[Message, ...]
 
 
 def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config,
-                        memo: EncodeMemo | None = None) -> Split:
+                        memo: EncodeMemo | None = None, rows: Any = None) -> Split:
     """sft/dpo: one row per record, truncation policy applied, bad rows collected or counted.
-    ``memo``: encodings the audit already made (reused when identical)."""
-    split = Split()
+    ``memo``: encodings the audit already made (reused when identical). ``rows``: where the rows go
+    as they are made (``cache.ColumnWriter``: straight to the cache's files), a list by default."""
+    split = Split() if rows is None else Split(rows=rows)
     closing = closer_ids(tokenizer)  # once per split, not once per row
     for record in records:
         try:
@@ -98,7 +99,8 @@ def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenize
         split.rows.append(encoded.row)
         split.sources.append(str(record.source))
         split.appended_eos_rows += encoded.appended_eos
-    if any("loss_weights" in row for row in split.rows):  # one layout per split: every row carries weights
+    if isinstance(split.rows, list) and any("loss_weights" in row for row in split.rows):
+        # one layout per split: every row carries weights (a ColumnWriter does this itself)
         for row in split.rows:
             row.setdefault("loss_weights", [0.0 if x == IGNORE else 1.0 for x in row["labels"]])
     return split

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 from tunesmith.config.schema import AuditConfig
-from tunesmith.audit.context import SPLITS, AuditContext
+from tunesmith.audit.context import SPLITS, AuditContext, Views
 from tunesmith.audit.minhash import near_duplicates
 from tunesmith.audit.registry import register
 from tunesmith.audit.report import Finding, location
@@ -18,6 +21,27 @@ def _keys(ctx: AuditContext, i: int) -> tuple[str, str, str]:
     return prompt, response, f"{prompt}\x00{response}\x00{v.rejected[i].strip()}"
 
 
+def _digest(key: str) -> bytes:
+    """What the duplicate checks remember of a key: 16 bytes, not the text (a million rows fit)."""
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class _Joined(Sequence[str]):
+    """Prompt and response of every row, joined when read (the near-duplicate texts)."""
+
+    def __init__(self, views: Views):
+        self.views = views
+
+    def __len__(self) -> int:
+        return len(self.views.prompt)
+
+    def __getitem__(self, index: Any) -> Any:
+        v = self.views
+        if isinstance(index, slice):
+            return [f"{p}\n{r}" for p, r in zip(v.prompt[index], v.response[index])]
+        return f"{v.prompt[index]}\n{v.response[index]}"
+
+
 def threshold(ctx: AuditContext) -> float:
     audit = ctx.config.audit if ctx.config is not None else AuditConfig.model_validate({})
     return float(audit.near_duplicate_threshold)
@@ -28,10 +52,8 @@ def near_pairs(ctx: AuditContext) -> list[tuple[int, int, float]]:
     cache = ctx.cache
     if "near_pairs" not in cache:
         g = ctx.g("near_duplicate")
-        v = ctx.views
-        texts = [f"{v.prompt[i]}\n{v.response[i]}" for i in range(len(ctx.records))]
         cache["near_pairs"] = near_duplicates(
-            texts, threshold(ctx), ngram=g["ngram"], num_perm=g["num_perm"], margin=g["lsh_margin"], seed=g["seed"]
+            _Joined(ctx.views), threshold(ctx), ngram=g["ngram"], num_perm=g["num_perm"], margin=g["lsh_margin"], seed=g["seed"]
         )
     pairs: list[tuple[int, int, float]] = cache["near_pairs"]
     return pairs
@@ -45,15 +67,15 @@ def exact_duplicate(ctx: AuditContext) -> Finding | None:
     kinds: Counter[str] = Counter()
     rows = []
     for split in ctx.present_splits():
-        seen: dict[str, dict[str, int]] = {"pair": {}, "prompt": {}, "response": {}}
+        seen: dict[str, dict[bytes, int]] = {"pair": {}, "prompt": {}, "response": {}}
         for i in ctx.indices(split):
             r = ctx.records[i]
             prompt, response, pair = _keys(ctx, i)
-            checks = [("pair", pair)]
+            checks = [("pair", _digest(pair))]
             if r.kind in ("sft", "kto") and prompt:
-                checks.append(("prompt", prompt))
+                checks.append(("prompt", _digest(prompt)))
             if r.kind != "text" and len(response.split()) >= min_words:
-                checks.append(("response", response))
+                checks.append(("response", _digest(response)))
             hit = next((kind for kind, key in checks if key in seen[kind]), None)
             for kind, key in checks:
                 seen[kind].setdefault(key, i)
@@ -98,12 +120,12 @@ def near_duplicate(ctx: AuditContext) -> Finding | None:
 
 def _exact_cross(ctx: AuditContext) -> dict[int, int]:
     """Eval/test rows whose prompt (or whole row) appeared in an earlier split -> that row."""
-    first: dict[str, int] = {}
+    first: dict[bytes, int] = {}
     out: dict[int, int] = {}
     for split in SPLITS:
         for i in ctx.indices(split):
             prompt, _, pair = _keys(ctx, i)
-            keys = [pair] + ([prompt] if prompt and ctx.records[i].kind != "preference" else [])
+            keys = [_digest(pair)] + ([_digest(prompt)] if prompt and ctx.records[i].kind != "preference" else [])
             hit = next((first[k] for k in keys if k in first and ctx.split[first[k]] != split), None)
             if hit is not None:
                 out[i] = hit

@@ -143,3 +143,51 @@ def test_views_index_slice_and_compare_like_lists() -> None:
     assert chained[4] == "e" and chained[1:3] == ["b", "c"] and ["a", "b", "c", "d"] == store
     with pytest.raises(IndexError):
         store[4]
+
+
+def _templates() -> list[Path]:
+    from conftest import SHARED
+
+    folder = SHARED / "fixtures" / "chat_templates" / "chat_templates"
+    return sorted(folder.glob("*.jinja")) if folder.is_dir() else []
+
+
+@pytest.mark.skipif(not _templates(), reason="../shared chat templates are absent")
+@pytest.mark.parametrize("style", ["byte_level", "sentencepiece"])
+def test_batched_chat_encoding_equals_row_by_row_on_every_real_template(tmp_path: Path, style: str) -> None:
+    """``tokenize_chat_split`` renders and tokenizes rows in batches (``rows.prepare``); each row must
+    equal ``encode_chat`` on that row alone, for every real template (multi-turn, system prompts,
+    rows the template rejects)."""
+    import re
+
+    from tunesmith.data.records import Message, Record, Source
+    from tunesmith.tokenize import encode_chat
+    from tunesmith.tokenize.rows import tokenize_chat_split
+
+    talks = [
+        (Message("user", "What is the capital of France?"), Message("assistant", "  Paris.\n")),
+        (Message("system", "Be brief."), Message("user", "Hi"), Message("assistant", "Hello there"),
+         Message("user", "And?"), Message("assistant", "Nothing more.", weight=0.5)),
+        (Message("user", "a"), Message("user", "b"), Message("assistant", "c")),  # some templates refuse
+    ]
+    records = [Record("sft", Source("d.jsonl", k, k), "chat", talk) for k, talk in enumerate(talks * 2)]
+    checked = 0
+    for path in _templates():
+        text = path.read_text("utf-8")
+        specials = sorted(set(re.findall(r"<\|[a-z_]+\|>|<[a-z]+_of_turn>", text)))
+        tok = build_tokenizer(tmp_path / path.stem, text, specials, style=style)
+        cfg = config_from_dict({"base_model": str(tmp_path / path.stem), "datasets": ["d.jsonl"],
+                                "on_bad_rows": "skip", "sequence_len": 4096})
+        split = tokenize_chat_split(records, tok, cfg)
+        expected = []
+        for r in records:
+            try:
+                enc = encode_chat(r.messages, tok, closing=None)
+            except Exception:
+                continue
+            if any(x != -100 for x in enc.labels):
+                expected.append((enc.input_ids, enc.labels))
+        assert [(row["input_ids"], row["labels"]) for row in split.rows] == expected, path.stem
+        assert len(split.rows) + sum(split.dropped.values()) == len(records)
+        checked += bool(split.rows)
+    assert checked >= 10

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from bisect import bisect_right
 import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +27,7 @@ import numpy as np
 T = TypeVar("T")
 SPILL_ROWS = 100_000  # rows held as Python objects before ingestion moves them to disk
 _READ_AHEAD = 4 << 20  # bytes read per os.pread when iterating
+_BLOCK = 64 << 10  # bytes read per os.pread when indexing (the next rows are read with the one asked for)
 
 
 class _Rows(Sequence[T]):
@@ -54,9 +56,11 @@ class RowStore(_Rows[T]):
         self._file = tempfile.TemporaryFile(dir=directory)
         self._ends = array("q")
         self._dirty = False
+        self._block: tuple[int, int, int, bytes] = (0, 0, 0, b"")  # rows [first, stop) read last, from byte `at`
         self.extend(items)
 
     def append(self, item: T) -> None:
+        self._block = (0, 0, 0, b"")
         data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
         self._file.write(data)
         self._ends.append((self._ends[-1] if self._ends else 0) + len(data))
@@ -81,8 +85,15 @@ class RowStore(_Rows[T]):
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        start, end = self._span(self._index(int(index)))
-        return pickle.loads(os.pread(self._fd(), end - start, start))
+        i = self._index(int(index))
+        first, stop, at, block = self._block
+        if not first <= i < stop:  # read this row and the next ones up to _BLOCK bytes: rows read in order hit
+            first, at = i, self._span(i)[0]
+            stop = max(i + 1, bisect_right(self._ends, at + _BLOCK, i))
+            block = os.pread(self._fd(), self._ends[stop - 1] - at, at)
+            self._block = (first, stop, at, block)
+        start, end = self._span(i)
+        return pickle.loads(memoryview(block)[start - at : end - at])
 
     def __iter__(self) -> Iterator[T]:
         fd, n, i = self._fd(), len(self), 0
@@ -130,6 +141,7 @@ class Chained(_Rows[T]):
     def __init__(self, parts: Sequence[Sequence[T]]):
         self.parts = list(parts)
         self._starts = np.cumsum([0] + [len(p) for p in self.parts])
+        self._first = len(self.parts[0]) if self.parts else 0
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -138,6 +150,8 @@ class Chained(_Rows[T]):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         i = self._index(int(index))
+        if i < self._first:
+            return self.parts[0][i]
         k = int(np.searchsorted(self._starts, i, side="right")) - 1
         return self.parts[k][i - int(self._starts[k])]
 

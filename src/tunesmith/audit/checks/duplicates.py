@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from tunesmith.config.schema import AuditConfig
 from tunesmith.audit.context import SPLITS, AuditContext, Views
 from tunesmith.audit.minhash import near_duplicates
 from tunesmith.audit.registry import register
 from tunesmith.audit.report import Finding, location
+
+
+@dataclass(frozen=True)
+class _RowKeys:
+    """Per row, computed in one pass and shared by the duplicate checks: the record kind, digests of
+    the pair / prompt / response keys (``b""``: an empty prompt) and the response's word count."""
+
+    kind: list[str]
+    pair: np.ndarray  # "S16": 16 bytes a row, read back as bytes (trailing zero bytes dropped, still unique)
+    prompt: np.ndarray
+    response: np.ndarray
+    words: np.ndarray
+
+
+def _row_keys(ctx: AuditContext) -> _RowKeys:
+    if "row_keys" not in ctx.cache:
+        n = len(ctx.records)
+        out = _RowKeys([], *(np.zeros(n, dtype="S16") for _ in range(3)), np.zeros(n, dtype=np.int64))
+        for i, r in enumerate(ctx.records):
+            prompt, response, pair = _keys(ctx, i)
+            out.kind.append(sys.intern(r.kind))
+            out.pair[i] = _digest(pair)
+            out.prompt[i] = _digest(prompt) if prompt else b""
+            out.response[i] = _digest(response)
+            out.words[i] = len(response.split())
+        ctx.cache["row_keys"] = out
+    keys: _RowKeys = ctx.cache["row_keys"]
+    return keys
 
 
 def _keys(ctx: AuditContext, i: int) -> tuple[str, str, str]:
@@ -68,20 +100,19 @@ def exact_duplicate(ctx: AuditContext) -> Finding | None:
     rows = []
     for split in ctx.present_splits():
         seen: dict[str, dict[bytes, int]] = {"pair": {}, "prompt": {}, "response": {}}
+        keys = _row_keys(ctx)
         for i in ctx.indices(split):
-            r = ctx.records[i]
-            prompt, response, pair = _keys(ctx, i)
-            checks = [("pair", _digest(pair))]
-            if r.kind in ("sft", "kto") and prompt:
-                checks.append(("prompt", _digest(prompt)))
-            if r.kind != "text" and len(response.split()) >= min_words:
-                checks.append(("response", _digest(response)))
+            checks = [("pair", keys.pair[i])]
+            if keys.kind[i] in ("sft", "kto") and keys.prompt[i]:
+                checks.append(("prompt", keys.prompt[i]))
+            if keys.kind[i] != "text" and keys.words[i] >= min_words:
+                checks.append(("response", keys.response[i]))
             hit = next((kind for kind, key in checks if key in seen[kind]), None)
             for kind, key in checks:
                 seen[kind].setdefault(key, i)
             if hit:
                 kinds[hit] += 1
-                rows.append(r)
+                rows.append(ctx.records[i])
     if not rows:
         return None
     names = {"pair": "repeat a whole row", "prompt": "repeat only the prompt (with another answer)",
@@ -122,10 +153,10 @@ def _exact_cross(ctx: AuditContext) -> dict[int, int]:
     """Eval/test rows whose prompt (or whole row) appeared in an earlier split -> that row."""
     first: dict[bytes, int] = {}
     out: dict[int, int] = {}
+    row = _row_keys(ctx)
     for split in SPLITS:
         for i in ctx.indices(split):
-            prompt, _, pair = _keys(ctx, i)
-            keys = [_digest(pair)] + ([_digest(prompt)] if prompt and ctx.records[i].kind != "preference" else [])
+            keys = [row.pair[i]] + ([row.prompt[i]] if row.prompt[i] and row.kind[i] != "preference" else [])
             hit = next((first[k] for k in keys if k in first and ctx.split[first[k]] != split), None)
             if hit is not None:
                 out[i] = hit

@@ -28,7 +28,7 @@ from datasketch import MinHash, MinHashLSH
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
 _CHUNK = 1 << 18  # shingles per vectorised step (x num_perm x 4 bytes of memory)
 _ALL_PAIRS_UP_TO = 16  # larger buckets pair every member with the first only
-SHARD = 50_000  # texts shingled at once
+SHARD = 20_000  # texts shingled at once (~13 KB of transient memory per row of a shard)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -73,6 +74,7 @@ class Views:
     system: Sequence[str | None]
     first_user: Sequence[str]
     tool_answer: list[bool]
+    kind: list[str]  # the record's kind (interned): what most checks ask first, without reading the record
 
     @classmethod
     def of(cls, records: Sequence[Record]) -> Views:
@@ -82,7 +84,9 @@ class Views:
         texts = (lambda: RowStore()) if on_disk(records) else list  # type: ignore[var-annotated]
         prompt, response, rejected, system, first_user = texts(), texts(), texts(), texts(), texts()
         tool: list[bool] = []
+        kind: list[str] = []
         for r in records:
+            kind.append(sys.intern(r.kind))
             p, a, t = _split_answer(r)
             prompt.append(p)
             response.append(a)
@@ -90,7 +94,7 @@ class Views:
             rejected.append(_text(r.rejected))
             system.append(next((m.content for m in r.messages if m.role == "system"), None))
             first_user.append(next((m.content for m in r.messages if m.role == "user"), ""))
-        return cls(prompt, response, rejected, system, first_user, tool)  # type: ignore[arg-type]
+        return cls(prompt, response, rejected, system, first_user, tool, kind)  # type: ignore[arg-type]
 
 
 def _split_answer(r: Record) -> tuple[str, str, bool]:

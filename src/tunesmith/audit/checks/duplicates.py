@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,9 +33,9 @@ def _row_keys(ctx: AuditContext) -> _RowKeys:
     if "row_keys" not in ctx.cache:
         n = len(ctx.records)
         out = _RowKeys([], *(np.zeros(n, dtype="S16") for _ in range(3)), np.zeros(n, dtype=np.int64))
-        for i, r in enumerate(ctx.records):
+        out.kind.extend(ctx.views.kind)
+        for i in range(n):
             prompt, response, pair = _keys(ctx, i)
-            out.kind.append(sys.intern(r.kind))
             out.pair[i] = _digest(pair)
             out.prompt[i] = _digest(prompt) if prompt else b""
             out.response[i] = _digest(response)

@@ -41,8 +41,7 @@ def empty_response(ctx: AuditContext) -> Finding | None:
 def _answer_indices(ctx: AuditContext) -> list[int]:
     """Rows whose final answer is prose to judge: not a tool call, not empty, not a text document."""
     v = ctx.views
-    return [i for i, r in enumerate(ctx.records)
-            if r.kind != "text" and not v.tool_answer[i] and v.response[i].strip()]
+    return [i for i, kind in enumerate(v.kind) if kind != "text" and not v.tool_answer[i] and v.response[i].strip()]
 
 
 @register("short_response")

@@ -157,13 +157,15 @@ def prepare(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: 
     return out
 
 
-def _encode_batch(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+def _encode_batch(tokenizer: PreTrainedTokenizerBase, texts: list[str]
+                  ) -> list[tuple[list[int], list[tuple[int, int]]]]:
     """(ids, character offsets) of each text, no special tokens added: the fast tokenizer's own
     ``encode_batch`` (what ``tokenizer(texts, ...)`` calls, without building a BatchEncoding)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-        return [(list(ids), [tuple(o) for o in offsets]) for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"])]
+        pairs = zip(enc["input_ids"], enc["offset_mapping"])
+        return [(list(ids), [tuple(o) for o in offsets]) for ids, offsets in pairs]
     return [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=False)]
 
 

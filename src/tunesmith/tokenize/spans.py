@@ -88,7 +88,8 @@ def render_many(
             )
             out += [str(t) for t in texts]
         except Exception:  # some conversation is rejected: find which, row by row
-            out += [_render_or_none(tokenizer, c, tools[start], add_generation_prompt) for c in conversations[start:end]]
+            out += [_render_or_none(tokenizer, c, tools[start], add_generation_prompt)
+                    for c in conversations[start:end]]
         start = end
     return out
 

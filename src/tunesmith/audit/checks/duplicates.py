@@ -84,7 +84,8 @@ def near_pairs(ctx: AuditContext) -> list[tuple[int, int, float]]:
     if "near_pairs" not in cache:
         g = ctx.g("near_duplicate")
         cache["near_pairs"] = near_duplicates(
-            _Joined(ctx.views), threshold(ctx), ngram=g["ngram"], num_perm=g["num_perm"], margin=g["lsh_margin"], seed=g["seed"]
+            _Joined(ctx.views), threshold(ctx), ngram=g["ngram"], num_perm=g["num_perm"], margin=g["lsh_margin"],
+            seed=g["seed"],
         )
     pairs: list[tuple[int, int, float]] = cache["near_pairs"]
     return pairs

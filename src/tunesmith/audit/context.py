@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -67,17 +68,25 @@ class Views:
     ``rejected`` the rejected side, ``system`` the system prompt (None when absent).
     """
 
-    prompt: list[str]
-    response: list[str]
-    rejected: list[str]
-    system: list[str | None]
-    first_user: list[str]
+    prompt: Sequence[str]
+    response: Sequence[str]
+    rejected: Sequence[str]
+    system: Sequence[str | None]
+    first_user: Sequence[str]
     tool_answer: list[bool]
+    kind: list[str]  # the record's kind (interned): what most checks ask first, without reading the record
 
     @classmethod
     def of(cls, records: Sequence[Record]) -> Views:
-        prompt, response, rejected, system, first_user, tool = [], [], [], [], [], []
+        """The views of ``records``; for records kept on disk (``data.store``) the texts are too."""
+        from tunesmith.data.store import RowStore, on_disk
+
+        texts = (lambda: RowStore()) if on_disk(records) else list  # type: ignore[var-annotated]
+        prompt, response, rejected, system, first_user = texts(), texts(), texts(), texts(), texts()
+        tool: list[bool] = []
+        kind: list[str] = []
         for r in records:
+            kind.append(sys.intern(r.kind))
             p, a, t = _split_answer(r)
             prompt.append(p)
             response.append(a)
@@ -85,7 +94,7 @@ class Views:
             rejected.append(_text(r.rejected))
             system.append(next((m.content for m in r.messages if m.role == "system"), None))
             first_user.append(next((m.content for m in r.messages if m.role == "user"), ""))
-        return cls(prompt, response, rejected, system, first_user, tool)
+        return cls(prompt, response, rejected, system, first_user, tool, kind)  # type: ignore[arg-type]
 
 
 def _split_answer(r: Record) -> tuple[str, str, bool]:
@@ -107,7 +116,7 @@ class AuditContext:
     characters / 4 when ``lengths_exact`` is False, i.e. no tokenizer was given); while they are
     still being computed (``pending_lengths``), the first read waits for them."""
 
-    records: list[Record]
+    records: Sequence[Record]  # a list, or a view of records kept on disk (data.store)
     split: list[str]
     guidelines: Mapping[str, Any]
     config: Config | None = None

@@ -6,12 +6,19 @@ numpy, and the band layout (bands x rows) is the one datasketch's ``MinHashLSH``
 threshold. Bucketing is a numpy sort per band instead of ``MinHashLSH.insert/query``, which
 cost ~100 us per row (10 s per 100,000 rows). Candidate pairs are confirmed with the exact
 Jaccard similarity of their shingle sets, so reported pairs are never estimates.
+
+Texts are read in shards of ``SHARD`` rows (issue 20: a million rows never sit in memory as
+shingles): a word's id is a hash of the word itself, so a text's shingles are the same whichever
+shard it is in; what is kept for all rows is a 64 x 4-byte signature and a 16-byte digest of the
+normalised text, and the shingles of the candidate pairs are computed again to confirm them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import hashlib
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +28,7 @@ from datasketch import MinHash, MinHashLSH
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
 _CHUNK = 1 << 18  # shingles per vectorised step (x num_perm x 4 bytes of memory)
 _ALL_PAIRS_UP_TO = 16  # larger buckets pair every member with the first only
+SHARD = 20_000  # texts shingled at once (~13 KB of transient memory per row of a shard)
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,8 @@ class Shingles:
 
 def shingle(texts: Sequence[str], ngram: int) -> Shingles:
     """Hashes of the word ``ngram``-grams of each lower-cased, punctuation-free text
-    (a text shorter than ``ngram`` words keeps its words)."""
+    (a text shorter than ``ngram`` words keeps its words). A word's id is a hash of its text,
+    so the hashes of a text do not depend on the other texts."""
     arr = pa.array(texts, type=pa.large_string())
     clean = pc.replace_substring_regex(pc.utf8_lower(arr), r"[^\p{L}\p{N}\s]+", " ")
     lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(clean))
@@ -47,17 +56,19 @@ def shingle(texts: Sequence[str], ngram: int) -> Shingles:
     lengths = bounds[1:] - bounds[:-1]
     rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
     keep = np.asarray(pc.not_equal(flat, ""), dtype=bool)
-    ids, rows = np.asarray(pc.dictionary_encode(flat).indices, dtype=np.int64)[keep], rows[keep]
+    encoded = pc.dictionary_encode(flat)
+    words = np.array([_word_id(w) for w in encoded.dictionary.to_pylist()], dtype=np.uint64)
+    ids, rows = words[np.asarray(encoded.indices, dtype=np.int64)][keep], rows[keep]
     normalised = pc.binary_join(lists, pa.scalar(" ", pa.large_string())).to_pylist()
     counts = np.bincount(rows, minlength=len(texts))
     n = len(ids)
     full = np.arange(n) + ngram <= np.cumsum(counts)[rows]
     with np.errstate(over="ignore"):
-        h = ids.astype(np.uint64) * _MIX[0]
+        h = ids * _MIX[0]
         single = h.copy()
         for k in range(1, ngram):
             nxt = np.zeros(n, dtype=np.uint64)
-            nxt[: n - k] = ids[k:].astype(np.uint64) + np.uint64(1)
+            nxt[: n - k] = ids[k:] + np.uint64(1)
             h = (h ^ (nxt * _MIX[k % 3])) * _MIX[2]
         h = np.where(full, h, single)
         h ^= h >> np.uint64(29)
@@ -65,6 +76,10 @@ def shingle(texts: Sequence[str], ngram: int) -> Shingles:
     offsets = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=len(texts)))])
     values = (h[keep] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     return Shingles(values, offsets.astype(np.int64), [s or "" for s in normalised])
+
+
+def _word_id(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -97,17 +112,18 @@ def signatures(sh: Shingles, rows: np.ndarray, num_perm: int, seed: int) -> np.n
     return out
 
 
-def _band_pairs(sig: np.ndarray, bands: int, width: int) -> set[tuple[int, int]]:
-    """Positions (into ``sig``) of rows that share at least one band, as (earlier, later) pairs."""
+def _band_pairs(sig: np.ndarray, rows: np.ndarray, bands: int, width: int) -> set[tuple[int, int]]:
+    """Pairs (earlier, later) of ``rows`` (indices into ``sig``) that share at least one band."""
     pairs: set[tuple[int, int]] = set()
     for k in range(bands):
-        band = np.ascontiguousarray(sig[:, k * width : (k + 1) * width])
+        band = np.ascontiguousarray(sig[rows, k * width : (k + 1) * width])
         keys = band.view(np.dtype((np.void, band.dtype.itemsize * width))).ravel()
         _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
         shared = np.flatnonzero(counts[inverse] > 1)
         order = shared[np.argsort(inverse[shared], kind="stable")]
         groups = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
         for g in groups:
+            g = rows[g]
             if len(g) <= _ALL_PAIRS_UP_TO:
                 pairs.update((int(x), int(y)) for n, x in enumerate(g) for y in g[n + 1 :])
             else:
@@ -123,38 +139,52 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 def near_duplicates(
     texts: Sequence[str], threshold: float, *, ngram: int = 2, num_perm: int = 64,
-    margin: float = 0.15, seed: int = 1,
+    margin: float = 0.15, seed: int = 1, shard: int = SHARD,
 ) -> list[tuple[int, int, float]]:
     """Pairs (i, j, jaccard) with i < j whose shingle sets have Jaccard >= ``threshold``.
 
     Texts equal after normalisation pair with the first of their group only (Jaccard 1.0);
     the first of each group goes through LSH (threshold lowered by ``margin`` for recall).
+    ``texts`` is read ``shard`` rows at a time (it may be a sequence kept on disk).
     """
-    sh = shingle(texts, ngram)
-    first: dict[str, int] = {}
-    out: list[tuple[int, int, float]] = []
-    reps = []
-    for i, norm in enumerate(sh.normalised):
-        if not norm:
-            continue
-        j = first.setdefault(norm, i)
-        if j != i:
-            out.append((j, i, 1.0))
-        else:
-            reps.append(i)
+    n = len(texts)
+    digests = np.zeros(n, dtype="S16")  # b"" for a text with no word
+    sig = np.zeros((n, num_perm), dtype=np.uint32)
+    for start in range(0, n, shard):
+        sh = shingle(list(texts[start : start + shard]), ngram)
+        digests[start : start + len(sh.normalised)] = [_digest(t) for t in sh.normalised]
+        some = np.flatnonzero(sh.offsets[1:] > sh.offsets[:-1])
+        sig[start + some] = signatures(sh, some, num_perm, seed)
+        del sh
+    present = np.flatnonzero(digests != b"")
+    _, first_at, inverse = np.unique(digests[present], return_index=True, return_inverse=True)
+    first = present[first_at][inverse]  # per present row: the first row with its normalised text
+    out = [(int(j), int(i), 1.0) for i, j in zip(present, first) if i != j]
+    reps = present[first == present]
     if len(reps) < 2:
         return out
-    rows = np.array(reps, dtype=np.int64)
     # bands x rows for high recall at `threshold`: datasketch's optimum for a lower threshold,
     # weighing false negatives over false positives (these only cost an exact check)
     lsh = MinHashLSH(threshold=max(0.05, threshold - margin), num_perm=num_perm, weights=(0.3, 0.7))
-    sig = signatures(sh, rows, num_perm, seed)
-    sets: dict[int, np.ndarray] = {}
-    for x, y in sorted(_band_pairs(sig, lsh.b, lsh.r)):
-        i, j = int(rows[x]), int(rows[y])
-        a = sets.setdefault(i, np.unique(sh.of(i)))
-        b = sets.setdefault(j, np.unique(sh.of(j)))
-        sim = jaccard(a, b)
+    candidates = sorted(_band_pairs(sig, reps, lsh.b, lsh.r))
+    del sig
+    sets = _shingle_sets(texts, sorted({k for pair in candidates for k in pair}), ngram, shard)
+    for i, j in candidates:
+        sim = jaccard(sets[i], sets[j])
         if sim >= threshold:
             out.append((i, j, sim))
     return sorted(out)
+
+
+def _digest(normalised: str) -> bytes:
+    return hashlib.blake2b(normalised.encode("utf-8", "surrogatepass"), digest_size=16).digest() if normalised else b""
+
+
+def _shingle_sets(texts: Sequence[str], rows: list[int], ngram: int, shard: int) -> dict[int, np.ndarray]:
+    """The unique shingles of the given rows, a shard at a time."""
+    out: dict[int, np.ndarray] = {}
+    for start in range(0, len(rows), shard):
+        part = rows[start : start + shard]
+        sh = shingle([texts[k] for k in part], ngram)
+        out.update((k, np.unique(sh.of(n))) for n, k in enumerate(part))
+    return out

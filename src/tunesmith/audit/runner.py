@@ -15,6 +15,7 @@ from tunesmith.audit.registry import all_checks, missing_need
 from tunesmith.audit.report import AuditReport, Finding
 from tunesmith.data.pipeline import DataResult
 from tunesmith.data.records import Record
+from tunesmith.data.store import chain
 from tunesmith.errors import ConfigError, RowError, TunesmithError
 
 _TOKEN_NEEDS = ("tokenizer", "encoder", "lengths")  # checks run after the token lengths are in
@@ -39,7 +40,7 @@ def audit_records(
     ingestion errors the ``schema`` check reports. ``skip`` (plus ``config.audit.skip``) names
     checks not to run.
     """
-    records = [*train, *eval, *test]
+    records = chain([train, eval, test])  # a list, or a view when the records are kept on disk
     split = ["train"] * len(train) + ["eval"] * len(eval) + ["test"] * len(test)
     ctx = AuditContext(records, split, load_guidelines(), config, list(errors), tokens=tokens)
     started = time.perf_counter()
@@ -128,12 +129,14 @@ def run(
 def _ingest(config: Config) -> DataResult:
     """Like ``tunesmith.data.run`` but every bad row is collected, none raised, nothing written."""
     from tunesmith.data.pipeline import collect_splits, formats_of, validation_split
+    from tunesmith.data.store import take
 
     parts = collect_splits(config)
     train = parts["train"].records
     evals = parts["eval"].records if "eval" in parts else []
     if not evals and len(train) > 1:
-        train, evals, _ = validation_split(config, train, evals)
+        keep, held, _ = validation_split(config, train, evals)
+        train, evals = take(train, keep), take(train, held)  # type: ignore[arg-type]
     return DataResult(
         train=train, eval=evals, test=parts["test"].records if "test" in parts else [],
         fingerprint="", formats=formats_of(parts),

@@ -54,12 +54,15 @@ class TokenizerHooks:
     def start_lengths(self, records: Sequence[Record]) -> Callable[[], list[int]]:
         """Render every record now and tokenize the renders in a worker thread; the returned
         function waits for the counts and returns ``lengths(records)``."""
+        from tunesmith.data.store import on_disk
+
         counter = TokenCounter(self.tokenizer)
+        keep = not on_disk(records)  # rows kept on disk: their renders are not kept in memory either
         owner: list[int] = []
         appended: list[bool] = []
         for start in range(0, len(records), _CHUNK):
             texts = []
-            for i, r, text in self._render_chunk(records, start, start + _CHUNK):
+            for i, r, text in self._render_chunk(records, start, start + _CHUNK, keep):
                 # like the engine: an unclosed last turn loses its trailing whitespace and gains EOS
                 unclosed = r.kind != "text" and not text.rstrip().endswith(self._stop_texts)
                 texts.append(text.rstrip() if unclosed else text)
@@ -79,16 +82,18 @@ class TokenizerHooks:
 
         return finish
 
-    def _render_chunk(self, records: Sequence[Record], start: int, end: int) -> list[tuple[int, Record, str]]:
+    def _render_chunk(self, records: Sequence[Record], start: int, end: int, keep: bool = True
+                      ) -> list[tuple[int, Record, str]]:
         """(index, record, text) per conversation of ``records[start:end]``, rendered in one batch;
-        the renders are kept for ``encode_side`` (and the memo)."""
+        the renders are kept for ``encode_side`` (and the memo) when ``keep``."""
         rows = range(start, min(end, len(records)))
-        convs = {i: self._conversations(records[i]) for i in rows if records[i].kind != "text"}
+        chunk = {i: records[i] for i in rows}
+        convs = {i: self._conversations(r) for i, r in chunk.items() if r.kind != "text"}
         renders = iter(render_many(self.tokenizer, [[m.to_dict() for m in c] for cs in convs.values() for c in cs],
-                                   [records[i].tools for i, cs in convs.items() for _ in cs]))
+                                   [chunk[i].tools for i, cs in convs.items() for _ in cs]))
         out: list[tuple[int, Record, str]] = []
         for i in rows:
-            r = records[i]
+            r = chunk[i]
             if r.kind == "text":
                 out.append((i, r, r.text or ""))
                 continue
@@ -98,10 +103,11 @@ class TokenizerHooks:
                 kept.append(text)
                 if text is None:  # template_error reports the row
                     text = "\n".join(m.content for m in conv)
-                elif self.memo is not None and r.kind != "preference":
+                elif keep and self.memo is not None and r.kind != "preference":
                     self.memo.keep_render(conv, r.tools, text)
                 out.append((i, r, text))
-            self._renders[id(r)] = (r, kept)
+            if keep:
+                self._renders[id(r)] = (r, kept)
         return out
 
     def _rendered(self, record: Record, side: int) -> str | None:

@@ -22,6 +22,7 @@ from tunesmith.data.readers import DataSourceError, RawRow
 from tunesmith.data.records import Record, Source
 from tunesmith.data.rows import FieldError, ParseContext, got
 from tunesmith.data.sources import open_rows
+from tunesmith.data.store import SPILL_ROWS, RowStore, spill
 from tunesmith.errors import ConfigError, DataError, RowError
 
 log = logging.getLogger("tunesmith.data")
@@ -60,7 +61,7 @@ class Rejected:
 
 @dataclass
 class Collected:
-    records: list[Record] = field(default_factory=list)
+    records: list[Record] | RowStore[Record] = field(default_factory=list)  # on disk past spill_rows rows
     rejected: list[Rejected] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)
     rows: int = 0
@@ -77,15 +78,16 @@ def ingest(
     return IngestResult(batch.records, errors, batch.formats, batch.fingerprint, batch.rows)
 
 
-def collect(specs: list[DatasetSpec], method: str) -> Collected:
-    """Records and rejected rows of every spec, plus a fingerprint of bytes + settings."""
+def collect(specs: list[DatasetSpec], method: str, spill_rows: int = SPILL_ROWS) -> Collected:
+    """Records and rejected rows of every spec, plus a fingerprint of bytes + settings. Past
+    ``spill_rows`` records they are kept on disk (``data.store.RowStore``), streamed as they are read."""
     out = Collected()
     digest = hashlib.sha256(f"method={method}".encode())
     for spec in specs:
         rows, data_digest = open_rows(spec)
         digest.update(spec.model_dump_json().encode() + data_digest.encode())
         before = len(out.records)
-        out.formats[spec.path] = _collect_spec(spec, rows, method, out)
+        out.formats[spec.path] = _collect_spec(spec, rows, method, out, spill_rows)
         out.per_spec.append(len(out.records) - before)
     out.fingerprint = digest.hexdigest()
     return out
@@ -126,7 +128,7 @@ def write_rejected(path: Path, rejected: list[Rejected], more: list[dict[str, An
     tmp.replace(path)
 
 
-def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: Collected) -> str:
+def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: Collected, spill_rows: int) -> str:
     if spec.max_samples is not None:  # LLaMA-Factory max_samples: the first N rows of the dataset
         rows = itertools.islice(rows, spec.max_samples)
     head, rows = _head(rows)
@@ -145,6 +147,8 @@ def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: C
                 out.records.append(fmt.parse(raw.data, Source(raw.source, raw.row or 0, raw.line), ctx))
             except FieldError as exc:
                 out.rejected.append(_reject(raw, exc.field, exc.message))
+            else:
+                out.records = spill(out.records, spill_rows)
     return fmt.name if fmt else "unknown"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tunesmith.config.schema import Config
 from tunesmith.data.ingest import Collected, Rejected, collect, settle, specs_fingerprint
 from tunesmith.data.readers import DataSourceError
 from tunesmith.data.records import Record
+from tunesmith.data.store import SPILL_ROWS, take
 from tunesmith.errors import ConfigError, RowError
 
 
@@ -29,9 +31,9 @@ from tunesmith.errors import ConfigError, RowError
 class DataResult:
     """Normalised train / eval / test records of a run."""
 
-    train: list[Record]
-    eval: list[Record]
-    test: list[Record]
+    train: Sequence[Record]  # a list, or past data.store.SPILL_ROWS rows a view of records on disk
+    eval: Sequence[Record]
+    test: Sequence[Record]
     fingerprint: str
     formats: dict[str, str]
     errors: list[RowError] = field(default_factory=list)
@@ -46,9 +48,10 @@ class DataResult:
         return len(self.errors)
 
 
-def run(config: Config) -> DataResult:
-    """Ingest, validate and split the config's datasets."""
-    parts = collect_splits(config)
+def run(config: Config, *, spill_rows: int = SPILL_ROWS) -> DataResult:
+    """Ingest, validate and split the config's datasets. A split of more than ``spill_rows`` records
+    is kept on disk and read back on demand (``data.store``): the same records, in the same order."""
+    parts = collect_splits(config, spill_rows)
     rejected = [r for part in parts.values() for r in part.rejected]
     rows = sum(part.rows for part in parts.values())
     errors = settle(rejected, rows, config.on_bad_rows, None)
@@ -83,36 +86,40 @@ def default_split_rows(n: int) -> int:
     return int(min(max(round(DEFAULT_SPLIT["share"] * n), DEFAULT_SPLIT["min_rows"]), DEFAULT_SPLIT["max_rows"]))
 
 
-def validation_split(config: Config, train: list[Record], evals: list[Record]
-                     ) -> tuple[list[Record], list[Record], dict[str, object]]:
-    """Train and validation records per ``eval_datasets`` / ``val_set_size`` / the default, and what was done."""
+def validation_split(config: Config, train: Sequence[Record], evals: Sequence[Record]
+                     ) -> tuple[list[int], list[int], dict[str, object]]:
+    """Indices of the training rows kept and of those held out for validation per ``eval_datasets`` /
+    ``val_set_size`` / the default (none held when eval data is given), and what was done."""
+    everything = list(range(len(train)))
     if evals:
-        return train, evals, {"source": "eval_datasets", "rows": len(evals)}
+        return everything, [], {"source": "eval_datasets", "rows": len(evals)}
     if config.val_set_size == 0:
-        return train, [], {"source": "none", "rows": 0, "why": "val_set_size: 0"}
+        return everything, [], {"source": "none", "rows": 0, "why": "val_set_size: 0"}
     if config.val_set_size is not None:
-        train, evals = split_validation(train, config.val_set_size, config.seed)
-        return train, evals, {"source": "val_set_size", "rows": len(evals), "val_set_size": config.val_set_size}
+        keep, held = split_validation(train, config.val_set_size, config.seed)
+        return keep, held, {"source": "val_set_size", "rows": len(held), "val_set_size": config.val_set_size}
     k = default_split_rows(len(train))
     if not k:
-        return train, [], {"source": "none", "rows": 0, "why": f"fewer than {DEFAULT_SPLIT['from_rows']} training "
-                           "rows: no default validation split (set val_set_size to split anyway)"}
-    train, evals = split_validation(train, k, config.seed)
-    return train, evals, {"source": "default", "rows": k, "why": f"no eval data: {DEFAULT_SPLIT['share']:.0%} of "
-                          f"the training rows ({DEFAULT_SPLIT['min_rows']}..{DEFAULT_SPLIT['max_rows']}), seed "
-                          f"{config.seed}; val_set_size: 0 turns it off"}
+        return everything, [], {"source": "none", "rows": 0, "why": f"fewer than {DEFAULT_SPLIT['from_rows']} "
+                                "training rows: no default validation split (set val_set_size to split anyway)"}
+    keep, held = split_validation(train, k, config.seed)
+    return keep, held, {"source": "default", "rows": len(held), "why": f"no eval data: {DEFAULT_SPLIT['share']:.0%} "
+                        f"of the training rows ({DEFAULT_SPLIT['min_rows']}..{DEFAULT_SPLIT['max_rows']}), seed "
+                        f"{config.seed}; val_set_size: 0 turns it off"}
 
 
-def _split_and_mix(config: Config, train: list[Record], evals: list[Record], per_spec: list[int]
-                   ) -> tuple[list[Record], list[Record], dict[str, object], list[Any]]:
-    """Validation split (before mixing, so a repeated row never lands on both sides), then the mix."""
+def _split_and_mix(config: Config, train: Sequence[Record], evals: Sequence[Record], per_spec: list[int]
+                   ) -> tuple[Sequence[Record], Sequence[Record], dict[str, object], list[Any]]:
+    """Validation split (before mixing, so a repeated row never lands on both sides), then the mix.
+    Both choose row indices; records kept on disk stay there (``store.take`` gives a view)."""
     from tunesmith.data import mix
 
-    kept, evals, validation = validation_split(config, train, evals)
-    position = {id(r): i for i, r in enumerate(train)}
+    keep, held, validation = validation_split(config, train, evals)
+    if validation["source"] != "eval_datasets":
+        evals = take(train, held)
     spec_of = [i for i, n in enumerate(per_spec) for _ in range(n)]
-    mixed, entries = mix.apply(config, kept, [spec_of[position[id(r)]] for r in kept])
-    return mixed, evals, validation, [e.to_dict() for e in entries]
+    mixed, entries = mix.apply(config, keep, [spec_of[i] for i in keep])  # type: ignore[arg-type]
+    return take(train, mixed), evals, validation, [e.to_dict() for e in entries]  # type: ignore[arg-type]
 
 
 def _combined(config: Config, parts: dict[str, str]) -> str:
@@ -135,10 +142,10 @@ def local_fingerprint(config: Config) -> str | None:
     return _combined(config, {name: specs_fingerprint(specs, config.method) for name, specs in splits if specs})
 
 
-def collect_splits(config: Config) -> dict[str, Collected]:
+def collect_splits(config: Config, spill_rows: int = SPILL_ROWS) -> dict[str, Collected]:
     """The train / eval / test datasets of ``config`` read, with bad rows collected, not raised."""
     return {
-        name: collect(specs, config.method)
+        name: collect(specs, config.method, spill_rows)
         for name, specs in (("train", config.datasets), ("eval", config.eval_datasets), ("test", config.test_datasets))
         if specs
     }
@@ -149,7 +156,7 @@ def formats_of(parts: dict[str, Collected]) -> dict[str, str]:
     return {path: fmt for part in parts.values() for path, fmt in part.formats.items()}
 
 
-def check_kinds(records: list[Record], method: str) -> None:
+def check_kinds(records: Iterable[Record], method: str) -> None:
     """Every record must be of the kind ``method`` trains on."""
     spec = methods().get(method)
     wanted = spec.records if spec else None
@@ -161,29 +168,37 @@ def check_kinds(records: list[Record], method: str) -> None:
     raise ConfigError(f"method: {method} trains on {wanted} rows, but {wrong.source} is a {wrong.kind} row{fits}")
 
 
-def split_validation(records: list[Record], size: float, seed: int) -> tuple[list[Record], list[Record]]:
-    """Deterministically move ``size`` (fraction < 1 or row count) of ``records`` to validation.
+def split_validation(records: Sequence[Record], size: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices kept for training and moved to validation: ``size`` (fraction < 1 or row count) of
+    ``records``, deterministically (``seed``).
 
     Rows sharing a prompt (``_prompt_key``) move together, so a repeated row or a prompt with two
     answers never stands on both sides (the audit's ``split_contamination`` would refuse the run);
-    validation then gets ``size`` rows or the few more its last prompt group brings."""
+    validation then gets ``size`` rows or the few more its last prompt group brings. One pass keeps
+    a 16-byte digest per row, so records kept on disk stay there."""
+    import numpy as np
+
     n = len(records)
     k = max(1, round(size * n)) if size < 1 else int(size)
     if k >= n:
         raise ConfigError(f"val_set_size: {size:g} would leave no training rows (there are {n})")
-    groups: dict[str, list[int]] = {}
-    for i, record in enumerate(records):
-        groups.setdefault(_prompt_key(record), []).append(i)
-    order = list(groups.values())
+    digests = np.array([hashlib.blake2b(_prompt_key(r).encode(), digest_size=16).digest() for r in records],
+                       dtype="S16")
+    _, first, group = np.unique(digests, return_index=True, return_inverse=True)
+    by_appearance = np.argsort(first, kind="stable")  # groups in the order their first row appears
+    sizes = np.bincount(group, minlength=len(first))
+    order = list(range(len(first)))
     random.Random(seed).shuffle(order)
-    held: set[int] = set()
-    for members in order:
-        if len(held) >= k:
+    chosen, count = [], 0
+    for position in order:
+        if count >= k:
             break
-        held.update(members)
-    if len(held) >= n:
+        chosen.append(by_appearance[position])
+        count += int(sizes[by_appearance[position]])
+    if count >= n:
         raise ConfigError(f"val_set_size: {size:g} would leave no training rows (every row shares one prompt)")
-    return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)]
+    held = np.isin(group, chosen)
+    return np.flatnonzero(~held).tolist(), np.flatnonzero(held).tolist()
 
 
 def _prompt_key(record: Record) -> str:

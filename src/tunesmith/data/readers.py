@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,10 @@ def read_file(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
     reader = READERS[path.suffix.lower()]
     count = 0
     try:
-        data = path.read_bytes() if reader is not read_parquet else b""
+        streamed = reader in (read_parquet, read_jsonl)  # those two read the file as they go
+        data = path.read_bytes() if not streamed else b""
+        if streamed:
+            path.open("rb").close()  # unreadable: said here, like the others
     except OSError as exc:
         yield RawRow(str(path), None, None, None, f"cannot be read ({exc.strerror or exc})")
         return
@@ -83,17 +86,18 @@ def _json_problem(exc: json.JSONDecodeError, at_end: bool) -> str:
     return problem + (" (the file ends here: was it truncated?)" if at_end else "")
 
 
-def _jsonl_rows(data: bytes, source: str, limit: int) -> Iterator[RawRow]:
-    lines = data.split(b"\n")
-    last = len(lines) if lines[-1].strip() else 0  # a last line without newline may be cut off
+def _jsonl_rows(lines: Iterable[bytes], source: str, limit: int) -> Iterator[RawRow]:
+    """Rows of JSON lines (each with its newline, the last one maybe without), read as they come."""
     row = 0
     for lineno, raw in enumerate(lines, 1):
+        last = not raw.endswith(b"\n")  # a last line without newline may be cut off
+        raw = raw.rstrip(b"\n")
         if not raw.strip():
             continue
         row += 1
         if lineno == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM):]
-        yield _jsonl_row(raw, source, row, lineno, limit, lineno == last)
+        yield _jsonl_row(raw, source, row, lineno, limit, last)
 
 
 def _jsonl_row(raw: bytes, source: str, row: int, lineno: int, limit: int, last: bool) -> RawRow:
@@ -114,7 +118,9 @@ def _jsonl_row(raw: bytes, source: str, row: int, lineno: int, limit: int, last:
 
 
 def read_jsonl(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:
-    return _jsonl_rows(data, str(path), spec.max_row_bytes)
+    """Rows of a JSON-lines file, streamed line by line (``data`` unused: the file is not read whole)."""
+    with path.open("rb") as fh:
+        yield from _jsonl_rows(fh, str(path), spec.max_row_bytes)
 
 
 def read_json(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:

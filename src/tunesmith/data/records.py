@@ -21,6 +21,9 @@ class ToolCall:
     name: str
     arguments: dict[str, Any] | str
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled as constructor arguments: ~2x faster to load
+        return ToolCall, (self.name, self.arguments)
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
@@ -35,6 +38,9 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     reasoning: str | None = None
     name: str | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Message, (self.role, self.content, self.weight, self.tool_calls, self.reasoning, self.name)
 
     def to_dict(self) -> dict[str, Any]:
         """The message as chat templates expect it (``apply_chat_template`` input)."""
@@ -55,6 +61,9 @@ class Source:
     file: str
     row: int
     line: int | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Source, (self.file, self.row, self.line)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}" if self.line is not None else f"{self.file}[row {self.row}]"
@@ -88,6 +97,12 @@ class Record:
     text: str | None = None
     weight: float = 1.0
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as constructor arguments (records kept on disk, ``data.store``, load ~2x faster
+        than through the dataclass's slot state)."""
+        return Record, (self.kind, self.source, self.fmt, self.messages, self.tools, self.chosen, self.rejected,
+                        self.label, self.text, self.weight, self.meta)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (messages in chat-template shape, plus their ``weight`` when set)."""

@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import shutil
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tunesmith.data.records import Record
+from tunesmith.tokenize.chat import IGNORE
 
 CACHE_VERSION = 2  # 2: one memory-mappable .npy per column (issue 20)
 
@@ -42,20 +44,45 @@ def cache_dir(output_dir: str | Path, key: str) -> Path:
 
 
 def save(path: Path, splits: dict[str, Sequence[dict[str, list[int]]]], meta: dict[str, Any]) -> None:
-    """Write each split's columns as flat ``.npy`` arrays (+ per-row lengths) and ``meta.json`` to a
-    temp folder, then rename it (a reader never sees half an entry)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    """Write each split's rows (lists of rows) as an entry at once (see :class:`Entry`)."""
+    entry = Entry(path)
     for name, rows in splits.items():
-        for column, array in _columns(rows).items():
-            np.save(tmp / f"{name}.{column}.npy", array)
-    (tmp / "meta.json").write_text(json.dumps(meta), "utf-8")
-    try:
-        os.replace(tmp, path)
-    except OSError:  # another run (or rank) wrote the same entry first
-        shutil.rmtree(tmp, ignore_errors=True)
+        writer = entry.writer(name)
+        for row in rows:
+            writer.append(row)
+    entry.commit(meta)
+
+
+class Entry:
+    """A cache entry being written: each split's columns streamed to a temp folder as rows come
+    (:meth:`writer`), then ``meta.json`` and a rename (:meth:`commit`: a reader never sees half an
+    entry) or the folder removed (:meth:`discard`)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
+        self.writers: list[ColumnWriter] = []
+
+    def writer(self, split: str) -> ColumnWriter:
+        self.writers.append(ColumnWriter(self.tmp, split))
+        return self.writers[-1]
+
+    def commit(self, meta: dict[str, Any]) -> None:
+        for writer in self.writers:
+            writer.finish()
+        (self.tmp / "meta.json").write_text(json.dumps(meta), "utf-8")
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError:  # another run (or rank) wrote the same entry first
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def discard(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def load(path: Path, names: Sequence[str]) -> tuple[dict[str, "MappedRows"], dict[str, Any]] | None:
@@ -79,6 +106,16 @@ class MappedRows(Sequence[dict[str, list[int]]]):
         self._flat = {k: np.load(folder / f"{split}.{k}.npy", mmap_mode="r") if self.count else np.zeros(0, np.int32)
                       for k in keys}
         self._ends = {k: np.cumsum(np.load(folder / f"{split}.{k}__len.npy")) for k in keys}
+        trained = folder / f"{split}.__trained.npy"
+        self.trained = int(np.load(trained)[0]) if trained.is_file() else None  # labels != -100, in all rows
+
+    def lengths(self, key: str) -> np.ndarray:
+        """Per-row lengths of one column, without reading the rows."""
+        return np.diff(self._ends[key], prepend=0)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._flat)
 
     def __len__(self) -> int:
         return self.count
@@ -109,13 +146,94 @@ class MappedRows(Sequence[dict[str, list[int]]]):
 
 
 FLOAT_COLUMNS = frozenset({"loss_weights"})  # per-token loss weights (fractional loss_weight); the rest are ids
+_FLUSH = 4096  # rows buffered per column before they are written
 
 
-def _columns(rows: Sequence[dict[str, list[int]]]) -> dict[str, np.ndarray]:
-    keys = sorted(rows[0]) if len(rows) else []
-    out: dict[str, np.ndarray] = {"__count": np.array([len(rows)], dtype=np.int64)}
-    for key in keys:
-        dtype = np.float32 if key in FLOAT_COLUMNS else np.int32  # ids fit int32; weights are fractions
-        out[key] = np.fromiter(itertools.chain.from_iterable(r[key] for r in rows), dtype=dtype)
-        out[f"{key}__len"] = np.array([len(r[key]) for r in rows], dtype=np.int64)
-    return out
+class ColumnWriter:
+    """Rows of one split appended as they are tokenized: each column's values go to a raw file in
+    blocks of ``flush`` rows (nothing but the per-row lengths stays in memory), and
+    :meth:`finish` turns them into the ``.npy`` files :class:`MappedRows` maps. A split where some
+    row carries ``loss_weights`` gets them on every row (1 where trained, 0 elsewhere by default),
+    also on the rows written before the first weighted one."""
+
+    def __init__(self, folder: Path, split: str, flush: int = _FLUSH):
+        self.folder, self.split, self.flush = folder, split, flush
+        self.count = 0
+        self._lens: dict[str, array] = {}
+        self._buffer: dict[str, list[list[Any]]] = {}
+        self._files: dict[str, Any] = {}
+        self.trained = 0  # labels that are not -100, over the split
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, row: dict[str, list[Any]]) -> None:
+        if "loss_weights" in row and self.count and "loss_weights" not in self._lens:
+            self._backfill_weights()
+        if "loss_weights" in self._lens and "loss_weights" not in row:
+            row = {**row, "loss_weights": [0.0 if x == IGNORE else 1.0 for x in row["labels"]]}
+        if not self._lens:
+            self._lens = {key: array("q") for key in row}
+            self._buffer = {key: [] for key in row}
+        for key, values in row.items():
+            self._lens[key].append(len(values))
+            self._buffer[key].append(values)
+        self.count += 1
+        if self.count % self.flush == 0:
+            self._flush()
+
+    def _raw(self, key: str) -> Path:
+        return self.folder / f"{self.split}.{key}.raw"
+
+    def _flush(self) -> None:
+        for key, rows in self._buffer.items():
+            if key not in self._files:
+                self._files[key] = self._raw(key).open("ab")
+            values = np.fromiter(itertools.chain.from_iterable(rows), dtype=_dtype(key))
+            if key == "labels":
+                self.trained += int(np.count_nonzero(values != IGNORE))
+            values.tofile(self._files[key])
+            rows.clear()
+
+    def _backfill_weights(self) -> None:
+        """The default weights of the rows written so far, from their labels (read back in blocks)."""
+        self._flush()
+        self._files["labels"].flush()
+        out = self._files["loss_weights"] = self._raw("loss_weights").open("ab")
+        with self._raw("labels").open("rb") as labels:
+            while (block := np.fromfile(labels, dtype=np.int32, count=1 << 22)).size:
+                (block != IGNORE).astype(np.float32).tofile(out)
+        self._lens["loss_weights"] = array("q", self._lens["labels"])
+        self._buffer["loss_weights"] = []
+
+    def finish(self) -> None:
+        """The split's ``.npy`` files: ``__count``, per column the values and ``<column>__len``."""
+        self._flush()
+        self.close()
+        np.save(self.folder / f"{self.split}.__count.npy", np.array([self.count], dtype=np.int64))
+        np.save(self.folder / f"{self.split}.__trained.npy", np.array([self.trained], dtype=np.int64))
+        for key, lens in self._lens.items():
+            lengths = np.frombuffer(lens, dtype=np.int64) if len(lens) else np.zeros(0, np.int64)
+            np.save(self.folder / f"{self.split}.{key}__len.npy", lengths)
+            _npy_from_raw(self._raw(key), self.folder / f"{self.split}.{key}.npy", _dtype(key), int(lengths.sum()))
+
+    def close(self) -> None:
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
+
+
+def _dtype(key: str) -> type:
+    return np.float32 if key in FLOAT_COLUMNS else np.int32  # ids fit int32; weights are fractions
+
+
+def _npy_from_raw(raw: Path, npy: Path, dtype: type, size: int) -> None:
+    """An ``.npy`` file holding ``raw``'s values: the header, then the bytes copied over (a file
+    write, not a memory map, so the copy does not count in this process's memory)."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (size,)}
+    with npy.open("wb") as out:
+        np.lib.format.write_array_header_1_0(out, header)
+        if raw.exists():
+            with raw.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 22)
+    raw.unlink(missing_ok=True)

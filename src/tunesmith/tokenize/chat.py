@@ -10,7 +10,7 @@ position, not by searching ids.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -63,20 +63,26 @@ def encode_chat(
     allowed: Collection[int] | None = None,
     closing: Collection[int] | None = None,
     rendered: str | None = None,
+    encoding: tuple[Sequence[int], Sequence[tuple[int, int]]] | None = None,
+    prompts: Mapping[int, str] | None = None,
 ) -> EncodedChat:
     """Render ``messages`` with the tokenizer's chat template and label the trained spans.
 
     ``allowed`` restricts training to those message indices (preference completions).
     ``closing`` is ``closer_ids(tokenizer)``, computed here unless a caller encoding many rows
     passes it once. ``rendered`` is ``render(tokenizer, messages, tools)`` when the caller has
-    it already (the audit renders every row once; it is not rendered again here).
+    it already (the audit renders every row once; it is not rendered again here); ``encoding`` its
+    token ids and character offsets and ``prompts`` the generation-prompt renders before assistant
+    turns, when the caller made them for many rows at once (``rows.prepare``).
     Raises TemplateMismatch when the template rejects the conversation or a span can't be found.
     """
     dicts = [m.to_dict() for m in messages]
     full = render(tokenizer, dicts, tools) if rendered is None else rendered
-    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    ids: list[int] = list(enc["input_ids"])
-    offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
+    if encoding is None:
+        enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+        encoding = (enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]])
+    ids: list[int] = list(encoding[0])
+    offsets: list[tuple[int, int]] = list(encoding[1])
     if closing is None:
         closing = closer_ids(tokenizer)
     closers = [o for t, o in zip(ids, offsets) if t in closing]
@@ -84,7 +90,7 @@ def encode_chat(
         char_spans = [_whole_text(ids, offsets, full, closing, len(messages) - 1)]
     else:
         turns = trainable_turns(messages, train_on_turns, allowed)
-        char_spans = assistant_spans(tokenizer, dicts, tools, turns, full, closers)
+        char_spans = assistant_spans(tokenizer, dicts, tools, turns, full, closers, prompts)
     starts, ends = [o[0] for o in offsets], [o[1] for o in offsets]
     token_spans = [_to_tokens(starts, ends, s.start, s.end) for s in char_spans]
     appended = False
@@ -195,7 +201,8 @@ class EncodeMemo:
         return self._renders.get(self._render_key(messages, tools))
 
     def encode_chat(self, messages: Sequence[Message], tokenizer: PreTrainedTokenizerBase, **options: Any) -> EncodedChat:
-        key = repr((tuple(messages), {k: v for k, v in options.items() if k not in ("closing", "rendered")}))
+        key = repr((tuple(messages), {k: v for k, v in options.items()
+                                      if k not in ("closing", "rendered", "encoding", "prompts")}))
         found = self._done.get(key)
         if found is None:
             if options.get("rendered") is None:

@@ -11,21 +11,22 @@ from typing import TYPE_CHECKING, Any
 from tunesmith.config.schema import Config
 from tunesmith.data.records import Message, Record
 from tunesmith.errors import RowError
-from tunesmith.tokenize.chat import IGNORE, EncodedChat, EncodeMemo, encode_chat, encode_preference
-from tunesmith.tokenize.spans import TemplateMismatch
+from tunesmith.tokenize.chat import IGNORE, EncodedChat, EncodeMemo, encode_chat, encode_preference, trainable_turns
+from tunesmith.tokenize.spans import TemplateMismatch, render_many
 from tunesmith.tokenize.tokenizer import closer_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 _EXAMPLES = 20
+_BATCH = 256  # chat rows rendered and tokenized per call
 
 
 @dataclass
 class Split:
     """Tokenized rows of one split plus what happened on the way."""
 
-    rows: list[dict[str, list[int]]] = field(default_factory=list)
+    rows: list[dict[str, list[int]]] = field(default_factory=list)  # or a cache.ColumnWriter (append, len)
     sources: list[str] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
     drop_examples: list[str] = field(default_factory=list)
@@ -78,30 +79,94 @@ def shorter_prompts(messages: Sequence[Message]) -> Iterator[tuple[Message, ...]
 
 
 def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config,
-                        memo: EncodeMemo | None = None) -> Split:
+                        memo: EncodeMemo | None = None, rows: Any = None) -> Split:
     """sft/dpo: one row per record, truncation policy applied, bad rows collected or counted.
-    ``memo``: encodings the audit already made (reused when identical)."""
-    split = Split()
+    ``memo``: encodings the audit already made (reused when identical). ``rows``: where the rows go
+    as they are made (``cache.ColumnWriter``: straight to the cache's files), a list by default.
+    Chat rows are rendered and tokenized ``_BATCH`` at a time (:func:`prepare`): the same rows."""
+    from tunesmith.config.methods import method_spec
+
+    split = Split() if rows is None else Split(rows=rows)
     closing = closer_ids(tokenizer)  # once per split, not once per row
-    for record in records:
-        try:
-            encoded = _fit(record, _encoder(record, tokenizer, cfg, closing, memo), cfg, split)
-        except TemplateMismatch as exc:
-            split.bad(record, "template", "messages", str(exc), cfg.on_bad_rows)
-            continue
-        if encoded is None:
-            continue
-        if "labels" in encoded.row and all(x == IGNORE for x in encoded.row["labels"]):
-            message = "no trained token: every label is -100 (no assistant turn to train)"
-            split.bad(record, "no_trained_token", "messages", message, cfg.on_bad_rows)
-            continue
-        split.rows.append(encoded.row)
-        split.sources.append(str(record.source))
-        split.appended_eos_rows += encoded.appended_eos
-    if any("loss_weights" in row for row in split.rows):  # one layout per split: every row carries weights
+    batched = method_spec(cfg.method).rows == "chat"
+    for start in range(0, len(records), _BATCH):
+        chunk = records[start : start + _BATCH]
+        hints = prepare(chunk, tokenizer, cfg) if batched else [None] * len(chunk)
+        for record, hint in zip(chunk, hints):
+            _add(split, record, _encoder(record, tokenizer, cfg, closing, memo, hint), cfg)
+    if isinstance(split.rows, list) and any("loss_weights" in row for row in split.rows):
+        # one layout per split: every row carries weights (a ColumnWriter does this itself)
         for row in split.rows:
             row.setdefault("loss_weights", [0.0 if x == IGNORE else 1.0 for x in row["labels"]])
     return split
+
+
+def _add(split: Split, record: Record, encode: Callable[[Sequence[Message]], _Encoded], cfg: Config) -> None:
+    """Encode one record into ``split`` (a row, a counted drop or an error)."""
+    try:
+        encoded = _fit(record, encode, cfg, split)
+    except TemplateMismatch as exc:
+        split.bad(record, "template", "messages", str(exc), cfg.on_bad_rows)
+        return
+    if encoded is None:
+        return
+    if "labels" in encoded.row and all(x == IGNORE for x in encoded.row["labels"]):
+        message = "no trained token: every label is -100 (no assistant turn to train)"
+        split.bad(record, "no_trained_token", "messages", message, cfg.on_bad_rows)
+        return
+    split.rows.append(encoded.row)
+    split.sources.append(str(record.source))
+    split.appended_eos_rows += encoded.appended_eos
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`encode_chat` needs of a whole conversation, made for many rows at once: the
+    render, its token ids and character offsets, and the generation-prompt render before each
+    trained assistant turn."""
+
+    messages: tuple[Message, ...]
+    rendered: str
+    encoding: tuple[list[int], list[tuple[int, int]]]
+    prompts: dict[int, str]
+
+
+def prepare(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config) -> list[Prepared | None]:
+    """Per record (system prompt applied), its conversation rendered (one ``apply_chat_template``
+    call for neighbours with the same tools), tokenized (one ``encode_batch`` call) and its prompt
+    renders; None where the template rejects the row (encoded row by row, reported as before)."""
+    convs = [with_system_prompt(r.messages, cfg.system_prompt) for r in records]
+    dicts = [[m.to_dict() for m in c] for c in convs]
+    tools = [r.tools for r in records]
+    fulls = render_many(tokenizer, dicts, tools)
+    ok = [k for k, text in enumerate(fulls) if text is not None]
+    if not ok:
+        return [None] * len(records)
+    encodings = _encode_batch(tokenizer, [fulls[k] for k in ok])  # type: ignore[misc]
+    wanted = [] if cfg.train_on_inputs else [
+        (k, i) for k in ok for i in trainable_turns(convs[k], cfg.train_on_turns) if i > 0]
+    prompts = render_many(tokenizer, [dicts[k][:i] for k, i in wanted], [tools[k] for k, _ in wanted],
+                          add_generation_prompt=True)
+    per_row: dict[int, dict[int, str]] = {k: {} for k in ok}
+    for (k, i), text in zip(wanted, prompts):
+        if text is not None:
+            per_row[k][i] = text
+    out: list[Prepared | None] = [None] * len(records)
+    for n, k in enumerate(ok):
+        out[k] = Prepared(convs[k], fulls[k], encodings[n], per_row[k])  # type: ignore[arg-type]
+    return out
+
+
+def _encode_batch(tokenizer: PreTrainedTokenizerBase, texts: list[str]
+                  ) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """(ids, character offsets) of each text, no special tokens added: the fast tokenizer's own
+    ``encode_batch`` (what ``tokenizer(texts, ...)`` calls, without building a BatchEncoding)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        pairs = zip(enc["input_ids"], enc["offset_mapping"])
+        return [(list(ids), [tuple(o) for o in offsets]) for ids, offsets in pairs]
+    return [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=False)]
 
 
 def token_weights(messages: Sequence[Message], enc: EncodedChat) -> list[float] | None:
@@ -151,7 +216,7 @@ def _fit(
 
 def _encoder(
     record: Record, tokenizer: PreTrainedTokenizerBase, cfg: Config, closing: Collection[int],
-    memo: EncodeMemo | None = None,
+    memo: EncodeMemo | None = None, hint: Prepared | None = None,
 ) -> Callable[[Sequence[Message]], _Encoded]:
     """A function from the (possibly shortened) prompt messages to the encoded row.
 
@@ -164,9 +229,11 @@ def _encoder(
     encode = memo.encode_chat if memo is not None else encode_chat
 
     def sft(messages: Sequence[Message]) -> _Encoded:
+        done = {} if hint is None or tuple(messages) != hint.messages else {
+            "rendered": hint.rendered, "encoding": hint.encoding, "prompts": hint.prompts}
         enc: EncodedChat = encode(
             messages, tokenizer, tools=tools, train_on_inputs=cfg.train_on_inputs,
-            train_on_turns=cfg.train_on_turns, closing=closing,
+            train_on_turns=cfg.train_on_turns, closing=closing, **done,
         )
         row: dict[str, list[Any]] = {"input_ids": enc.input_ids, "labels": enc.labels}
         weights = token_weights(messages, enc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from tunesmith.config.methods import method_spec
 from tunesmith.config.schema import Config
 from tunesmith.data.pipeline import check_kinds
 from tunesmith.data.records import Record
+from tunesmith.data.store import on_disk
 from tunesmith.errors import DataError
 from tunesmith.tokenize import cache
 from tunesmith.tokenize.chat import IGNORE, EncodeMemo
@@ -80,13 +82,16 @@ def run(
         from tunesmith.data import run as run_data
 
         data = run_data(config)
-    check_kinds([*data.train, *data.eval], config.method)
+    check_kinds(itertools.chain(data.train, data.eval), config.method)
+    if on_disk(data.train):
+        memo = None  # it would keep every row's encoding in memory
     spec = method_spec(config.method)
     if tokenizer is None:
         tokenizer = load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
     if spec.rows != "text":
         require_chat_template(tokenizer, config.chat_template)
-        check_system_prompts(tokenizer, config.chat_template, [*data.train, *data.eval], config.system_prompt)
+        check_system_prompts(tokenizer, config.chat_template, itertools.chain(data.train, data.eval),
+                             config.system_prompt)
     fingerprint = tokenizer_fingerprint(tokenizer)
     key = cache.cache_key(cache.records_fingerprint([data.train, data.eval]), fingerprint, settings(config))
     path = cache.cache_dir(config.output_dir, key)
@@ -97,12 +102,12 @@ def run(
         splits, meta = cached
         log.info("tokenize: reusing the cached tokenized dataset %s", path)
     else:
-        built, meta = _build(config, tokenizer, data, memo)
-        cache.save(path, built, meta)
-        log.info("tokenize: tokenized %d train / %d eval rows into %s", len(built["train"]), len(built["eval"]), path)
-        reread = cache.load(path, _SPLITS)  # the same memory-mapped rows a cache hit gives (lists freed)
-        splits = reread[0] if reread is not None else built
-        del built
+        meta = _build(config, tokenizer, data, path, memo)
+        reread = cache.load(path, _SPLITS)  # the memory-mapped rows a cache hit gives
+        if reread is None:
+            raise OSError(f"the tokenized dataset written to {path} cannot be read back")
+        splits = reread[0]
+        log.info("tokenize: tokenized %d train / %d eval rows into %s", len(splits["train"]), len(splits["eval"]), path)
     lengths, trained = _token_counts(splits["train"])
     bins = best_fit_decreasing(lengths, config.sequence_len) if spec.rows in ("chat", "text") else []
     stats = _stats(config, meta, (lengths, trained), _token_counts(splits["eval"])[0], bins)
@@ -117,21 +122,35 @@ def run(
 
 
 def _build(
-    config: Config, tokenizer: PreTrainedTokenizerBase, data: RecordSplits, memo: EncodeMemo | None = None
-) -> tuple[dict[str, list[dict[str, list[int]]]], dict[str, Any]]:
-    if method_spec(config.method).rows == "text":
-        done: dict[str, Split] = {name: tokenize_text_split(getattr(data, name), tokenizer, config) for name in _SPLITS}
-    else:
-        done = {name: tokenize_chat_split(getattr(data, name), tokenizer, config, memo) for name in _SPLITS}
-    errors = [e for split in done.values() for e in split.errors]
-    if errors:
-        raise DataError(errors, total_rows=len(data.train) + len(data.eval))
+    config: Config, tokenizer: PreTrainedTokenizerBase, data: RecordSplits, path: Path, memo: EncodeMemo | None = None
+) -> dict[str, Any]:
+    """Tokenize the splits into the cache entry at ``path`` (chat rows go to its files as they are
+    made, nothing is kept per row in memory); returns the entry's meta."""
+    entry = cache.Entry(path)
+    try:
+        if method_spec(config.method).rows == "text":
+            done: dict[str, Split] = {name: tokenize_text_split(getattr(data, name), tokenizer, config)
+                                      for name in _SPLITS}
+            for name, split in done.items():
+                writer = entry.writer(name)
+                for row in split.rows:
+                    writer.append(row)
+        else:
+            done = {name: tokenize_chat_split(getattr(data, name), tokenizer, config, memo, entry.writer(name))
+                    for name in _SPLITS}
+        errors = [e for split in done.values() for e in split.errors]
+        if errors:
+            raise DataError(errors, total_rows=len(data.train) + len(data.eval))
+    except BaseException:
+        entry.discard()
+        raise
     for name, split in done.items():
         if split.dropped:
             log.warning("tokenize: dropped %d %s rows (%s)", sum(split.dropped.values()), name, dict(split.dropped))
     meta = {"sources": done["train"].sources, "counts": {name: _counts(split) for name, split in done.items()},
             "rejected": [{**r, "split": name} for name, split in done.items() for r in split.rejected]}
-    return {name: split.rows for name, split in done.items()}, meta
+    entry.commit(meta)
+    return meta
 
 
 def _counts(split: Split) -> dict[str, Any]:
@@ -144,7 +163,10 @@ def _counts(split: Split) -> dict[str, Any]:
 
 
 def _token_counts(rows: Sequence[dict[str, list[int]]]) -> tuple[list[int], int]:
-    """Per-row token counts and the number of trained tokens."""
+    """Per-row token counts and the number of trained tokens (from the cache's lengths when the rows
+    are memory-mapped: no row is read)."""
+    if isinstance(rows, cache.MappedRows) and rows.trained is not None:
+        return _mapped_counts(rows)
     if rows and "completion_ids" in rows[0]:
         lengths = [len(r["prompt_ids"]) + len(r["completion_ids"]) for r in rows]
         return lengths, sum(len(r["completion_ids"]) for r in rows)
@@ -153,6 +175,19 @@ def _token_counts(rows: Sequence[dict[str, list[int]]]) -> tuple[list[int], int]
         return lengths, sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows)
     lengths = [len(r["input_ids"]) for r in rows]
     return lengths, sum(sum(1 for x in r["labels"] if x != IGNORE) for r in rows)
+
+
+def _mapped_counts(rows: cache.MappedRows) -> tuple[list[int], int]:
+    columns = set(rows.columns)
+    if not len(rows):
+        return [], 0
+    if "completion_ids" in columns:
+        completion = rows.lengths("completion_ids")
+        return (rows.lengths("prompt_ids") + completion).tolist(), int(completion.sum())
+    if "prompt_ids" in columns:
+        sides = rows.lengths("chosen_ids") + rows.lengths("rejected_ids")
+        return (rows.lengths("prompt_ids") + sides).tolist(), int(sides.sum())
+    return rows.lengths("input_ids").tolist(), int(rows.trained or 0)
 
 
 def _stats(

@@ -19,9 +19,8 @@ method yields such a span, :class:`TemplateMismatch` is raised.
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -70,8 +69,9 @@ def render_many(
     tokenizer: PreTrainedTokenizerBase,
     conversations: Sequence[Sequence[dict[str, Any]]],
     tools: Sequence[Sequence[dict[str, Any]]],
+    add_generation_prompt: bool = False,
 ) -> list[str | None]:
-    """``render(tokenizer, conversations[k], tools[k])`` for every k, None where the template
+    """``render(tokenizer, conversations[k], tools[k], add_generation_prompt)`` for every k, None where the template
     raises. Neighbours with the same tools are rendered in one ``apply_chat_template`` call
     (its batch form: the same template and arguments per conversation, less overhead per row);
     a batch the template rejects is rendered row by row."""
@@ -83,20 +83,23 @@ def render_many(
             end += 1
         try:
             texts = tokenizer.apply_chat_template(
-                [list(c) for c in conversations[start:end]], tools=list(tools[start]) or None, tokenize=False
+                [list(c) for c in conversations[start:end]], tools=list(tools[start]) or None, tokenize=False,
+                add_generation_prompt=add_generation_prompt,
             )
             out += [str(t) for t in texts]
         except Exception:  # some conversation is rejected: find which, row by row
-            out += [_render_or_none(tokenizer, c, tools[start]) for c in conversations[start:end]]
+            out += [_render_or_none(tokenizer, c, tools[start], add_generation_prompt)
+                    for c in conversations[start:end]]
         start = end
     return out
 
 
 def _render_or_none(
-    tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]],
+    add_generation_prompt: bool = False,
 ) -> str | None:
     try:
-        return render(tokenizer, messages, tools)
+        return render(tokenizer, messages, tools, add_generation_prompt)
     except TemplateMismatch:
         return None
 
@@ -108,15 +111,17 @@ def assistant_spans(
     indices: Sequence[int],
     full: str,
     closers: Sequence[tuple[int, int]],
+    prompts: Mapping[int, str] | None = None,
 ) -> list[CharSpan]:
     """Trained character spans of the assistant messages at ``indices`` within ``full``.
 
-    ``closers`` are the character ranges of end-of-turn tokens in ``full``, in order.
+    ``closers`` are the character ranges of end-of-turn tokens in ``full``, in order; ``prompts``
+    the renders of ``messages[:i]`` with the generation prompt when the caller made them already.
     """
     spans = []
     for i in indices:
         try:
-            span = _by_prefix(tokenizer, messages, tools, i, full, closers)
+            span = _by_prefix(tokenizer, messages, tools, i, full, closers, (prompts or {}).get(i))
         except TemplateMismatch:  # the template rejects a shortened conversation
             span = None
         if span is None or not _holds_content(messages[i], full, span):
@@ -134,7 +139,17 @@ def assistant_spans(
 
 
 def _common_prefix(a: str, b: str) -> int:
-    return len(os.path.commonprefix([a, b]))
+    """Length of the common prefix (``os.path.commonprefix``'s), by bisection on slice equality."""
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while lo < hi:  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _prompt_end(prompt: str, turn: str) -> int:
@@ -165,10 +180,12 @@ def _by_prefix(
     i: int,
     full: str,
     closers: Sequence[tuple[int, int]],
+    prompt: str | None = None,
 ) -> CharSpan | None:
     if i == 0:
         return None
-    prompt = render(tokenizer, messages[:i], tools, add_generation_prompt=True)
+    if prompt is None:
+        prompt = render(tokenizer, messages[:i], tools, add_generation_prompt=True)
     turn = full if i == len(messages) - 1 else render(tokenizer, messages[: i + 1], tools)
     start, end = _prompt_end(prompt, turn), _common_prefix(turn, full)
     if end <= start:

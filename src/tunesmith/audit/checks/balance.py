@@ -12,16 +12,25 @@ from tunesmith.audit.report import Finding
 
 def task_type(ctx: AuditContext) -> str:
     """classification, sft, tool_use, rag, preference, kto or cpt, judged from the training rows."""
-    train = ctx.rows(ctx.indices("train"))
-    if not train:
+    if "task_type" not in ctx.cache:
+        ctx.cache["task_type"] = _task_type(ctx, ctx.indices("train"))
+    task: str = ctx.cache["task_type"]
+    return task
+
+
+def _task_type(ctx: AuditContext, idx: list[int]) -> str:
+    """``task_type``: the training rows read one at a time (never all held: they may be on disk)."""
+    if not idx:
         return "sft"
-    kind = Counter(r.kind for r in train).most_common(1)[0][0]
+    kind = Counter(ctx.views.kind[i] for i in idx).most_common(1)[0][0]
     if kind != "sft":
         return {"preference": "preference", "kto": "kto", "text": "cpt"}[kind]
-    if sum(isinstance(r.label, str) for r in train) > len(train) / 2:
+    if sum(isinstance(ctx.records[i].label, str) for i in idx) > len(idx) / 2:
         return "classification"
+    train = (ctx.records[i] for i in idx)
     if any(is_rag(r.fmt, r.meta) for r in train):
         return "rag"
+    train = (ctx.records[i] for i in idx)
     if any(r.tools or any(m.tool_calls for m in r.messages) for r in train):
         return "tool_use"
     return "sft"

@@ -2,13 +2,47 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from tunesmith.config.schema import AuditConfig
-from tunesmith.audit.context import SPLITS, AuditContext
+from tunesmith.audit.context import SPLITS, AuditContext, Views
 from tunesmith.audit.minhash import near_duplicates
 from tunesmith.audit.registry import register
 from tunesmith.audit.report import Finding, location
+
+
+@dataclass(frozen=True)
+class _RowKeys:
+    """Per row, computed in one pass and shared by the duplicate checks: the record kind, digests of
+    the pair / prompt / response keys (``b""``: an empty prompt) and the response's word count."""
+
+    kind: list[str]
+    pair: np.ndarray  # "S16": 16 bytes a row, read back as bytes (trailing zero bytes dropped, still unique)
+    prompt: np.ndarray
+    response: np.ndarray
+    words: np.ndarray
+
+
+def _row_keys(ctx: AuditContext) -> _RowKeys:
+    if "row_keys" not in ctx.cache:
+        n = len(ctx.records)
+        out = _RowKeys([], *(np.zeros(n, dtype="S16") for _ in range(3)), np.zeros(n, dtype=np.int64))
+        out.kind.extend(ctx.views.kind)
+        for i in range(n):
+            prompt, response, pair = _keys(ctx, i)
+            out.pair[i] = _digest(pair)
+            out.prompt[i] = _digest(prompt) if prompt else b""
+            out.response[i] = _digest(response)
+            out.words[i] = len(response.split())
+        ctx.cache["row_keys"] = out
+    keys: _RowKeys = ctx.cache["row_keys"]
+    return keys
 
 
 def _keys(ctx: AuditContext, i: int) -> tuple[str, str, str]:
@@ -16,6 +50,27 @@ def _keys(ctx: AuditContext, i: int) -> tuple[str, str, str]:
     v = ctx.views
     prompt, response = v.prompt[i].strip(), v.response[i].strip()
     return prompt, response, f"{prompt}\x00{response}\x00{v.rejected[i].strip()}"
+
+
+def _digest(key: str) -> bytes:
+    """What the duplicate checks remember of a key: 16 bytes, not the text (a million rows fit)."""
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class _Joined(Sequence[str]):
+    """Prompt and response of every row, joined when read (the near-duplicate texts)."""
+
+    def __init__(self, views: Views):
+        self.views = views
+
+    def __len__(self) -> int:
+        return len(self.views.prompt)
+
+    def __getitem__(self, index: Any) -> Any:
+        v = self.views
+        if isinstance(index, slice):
+            return [f"{p}\n{r}" for p, r in zip(v.prompt[index], v.response[index])]
+        return f"{v.prompt[index]}\n{v.response[index]}"
 
 
 def threshold(ctx: AuditContext) -> float:
@@ -28,10 +83,9 @@ def near_pairs(ctx: AuditContext) -> list[tuple[int, int, float]]:
     cache = ctx.cache
     if "near_pairs" not in cache:
         g = ctx.g("near_duplicate")
-        v = ctx.views
-        texts = [f"{v.prompt[i]}\n{v.response[i]}" for i in range(len(ctx.records))]
         cache["near_pairs"] = near_duplicates(
-            texts, threshold(ctx), ngram=g["ngram"], num_perm=g["num_perm"], margin=g["lsh_margin"], seed=g["seed"]
+            _Joined(ctx.views), threshold(ctx), ngram=g["ngram"], num_perm=g["num_perm"], margin=g["lsh_margin"],
+            seed=g["seed"],
         )
     pairs: list[tuple[int, int, float]] = cache["near_pairs"]
     return pairs
@@ -45,21 +99,20 @@ def exact_duplicate(ctx: AuditContext) -> Finding | None:
     kinds: Counter[str] = Counter()
     rows = []
     for split in ctx.present_splits():
-        seen: dict[str, dict[str, int]] = {"pair": {}, "prompt": {}, "response": {}}
+        seen: dict[str, dict[bytes, int]] = {"pair": {}, "prompt": {}, "response": {}}
+        keys = _row_keys(ctx)
         for i in ctx.indices(split):
-            r = ctx.records[i]
-            prompt, response, pair = _keys(ctx, i)
-            checks = [("pair", pair)]
-            if r.kind in ("sft", "kto") and prompt:
-                checks.append(("prompt", prompt))
-            if r.kind != "text" and len(response.split()) >= min_words:
-                checks.append(("response", response))
+            checks = [("pair", keys.pair[i])]
+            if keys.kind[i] in ("sft", "kto") and keys.prompt[i]:
+                checks.append(("prompt", keys.prompt[i]))
+            if keys.kind[i] != "text" and keys.words[i] >= min_words:
+                checks.append(("response", keys.response[i]))
             hit = next((kind for kind, key in checks if key in seen[kind]), None)
             for kind, key in checks:
                 seen[kind].setdefault(key, i)
             if hit:
                 kinds[hit] += 1
-                rows.append(r)
+                rows.append(ctx.records[i])
     if not rows:
         return None
     names = {"pair": "repeat a whole row", "prompt": "repeat only the prompt (with another answer)",
@@ -98,12 +151,12 @@ def near_duplicate(ctx: AuditContext) -> Finding | None:
 
 def _exact_cross(ctx: AuditContext) -> dict[int, int]:
     """Eval/test rows whose prompt (or whole row) appeared in an earlier split -> that row."""
-    first: dict[str, int] = {}
+    first: dict[bytes, int] = {}
     out: dict[int, int] = {}
+    row = _row_keys(ctx)
     for split in SPLITS:
         for i in ctx.indices(split):
-            prompt, _, pair = _keys(ctx, i)
-            keys = [pair] + ([prompt] if prompt and ctx.records[i].kind != "preference" else [])
+            keys = [row.pair[i]] + ([row.prompt[i]] if row.prompt[i] and row.kind[i] != "preference" else [])
             hit = next((first[k] for k in keys if k in first and ctx.split[first[k]] != split), None)
             if hit is not None:
                 out[i] = hit

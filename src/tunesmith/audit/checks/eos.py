@@ -32,7 +32,7 @@ def encoded_sample(ctx: AuditContext) -> dict[int, Encoded | str]:
         limit = ctx.g("missing_eos")["max_rows"]
         out: dict[int, Encoded | str] = {}
         for split in ctx.present_splits():
-            for i in _sample([i for i in ctx.indices(split) if ctx.records[i].kind != "text"], limit):
+            for i in _sample([i for i in ctx.indices(split) if ctx.views.kind[i] != "text"], limit):
                 try:
                     out[i] = ctx.tokens.encode(ctx.records[i])
                 except TunesmithError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 from tunesmith.audit.checks.rag import is_rag
 from tunesmith.audit.context import AuditContext
@@ -25,17 +26,10 @@ def label_leakage(ctx: AuditContext) -> Finding | None:
     ...") tells the model nothing about this row and is not reported.
     """
     g = ctx.g("label_leakage")
-    users: dict[int, str] = {}
-    answers: dict[int, str] = {}
-    for i, r in enumerate(ctx.records):
-        if r.kind == "text" or is_rag(r.fmt, r.meta):
-            continue
-        users[i] = _norm(" ".join(m.content for m in r.messages if m.role == "user"))
-        answers[i] = _norm(ctx.views.response[i])
-    candidates = [i for i, answer in answers.items() if len(answer) >= g["min_chars"]
-                  and len(answer.split()) >= g["min_words"] and answer in users[i]]
-    boilerplate = _uninformative([answers[i] for i in candidates], users, answers)
-    rows = [ctx.records[i] for i in candidates if answers[i] not in boilerplate]
+    candidates = [(i, answer) for i, user, answer in _rows(ctx) if len(answer) >= g["min_chars"]
+                  and len(answer.split()) >= g["min_words"] and answer in user]
+    boilerplate = _uninformative([answer for _, answer in candidates], ctx)
+    rows = [ctx.records[i] for i, answer in candidates if answer not in boilerplate]
     if not rows:
         return None
     return Finding.for_rows(
@@ -46,22 +40,29 @@ def label_leakage(ctx: AuditContext) -> Finding | None:
     )
 
 
-def _uninformative(answers_leaked: list[str], users: dict[int, str], answers: dict[int, str],
-                   max_answers: int = 20, max_scan: int = 2000) -> set[str]:
+def _rows(ctx: AuditContext) -> Iterator[tuple[int, str, str]]:
+    """(index, user turns, answer), normalised, of every row searched (made as read, not kept)."""
+    for i, r in enumerate(ctx.records):
+        if r.kind == "text" or is_rag(r.fmt, r.meta):
+            continue
+        yield i, _norm(" ".join(m.content for m in r.messages if m.role == "user")), _norm(ctx.views.response[i])
+
+
+def _uninformative(answers_leaked: list[str], ctx: AuditContext, max_answers: int = 20,
+                   max_scan: int = 2000) -> set[str]:
     """The leaked answers (the ``max_answers`` most frequent that several rows share) that at least
     half of the prompts containing them (the first ``max_scan``) do not have as their answer:
-    shared instruction text, not this row's answer."""
-    out = set()
-    for answer, n in Counter(answers_leaked).most_common(max_answers):
-        if n < 2:
+    shared instruction text, not this row's answer. One pass over the rows for all of them."""
+    shared = [answer for answer, n in Counter(answers_leaked).most_common(max_answers) if n >= 2]
+    if not shared:
+        return set()
+    containing = dict.fromkeys(shared, 0)
+    other = dict.fromkeys(shared, 0)
+    for _, user, answer_i in _rows(ctx):
+        for answer in shared:
+            if containing[answer] < max_scan and answer in user:
+                containing[answer] += 1
+                other[answer] += answer_i != answer
+        if all(n >= max_scan for n in containing.values()):
             break
-        containing = other = 0
-        for i, text in users.items():
-            if answer in text:
-                containing += 1
-                other += answers[i] != answer
-                if containing >= max_scan:
-                    break
-        if other * 2 >= containing:
-            out.add(answer)
-    return out
+    return {answer for answer in shared if other[answer] * 2 >= containing[answer]}

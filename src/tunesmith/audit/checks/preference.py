@@ -8,7 +8,7 @@ from tunesmith.audit.report import Finding, location
 
 
 def _preference(ctx: AuditContext) -> list[int]:
-    return [i for i, r in enumerate(ctx.records) if r.kind == "preference"]
+    return [i for i, kind in enumerate(ctx.views.kind) if kind == "preference"]
 
 
 def _empty(side_text: str, has_tool_call: bool) -> bool:

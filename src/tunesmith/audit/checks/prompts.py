@@ -24,7 +24,7 @@ def _short(text: str | None, n: int = 40) -> str:
 def system_prompt_inconsistent(ctx: AuditContext) -> Finding | None:
     """Several distinct system prompts, or one that differs from the configured ``system_prompt``."""
     configured = ctx.config.system_prompt if ctx.config is not None else None
-    chat = [i for i, r in enumerate(ctx.records) if r.kind != "text"]
+    chat = [i for i, kind in enumerate(ctx.views.kind) if kind != "text"]
     systems = Counter(ctx.views.system[i] for i in chat)
     ctx.stats["system_prompts"] = len(systems)
     if configured is not None:

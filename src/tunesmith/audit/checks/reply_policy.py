@@ -16,7 +16,7 @@ _FENCED = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n?```\s*$", re.S)
 
 def _train_answers(ctx: AuditContext) -> list[int]:
     v = ctx.views
-    return [i for i in ctx.indices("train") if ctx.records[i].kind in ("sft", "kto") and not v.tool_answer[i]
+    return [i for i in ctx.indices("train") if v.kind[i] in ("sft", "kto") and not v.tool_answer[i]
             and v.response[i].strip()]
 
 

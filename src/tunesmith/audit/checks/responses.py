@@ -41,8 +41,7 @@ def empty_response(ctx: AuditContext) -> Finding | None:
 def _answer_indices(ctx: AuditContext) -> list[int]:
     """Rows whose final answer is prose to judge: not a tool call, not empty, not a text document."""
     v = ctx.views
-    return [i for i, r in enumerate(ctx.records)
-            if r.kind != "text" and not v.tool_answer[i] and v.response[i].strip()]
+    return [i for i, kind in enumerate(v.kind) if kind != "text" and not v.tool_answer[i] and v.response[i].strip()]
 
 
 @register("short_response")
@@ -95,24 +94,34 @@ def _is_json(text: str) -> bool:
     return True
 
 
+def _shape(ctx: AuditContext, idx: list[int], min_words: int, terminal: str
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per answer of ``idx``: long enough to judge, valid JSON, ends in a terminal character."""
+    long_enough, is_json, ends = (np.zeros(len(idx), dtype=bool) for _ in range(3))
+    for n, i in enumerate(idx):
+        t = ctx.views.response[i].strip()
+        long_enough[n] = len(_WORD.findall(t)) >= min_words
+        is_json[n] = _is_json(t)
+        ends[n] = t[-1] in terminal
+    return long_enough, is_json, ends
+
+
 @register("truncated_response")
 def truncated_response(ctx: AuditContext) -> Finding | None:
     """Outputs that stop mid-sentence, leave brackets/quotes/code fences open, or break JSON."""
     g = ctx.g("truncated_response")
     idx = _answer_indices(ctx)
-    texts = [ctx.views.response[i].strip() for i in idx]
-    if not texts:
+    if not idx:
         return None
     terminal, dangling = g["terminal_chars"], frozenset(g["dangling_words"])
-    long_enough = [len(_WORD.findall(t)) >= g["min_words"] for t in texts]
-    is_json = [_is_json(t) for t in texts]
-    # whether the prose ends in punctuation is judged on prose only: JSON replies end in '}'
-    judged = [t for t, ok, js in zip(texts, long_enough, is_json) if ok and not js]
-    set_terminates = bool(judged) and sum(t[-1] in terminal for t in judged) / len(judged) >= g["terminal_share"]
-    json_set = sum(is_json) / len(texts) >= g["json_share"]
+    long_enough, is_json, ends = _shape(ctx, idx, g["min_words"], terminal)  # one pass; the texts are not kept
+    judged = long_enough & ~is_json  # whether the prose ends in punctuation is judged on prose only
+    set_terminates = bool(judged.any()) and ends[judged].sum() / judged.sum() >= g["terminal_share"]
+    json_set = is_json.sum() / len(idx) >= g["json_share"]
     reasons: Counter[str] = Counter()
     rows = []
-    for i, t, ok, js in zip(idx, texts, long_enough, is_json):
+    for i, ok, js in zip(idx, long_enough, is_json):
+        t = ctx.views.response[i].strip()
         if json_set:
             why = None if js else "invalid JSON"
         elif len(_FENCE.findall(t)) % 2 == 1:

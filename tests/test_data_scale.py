@@ -1,0 +1,193 @@
+"""Data at scale (issue 20): records kept on disk give exactly what records in memory give, through
+ingestion, the audit and tokenization; shards and streamed cache writes change nothing."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tiny import build_tokenizer
+
+from tunesmith import audit, tokenize
+from tunesmith import data as data_stage
+from tunesmith.audit.minhash import near_duplicates
+from tunesmith.config import config_from_dict
+from tunesmith.data.store import Chained, Picked, RowStore, on_disk
+from tunesmith.tokenize.cache import ColumnWriter, MappedRows
+
+CHATML = ["<|im_start|>", "<|im_end|>"]
+WORDS = "alpha beta gamma delta river stone cloud paper green quick slow bright table window".split()
+
+
+def _sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) + str(rng.randrange(50)) for _ in range(n)).capitalize() + "."
+
+
+def _planted(path: Path) -> int:
+    """A chat dataset with exact and near duplicates, a bad line, a too-long row and fractional loss
+    weights on some answers; returns the number of lines."""
+    rng = random.Random(3)
+    rows: list[Any] = []
+    for k in range(320):
+        answer = {"role": "assistant", "content": _sentence(rng, rng.randint(12, 30))}
+        if k % 50 == 7:
+            answer["loss_weight"] = 0.5
+        rows.append({"messages": [{"role": "user", "content": _sentence(rng, rng.randint(6, 14))}, answer]})
+    rows[40] = rows[10]  # exact duplicate
+    near = json.loads(json.dumps(rows[20]))
+    near["messages"][1]["content"] = near["messages"][1]["content"].replace(".", " indeed.")
+    rows[60] = near  # near duplicate
+    rows[80]["messages"][1]["content"] = " ".join([_sentence(rng, 30)] * 40)  # longer than sequence_len
+    lines = [json.dumps(r) for r in rows]
+    lines[100] = '{"messages": [}'  # invalid JSON: rejected with its reason, never silently lost
+    path.write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
+def _config(tmp: Path, data: Path, out: str) -> Any:
+    return config_from_dict({
+        "base_model": str(tmp / "tok"), "chat_template": "chatml", "datasets": [{"path": str(data)}],
+        "output_dir": str(tmp / out), "sequence_len": 512, "truncation": "drop", "on_bad_rows": "skip",
+        "audit": {"fail_on": "never"},
+    })
+
+
+def _timeless(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in stats.items() if k != "seconds"}
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("scale")
+    build_tokenizer(tmp / "tok", None, CHATML)
+    data = tmp / "chat.jsonl"
+    lines = _planted(data)
+    out: dict[str, Any] = {"lines": lines}
+    for name, spill in (("memory", 10**9), ("disk", 0)):
+        cfg = _config(tmp, data, name)
+        dataset = data_stage.run(cfg, spill_rows=spill)
+        report = audit.run(cfg, data=dataset, tokenize=False)
+        out[name] = (dataset, report, tokenize.run(cfg, dataset))
+    return out
+
+
+def test_records_on_disk_equal_records_in_memory(both: dict[str, Any]) -> None:
+    memory, disk = both["memory"][0], both["disk"][0]
+    assert isinstance(memory.train, list) and on_disk(disk.train) and on_disk(disk.eval)
+    assert len(disk.train) == len(memory.train) and list(disk.train) == memory.train
+    assert list(disk.eval) == memory.eval and memory.eval  # the default validation split, the same rows
+    assert disk.train[-1] == memory.train[-1] and disk.train[5:8] == memory.train[5:8]
+    assert disk.fingerprint == memory.fingerprint and [e.row for e in disk.errors] == [101]
+    # no row silently lost: every line is a training row, a validation row or a rejected row
+    assert len(disk.train) + len(disk.eval) + len(disk.errors) == both["lines"]
+
+
+def test_audit_of_records_on_disk_finds_the_same(both: dict[str, Any]) -> None:
+    memory, disk = both["memory"][1], both["disk"][1]
+    assert [f.to_dict() for f in disk.findings] == [f.to_dict() for f in memory.findings]
+    assert _timeless(disk.stats) == _timeless(memory.stats)
+    found = {f.check: f for f in disk.findings}
+    assert {"exact_duplicate", "near_duplicate", "schema"} <= set(found)
+
+
+def test_streamed_tokenization_writes_the_same_rows(both: dict[str, Any]) -> None:
+    memory, disk = both["memory"][2], both["disk"][2]
+    assert disk.fingerprint == memory.fingerprint and disk.stats == memory.stats
+    assert list(disk.train) == list(memory.train) and list(disk.eval) == list(memory.eval)
+    assert disk.sources == memory.sources and disk.rejected == memory.rejected
+    assert memory.stats["dropped"] == {"too_long": 1}  # the planted long row, listed with its reason
+    assert any(r["reason"].startswith("too_long") for r in disk.rejected)
+    assert "loss_weights" in memory.train[0]  # some answers weigh 0.5: every row carries weights
+    records = len(both["disk"][0].train) + len(both["disk"][0].eval)
+    assert len(disk.train) + len(disk.eval) + len(disk.rejected) == records  # none lost in tokenization
+    for name in ("train", "eval"):
+        files = sorted(p.name for p in disk.cache_dir.glob(f"{name}.*"))
+        assert files == sorted(p.name for p in memory.cache_dir.glob(f"{name}.*"))
+        for file in files:
+            assert np.array_equal(np.load(disk.cache_dir / file), np.load(memory.cache_dir / file))
+
+
+def test_column_writer_backfills_weights_across_flushes(tmp_path: Path) -> None:
+    rows = [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}, {"input_ids": [4, 5], "labels": [-100, 5]},
+            {"input_ids": [6, 7], "labels": [-100, 7], "loss_weights": [0.0, 0.5]},
+            {"input_ids": [8], "labels": [8]}]
+    writer = ColumnWriter(tmp_path, "train", flush=2)  # two rows already on disk when the weights appear
+    for row in rows:
+        writer.append(row)
+    writer.finish()
+    np.save(tmp_path / "eval.__count.npy", np.array([0]))
+    got = MappedRows(tmp_path, "train")
+    defaults = [[0.0, 1.0, 1.0], [0.0, 1.0], [0.0, 0.5], [1.0]]
+    assert list(got) == [{**row, "loss_weights": w} for row, w in zip(rows, defaults)]
+    assert got.trained == 5 and got.lengths("input_ids").tolist() == [3, 2, 2, 1]
+
+
+def test_near_duplicates_are_the_same_in_any_shard_size() -> None:
+    rng = random.Random(0)
+    texts = [_sentence(rng, rng.randint(20, 40)) for _ in range(400)]
+    texts += [texts[k].replace(".", " too.") for k in range(0, 400, 37)] + [texts[5].upper(), "", "one"]
+    whole = near_duplicates(texts, 0.8)
+    assert whole == near_duplicates(texts, 0.8, shard=7) == near_duplicates(RowStore(texts), 0.8, shard=64)
+    planted = {(k, 400 + n) for n, k in enumerate(range(0, 400, 37))} | {(5, len(texts) - 3)}
+    assert planted <= {(i, j) for i, j, _ in whole}
+
+
+def test_views_index_slice_and_compare_like_lists() -> None:
+    store = RowStore(["a", "b", "c", "d"])
+    picked, chained = Picked(store, [3, 1]), Chained([store, ["e"]])
+    assert picked == ["d", "b"] and picked[-1] == "b" and list(chained) == ["a", "b", "c", "d", "e"]
+    assert chained[4] == "e" and chained[1:3] == ["b", "c"] and ["a", "b", "c", "d"] == store
+    with pytest.raises(IndexError):
+        store[4]
+
+
+def _templates() -> list[Path]:
+    from conftest import SHARED
+
+    folder = SHARED / "fixtures" / "chat_templates" / "chat_templates"
+    return sorted(folder.glob("*.jinja")) if folder.is_dir() else []
+
+
+@pytest.mark.skipif(not _templates(), reason="../shared chat templates are absent")
+@pytest.mark.parametrize("style", ["byte_level", "sentencepiece"])
+def test_batched_chat_encoding_equals_row_by_row_on_every_real_template(tmp_path: Path, style: str) -> None:
+    """``tokenize_chat_split`` renders and tokenizes rows in batches (``rows.prepare``); each row must
+    equal ``encode_chat`` on that row alone, for every real template (multi-turn, system prompts,
+    rows the template rejects)."""
+    import re
+
+    from tunesmith.data.records import Message, Record, Source
+    from tunesmith.tokenize import encode_chat
+    from tunesmith.tokenize.rows import tokenize_chat_split
+
+    talks = [
+        (Message("user", "What is the capital of France?"), Message("assistant", "  Paris.\n")),
+        (Message("system", "Be brief."), Message("user", "Hi"), Message("assistant", "Hello there"),
+         Message("user", "And?"), Message("assistant", "Nothing more.", weight=0.5)),
+        (Message("user", "a"), Message("user", "b"), Message("assistant", "c")),  # some templates refuse
+    ]
+    records = [Record("sft", Source("d.jsonl", k, k), "chat", talk) for k, talk in enumerate(talks * 2)]
+    checked = 0
+    for path in _templates():
+        text = path.read_text("utf-8")
+        specials = sorted(set(re.findall(r"<\|[a-z_]+\|>|<[a-z]+_of_turn>", text)))
+        tok = build_tokenizer(tmp_path / path.stem, text, specials, style=style)
+        cfg = config_from_dict({"base_model": str(tmp_path / path.stem), "datasets": ["d.jsonl"],
+                                "on_bad_rows": "skip", "sequence_len": 4096})
+        split = tokenize_chat_split(records, tok, cfg)
+        expected = []
+        for r in records:
+            try:
+                enc = encode_chat(r.messages, tok, closing=None)
+            except Exception:
+                continue
+            if any(x != -100 for x in enc.labels):
+                expected.append((enc.input_ids, enc.labels))
+        assert [(row["input_ids"], row["labels"]) for row in split.rows] == expected, path.stem
+        assert len(split.rows) + sum(split.dropped.values()) == len(records)
+        checked += bool(split.rows)
+    assert checked >= 10

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny import build_model, build_tokenizer
+from tiny import build_chatml_model
 from tunesmith import evaluate, infer
 from tunesmith.config import config_from_dict
 from tunesmith.data.records import Message
@@ -23,12 +23,8 @@ def _conv(user: str, answer: str) -> dict:
 
 @pytest.fixture()
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from tunesmith.tokenize.tokenizer import template_text
-
     monkeypatch.setenv("TUNESMITH_CACHE", str(tmp_path / "cache"))
-    tok = build_tokenizer(tmp_path / "base", template_text("chatml"), ["<|im_start|>", "<|im_end|>"],
-                          eos_token="<|im_end|>", pad_token="<pad>")
-    build_model(tmp_path / "base", tok, hidden=32)
+    build_chatml_model(tmp_path / "base")
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(_conv(f"fact {i} about birds", f"fact {i}")) + "\n"
                                                   for i in range(6)))
     (tmp_path / "qa.jsonl").write_text("".join(json.dumps(_conv(f"what is the capital of country {i}", "paris")) + "\n"

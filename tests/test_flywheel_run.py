@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from flywheel_helpers import feedback, request, write_log
-from tiny import build_model, build_tokenizer
+from tiny import build_chatml_model
 
 from conftest import run_cli
 from tunesmith.flywheel.files import sha256
@@ -24,12 +24,9 @@ def _conv(user: str, answer: str) -> dict:
 def project(tmp_path_factory) -> Path:
     from tunesmith import evaluate
     from tunesmith.config import load_config
-    from tunesmith.tokenize.tokenizer import template_text
 
     root = tmp_path_factory.mktemp("fwrun")
-    tok = build_tokenizer(root / "base", template_text("chatml"), ["<|im_start|>", "<|im_end|>"],
-                          eos_token="<|im_end|>", pad_token="<pad>")
-    build_model(root / "base", tok, hidden=32)
+    build_chatml_model(root / "base")
     (root / "train.jsonl").write_text("".join(json.dumps(_conv(f"tell me fact {i} about birds", f"fact {i}")) + "\n"
                                               for i in range(10)))
     (root / "qa.jsonl").write_text("".join(json.dumps(_conv(f"what is the capital of country {i}", "paris")) + "\n"

@@ -116,6 +116,16 @@ def build_model(path: str | Path, tokenizer: Any, arch: str = "llama", hidden: i
     return model
 
 
+def build_chatml_model(path: str | Path, hidden: int = 32) -> Any:
+    """A ChatML tokenizer (``<|im_end|>`` as EOS, ``<pad>`` as pad) and a tiny Llama in ``path``; returns the tokenizer."""
+    from tunesmith.tokenize.tokenizer import template_text
+
+    tok = build_tokenizer(path, template_text("chatml"), ["<|im_start|>", "<|im_end|>"], eos_token="<|im_end|>",
+                          pad_token="<pad>")
+    build_model(path, tok, hidden=hidden)
+    return tok
+
+
 def build_gguf(path: str | Path, tokenizer_dir: str | Path, model: Any, *, quant: str = "F32",
                arch: str = "llama") -> Path:
     """Write ``model`` (a Llama from ``build_model``) and the byte-level BPE in ``tokenizer_dir`` as a GGUF

@@ -1,10 +1,13 @@
 """The measured flywheel loop on the quickstart model: serve, traffic, mine, review, build, retrain, gate.
 
-1. `tunesmith quickstart --fast` (reused when `<out>/quickstart/quickstart.json` exists).
+1. `tunesmith quickstart` with `--profile` (default `pretrained`: SmolLM2-135M-Instruct, what `make demo`
+   fine-tunes, or its fallback when the model package is absent; `fast`: the test suite's 2M model),
+   reused when `<out>/quickstart/quickstart.json` exists.
 2. Serve its merged model (`tunesmith.serve.start`, 127.0.0.1, SQLite log) and send traffic drawn
    from the quickstart generators with a seed of its own (rows whose key is in the quickstart's
-   training set are skipped): mostly ticket triage (the slice the `--fast` model handles badly:
-   macro-F1 ~0.2), some planning and spec-sheet QA.
+   training set are skipped; each request ends with its task's instruction when the profile trains with
+   them, as an application would send it): mostly ticket triage (the slice both quickstart models
+   handle worst), some planning and spec-sheet QA.
 3. SIMULATED USERS: each reply is compared with the generator's exact answer; a wrong reply gets
    thumbs-down, a right one thumbs-up (`POST /v1/feedback`). No correction is sent by users.
 4. `flywheel mine` -> queue. SIMULATED REVIEWER: every item is answered from the generator's
@@ -18,7 +21,8 @@
    rows alone (`data/parts/replay.jsonl`: no production row), evaluated and gated the same way. It
    tells a regression the production rows cause from one that any further training causes.
 
-    .venv/bin/python benchmarks/flywheel_loop.py [--out outputs/flywheel] [--tickets 80] [--train-seed N] [--control]
+    .venv/bin/python benchmarks/flywheel_loop.py [--out outputs/flywheel] [--profile pretrained|fast] [--tickets 80]
+        [--train-seed N] [--control]
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ TRAFFIC_SEED = 2026
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/flywheel"))
+    parser.add_argument("--profile", choices=("pretrained", "fast", "tiny"), default="pretrained",
+                        help="the quickstart profile served and retrained (default: the demo's real model)")
     parser.add_argument("--tickets", type=int, default=80, help="ticket requests (the weak slice)")
     parser.add_argument("--planning", type=int, default=20)
     parser.add_argument("--qa", type=int, default=20)
@@ -50,8 +56,9 @@ def main() -> int:
     parser.add_argument("--control", action="store_true", help="also retrain on the replay rows alone (see 7.)")
     args = parser.parse_args()
     out = args.out.resolve()
-    qs = quickstart(out / "quickstart")
-    examples = traffic({"tickets": args.tickets, "planning": args.planning, "qa": args.qa})
+    qs = quickstart(out / "quickstart", args.profile)
+    profile = json.loads((qs / "quickstart.json").read_text("utf-8"))["profile"]  # the fallback, when it was taken
+    examples = traffic({"tickets": args.tickets, "planning": args.planning, "qa": args.qa}, profile)
     db = out / "serve.sqlite"
     if db.exists():
         for suffix in ("", "-wal", "-shm"):
@@ -60,7 +67,8 @@ def main() -> int:
     queue = mine_and_review(db, out / "iter1" / "mined", examples)
     result = iterate(qs, out, db, queue, args)
     report = summarise(qs, out, served, result)
-    report["slice"] = slice_metric(qs, out, examples, args.slice_rows)
+    report["profile"] = profile
+    report["slice"] = slice_metric(qs, out, examples, args.slice_rows, profile)
     if args.control:
         report["control"] = control(qs, out, args)
     (out / "flywheel_loop.json").write_text(json.dumps(report, indent=2), "utf-8")
@@ -68,27 +76,43 @@ def main() -> int:
     return 0
 
 
-def quickstart(folder: Path) -> Path:
+def quickstart(folder: Path, profile: str) -> Path:
     from tunesmith.quickstart.run import QuickstartOptions
     from tunesmith.quickstart.run import run as run_quickstart
 
     if not (folder / "quickstart.json").is_file() or '"running"' in (folder / "quickstart.json").read_text():
-        run_quickstart(QuickstartOptions(out_dir=folder, profile="fast"), say=lambda line: print(f"  {line}"))
+        # "pretrained" is asked as the default choice (None), which falls back when the package is absent
+        choice = None if profile == "pretrained" else profile
+        run_quickstart(QuickstartOptions(out_dir=folder, profile=choice), say=lambda line: print(f"  {line}"))
     return folder
 
 
-def traffic(counts: dict[str, int]) -> list[Any]:
+def traffic(counts: dict[str, int], profile: str) -> list[Any]:
     """Held-out production requests: the generators with another seed, minus the quickstart's training keys."""
     from tunesmith.quickstart import tasks
     from tunesmith.quickstart.base import recipe
 
-    sizes = recipe()["finetune"]["profiles"]["fast"]["sizes"]
+    sizes = recipe()["finetune"]["profiles"][profile]["sizes"]
     out = []
     for task, n in counts.items():
         trained = {e.key for e in tasks.draw(task, sizes[task][0], recipe()["seed"], "train")}
         fresh = [e for e in tasks.draw(task, n * 3, TRAFFIC_SEED, "train") if e.key not in trained]
-        out += fresh[:n]
+        out += with_instructions(fresh[:n], profile, f"traffic:{task}")
     return out
+
+
+def with_instructions(examples: list[Any], profile: str, salt: str) -> list[Any]:
+    """The requests as the application sends them: with the task instruction (train-side wording) when the
+    profile trained with instructions, else bare."""
+    import random
+
+    from tunesmith.quickstart import tasks
+    from tunesmith.quickstart.base import recipe
+
+    if not recipe()["finetune"]["profiles"][profile].get("instructions"):
+        return examples
+    rng = random.Random(f"{salt}:{TRAFFIC_SEED}")
+    return [tasks.instructed(ex, "train", rng) for ex in examples]
 
 
 def correct(example: Any, reply: str) -> bool:
@@ -187,7 +211,7 @@ def control(qs: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
             "probes": after.get("probes", {}).get("accuracy")}
 
 
-def slice_metric(qs: Path, out: Path, traffic_rows: list[Any], n: int) -> dict[str, Any]:
+def slice_metric(qs: Path, out: Path, traffic_rows: list[Any], n: int, profile: str) -> dict[str, Any]:
     """The failing slice (ticket triage as production sends it) on rows held out from the quickstart's training
     data and from the traffic: the served adapter and the retrained one, scored like the golden tickets task."""
     from tunesmith import evaluate
@@ -195,10 +219,11 @@ def slice_metric(qs: Path, out: Path, traffic_rows: list[Any], n: int) -> dict[s
     from tunesmith.quickstart import tasks
     from tunesmith.quickstart.base import recipe
 
-    sizes = recipe()["finetune"]["profiles"]["fast"]["sizes"]
+    sizes = recipe()["finetune"]["profiles"][profile]["sizes"]
     seen = {e.key for e in tasks.draw("tickets", sizes["tickets"][0], recipe()["seed"], "train")}
     seen |= {e.key for e in traffic_rows}
     rows = [e for e in tasks.draw("tickets", n * 4, TRAFFIC_SEED + 1, "train") if e.key not in seen][:n]
+    rows = with_instructions(rows, profile, "slice")
     path = out / "slice_tickets.jsonl"
     path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": e.user},
                                                      {"role": "assistant", "content": e.answer}]}) + "\n"

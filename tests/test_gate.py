@@ -197,3 +197,77 @@ def test_the_readme_gate_config_is_the_default(tmp_path: Path) -> None:
     path = tmp_path / "gate.yaml"
     path.write_text(block)
     assert load_yaml_model(path, GateConfig, "gate config") == GateConfig()
+
+
+# --- a drop within row noise (gate.noise) -------------------------------------------------------
+
+def _plans(n: int, broken: set[int]) -> list[EvalRow]:
+    rows = []
+    for i in range(n):
+        gold = json.dumps({"station": f"S{i}", "machines": i % 4 + 1})
+        rows.append(EvalRow(f"plan {i}", gold, "no JSON here" if i in broken else gold, "stop", 12, 12,
+                            source=f"p.jsonl:{i + 1}"))
+    return rows
+
+
+def _noise_pair(tmp_path: Path, n: int, base_broken: set[int], cand_broken: set[int]) -> tuple[Path, Path]:
+    base = _write(tmp_path / "base", "model", _plans(n, base_broken), _ticket_rows(), _probes())
+    cand = _write(tmp_path / "cand", "model", _plans(n, cand_broken), _ticket_rows(), _probes())
+    return cand, base
+
+
+def _planning(result: gate.GateResult):
+    return next(line for line in result.lines if line.check == "golden" and line.subject == "planning")
+
+
+def test_one_flipped_row_of_twenty_is_noise_not_a_regression(tmp_path: Path) -> None:
+    cand, base = _noise_pair(tmp_path, 20, set(), {7})
+    result = gate.run(cand, base, out_dir=tmp_path / "g")
+    line = _planning(result)
+    assert line.candidate == pytest.approx(0.95) and line.threshold == pytest.approx(0.98)
+    assert result.passed and line.status == "warn"
+    assert "within row noise: 1 row(s) worse, 0 better of 20 paired (sign test p = 0.5)" in line.note
+    strict = GateConfig.model_validate({"golden": {"noise_alpha": None}})
+    assert _failed(gate.run(cand, base, strict, out_dir=tmp_path / "s")) == {("golden", "planning", "json_valid")}
+
+
+def test_a_drop_beyond_max_drop_fails_even_when_rows_are_few(tmp_path: Path) -> None:
+    cand, base = _noise_pair(tmp_path, 20, set(), {3, 11})  # 2 rows: p = 0.25, but a drop of 0.10
+    line = _planning(gate.run(cand, base, out_dir=tmp_path / "g"))
+    assert line.status == "fail" and "drop 0.1 > max_drop 0.05" in line.note
+    assert "2 row(s) worse, 0 better of 20 paired (sign test p = 0.25)" in line.note
+
+
+def test_a_small_but_consistent_drop_fails_the_sign_test(tmp_path: Path) -> None:
+    # 8 of 200 rows break and none improves: a drop of 0.04 (<= max_drop) but p = 1/256
+    cand, base = _noise_pair(tmp_path, 200, set(), set(range(0, 200, 25)))
+    line = _planning(gate.run(cand, base, out_dir=tmp_path / "g"))
+    assert line.candidate == pytest.approx(0.96)
+    assert line.status == "fail" and "p = 0.00391" in line.note and "p < 0.1" in line.note
+
+
+def test_rows_pair_by_source_and_both_directions_count(tmp_path: Path) -> None:
+    # 3 rows got worse, 2 better: net one row down of 20 -> p = P(X >= 3 | n = 5) = 16/32
+    cand, base = _noise_pair(tmp_path, 20, {1, 2}, {5, 6, 9})
+    line = _planning(gate.run(cand, base, out_dir=tmp_path / "g"))
+    assert line.status == "warn" and "3 row(s) worse, 2 better of 20 paired (sign test p = 0.5)" in line.note
+
+
+def test_without_per_row_results_the_ratio_decides(tmp_path: Path) -> None:
+    cand, base = _noise_pair(tmp_path, 20, set(), {7})
+    (cand / "eval" / "generations_model.jsonl").unlink()
+    line = _planning(gate.run(cand, base, out_dir=tmp_path / "g"))
+    assert line.status == "fail" and "no per-row results to pair" in line.note
+
+
+def test_sign_test_is_the_exact_binomial_tail() -> None:
+    from tunesmith.gate.noise import sign_test
+
+    before = {f"r{i}": 1.0 for i in range(6)}
+    after = {**before, "r0": 0.0, "r1": 0.0, "r2": 0.0, "r3": 0.0}
+    before["r5"] = 0.0  # r5 improved
+    paired = sign_test(before, after)
+    assert (paired.shared, paired.worse, paired.better) == (6, 4, 1)
+    assert paired.p == pytest.approx(6 / 32)  # P(X >= 4), X ~ Binomial(5, 1/2)
+    assert sign_test({"a": 1.0}, {"b": 0.0}) is None
+    assert sign_test({"a": 1.0}, {"a": 1.0}).p == 1.0

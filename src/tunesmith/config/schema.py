@@ -524,6 +524,12 @@ class GoldenGate(_Strict):
     ratio: float = Field(0.98, gt=0, description="Each golden task's headline metric >= ratio x the baseline's")
     tasks: list[str] | None = Field(None, description="Tasks that count (default: every task of both, judge and weak-signal tasks aside)")
     category_ratio: float | None = Field(None, gt=0, description="Also hold every category to this ratio (default: report only)")
+    noise_alpha: float | None = Field(
+        0.1, gt=0, lt=1, description="A task below ratio x baseline fails only when the drop is beyond row noise: a one-sided "
+                                     "paired sign test over the rows both scored (worse vs better) gives p < this, or the "
+                                     "drop exceeds max_drop; otherwise it is a warning. null: every drop below the ratio fails")
+    max_drop: float = Field(0.05, ge=0, description="With noise_alpha: a drop larger than this (metric units) fails "
+                                                    "whatever the test says")
 
 
 class FormatGate(_Strict):

@@ -48,7 +48,8 @@ def write(result: Any, out_dir: Path) -> list[Path]:
                 fh.write(json.dumps({
                     "task": name, "source": row.source, "category": row.category, "prompt": row.prompt,
                     "gold": row.gold, "output": row.output, "finish_reason": row.finish_reason, "tokens": row.tokens,
-                    "correct": scored.correct, "score": scored.score, "detail": scored.detail,
+                    "correct": scored.correct, "score": scored.score, "headline": scored.headline_value,
+                    "detail": scored.detail,
                 }, ensure_ascii=False, default=str) + "\n")
     files.append(gens)
     if result.probes is not None:

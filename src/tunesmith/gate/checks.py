@@ -2,7 +2,9 @@
 candidate's and baseline's ``eval_<name>.json`` summaries and returning its verdict lines.
 
 - ``golden``: every golden task's headline metric >= ``ratio`` x the baseline's (judge-scored and
-  weak-signal tasks aside); categories listed, and held to ``category_ratio`` when it is set.
+  weak-signal tasks aside); categories listed, and held to ``category_ratio`` when it is set. With
+  ``noise_alpha`` (the default), a task below the ratio whose drop is within row noise (paired sign
+  test, ``gate.noise``) and at most ``max_drop`` is a warning, not a failure.
 - ``format``: every task with a format metric (schema compliance, valid label, parse rate) >= ``min``.
 - ``capability``: probe accuracy >= ``ratio`` x the baseline's; each probe category that fell
   by more than ``max_category_drop`` is a warning (or a failure: ``category_drop: fail``).
@@ -17,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tunesmith.config.schema import GateConfig
+from tunesmith.config.schema import GateConfig, GoldenGate
+from tunesmith.gate.noise import sign_test
 
 Summary = dict[str, Any]
 _EPS = 1e-9
@@ -70,7 +73,8 @@ def golden(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
             continue
         main = b["main"]
         before, after = b["metrics"].get(main), c["metrics"].get(main)
-        lines.append(_at_least("golden", name, main, after, before, cfg.ratio * (before or 0.0), f"{cfg.ratio:g} x baseline"))
+        line = _at_least("golden", name, main, after, before, cfg.ratio * (before or 0.0), f"{cfg.ratio:g} x baseline")
+        lines.append(_within_noise(line, cand, base, name, cfg))
         for cat, entry in (c.get("categories") or {}).items():
             b_cat = (b.get("categories") or {}).get(cat, {}).get("metrics", {}).get(main)
             value = entry["metrics"].get(main)
@@ -80,6 +84,26 @@ def golden(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
             else:
                 lines.append(Line("golden", f"{name} / {cat}", main, value, b_cat, None, "info", f"n={entry['n']}"))
     return lines
+
+
+def _within_noise(line: Line, cand: Summary, base: Summary, task: str, cfg: GoldenGate) -> Line:
+    """A failed golden line becomes a warning when its drop is at most ``max_drop`` and the paired
+    rows do not show it beyond noise (sign test p >= ``noise_alpha``); the note says which."""
+    if line.status != "fail" or cfg.noise_alpha is None or line.candidate is None or line.baseline is None:
+        return line
+    paired = sign_test(base.get("_rows", {}).get(task, {}), cand.get("_rows", {}).get(task, {}))
+    if paired is None:
+        line.note += "; no per-row results to pair (judged by the ratio alone)"
+        return line
+    drop = line.baseline - line.candidate
+    noise = paired.p >= cfg.noise_alpha
+    if noise and drop <= cfg.max_drop + _EPS:
+        line.status = "warn"
+        line.note += f"; within row noise: {paired.describe()} >= {cfg.noise_alpha:g}, drop {drop:.3g} <= {cfg.max_drop:g}"
+    else:
+        why = f"drop {drop:.3g} > max_drop {cfg.max_drop:g}" if noise else f"p < {cfg.noise_alpha:g}"
+        line.note += f"; beyond noise: {paired.describe()}, {why}"
+    return line
 
 
 def format_(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:

@@ -16,6 +16,7 @@ from typing import Any
 from tunesmith.config.schema import GateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.gate.checks import CHECKS, Line
+from tunesmith.gate.noise import load_rows
 
 # which eval_<name>.json a folder stands for, most likely first
 _PREFERRED = ("eval_model.json", "eval_tuned.json", "eval_candidate.json")
@@ -86,6 +87,8 @@ def run(candidate: str | Path, baseline: str | Path, config: GateConfig | None =
     config = config or GateConfig()
     cand_path, base_path = resolve(candidate), resolve(baseline)
     cand, base = load_summary(cand_path), load_summary(base_path)
+    if config.golden.noise_alpha is not None:  # per-row results, for the golden check's noise test
+        cand["_rows"], base["_rows"] = load_rows(cand_path), load_rows(base_path)
     lines: list[Line] = []
     for name, check in CHECKS.items():
         if getattr(config, name).enabled:

@@ -36,12 +36,20 @@ class RowScore:
 
     ``value`` is the row's own score in [0, 1] where the scorer has one (token-F1, ROUGE-L, a
     judge's normalised score); None means 1.0/0.0 from ``correct`` (or, for a judge failure, no
-    score at all: ``detail["failed"]`` says why)."""
+    score at all: ``detail["failed"]`` says why). ``headline`` is the row's part in the task's
+    headline metric where that metric is not ``score`` (the json scorer's ``json_valid``); the
+    gate pairs these per row to tell a real drop from noise."""
 
     correct: bool
     prediction: str
     detail: dict[str, Any]
     value: float | None = None
+    headline: float | None = None
+
+    @property
+    def headline_value(self) -> float | None:
+        """This row's value for the headline metric (a row mean), or ``score`` when the scorer sets none."""
+        return self.headline if self.headline is not None else self.score
 
     @property
     def score(self) -> float | None:

@@ -114,6 +114,7 @@ def score_json(
             prediction=text if pred is None else json.dumps(pred, separators=(",", ":"), ensure_ascii=False),
             detail={"valid_json": pred is not None, "schema_ok": pred is not None and error is None,
                     "schema_error": error.message if error is not None else None, "fields": fields},
+            headline=float(pred is not None),
         ))
     n = len(rows)
     metrics = {

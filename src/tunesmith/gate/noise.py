@@ -1,0 +1,71 @@
+"""Is a golden task's drop beyond row noise? A paired sign test over the rows both models scored.
+
+On a small golden set one row is several points (24 rows: 4.2), and greedy decoding flips a row or
+two after any further training. ``evaluate`` writes each row's part in the headline metric
+(``generations_<name>.jsonl``: ``headline``; older files have none, and the ratio decides); the gate pairs the
+candidate's rows with the baseline's by source (``file:line``) and counts the rows that got worse
+and better. Under "no change" each differing row is equally likely to go either way, so the
+chance of at least ``worse`` of ``worse + better`` going down is a binomial tail (exact).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from math import comb
+from pathlib import Path
+from typing import Any
+
+Rows = dict[str, dict[str, float]]  # task -> source -> headline value
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Rows both scored (``shared``), of which ``worse`` went down and ``better`` up; ``p`` is the
+    one-sided sign test's p-value for "the candidate is worse"."""
+
+    shared: int
+    worse: int
+    better: int
+    p: float
+
+    def describe(self) -> str:
+        return (f"{self.worse} row(s) worse, {self.better} better of {self.shared} paired "
+                f"(sign test p = {self.p:.3g})")
+
+
+def generations_path(eval_path: Path) -> Path:
+    """The ``generations_<name>.jsonl`` written beside ``eval_<name>.json``."""
+    return eval_path.with_name(eval_path.name.replace("eval_", "generations_", 1)).with_suffix(".jsonl")
+
+
+def load_rows(eval_path: Path) -> Rows:
+    """Each task's row values by source; empty when the generations file is absent or unreadable
+    (the gate then judges by the ratio alone)."""
+    path = generations_path(eval_path)
+    rows: Rows = {}
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            row: dict[str, Any] = json.loads(line)
+        except ValueError:
+            return {}
+        value = row.get("headline")  # older files: none (their ``score`` is not always the headline's part)
+        if isinstance(value, (int, float)) and row.get("source"):
+            rows.setdefault(str(row.get("task")), {})[str(row["source"])] = float(value)
+    return rows
+
+
+def sign_test(before: dict[str, float], after: dict[str, float]) -> Paired | None:
+    """The paired comparison of one task's rows; None when no row is in both."""
+    shared = before.keys() & after.keys()
+    if not shared:
+        return None
+    worse = sum(1 for s in shared if after[s] < before[s] - 1e-9)
+    better = sum(1 for s in shared if after[s] > before[s] + 1e-9)
+    n = worse + better
+    p = sum(comb(n, k) for k in range(worse, n + 1)) / 2**n if n else 1.0
+    return Paired(len(shared), worse, better, p)

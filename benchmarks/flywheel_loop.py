@@ -76,6 +76,8 @@ def main() -> int:
     report["slice"] = slice_metric(qs, out, examples, args.slice_rows, profile)
     if args.control:
         report["control"] = control(qs, out, args)
+        report["control"]["slice"] = slice_scores(qs, out / "slice_tickets.jsonl", out / "control" / "run" / "model",
+                                                  "control")
     (out / "flywheel_loop.json").write_text(json.dumps(report, indent=2), "utf-8")
     print_report(report)
     return 0
@@ -227,8 +229,6 @@ def slice_metric(qs: Path, out: Path, traffic_rows: list[Any], n: int, profile: 
     """The failing slice (ticket triage as production sends it, in ``TICKET_WORDING``) on rows held out from the
     quickstart's splits and from the traffic: the served adapter and the retrained one, scored like the golden
     tickets task."""
-    from tunesmith import evaluate
-    from tunesmith.config import load_config
     from tunesmith.quickstart import tasks
 
     seen = quickstart_keys("tickets", profile) | {e.key for e in traffic_rows}
@@ -239,17 +239,24 @@ def slice_metric(qs: Path, out: Path, traffic_rows: list[Any], n: int, profile: 
     path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": e.user},
                                                      {"role": "assistant", "content": e.answer}]}) + "\n"
                             for e in rows), "utf-8")
+    scores = {name: slice_scores(qs, path, model, name)
+              for name, model in (("before", qs / "run" / "model"), ("after", out / "iter1" / "run" / "model"))}
+    return {"rows": len(rows), "metric": "macro_f1", "before": scores["before"].get("macro_f1"),
+            "after": scores["after"].get("macro_f1"), "accuracy_before": scores["before"].get("accuracy"),
+            "accuracy_after": scores["after"].get("accuracy")}
+
+
+def slice_scores(qs: Path, path: Path, model: Path, name: str) -> dict[str, float]:
+    """The slice file's ticket rows scored for ``model`` like the golden tickets task (``slice_eval/``)."""
+    from tunesmith import evaluate
+    from tunesmith.config import load_config
+
     config = load_config(qs / "quickstart.yaml")
     task = next(t for t in config.dataset_tasks if t.name == "tickets").model_copy(
         update={"name": "slice_tickets", "path": str(path)})
     config = config.model_copy(update={"eval_tasks": [task], "probes": config.probes.model_copy(update={"enabled": False})})
-    scores = {}
-    for name, model in (("before", qs / "run" / "model"), ("after", out / "iter1" / "run" / "model")):
-        result = evaluate.run(config, model, name=f"slice_{name}", out_dir=out / "slice_eval")
-        scores[name] = result.tasks["slice_tickets"].score.metrics
-    return {"rows": len(rows), "metric": "macro_f1", "before": scores["before"].get("macro_f1"),
-            "after": scores["after"].get("macro_f1"), "accuracy_before": scores["before"].get("accuracy"),
-            "accuracy_after": scores["after"].get("accuracy")}
+    result = evaluate.run(config, model, name=f"slice_{name}", out_dir=path.parent / "slice_eval")
+    return result.tasks["slice_tickets"].score.metrics
 
 
 def _eval(path: Path) -> dict[str, Any]:
@@ -287,7 +294,8 @@ def print_report(report: dict[str, Any]) -> None:
         c = report["control"]
         print(f"\ncontrol (the same retrain on the {c['rows']} replay rows alone, no production row): "
               + ", ".join(f"{n} {_fmt(v)}" for n, v in c["tasks"].items())
-              + f", probes {_fmt(c['probes'])}; gate {'PASSED' if c['gate_passed'] else 'FAILED'}")
+              + f", probes {_fmt(c['probes'])}; gate {'PASSED' if c['gate_passed'] else 'FAILED'}; failing slice "
+              f"macro-F1 {_fmt(c['slice'].get('macro_f1'))}, accuracy {_fmt(c['slice'].get('accuracy'))}")
 
 
 def _fmt(value: Any) -> str:

@@ -66,8 +66,9 @@ class Entry:
         self.tmp.mkdir()
         self.writers: list[ColumnWriter] = []
 
-    def writer(self, split: str) -> ColumnWriter:
-        self.writers.append(ColumnWriter(self.tmp, split))
+    def writer(self, split: str, flush: int | None = None) -> ColumnWriter:
+        """``flush``: rows buffered per column (default ``_FLUSH``; fewer for long packed rows)."""
+        self.writers.append(ColumnWriter(self.tmp, split, flush or _FLUSH))
         return self.writers[-1]
 
     def commit(self, meta: dict[str, Any]) -> None:

@@ -229,3 +229,42 @@ def test_packing_streams_the_same_packed_rows_from_the_cache(both: dict[str, Any
     assert sorted(k for b in bins for k in b) == list(range(len(samples)))  # every sample packed once
     again = tokenize.run(cfg, both["disk"][0])  # a cache hit reads the packed entry back
     assert again.cache_hit and list(again.train) == expected
+
+
+def _whole_stream_split(texts: list[str], tok: Any, length: int, stride: int, min_window: int) -> dict[str, Any]:
+    """What ``method: cpt`` gave before it streamed: every document in one list, then every window."""
+    from tunesmith.tokenize.cpt import windows
+
+    stream: list[int] = []
+    for ids in tok([t for t in texts if t.strip()], add_special_tokens=False)["input_ids"]:
+        stream.extend([*ids, tok.eos_token_id])
+    cut = windows(stream, length, stride, min_window)
+    step = length - stride
+    covered = (len(cut) - 1) * step + len(cut[-1]) if cut else 0
+    return {"rows": [{"input_ids": w, "labels": w} for w in cut], "dropped": len(stream) - covered,
+            "sources": [f"window {k} (tokens {k * step}..{k * step + len(w)})" for k, w in enumerate(cut)]}
+
+
+@pytest.mark.parametrize(("length", "stride", "min_window"), [(16, 0, 1), (16, 5, 9), (7, 6, 7), (64, 0, 200)])
+def test_cpt_windows_stream_the_same_as_the_whole_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         length: int, stride: int, min_window: int) -> None:
+    """``method: cpt`` tokenizes documents a few at a time (3 here) and cuts windows as they fill: the
+    same windows, source labels, dropped tokens and empty-document rows as one stream cut at the end."""
+    from tunesmith.data.records import Record, Source
+    from tunesmith.tokenize import cpt
+
+    monkeypatch.setattr(cpt, "_DOCS", 3)
+    tok = build_tokenizer(tmp_path / "tok", None, CHATML)
+    rng = random.Random(length + stride)
+    texts = [_sentence(rng, rng.choice([1, 2, 5, 30, 90])) for _ in range(23)]
+    texts[4] = texts[11] = "  "  # empty documents: counted drops, in record order
+    records = [Record("text", Source("d.jsonl", k, k + 1), "text", text=t) for k, t in enumerate(texts)]
+    cfg = config_from_dict({"base_model": str(tmp_path / "tok"), "method": "cpt", "datasets": ["d.jsonl"],
+                            "sequence_len": length, "stride": stride, "min_window": min_window,
+                            "on_bad_rows": "skip"})
+    split = cpt.tokenize_text_split(records, tok, cfg)
+    whole = _whole_stream_split(texts, tok, length, stride, min_window)
+    assert split.rows == whole["rows"] and split.sources == whole["sources"] and len(split.rows) > 3
+    assert split.dropped_tokens == whole["dropped"] and split.documents == 21
+    assert [r["row"] for r in split.rejected] == [4, 11]
+    assert cpt.tokenize_text_split(RowStore(records), tok, cfg).rows == whole["rows"]  # records on disk

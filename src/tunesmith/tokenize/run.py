@@ -159,13 +159,10 @@ def _build(
     made, nothing is kept per row in memory); returns the entry's meta."""
     entry = cache.Entry(path)
     try:
-        if method_spec(config.method).rows == "text":
-            done: dict[str, Split] = {name: tokenize_text_split(getattr(data, name), tokenizer, config)
+        if method_spec(config.method).rows == "text":  # windows go to the cache's files as they fill
+            done: dict[str, Split] = {name: tokenize_text_split(getattr(data, name), tokenizer, config,
+                                                                entry.writer(name, flush=_text_flush(config)))
                                       for name in _SPLITS}
-            for name, split in done.items():
-                writer = entry.writer(name)
-                for row in split.rows:
-                    writer.append(row)
         else:
             done = {name: tokenize_chat_split(getattr(data, name), tokenizer, config, memo, entry.writer(name))
                     for name in _SPLITS}
@@ -182,6 +179,11 @@ def _build(
             "rejected": [{**r, "split": name} for name, split in done.items() for r in split.rejected]}
     entry.commit(meta)
     return meta
+
+
+def _text_flush(config: Config) -> int:
+    """Windows buffered per write: about ``_PACKED_FLUSH_TOKENS`` tokens (windows are long)."""
+    return max(1, _PACKED_FLUSH_TOKENS // config.sequence_len)
 
 
 def _counts(split: Split) -> dict[str, Any]:

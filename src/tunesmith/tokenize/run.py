@@ -140,8 +140,9 @@ def _packed(path: Path, rows: cache.MappedRows, bins: Bins, capacity: int, rebui
     entry = cache.Entry(where)
     try:
         writer = entry.writer("train", flush=max(1, _PACKED_FLUSH_TOKENS // capacity))
-        for row in packed_rows(rows, bins):
-            writer.append(row)
+        with cache.ReadRows(rows) as samples:  # read, not mapped: no page of them stays in this process's RSS
+            for row in packed_rows(samples, bins):
+                writer.append(row)
     except BaseException:
         entry.discard()
         raise

@@ -126,10 +126,10 @@ _PACKED_FLUSH_TOKENS = 1 << 20  # tokens per column buffered before packed rows 
 
 
 def _packed(path: Path, rows: cache.MappedRows, bins: Bins, capacity: int, rebuild: bool) -> cache.MappedRows:
-    """The packed train rows, memory-mapped from their own cache entry (``<key>-packed``, next to
-    ``path``; rows of at most ``capacity`` tokens): built one packed row at a time from the unpacked rows already on disk, written as they
-    come, so no list of packed (or unpacked) rows is ever held. ``rebuild``: the unpacked entry was
-    just (re)written, so an older packed entry is replaced."""
+    """The packed train rows (at most ``capacity`` tokens each), memory-mapped from their own cache
+    entry (``<key>-packed``, next to ``path``): built one packed row at a time from the unpacked rows
+    already on disk and written as they come, so no list of packed (or unpacked) rows is ever held.
+    ``rebuild``: the unpacked entry was just (re)written, so an older packed entry is replaced."""
     where = path.with_name(f"{path.name}-packed")
     if rebuild:
         shutil.rmtree(where, ignore_errors=True)

@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/data_scale.py [--sizes 100000 1000000] [--tokenizer tiny|smollm2|PATH]
                                               [--spill-rows N] [--no-audit] [--no-tokenize]
+                                              [--format jsonl|json-array|csv] [--packing] [--cpt]
+                                              [--old-packing]
 
 For each size, a fresh process (so its peak RSS, from ``os.wait4``, is that size's alone) runs
 what ``tunesmith train`` runs before the model loads: ``data.run`` (read + normalise every row;
@@ -19,6 +21,14 @@ Printed per size: seconds per stage, wall and CPU (run at ``nice 19`` on a share
 time mostly says how busy the others were), CPU microseconds per row (linear time = the same
 per-row cost at every size: the ratio largest/smallest is printed), the high-water RSS after each stage and the
 peak RSS. Target (issue 20): 1,000,000 rows at <= 4 GB peak RSS, linear time.
+
+The other streamed paths: ``--format json-array`` (the rows as one JSON array, one element per line)
+or ``--format csv`` (``instruction,output`` columns: the user and assistant turns) measure those
+readers; ``--packing`` turns ``sample_packing`` on (the packed rows are written to the cache as they
+are made), and ``--old-packing`` adds a last stage that packs every row into a Python list the way
+packing worked before it streamed (the baseline, in the same process: its RSS high-water shows
+what streaming saved); ``--cpt`` trains ``method: cpt`` on the rows as raw documents (user +
+assistant text), cut into ``sequence_len`` windows.
 """
 
 from __future__ import annotations
@@ -48,14 +58,21 @@ def _hwm_gb() -> float:
     return float("nan")
 
 
-def child(data: Path, tokenizer: Path, out: Path, audit: bool, tokenize_: bool, spill_rows: int) -> dict:
+def child(data: Path, tokenizer: Path, out: Path, audit: bool, tokenize_: bool, spill_rows: int,
+          mode: dict | None = None) -> dict:
     from tunesmith import data as data_stage
     from tunesmith import tokenize
     from tunesmith.config import config_from_dict
     from tunesmith.tokenize import load_tokenizer
 
-    cfg = config_from_dict({"base_model": str(tokenizer), "datasets": [{"path": str(data)}], "chat_template": "chatml",
-                            "output_dir": str(out), "sequence_len": 4096, "audit": {"fail_on": "never"}})
+    mode = mode or {}
+    spec = {"path": str(data), **({"type": "alpaca"} if data.suffix == ".csv" and not mode.get("cpt") else {})}
+    settings = {"base_model": str(tokenizer), "datasets": [spec], "chat_template": "chatml",
+                "output_dir": str(out), "sequence_len": 4096, "audit": {"fail_on": "never"},
+                "sample_packing": bool(mode.get("packing"))}
+    if mode.get("cpt"):
+        settings.update(method="cpt", sample_packing=False)
+    cfg = config_from_dict(settings)
     times: dict[str, float] = {}
     cpu: dict[str, float] = {}  # CPU seconds of this process per stage: what the load does not inflate
     hwm: dict[str, float] = {}
@@ -85,20 +102,66 @@ def child(data: Path, tokenizer: Path, out: Path, audit: bool, tokenize_: bool, 
         times["cache_read"], cpu["cache_read"] = time.perf_counter() - t0, time.process_time() - c0
         assert again.cache_hit and len(again.train) == kept
         hwm["cache_read"] = _hwm_gb()
+        extra = {"train_rows": kept, "samples": len(again.samples), "packing_efficiency":
+                 again.stats.get("packing_efficiency"), "documents": again.stats.get("documents"),
+                 "dropped_tokens": again.stats.get("dropped_tokens")}
+        if mode.get("old_packing"):
+            from tunesmith.tokenize.pack import best_fit_decreasing, pack
+
+            t0, c0 = time.perf_counter(), time.process_time()
+            samples = list(again.samples)  # what tokenization held before packing streamed
+            packed = pack(samples, best_fit_decreasing([len(r["input_ids"]) for r in samples], cfg.sequence_len))
+            times["old_packing"], cpu["old_packing"] = time.perf_counter() - t0, time.process_time() - c0
+            hwm["old_packing"] = _hwm_gb()
+            assert len(packed) == kept
+            del packed, samples
     return {"rows": rows, "seconds": times, "cpu_seconds": cpu, "hwm_gb": hwm,
             "on_disk": type(dataset.train).__name__ != "list",
-            "findings": findings if audit else {}, "tokens": tokens if tokenize_ else 0}
+            "findings": findings if audit else {}, "tokens": tokens if tokenize_ else 0,
+            **(extra if tokenize_ else {})}
 
 
-def run_size(rows: int, tmp: Path, tokenizer: Path, audit: bool, tokenize_: bool, spill_rows: int) -> dict:
+def convert(jsonl: Path, fmt: str, cpt: bool) -> Path:
+    """The generated chat rows as ``fmt`` (json-array, csv) or, for ``cpt``, as raw documents; written
+    line by line (the parent never holds the rows)."""
+    import csv
+
+    if fmt == "jsonl" and not cpt:
+        return jsonl
+    target = jsonl.with_name(jsonl.stem + ("_docs" if cpt else "") + {"jsonl": ".jsonl", "json-array": ".json",
+                                                                          "csv": ".csv"}[fmt])
+    with jsonl.open(encoding="utf-8") as src, target.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out) if fmt == "csv" else None
+        if writer:
+            writer.writerow(["text"] if cpt else ["instruction", "output"])
+        elif fmt == "json-array":
+            out.write("[\n")
+        for k, line in enumerate(src):
+            user, answer = (m["content"] for m in json.loads(line)["messages"])
+            row = {"text": f"{user}\n{answer}"} if cpt else None
+            if writer:
+                writer.writerow([row["text"]] if cpt else [user, answer])
+                continue
+            value = row if cpt else json.loads(line)
+            out.write(("" if fmt == "jsonl" or not k else ",\n") + json.dumps(value) + ("\n" if fmt == "jsonl" else ""))
+        if fmt == "json-array":
+            out.write("\n]\n")
+    jsonl.unlink()
+    return target
+
+
+def run_size(rows: int, tmp: Path, tokenizer: Path, audit: bool, tokenize_: bool, spill_rows: int,
+             mode: dict | None = None) -> dict:
     import audit_scale
 
+    mode = mode or {}
     data = tmp / f"chat_{rows}.jsonl"
     audit_scale.generate(data, rows, rows // 100)
+    data = convert(data, mode.get("format", "jsonl"), bool(mode.get("cpt")))
     result_file = tmp / f"result_{rows}.json"
     cmd = [sys.executable, __file__, "--child", str(data), str(tokenizer), str(tmp / f"out_{rows}"), str(result_file),
            *(["--no-audit"] if not audit else []), *(["--no-tokenize"] if not tokenize_ else []),
-           "--spill-rows", str(spill_rows)]
+           "--spill-rows", str(spill_rows), "--mode", json.dumps(mode)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -137,13 +200,22 @@ def main() -> None:
                              "0: all on disk; a huge number: all in memory, the baseline)")
     parser.add_argument("--no-audit", action="store_true")
     parser.add_argument("--no-tokenize", action="store_true")
+    parser.add_argument("--format", choices=["jsonl", "json-array", "csv"], default="jsonl",
+                        help="the input file's format (json-array, csv: the streamed readers)")
+    parser.add_argument("--packing", action="store_true", help="sample_packing: true")
+    parser.add_argument("--old-packing", action="store_true",
+                        help="with --packing: then pack every row into a list, as before packing streamed (baseline)")
+    parser.add_argument("--cpt", action="store_true", help="method: cpt on the rows as raw documents")
     parser.add_argument("--child", nargs=4, metavar=("DATA", "TOKENIZER", "OUT", "RESULT"))
+    parser.add_argument("--mode", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         data, tokenizer, out, result = map(Path, args.child)
         result.write_text(json.dumps(child(data, tokenizer, out, not args.no_audit, not args.no_tokenize,
-                                           args.spill_rows)))
+                                           args.spill_rows, json.loads(args.mode))))
         return
+    mode = {"format": args.format, "packing": args.packing or args.old_packing, "old_packing": args.old_packing,
+            "cpt": args.cpt}
     from tunesmith.data.store import SPILL_ROWS
 
     spill = SPILL_ROWS if args.spill_rows is None else args.spill_rows
@@ -151,9 +223,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         tokenizer = _tokenizer(args.tokenizer, tmp)
-        results = [run_size(n, tmp, tokenizer, not args.no_audit, not args.no_tokenize, spill) for n in args.sizes]
+        results = [run_size(n, tmp, tokenizer, not args.no_audit, not args.no_tokenize, spill, mode)
+                   for n in args.sizes]
     _table(results)
-    print(f"tokenizer: {args.tokenizer}; records kept on disk past {spill:,} rows; "
+    print(f"tokenizer: {args.tokenizer}; format {args.format}; packing {mode['packing']}; cpt {args.cpt}; "
+          f"records kept on disk past {spill:,} rows; "
           f"load (1-min average): {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores")
 
 
@@ -163,14 +237,14 @@ def _table(results: list[dict]) -> None:
           "| RSS high-water after " + " / ".join(stages) + " GB | peak RSS GB |")
     print("|---" * (len(stages) + 5) + "|")
     for r in results:
-        total = sum(v for k, v in r["cpu_seconds"].items() if k != "cache_read")
+        total = sum(v for k, v in r["cpu_seconds"].items() if k not in ("cache_read", "old_packing"))
         print(f"| {r['rows']:,} | {r['file_mb']:.0f} | " + " | ".join(
             f"{v:.1f} ({r['cpu_seconds'][k]:.1f})" for k, v in r["seconds"].items())
               + f" | {1e6 * total / r['rows']:.0f} | " + " / ".join(f"{v:.2f}" for v in r["hwm_gb"].values())
               + f" | {r['peak_rss_gb']:.2f} |")
     if len(results) > 1:
         first, last = results[0], results[-1]
-        per_row = [sum(v for k, v in r["cpu_seconds"].items() if k != "cache_read") / r["rows"] for r in (first, last)]
+        per_row = [sum(v for k, v in r["cpu_seconds"].items() if k not in ("cache_read", "old_packing")) / r["rows"] for r in (first, last)]
         slope = (last["peak_rss_gb"] - first["peak_rss_gb"]) / (last["rows"] - first["rows"]) * 1e5
         print(f"per-row CPU time, largest / smallest size: {per_row[1] / per_row[0]:.2f} (1.00 = linear); "
               f"peak RSS slope {first['rows']:,} -> {last['rows']:,} rows: {slope:+.3f} GB per 100k rows")

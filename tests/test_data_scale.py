@@ -66,7 +66,7 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     build_tokenizer(tmp / "tok", None, CHATML)
     data = tmp / "chat.jsonl"
     lines = _planted(data)
-    out: dict[str, Any] = {"lines": lines}
+    out: dict[str, Any] = {"lines": lines, "tmp": tmp, "data": data}
     for name, spill in (("memory", 10**9), ("disk", 0)):
         cfg = _config(tmp, data, name)
         dataset = data_stage.run(cfg, spill_rows=spill)
@@ -191,3 +191,80 @@ def test_batched_chat_encoding_equals_row_by_row_on_every_real_template(tmp_path
         assert len(split.rows) + sum(split.dropped.values()) == len(records)
         checked += bool(split.rows)
     assert checked >= 10
+
+
+def test_packing_streams_the_same_packed_rows_from_the_cache(both: dict[str, Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sample_packing``: packed rows are written to their own cache entry one at a time (flushed every
+    few rows here) and read back memory-mapped; they equal packing every row in memory, for records in
+    memory and on disk, and no packed row crosses a sample boundary."""
+    import importlib
+
+    tokenize_run = importlib.import_module("tunesmith.tokenize.run")
+    from tunesmith.tokenize.pack import best_fit_decreasing, pack
+
+    monkeypatch.setattr(tokenize_run, "_PACKED_FLUSH_TOKENS", 1500)  # two 512-token rows per write
+    packed = {}
+    for name in ("memory", "disk"):
+        cfg = _config(both["tmp"], both["data"], name).model_copy(update={"sample_packing": True})
+        packed[name] = tokenize.run(cfg, both[name][0])
+    memory, disk = packed["memory"], packed["disk"]
+    assert isinstance(disk.train, MappedRows) and disk.stats == memory.stats and disk.stats["sample_packing"]
+    samples = list(memory.samples)
+    lengths = [len(r["input_ids"]) for r in samples]
+    bins = best_fit_decreasing(lengths, 512)
+    expected = pack(samples, bins)  # the old in-memory packing
+    assert list(disk.train) == list(memory.train) == expected and len(expected) < len(samples) / 2
+    where = disk.cache_dir.with_name(disk.cache_dir.name + "-packed")
+    files = sorted(p.name for p in where.glob("train.*"))
+    assert "train.position_ids.npy" in files
+    for file in files:
+        other = memory.cache_dir.with_name(memory.cache_dir.name + "-packed") / file
+        assert np.array_equal(np.load(where / file), np.load(other))
+    for row, members in zip(disk.train, bins):  # planted check: every boundary restarts, nothing crosses
+        starts = np.cumsum([0] + [lengths[k] for k in members[:-1]]).tolist()
+        assert [k for k, p in enumerate(row["position_ids"]) if p == 0] == starts
+        assert all(row["labels"][s] == -100 for s in starts) and len(row["input_ids"]) <= 512
+        assert row["input_ids"] == [t for k in members for t in samples[k]["input_ids"]]
+    assert sorted(k for b in bins for k in b) == list(range(len(samples)))  # every sample packed once
+    again = tokenize.run(cfg, both["disk"][0])  # a cache hit reads the packed entry back
+    assert again.cache_hit and list(again.train) == expected
+
+
+def _whole_stream_split(texts: list[str], tok: Any, length: int, stride: int, min_window: int) -> dict[str, Any]:
+    """What ``method: cpt`` gave before it streamed: every document in one list, then every window."""
+    from tunesmith.tokenize.cpt import windows
+
+    stream: list[int] = []
+    for ids in tok([t for t in texts if t.strip()], add_special_tokens=False)["input_ids"]:
+        stream.extend([*ids, tok.eos_token_id])
+    cut = windows(stream, length, stride, min_window)
+    step = length - stride
+    covered = (len(cut) - 1) * step + len(cut[-1]) if cut else 0
+    return {"rows": [{"input_ids": w, "labels": w} for w in cut], "dropped": len(stream) - covered,
+            "sources": [f"window {k} (tokens {k * step}..{k * step + len(w)})" for k, w in enumerate(cut)]}
+
+
+@pytest.mark.parametrize(("length", "stride", "min_window"), [(16, 0, 1), (16, 5, 9), (7, 6, 7), (64, 0, 200)])
+def test_cpt_windows_stream_the_same_as_the_whole_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         length: int, stride: int, min_window: int) -> None:
+    """``method: cpt`` tokenizes documents a few at a time (3 here) and cuts windows as they fill: the
+    same windows, source labels, dropped tokens and empty-document rows as one stream cut at the end."""
+    from tunesmith.data.records import Record, Source
+    from tunesmith.tokenize import cpt
+
+    monkeypatch.setattr(cpt, "_DOCS", 3)
+    tok = build_tokenizer(tmp_path / "tok", None, CHATML)
+    rng = random.Random(length + stride)
+    texts = [_sentence(rng, rng.choice([1, 2, 5, 30, 90])) for _ in range(23)]
+    texts[4] = texts[11] = "  "  # empty documents: counted drops, in record order
+    records = [Record("text", Source("d.jsonl", k, k + 1), "text", text=t) for k, t in enumerate(texts)]
+    cfg = config_from_dict({"base_model": str(tmp_path / "tok"), "method": "cpt", "datasets": ["d.jsonl"],
+                            "sequence_len": length, "stride": stride, "min_window": min_window,
+                            "on_bad_rows": "skip"})
+    split = cpt.tokenize_text_split(records, tok, cfg)
+    whole = _whole_stream_split(texts, tok, length, stride, min_window)
+    assert split.rows == whole["rows"] and split.sources == whole["sources"] and len(split.rows) > 3
+    assert split.dropped_tokens == whole["dropped"] and split.documents == 21
+    assert [r["row"] for r in split.rejected] == [4, 11]
+    assert cpt.tokenize_text_split(RowStore(records), tok, cfg).rows == whole["rows"]  # records on disk

@@ -72,3 +72,55 @@ def test_evaluate_fails_on_contamination_before_loading_a_model(tmp_path: Path) 
     config, _ = _setup(tmp_path, "fail")
     with pytest.raises(ContaminationError):
         evaluate.run(config)  # base_model "m" does not exist: the guard runs first
+
+
+def _whole_list_check(train: list, evals: list, threshold: float) -> list[tuple[int, int, str, float]]:
+    """The guard as it was before it streamed: every training text in lists and dicts."""
+    from tunesmith.audit.guidelines import load_guidelines
+    from tunesmith.audit.minhash import near_duplicates
+
+    texts = [contamination._texts(r) for r in train]
+    prompts = {p: i for i, (p, _) in reversed(list(enumerate(texts))) if p}
+    pairs = {f"{p}\x00{a}": i for i, (p, a) in reversed(list(enumerate(texts)))}
+    found = {}
+    for k, r in enumerate(evals):
+        p, a = contamination._texts(r)
+        i = pairs.get(f"{p}\x00{a}", prompts.get(p) if p else None)
+        if i is not None:
+            found[k] = (k, i, "exact", 1.0)
+    g = load_guidelines()["near_duplicate"]
+    joined = [f"{p}\n{a}" for p, a in texts] + [f"{p}\n{a}" for p, a in map(contamination._texts, evals)]
+    for i, j, sim in near_duplicates(joined, threshold, ngram=g["ngram"], num_perm=g["num_perm"],
+                                     margin=g["lsh_margin"], seed=g["seed"]):
+        if i < len(train) <= j and (j - len(train)) not in found:
+            found[j - len(train)] = (j - len(train), i, "near", round(sim, 4))
+    return [found[k] for k in sorted(found)]
+
+
+def test_guard_streams_training_rows_kept_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training rows past SPILL_ROWS (3 here) stay on disk and are never held as texts: the same hits
+    (first training row of each copy, duplicates in the training data, prompt-only copies) as the
+    in-memory lists gave."""
+    import importlib
+
+    from tunesmith.data.store import on_disk
+
+    ingest_module = importlib.import_module("tunesmith.data.ingest")
+
+    config, records = _setup(tmp_path)
+    with (tmp_path / "train.jsonl").open("a") as fh:  # later duplicates: the first training row is named
+        fh.write(json.dumps(_conv("training question number 4 about topic 28", "answer 4")) + "\n")
+        fh.write(json.dumps(_conv(SENTENCE, "Pumps 3 and 7 failed.")) + "\n")
+    memory = contamination.check(config, {"qa": records})
+    monkeypatch.setattr(ingest_module, "SPILL_ROWS", 3)
+    train = ingest([config.datasets[0]], on_bad_rows="skip").records
+    assert on_disk(train) and len(train) == 33
+    disk = contamination.check(config, {"qa": records})
+    assert disk == memory and len(disk.hits) == 3
+    threshold = config.audit.near_duplicate_threshold
+    expected = _whole_list_check(list(train), records, threshold)
+    sources = [str(train[i].source) for _, i, _, _ in expected]
+    assert [(h.train_source, h.kind, h.similarity) for h in disk.hits] == [
+        (s, kind, sim) for s, (_, _, kind, sim) in zip(sources, expected)]
+    assert contamination.training_rows_in(train, records, threshold) == \
+        contamination.training_rows_in(list(train), records, threshold)

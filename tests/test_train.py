@@ -126,6 +126,16 @@ def test_cpt_learns(base, tmp_path):
     assert result.global_step == 10 and min(curve[-3:]) < curve[0] - 0.3, curve
 
 
+def test_sft_learns_from_the_packed_rows_memory_mapped_from_the_cache(base, tmp_path):
+    """``sample_packing``: the trainer reads the packed rows from their own cache entry (memory-mapped,
+    written one packed row at a time), ``position_ids`` restarting per sample."""
+    cfg = make_config(base, tmp_path, sample_packing=True, sequence_len=128, micro_batch_size=2, max_steps=10)
+    result = run(cfg, quiet=True, say=lambda s: None)
+    curve = losses(tmp_path / "run")
+    packed = list((tmp_path / "run" / ".cache" / "tokenized").glob("*-packed/train.position_ids.npy"))
+    assert result.global_step == 10 and len(packed) == 1 and min(curve[-3:]) < curve[0] - 0.3, curve
+
+
 def test_qlora_trains_on_nf4_base(base, tmp_path):
     cfg = make_config(base, tmp_path, adapter="qlora", max_steps=12, learning_rate=1e-2)
     result = run(cfg, quiet=True, say=lambda s: None)

@@ -10,12 +10,13 @@ them. The list is written to ``eval/contamination.json``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tunesmith.config import Config
 from tunesmith.data.records import Record
+from tunesmith.data.store import Chained
 from tunesmith.errors import TunesmithError
 
 
@@ -64,8 +65,46 @@ def _texts(record: Record) -> tuple[str, str]:
     return norm("\n".join(m.content for m in turns)), norm(answer)
 
 
+class _Joined(Sequence[str]):
+    """``f"{prompt}\n{answer}"`` of each record, made when read (the near-duplicate search reads
+    shards of them): a million training rows are never held as texts."""
+
+    def __init__(self, records: Sequence[Record]):
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return ["\n".join(_texts(r)) for r in self.records[index]]
+        return "\n".join(_texts(self.records[index]))
+
+
+def _exact(train: Iterable[Record], queries: Sequence[tuple[str, str]]) -> dict[int, int]:
+    """For each query ``k`` (prompt, answer): the first training row with the same prompt and
+    answer, else the first with the same non-empty prompt. The training rows are read once, in
+    order; only the queries' texts are held."""
+    by_pair: dict[str, list[int]] = {}
+    by_prompt: dict[str, list[int]] = {}
+    for k, (p, a) in enumerate(queries):
+        by_pair.setdefault(f"{p}\x00{a}", []).append(k)
+        if p:
+            by_prompt.setdefault(p, []).append(k)
+    pair_hit: dict[int, int] = {}
+    prompt_hit: dict[int, int] = {}
+    for i, record in enumerate(train):
+        p, a = _texts(record)
+        for k in by_pair.get(f"{p}\x00{a}", ()):
+            pair_hit.setdefault(k, i)
+        for k in by_prompt.get(p, ()) if p else ():
+            prompt_hit.setdefault(k, i)
+    return {k: pair_hit.get(k, prompt_hit.get(k)) for k in sorted(pair_hit.keys() | prompt_hit.keys())}
+
+
 def check(config: Config, tasks: dict[str, Sequence[Record]]) -> ContaminationReport:
-    """Compare every eval row of ``tasks`` with the training data; ``fail`` raises ``DataError``."""
+    """Compare every eval row of ``tasks`` with the training data; ``fail`` raises ``DataError``.
+    The training rows are streamed (kept on disk past ``data.store.SPILL_ROWS``, never held as texts)."""
     from tunesmith.data import ingest
     from tunesmith.audit.guidelines import load_guidelines
     from tunesmith.audit.minhash import near_duplicates
@@ -76,17 +115,13 @@ def check(config: Config, tasks: dict[str, Sequence[Record]]) -> ContaminationRe
                    on_bad_rows="skip").records
     evals = [(task, r) for task, rows in tasks.items() for r in rows]
     report = ContaminationReport(settings.action, threshold, len(train), len(evals))
-    train_texts = [_texts(r) for r in train]
-    prompts = {p: i for i, (p, _) in reversed(list(enumerate(train_texts))) if p}
-    pairs = {f"{p}\x00{a}": i for i, (p, a) in reversed(list(enumerate(train_texts)))}
+    eval_texts = [_texts(r) for _, r in evals]
     found: dict[int, Hit] = {}
-    for k, (task, r) in enumerate(evals):
-        p, a = _texts(r)
-        i = pairs.get(f"{p}\x00{a}", prompts.get(p) if p else None)
-        if i is not None:
-            found[k] = Hit(task, str(r.source), str(train[i].source), "exact", 1.0)
+    for k, i in _exact(train, eval_texts).items():
+        task, r = evals[k]
+        found[k] = Hit(task, str(r.source), str(train[i].source), "exact", 1.0)
     g = load_guidelines()["near_duplicate"]
-    joined = [f"{p}\n{a}" for p, a in train_texts] + [f"{p}\n{a}" for p, a in (_texts(r) for _, r in evals)]
+    joined = Chained([_Joined(train), [f"{p}\n{a}" for p, a in eval_texts]])
     n = len(train)
     for i, j, sim in near_duplicates(joined, threshold, ngram=g["ngram"], num_perm=g["num_perm"],
                                      margin=g["lsh_margin"], seed=g["seed"]):
@@ -95,13 +130,17 @@ def check(config: Config, tasks: dict[str, Sequence[Record]]) -> ContaminationRe
             found[j - n] = Hit(task, str(r.source), str(train[i].source), "near", round(sim, 4))
     report.hits = [found[k] for k in sorted(found)]
     if report.hits and settings.action == "fail":
-        lines = [f"{h.source}: eval task {h.task!r}: {h.kind} copy of training row {h.train_source} "
-                 f"(Jaccard {h.similarity:.2f})" for h in report.hits[:20]]
-        more = [f"... and {len(report.hits) - 20} more"] if len(report.hits) > 20 else []
-        raise ContaminationError("\n".join([f"{len(report.hits)} of {len(evals)} eval rows also stand in the training "
-                                             "data (contamination.action: fail):", *lines, *more,
-                                             "(remove them, or set contamination.action: exclude to score without them)"]))
+        raise ContaminationError(_failure(report, len(evals)))
     return report
+
+
+def _failure(report: ContaminationReport, evals: int) -> str:
+    lines = [f"{h.source}: eval task {h.task!r}: {h.kind} copy of training row {h.train_source} "
+             f"(Jaccard {h.similarity:.2f})" for h in report.hits[:20]]
+    more = [f"... and {len(report.hits) - 20} more"] if len(report.hits) > 20 else []
+    return "\n".join([f"{len(report.hits)} of {evals} eval rows also stand in the training "
+                      "data (contamination.action: fail):", *lines, *more,
+                      "(remove them, or set contamination.action: exclude to score without them)"])
 
 
 def keep(report: ContaminationReport, task: str, records: Sequence[Record]) -> list[Record]:
@@ -121,15 +160,15 @@ def training_rows_in(train: Sequence[Record], evals: Sequence[Record], threshold
     eval_texts = [_texts(r) for r in evals]
     prompts = {p: j for j, (p, _) in reversed(list(enumerate(eval_texts))) if p}
     pairs = {f"{p}\x00{a}": j for j, (p, a) in reversed(list(enumerate(eval_texts)))}
-    train_texts = [_texts(r) for r in train]
     found: dict[int, tuple[int, str, float]] = {}
-    for i, (p, a) in enumerate(train_texts):
+    for i, record in enumerate(train):  # streamed: the training rows are never held as texts
+        p, a = _texts(record)
         j = pairs.get(f"{p}\x00{a}", prompts.get(p) if p else None)
         if j is not None:
             found[i] = (j, "exact", 1.0)
     g = load_guidelines()["near_duplicate"]
     n = len(train)
-    joined = [f"{p}\n{a}" for p, a in train_texts] + [f"{p}\n{a}" for p, a in eval_texts]
+    joined = Chained([_Joined(train), [f"{p}\n{a}" for p, a in eval_texts]])
     for i, j, sim in near_duplicates(joined, threshold, ngram=g["ngram"], num_perm=g["num_perm"],
                                      margin=g["lsh_margin"], seed=g["seed"]):
         if i < n <= j and i not in found:

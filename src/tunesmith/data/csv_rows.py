@@ -4,20 +4,17 @@ Quoted cells may span lines, so an unbalanced quote makes the csv module read th
 file as one cell. A record that fails (a csv error, or a field count different from the
 header's) is reported at its first line and reading resumes at the next line, so only that
 line is lost. Invalid bytes (kept by ``surrogateescape`` decoding) spoil only their record.
+The file is read line by line (issue 20: a CSV larger than memory streams like JSONL).
 """
 
 from __future__ import annotations
 
 import csv
-import re
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 
 from tunesmith.data import rowcheck
-
-_LINE = re.compile(r"[^\n]*\n|[^\n]+$")
-
 
 @dataclass(slots=True)
 class CsvRecord:
@@ -28,10 +25,41 @@ class CsvRecord:
     problem: str | None = None
 
 
-def records(text: str, limit: int) -> Iterator[CsvRecord]:
-    """Records of ``text`` (decoded with surrogateescape) after the header line."""
-    lines = _LINE.findall(text)
-    reader = csv.reader(iter(lines), strict=True)
+class _Lines:
+    """The file's lines, read as asked for and kept only from the first line of the record being
+    read on (a bad record restarts reading at its second line, which must still be there)."""
+
+    def __init__(self, source: Iterable[str]):
+        self.source = iter(source)
+        self.kept: deque[str] = deque()
+        self.first = 0  # index of kept[0]
+
+    def get(self, k: int) -> str | None:
+        """Line ``k`` (0-based), or None past the end."""
+        while k >= self.first + len(self.kept):
+            line = next(self.source, None)
+            if line is None:
+                return None
+            self.kept.append(line)
+        return self.kept[k - self.first]
+
+    def release(self, k: int) -> None:
+        """Forget the lines before ``k``."""
+        while self.first < k and self.kept:
+            self.kept.popleft()
+            self.first += 1
+
+    def read_from(self, k: int) -> Iterator[str]:
+        while (line := self.get(k)) is not None:
+            yield line
+            k += 1
+
+
+def records(lines: Iterable[str], limit: int) -> Iterator[CsvRecord]:
+    """Records after the header line, from the file's lines (decoded with surrogateescape, each
+    with its newline), read as they come: only the lines of the record being read are held."""
+    kept = _Lines(lines)
+    reader = csv.reader(kept.read_from(0), strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -39,20 +67,21 @@ def records(text: str, limit: int) -> Iterator[CsvRecord]:
         return
     if header is None:
         return
-    start = reader.line_num
-    while start < len(lines):
-        start = yield from _read_from(lines, start, header, limit)
+    start: int | None = reader.line_num
+    while start is not None and kept.get(start) is not None:
+        start = yield from _read_from(kept, start, header, limit)
 
 
-def _read_from(lines: list[str], start: int, header: list[str], limit: int) -> Iterator[CsvRecord]:
-    """Records from line index ``start``; returns where to restart after a bad record (or the end)."""
-    reader = csv.reader(islice(lines, start, None), strict=True)  # strict: a mis-paired quote is an error
+def _read_from(lines: _Lines, start: int, header: list[str], limit: int) -> Iterator[CsvRecord]:
+    """Records from line index ``start``; returns where to restart after a bad record (None: the end)."""
+    reader = csv.reader(lines.read_from(start), strict=True)  # strict: a mis-paired quote is an error
     while True:
         first = start + reader.line_num  # index of the record's first line
+        lines.release(first)
         try:
             values = next(reader)
         except StopIteration:
-            return len(lines)
+            return None
         except csv.Error as exc:
             yield CsvRecord(first + 1, None, _csv_problem(exc))
             return first + 1
@@ -74,10 +103,10 @@ def _read_from(lines: list[str], start: int, header: list[str], limit: int) -> I
         yield _checked(first + 1, dict(zip(header, values, strict=True)), limit)
 
 
-def _odd_quotes(lines: list[str], first: int, last: int) -> bool:
+def _odd_quotes(lines: _Lines, first: int, last: int) -> bool:
     """An odd number of quote characters in a record's lines: a writer's quoted cells always hold
     an even number, so a quote was left open and swallowed the lines after it."""
-    return sum(lines[k].count('"') for k in range(first, last + 1)) % 2 == 1
+    return sum((lines.get(k) or "").count('"') for k in range(first, last + 1)) % 2 == 1
 
 
 def _checked(line: int, row: dict[str, str], limit: int) -> CsvRecord:

@@ -78,9 +78,11 @@ def ingest(
     return IngestResult(batch.records, errors, batch.formats, batch.fingerprint, batch.rows)
 
 
-def collect(specs: list[DatasetSpec], method: str, spill_rows: int = SPILL_ROWS) -> Collected:
+def collect(specs: list[DatasetSpec], method: str, spill_rows: int | None = None) -> Collected:
     """Records and rejected rows of every spec, plus a fingerprint of bytes + settings. Past
-    ``spill_rows`` records they are kept on disk (``data.store.RowStore``), streamed as they are read."""
+    ``spill_rows`` (default ``SPILL_ROWS``) records they are kept on disk (``data.store.RowStore``),
+    streamed as they are read."""
+    spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
     out = Collected()
     digest = hashlib.sha256(f"method={method}".encode())
     for spec in specs:

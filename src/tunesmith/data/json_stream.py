@@ -5,14 +5,19 @@ comma, deep nesting, a cut-off end) becomes one error row with its line and ever
 still read. After a bad element the parser resynchronises at the next element start: the end
 of the element's brackets when they balance, else the next line that starts at the elements'
 indentation and holds a valid value.
+
+The file's text is read through a sliding buffer (:class:`Text`, issue 20): an element is decoded
+in place, the buffer refilled when it runs past the end, and what lies before the current element
+dropped, so a JSON array larger than memory streams like JSONL. Lines and columns stay exact (the
+buffer counts the newlines it drops). A bad element makes the parser read ahead to the end of the
+file, as it always could, so resynchronisation finds exactly what it finds in the whole text.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,23 +42,77 @@ class Piece:
     raw: str | None = None
 
 
-class Lines:
-    """Line and column of an offset (1-based), by bisection over the newline offsets."""
+CHUNK = 1 << 20  # characters (bytes, for the file reader) read per refill
+_AHEAD = 1 << 16  # characters read past an element's start before it is decoded
+_PREVIEW = 201  # characters after an extra-data position kept for its preview
 
-    def __init__(self, text: str):
-        self.newlines = [m.start() for m in re.finditer("\n", text)]
+
+class Text:
+    """The text from offset ``base`` on, in ``buf``, read from ``pieces`` as asked for; it converts
+    positions in ``buf`` to the whole text's line and column (1-based)."""
+
+    def __init__(self, pieces: Iterable[str]):
+        self.pieces = iter(pieces)
+        self.buf = ""
+        self.base = 0
+        self.eof = False
+        self.newlines_before = 0  # newlines in the text dropped so far
+        self.line_start = 0  # offset (in the whole text) of the line holding `base`
+        self.blank_before = True  # that line's dropped part is only whitespace
+        self._at = self._count = 0  # newlines in buf[:_at]: positions are asked for mostly in order
+
+    def more(self, size: int) -> bool:
+        """Read until ``buf`` holds ``size`` characters or the text ends; whether it grew."""
+        parts, have = [self.buf], len(self.buf)
+        while have < size and not self.eof:
+            piece = next(self.pieces, None)
+            if piece is None:
+                self.eof = True
+                break
+            parts.append(piece)
+            have += len(piece)
+        if len(parts) > 1:
+            self.buf = "".join(parts)
+        return have > len(parts[0])
+
+    def drop(self, cut: int) -> None:
+        """Forget ``buf[:cut]`` (positions after it move down by ``cut``)."""
+        dropped = self.buf[:cut]
+        k = dropped.rfind("\n")
+        self.newlines_before += dropped.count("\n")
+        if k >= 0:
+            self.line_start, self.blank_before = self.base + k + 1, not dropped[k + 1:].strip()
+        else:
+            self.blank_before = self.blank_before and not dropped.strip()
+        self.buf, self.base = self.buf[cut:], self.base + cut
+        self._at = self._count = 0
 
     def line(self, pos: int) -> int:
-        return bisect.bisect_left(self.newlines, pos) + 1
+        pos = min(pos, len(self.buf))
+        if pos < self._at:
+            self._count -= self.buf.count("\n", pos, self._at)
+        else:
+            self._count += self.buf.count("\n", self._at, pos)
+        self._at = pos
+        return self.newlines_before + self._count + 1
 
     def column(self, pos: int) -> int:
-        k = bisect.bisect_left(self.newlines, pos)
-        return pos - (self.newlines[k - 1] + 1 if k else 0) + 1
+        k = self.buf.rfind("\n", 0, pos)
+        return pos - k if k >= 0 else self.base + pos - self.line_start + 1
+
+    def blank_until(self, pos: int) -> bool:
+        """Whether the line holding ``pos`` has only whitespace before it."""
+        k = self.buf.rfind("\n", 0, pos)
+        if k >= 0:
+            return not self.buf[k + 1 : pos].strip()
+        return self.blank_before and not self.buf[:pos].strip()
 
     def starts_after(self, pos: int) -> Iterator[int]:
-        """Offsets where the lines after the one holding ``pos`` begin."""
-        for k in range(bisect.bisect_left(self.newlines, pos), len(self.newlines)):
-            yield self.newlines[k] + 1
+        """Positions where the lines after the one holding ``pos`` begin (in what is read so far)."""
+        k = self.buf.find("\n", pos)
+        while k >= 0:
+            yield k + 1
+            k = self.buf.find("\n", k + 1)
 
 
 def skip_ws(text: str, pos: int) -> int:
@@ -62,26 +121,70 @@ def skip_ws(text: str, pos: int) -> int:
 
 
 def stream(text: str, pos: int, limit: int, array: bool) -> Iterator[Piece]:
-    """Elements from ``pos`` (just after the ``[`` when ``array``; else values one after another)."""
-    lines = Lines(text)
-    state = _State(text, lines, limit, array)
-    yield from state.run(pos)
+    """Elements of the whole ``text`` from ``pos`` (just after the ``[`` when ``array``; else values
+    one after another)."""
+    yield from _State(Text([text]), limit, array).run(pos)
+
+
+def stream_text(pieces: Iterable[str], limit: int) -> Iterator[Piece]:
+    """Elements of the text ``pieces`` make, read as they come: a JSON array's elements, or JSON
+    values one after another (nothing for an empty or blank text)."""
+    state = _State(Text(pieces), limit, False)
+    start = state.skip(0)
+    if start >= len(state.text):
+        return
+    state.array = state.text[start] == "["
+    yield from state.run(start + 1 if state.array else start)
 
 
 class _State:
-    def __init__(self, text: str, lines: Lines, limit: int, array: bool):
-        self.text, self.lines, self.limit, self.array = text, lines, limit, array
+    def __init__(self, src: Text, limit: int, array: bool):
+        self.src, self.lines, self.limit, self.array = src, src, limit, array
         self.row = 0
         self.indent: int | None = None  # column at which elements start their line
         self.exhausted = False  # a bad element ran to the end of the file (already reported)
         self.keys: frozenset[str] | None = None  # keys of the last good object row
 
+    @property
+    def text(self) -> str:
+        return self.src.buf
+
+    def skip(self, pos: int) -> int:
+        """``pos`` moved past whitespace, reading on as needed (``len(text)`` at the end)."""
+        while True:
+            if pos < len(self.src.buf):
+                pos = skip_ws(self.src.buf, pos)
+            if pos < len(self.src.buf) or not self.src.more(pos + CHUNK):
+                return pos
+
+    def _slide(self, pos: int) -> int:
+        """Drop what lies before ``pos`` once it is more than ``CHUNK`` characters and half of what is
+        held (each character is moved a bounded number of times); ``pos`` after."""
+        if pos <= CHUNK or 2 * pos < len(self.src.buf):
+            return pos
+        self.src.drop(pos)
+        return 0
+
+    def _decode(self, start: int) -> tuple[Any, int]:
+        """``rowcheck.decode`` at ``start``, reading on while the element may run past what is read
+        (a failure before the end of the text is retried with more; a bad element thus sees it all)."""
+        self.src.more(start + _AHEAD)
+        while True:
+            try:
+                value, end = rowcheck.decode(self.text, start)
+                if end < len(self.text) or self.src.eof:
+                    return value, end
+            except (json.JSONDecodeError, RowProblem):
+                if self.src.eof:
+                    raise
+            self.src.more(start + max(2 * (len(self.text) - start), CHUNK))
+
     def run(self, pos: int) -> Iterator[Piece]:
-        text, n = self.text, len(self.text)
         separated = True  # a value may start here without a ',' before it
         while True:
-            pos = skip_ws(text, pos)
-            if pos >= n:
+            pos = self.skip(self._slide(pos))
+            text = self.text
+            if pos >= len(text):
                 if self.array and not self.exhausted:
                     yield Piece(None, self.lines.line(pos), problem="invalid JSON: the file ends before the "
                                 "closing ']' (was it truncated?)")
@@ -105,7 +208,7 @@ class _State:
         self.row += 1
         line = self.lines.line(start)
         try:
-            value, end = rowcheck.decode(self.text, start)
+            value, end = self._decode(start)
         except json.JSONDecodeError as exc:
             end, at_next = self._resync(start, exc.pos)
             self.exhausted = end >= len(self.text)
@@ -149,7 +252,8 @@ class _State:
                 f"{self.lines.column(pos)}); save the file as UTF-8")
 
     def _json_problem(self, exc: json.JSONDecodeError, start: int, end: int) -> str:
-        where = f"column {exc.colno}" if exc.lineno == self.lines.line(start) else f"line {exc.lineno}, column {exc.colno}"
+        lineno, colno = self.lines.line(exc.pos), self.lines.column(exc.pos)  # in the whole text
+        where = f"column {colno}" if lineno == self.lines.line(start) else f"line {lineno}, column {colno}"
         text = f"invalid JSON: {exc.msg} ({where})"
         if end >= len(self.text) and not self.text.rstrip().endswith(("]", "}")):
             text += " (the file ends inside this row: was it truncated?)"
@@ -158,9 +262,8 @@ class _State:
         return text
 
     def _learn_indent(self, start: int) -> None:
-        line_start = self.text.rfind("\n", 0, start) + 1
-        if not self.text[line_start:start].strip():
-            self.indent = start - line_start
+        if self.src.blank_until(start):
+            self.indent = self.lines.column(start) - 1
 
     def _resync(self, start: int, error: int) -> tuple[int, bool]:
         """Where the bad element at ``start`` ends: the end of its brackets (False), or the start of
@@ -212,11 +315,11 @@ class _State:
         text = self.text
         first = text.rfind("\n", 0, max(error, start + 1)) + 1  # the line holding the error may start one
         after_comma = re.compile(r"[ \t]*,?[ \t]*")
-        start_col = start - (text.rfind("\n", 0, start) + 1)
+        start_col = self.lines.column(start) - 1
         candidates = [first] if first > start else []
         for line_start in [*candidates, *self.lines.starts_after(max(error, start + 1))]:
             pos = after_comma.match(text, line_start).end()  # type: ignore[union-attr]
-            if pos >= len(text) or text[pos] != text[start] or self.lines.line(pos) != self.lines.line(line_start):
+            if pos >= len(text) or text[pos] != text[start] or "\n" in text[line_start:pos]:
                 continue
             column = pos - line_start
             if self.indent is not None:  # pretty-printed: a line at the rows' indentation starts the next row
@@ -255,9 +358,10 @@ class _State:
 
     def _after_array(self, pos: int) -> Iterator[Piece]:
         """After the closing ']': nothing, or another array (its rows are read too), or an error."""
-        pos = skip_ws(self.text, pos)
+        pos = self.skip(pos)
         if pos >= len(self.text):
             return
+        self.src.more(pos + _PREVIEW)  # the extra data's preview
         line = self.lines.line(pos)
         if self.text[pos] == "[":
             yield Piece(None, line, problem="invalid JSON: a second top-level array starts here (its rows are "

@@ -10,12 +10,13 @@ reported, every good one is read.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tunesmith.config.schema import DatasetSpec
 from tunesmith.data import csv_rows, json_stream, rowcheck
@@ -53,7 +54,7 @@ def read_file(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
     reader = READERS[path.suffix.lower()]
     count = 0
     try:
-        streamed = reader in (read_parquet, read_jsonl)  # those two read the file as they go
+        streamed = reader in (read_parquet, read_jsonl, read_json, read_csv)  # those read the file as they go
         data = path.read_bytes() if not streamed else b""
         if streamed:
             path.open("rb").close()  # unreadable: said here, like the others
@@ -127,23 +128,41 @@ def read_json(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:
     """A JSON array of rows (read element by element); or one object; or JSON values one after
     another (JSON Lines saved as ``.json``)."""
     source = str(path)
-    text = _lossless(data)
-    start = json_stream.skip_ws(text, 0)
-    if start == len(text):
-        return
-    array = text[start] == "["
-    for piece in json_stream.stream(text, start + 1 if array else start, spec.max_row_bytes, array):
-        yield RawRow(source, piece.row, piece.line, piece.raw if piece.problem else piece.value, piece.problem,
-                     piece.field)
+    with path.open("rb") as fh:
+        for piece in json_stream.stream_text(_text_pieces(fh), spec.max_row_bytes):
+            yield RawRow(source, piece.row, piece.line, piece.raw if piece.problem else piece.value, piece.problem,
+                         piece.field)
 
 
 def read_csv(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:
     """Rows of a CSV file with a header; cells are strings (JSON cells are parsed by the formats)."""
     source = str(path)
     row = 0
-    for record in csv_rows.records(_lossless(data), spec.max_row_bytes):
-        row += 1
-        yield RawRow(source, row, record.line, record.values, record.problem)
+    with path.open("rb") as fh:
+        for record in csv_rows.records(_text_lines_of(fh), spec.max_row_bytes):
+            row += 1
+            yield RawRow(source, row, record.line, record.values, record.problem)
+
+
+def _text_lines_of(fh: BinaryIO) -> Iterator[str]:
+    """The file's lines as :func:`_lossless` text (BOM dropped, invalid bytes kept as surrogates),
+    each with its newline, read as they come (a UTF-8 sequence never holds a newline byte)."""
+    for k, raw in enumerate(fh):
+        if k == 0 and raw.startswith(_BOM):
+            raw = raw[len(_BOM):]
+        if raw:
+            yield raw.decode("utf-8", "surrogateescape")
+
+
+def _text_pieces(fh: BinaryIO) -> Iterator[str]:
+    """The file's text as :func:`_lossless` gives it, in pieces of about ``json_stream.CHUNK`` characters."""
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    head = fh.read(len(_BOM))
+    if head != _BOM:
+        yield decoder.decode(head)
+    while block := fh.read(json_stream.CHUNK):
+        yield decoder.decode(block)
+    yield decoder.decode(b"", final=True)
 
 
 def read_parquet(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:

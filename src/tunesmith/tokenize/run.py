@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from tunesmith.errors import DataError
 from tunesmith.tokenize import cache
 from tunesmith.tokenize.chat import IGNORE, EncodeMemo
 from tunesmith.tokenize.cpt import tokenize_text_split
-from tunesmith.tokenize.pack import best_fit_decreasing, pack, packing_efficiency, padded_efficiency
+from tunesmith.tokenize.pack import Bins, bins_for, packed_rows, packing_efficiency, padded_efficiency
 from tunesmith.tokenize.rows import Split, tokenize_chat_split
 from tunesmith.tokenize.template_fit import check_system_prompts
 from tunesmith.tokenize.tokenizer import load_tokenizer, require_chat_template, tokenizer_fingerprint
@@ -48,13 +49,13 @@ class TokenizeResult:
     before packing, in record order, and ``sources`` says where each came from.
     """
 
-    train: list[dict[str, list[int]]]
+    train: Sequence[dict[str, list[int]]]
     eval: list[dict[str, list[int]]]
     stats: dict[str, Any]
     tokenizer: PreTrainedTokenizerBase
     cache_hit: bool
     fingerprint: str
-    samples: list[dict[str, list[int]]]
+    samples: Sequence[dict[str, list[int]]]
     sources: list[str]
     cache_dir: Path
     rejected: list[dict[str, Any]] = field(default_factory=list)
@@ -109,16 +110,47 @@ def run(
         splits = reread[0]
         log.info("tokenize: tokenized %d train / %d eval rows into %s", len(splits["train"]), len(splits["eval"]), path)
     lengths, trained = _token_counts(splits["train"])
-    bins = best_fit_decreasing(lengths, config.sequence_len) if spec.rows in ("chat", "text") else []
+    bins = bins_for(lengths, config.sequence_len) if spec.rows in ("chat", "text") else []
     stats = _stats(config, meta, (lengths, trained), _token_counts(splits["eval"])[0], bins)
     train = splits["train"]
     if config.sample_packing and spec.packing:
-        train = pack(train, bins)
+        train = _packed(path, train, bins, config.sequence_len, rebuild=cached is None)
     return TokenizeResult(
         train=train, eval=splits["eval"], stats=stats, tokenizer=tokenizer, cache_hit=cached is not None,
         fingerprint=fingerprint, samples=splits["train"], sources=meta["sources"], cache_dir=path,
         rejected=meta["rejected"],
     )
+
+
+_PACKED_FLUSH_TOKENS = 1 << 20  # tokens per column buffered before packed rows are written
+
+
+def _packed(path: Path, rows: cache.MappedRows, bins: Bins, capacity: int, rebuild: bool) -> cache.MappedRows:
+    """The packed train rows (at most ``capacity`` tokens each), memory-mapped from their own cache
+    entry (``<key>-packed``, next to ``path``): built one packed row at a time from the unpacked rows
+    already on disk and written as they come, so no list of packed (or unpacked) rows is ever held.
+    ``rebuild``: the unpacked entry was just (re)written, so an older packed entry is replaced."""
+    where = path.with_name(f"{path.name}-packed")
+    if rebuild:
+        shutil.rmtree(where, ignore_errors=True)
+    found = cache.load(where, ("train",))
+    if found is not None and found[1].get("bins") == len(bins):
+        return found[0]["train"]
+    shutil.rmtree(where, ignore_errors=True)
+    entry = cache.Entry(where)
+    try:
+        writer = entry.writer("train", flush=max(1, _PACKED_FLUSH_TOKENS // capacity))
+        with cache.ReadRows(rows) as samples:  # read, not mapped: no page of them stays in this process's RSS
+            for row in packed_rows(samples, bins):
+                writer.append(row)
+    except BaseException:
+        entry.discard()
+        raise
+    entry.commit({"bins": len(bins), "samples": len(rows)})
+    reread = cache.load(where, ("train",))
+    if reread is None:
+        raise OSError(f"the packed dataset written to {where} cannot be read back")
+    return reread[0]["train"]
 
 
 def _build(
@@ -128,13 +160,10 @@ def _build(
     made, nothing is kept per row in memory); returns the entry's meta."""
     entry = cache.Entry(path)
     try:
-        if method_spec(config.method).rows == "text":
-            done: dict[str, Split] = {name: tokenize_text_split(getattr(data, name), tokenizer, config)
+        if method_spec(config.method).rows == "text":  # windows go to the cache's files as they fill
+            done: dict[str, Split] = {name: tokenize_text_split(getattr(data, name), tokenizer, config,
+                                                                entry.writer(name, flush=_text_flush(config)))
                                       for name in _SPLITS}
-            for name, split in done.items():
-                writer = entry.writer(name)
-                for row in split.rows:
-                    writer.append(row)
         else:
             done = {name: tokenize_chat_split(getattr(data, name), tokenizer, config, memo, entry.writer(name))
                     for name in _SPLITS}
@@ -151,6 +180,11 @@ def _build(
             "rejected": [{**r, "split": name} for name, split in done.items() for r in split.rejected]}
     entry.commit(meta)
     return meta
+
+
+def _text_flush(config: Config) -> int:
+    """Windows buffered per write: about ``_PACKED_FLUSH_TOKENS`` tokens (windows are long)."""
+    return max(1, _PACKED_FLUSH_TOKENS // config.sequence_len)
 
 
 def _counts(split: Split) -> dict[str, Any]:

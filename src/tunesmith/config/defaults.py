@@ -7,10 +7,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from tunesmith.config import Config
 from tunesmith.config.methods import method_spec
+from tunesmith.config.yaml_load import load_table
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Resolved:
 
 @cache
 def _table() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("tunesmith.config").joinpath("defaults.yaml").read_text("utf-8"))
+    return load_table(resources.files("tunesmith.config").joinpath("defaults.yaml").read_text("utf-8"))
 
 
 def resolve(config: Config, train_rows: int) -> Resolved:

@@ -9,6 +9,7 @@ entry for one written value; ``migrate.py`` walks a whole file.
 from __future__ import annotations
 
 from tunesmith.errors import did_you_mean
+from tunesmith.config.yaml_load import load_table
 
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,7 +26,7 @@ ACTIONS = ("rename", "set", "notice", "refuse", "keep", "lookup", "map", "file_t
 def table(name: str) -> dict[str, Any]:
     """``foreign/<name>.yaml``: common, axolotl, llamafactory or values."""
     text = resources.files("tunesmith.config").joinpath("foreign", f"{name}.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    return load_table(text)
 
 
 def entries(tool: str, level: str) -> dict[str, dict[str, Any]]:

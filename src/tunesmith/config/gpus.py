@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import yaml
-
+from tunesmith.config.yaml_load import load_table
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class GPU:
 
 @cache
 def gpu_table() -> dict[str, GPU]:
-    raw = yaml.safe_load(resources.files("tunesmith.config").joinpath("gpus.yaml").read_text("utf-8"))
+    raw = load_table(resources.files("tunesmith.config").joinpath("gpus.yaml").read_text("utf-8"))
     return {
         name: GPU(name, float(v["memory_gib"]), float(v["peak_tflops"]), v["precision"], v["source"])
         for name, v in raw.items()
@@ -33,7 +32,7 @@ def gpu_table() -> dict[str, GPU]:
 
 @cache
 def _lookup_names() -> dict[str, str]:
-    raw = yaml.safe_load(resources.files("tunesmith.config").joinpath("gpus.yaml").read_text("utf-8"))
+    raw = load_table(resources.files("tunesmith.config").joinpath("gpus.yaml").read_text("utf-8"))
     out: dict[str, str] = {}
     for name, v in raw.items():
         for spelling in [name, *v.get("aliases", [])]:

@@ -5,13 +5,13 @@ comparing method names."""
 from __future__ import annotations
 
 from tunesmith.errors import did_you_mean
+from tunesmith.config.yaml_load import load_table
 
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class MethodSpec:
 @cache
 def methods() -> dict[str, MethodSpec]:
     text = resources.files("tunesmith.config").joinpath("methods.yaml").read_text("utf-8")
-    return {name: MethodSpec(name=name, **row) for name, row in yaml.safe_load(text).items()}
+    return {name: MethodSpec(name=name, **row) for name, row in load_table(text).items()}
 
 
 def method_spec(name: str) -> MethodSpec:

@@ -15,6 +15,7 @@ import yaml
 from tunesmith.errors import ConfigError
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_TABLE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when PyYAML was built with it
 _HINTS = {
     "found character '\\t' that cannot start any token": "YAML indentation must use spaces, not tabs",
     "mapping values are not allowed here": "a value is indented wrongly, or a ':' in a value needs quotes",
@@ -44,6 +45,13 @@ class StrictLoader(yaml.SafeLoader):
                 )
             first[key] = key_node
         return super().construct_mapping(node, deep=deep)
+
+
+def load_table(text: str) -> Any:
+    """A data table shipped inside tunesmith (catalogues, key tables): parsed by libyaml's C
+    parser when PyYAML has it — the same documents as ``yaml.safe_load``, ~10x faster (the key
+    tables alone took ~0.3 s of every ``train`` start). User files go through ``parse_yaml``."""
+    return yaml.load(text, Loader=_TABLE_LOADER)  # noqa: S506 - a SafeLoader (C or Python)
 
 
 def parse_yaml(text: str, source: str) -> Any:

@@ -6,10 +6,10 @@ from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from tunesmith.errors import TunesmithError
+from tunesmith.config.yaml_load import load_table
 
 
 class CatalogueError(TunesmithError):
@@ -38,7 +38,7 @@ class Entry(BaseModel):
 @cache
 def entries() -> dict[str, Entry]:
     """Every named base, by name."""
-    raw = yaml.safe_load((resources.files("tunesmith.models") / "catalogue.yaml").read_text("utf-8"))
+    raw = load_table((resources.files("tunesmith.models") / "catalogue.yaml").read_text("utf-8"))
     return {name: Entry(name=name, **spec) for name, spec in raw.items()}
 
 

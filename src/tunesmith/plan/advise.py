@@ -15,6 +15,7 @@ import yaml
 
 from tunesmith.errors import TunesmithError
 from tunesmith.errors import did_you_mean
+from tunesmith.config.yaml_load import load_table
 
 
 class AdviseError(TunesmithError):
@@ -23,7 +24,7 @@ class AdviseError(TunesmithError):
 
 @cache
 def tables() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("tunesmith.plan").joinpath("advise.yaml").read_text("utf-8"))
+    return load_table(resources.files("tunesmith.plan").joinpath("advise.yaml").read_text("utf-8"))
 
 
 @dataclass

@@ -13,12 +13,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from tunesmith.config.methods import method_spec
 from tunesmith.plan.activations import layer_bytes_per_token, residual_bytes
 from tunesmith.plan.adapters import Trainable
 from tunesmith.plan.shapes import ModelShape, PlanError
+from tunesmith.config.yaml_load import load_table
 
 GIB = 1024**3
 SHARDING = ("none", "zero1", "zero2", "zero3")
@@ -26,7 +25,7 @@ SHARDING = ("none", "zero1", "zero2", "zero3")
 
 @cache
 def assumptions() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("tunesmith.plan").joinpath("memory.yaml").read_text("utf-8"))
+    return load_table(resources.files("tunesmith.plan").joinpath("memory.yaml").read_text("utf-8"))
 
 
 @dataclass(frozen=True)

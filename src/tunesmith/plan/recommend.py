@@ -11,19 +11,18 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from tunesmith.config import Config
 from tunesmith.plan.adapters import trainable
 from tunesmith.plan.device import Device
 from tunesmith.plan.memory import GIB, estimate
 from tunesmith.plan.shapes import ModelShape
 from tunesmith.plan.tokens import DataStats
+from tunesmith.config.yaml_load import load_table
 
 
 @cache
 def rules() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("tunesmith.plan").joinpath("recommend.yaml").read_text("utf-8"))
+    return load_table(resources.files("tunesmith.plan").joinpath("recommend.yaml").read_text("utf-8"))
 
 
 @dataclass

@@ -16,10 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunesmith.config.refs import looks_like_hub_id
 from tunesmith.errors import TunesmithError
+from tunesmith.config.yaml_load import load_table
 
 
 class PlanError(TunesmithError):
@@ -92,12 +91,12 @@ class ModelShape:
 
 @cache
 def _architectures() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("tunesmith.plan").joinpath("architectures.yaml").read_text("utf-8"))
+    return load_table(resources.files("tunesmith.plan").joinpath("architectures.yaml").read_text("utf-8"))
 
 
 @cache
 def _known_models() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("tunesmith.plan").joinpath("known_models.yaml").read_text("utf-8"))
+    return load_table(resources.files("tunesmith.plan").joinpath("known_models.yaml").read_text("utf-8"))
 
 
 def known_architectures() -> list[str]:

@@ -30,10 +30,9 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from tunesmith.errors import ConfigError
 from tunesmith.tokenize.spans import TemplateMismatch, render
+from tunesmith.config.yaml_load import load_table
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -53,7 +52,7 @@ _PROBES: tuple[tuple[dict[str, str], ...], ...] = tuple(
 @cache
 def _table() -> dict[str, Any]:
     text = resources.files("tunesmith.tokenize").joinpath("families.yaml").read_text("utf-8")
-    data: dict[str, Any] = yaml.safe_load(text)
+    data: dict[str, Any] = load_table(text)
     data["pattern"] = re.compile("|".join(f"(?:{p})" for p in data["special_literals"]))
     return data
 

@@ -12,11 +12,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from transformers import TrainerCallback
 
 from tunesmith.errors import TunesmithError
 from tunesmith.train import checkpoints as ckpt
+from tunesmith.config.yaml_load import load_table
 
 
 class TrainingDiverged(TunesmithError):
@@ -25,7 +25,7 @@ class TrainingDiverged(TunesmithError):
 
 @cache
 def _diagnoses() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("tunesmith.train").joinpath("diagnoses.yaml").read_text("utf-8"))
+    return load_table(resources.files("tunesmith.train").joinpath("diagnoses.yaml").read_text("utf-8"))
 
 
 def diagnosis(kind: str, **facts: Any) -> str:

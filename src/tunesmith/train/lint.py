@@ -14,14 +14,13 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from tunesmith.config import Config
+from tunesmith.config.yaml_load import load_table
 
 
 @cache
 def _table() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("tunesmith.train").joinpath("lint.yaml").read_text("utf-8"))
+    return load_table(resources.files("tunesmith.train").joinpath("lint.yaml").read_text("utf-8"))
 
 
 def processes() -> int:

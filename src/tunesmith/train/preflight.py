@@ -15,12 +15,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunesmith.config import Config
 from tunesmith.errors import did_you_mean
 from tunesmith.config.loader import located
 from tunesmith.errors import ConfigError
+from tunesmith.config.yaml_load import load_table
 
 _KEYED = re.compile(r"^([a-z_]+): (.+)$", re.S)
 
@@ -69,7 +68,7 @@ def config_key(message: str) -> tuple[str, str] | None:
 @cache
 def _integrations() -> dict[str, list[str]]:
     text = resources.files("tunesmith.train").joinpath("integrations.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    return load_table(text)
 
 
 def check_report_to(config: Config) -> None:

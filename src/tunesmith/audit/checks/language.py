@@ -7,11 +7,10 @@ from collections import Counter
 from functools import cache
 from pathlib import Path
 
-import yaml
-
 from tunesmith.audit.context import AuditContext
 from tunesmith.audit.registry import register
 from tunesmith.audit.report import Finding
+from tunesmith.config.yaml_load import load_table
 
 _LATIN_WORD = re.compile(r"[a-zà-öø-ÿ']+")
 _ANY_WORD = re.compile(r"\w+")
@@ -19,7 +18,7 @@ _ANY_WORD = re.compile(r"\w+")
 
 @cache
 def _catalogue() -> tuple[dict[str, re.Pattern[str]], dict[str, frozenset[str]]]:
-    data = yaml.safe_load(Path(__file__).parents[1].joinpath("languages.yaml").read_text("utf-8"))
+    data = load_table(Path(__file__).parents[1].joinpath("languages.yaml").read_text("utf-8"))
     scripts = {name: re.compile(rx) for name, rx in data["scripts"].items()}
     return scripts, {lang: frozenset(words) for lang, words in data["stopwords"].items()}
 

@@ -36,6 +36,11 @@ raw = {
 }
 if lora:
     raw.update({"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05})
+from tunesmith.config import Config  # noqa: E402
+
+if "sample_generations" in Config.model_fields and "sample_generations" not in raw:
+    # no generation inside the timed steps, as the peers run (on by default: a quarter of the run apart)
+    raw["sample_generations"] = 0
 config = config_from_dict(raw)
 if "callbacks" in inspect.signature(run).parameters:
     run(config, overwrite=True, quiet=True, say=lambda s: None, callbacks=[probe])

@@ -33,6 +33,17 @@ def summary(result: Any) -> dict[str, Any]:
     }
 
 
+def generations_path(eval_path: Path) -> Path:
+    """The ``generations_<name>.jsonl`` written beside ``eval_<name>.json``."""
+    return eval_path.with_name(eval_path.name.replace("eval_", "generations_", 1)).with_suffix(".jsonl")
+
+
+def read_generations(eval_path: Path) -> list[dict[str, Any]]:
+    """Every scored row written beside ``eval_path`` (none when the file is absent)."""
+    gens = generations_path(eval_path)
+    return [json.loads(line) for line in gens.read_text("utf-8").splitlines() if line.strip()] if gens.is_file() else []
+
+
 def write(result: Any, out_dir: Path) -> list[Path]:
     """Write the files above; returns their paths."""
     from tunesmith.evaluate.probes import rows_jsonl

@@ -17,6 +17,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from tunesmith.evaluate.output import read_generations
 from tunesmith.reporting.bars import bar_chart
 from tunesmith.reporting.view import (
     ConfusionView, Example, MetricRow, confusion_entries, metric_entries, page_template, write_page,
@@ -41,10 +42,7 @@ class Side:
 def load_side(path: str | Path, label: str) -> Side:
     """Read ``eval_<name>.json`` and the ``generations_<name>.jsonl`` beside it (absent: no rows)."""
     path = Path(path)
-    summary = json.loads(path.read_text("utf-8"))
-    gens = path.with_name(path.name.replace("eval_", "generations_", 1)).with_suffix(".jsonl")
-    rows = [json.loads(line) for line in gens.read_text("utf-8").splitlines() if line.strip()] if gens.is_file() else []
-    return Side(label, path, summary, rows)
+    return Side(label, path, json.loads(path.read_text("utf-8")), read_generations(path))
 
 
 def metric_rows(left: Side | None, right: Side) -> tuple[list[MetricRow], list[MetricRow]]:

@@ -2,18 +2,17 @@
 
 On a small golden set one row is several points (24 rows: 4.2), and greedy decoding flips a row or
 two after any further training. ``evaluate`` writes each row's part in the headline metric
-(``generations_<name>.jsonl``: ``headline``; older files have none, and the ratio decides); the gate pairs the
-candidate's rows with the baseline's by source (``file:line``) and counts the rows that got worse
+(``generations_<name>.jsonl``: ``headline``; older files have none, and the ratio decides); the gate
+pairs the candidate's rows with the baseline's by source (``file:line``) and counts the rows that got worse
 and better. Under "no change" each differing row is equally likely to go either way, so the
 chance of at least ``worse`` of ``worse + better`` going down is a binomial tail (exact).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from math import comb
-from pathlib import Path
 from typing import Any
 
 Rows = dict[str, dict[str, float]]  # task -> source -> headline value
@@ -34,25 +33,11 @@ class Paired:
                 f"(sign test p = {self.p:.3g})")
 
 
-def generations_path(eval_path: Path) -> Path:
-    """The ``generations_<name>.jsonl`` written beside ``eval_<name>.json``."""
-    return eval_path.with_name(eval_path.name.replace("eval_", "generations_", 1)).with_suffix(".jsonl")
-
-
-def load_rows(eval_path: Path) -> Rows:
-    """Each task's row values by source; empty when the generations file is absent or unreadable
-    (the gate then judges by the ratio alone)."""
-    path = generations_path(eval_path)
+def by_task(generations: Iterable[dict[str, Any]]) -> Rows:
+    """Each task's row values by source, from the scored rows (``evaluate.output.read_generations``);
+    empty for rows without a ``headline`` (the gate then judges by the ratio alone)."""
     rows: Rows = {}
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except OSError:
-        return rows
-    for line in lines:
-        try:
-            row: dict[str, Any] = json.loads(line)
-        except ValueError:
-            return {}
+    for row in generations:
         value = row.get("headline")  # older files: none (their ``score`` is not always the headline's part)
         if isinstance(value, (int, float)) and row.get("source"):
             rows.setdefault(str(row.get("task")), {})[str(row["source"])] = float(value)

@@ -16,7 +16,7 @@ from typing import Any
 from tunesmith.config.schema import GateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.gate.checks import CHECKS, Line
-from tunesmith.gate.noise import load_rows
+from tunesmith.gate.noise import by_task
 
 # which eval_<name>.json a folder stands for, most likely first
 _PREFERRED = ("eval_model.json", "eval_tuned.json", "eval_candidate.json")
@@ -82,13 +82,15 @@ def run(candidate: str | Path, baseline: str | Path, config: GateConfig | None =
         out_dir: Path | None = None) -> GateResult:
     """Run the enabled checks and write gate.json, gate.md and gate.html to ``out_dir`` (default:
     the folder of the candidate's evaluation result)."""
+    from tunesmith.evaluate.report import Side
     from tunesmith.gate.summary import markdown, write_html
 
     config = config or GateConfig()
     cand_path, base_path = resolve(candidate), resolve(baseline)
     cand, base = load_summary(cand_path), load_summary(base_path)
+    cand_rows, base_rows = _scored_rows(cand_path), _scored_rows(base_path)  # read once: noise test and gate.html
     if config.golden.noise_alpha is not None:  # per-row results, for the golden check's noise test
-        cand["_rows"], base["_rows"] = load_rows(cand_path), load_rows(base_path)
+        cand["_rows"], base["_rows"] = by_task(cand_rows), by_task(base_rows)
     lines: list[Line] = []
     for name, check in CHECKS.items():
         if getattr(config, name).enabled:
@@ -98,5 +100,18 @@ def run(candidate: str | Path, baseline: str | Path, config: GateConfig | None =
     out.mkdir(parents=True, exist_ok=True)
     (out / "gate.json").write_text(json.dumps(result.to_dict(), indent=2), "utf-8")
     (out / "gate.md").write_text(markdown(result), "utf-8")
-    result.files = [out / "gate.json", out / "gate.md", write_html(result, out / "gate.html")]
+    sides = (Side("baseline", base_path, base, base_rows), Side("candidate", cand_path, cand, cand_rows))
+    result.files = [out / "gate.json", out / "gate.md", write_html(result, out / "gate.html", sides)]
     return result
+
+
+def _scored_rows(path: Path) -> list[dict[str, Any]]:
+    """The scored rows written beside an evaluation result (none when absent); a damaged file is
+    one error naming it."""
+    from tunesmith.evaluate.output import generations_path, read_generations
+
+    try:
+        return read_generations(path)
+    except (OSError, ValueError) as exc:
+        raise TunesmithError(f"{generations_path(path)}: not readable as the scored rows of {path.name}: "
+                             f"{str(exc).splitlines()[0]}") from None

@@ -50,12 +50,13 @@ def markdown(result: Any) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_html(result: Any, path: Path) -> Path:
-    """``gate.html``: the verdict lines plus the evaluation report of baseline vs candidate."""
-    from tunesmith.evaluate.report import load_side, render_page
+def write_html(result: Any, path: Path, sides: tuple[Any, Any]) -> Path:
+    """``gate.html``: the verdict lines plus the evaluation report of ``sides`` (baseline, candidate:
+    ``evaluate.report.Side``, as the gate read them)."""
+    from tunesmith.evaluate.report import render_page
     from tunesmith.reporting.view import write_page
 
-    page = render_page(load_side(result.baseline, "baseline"), load_side(result.candidate, "candidate"),
+    page = render_page(*sides,
                        title="tunesmith gate",
                        summary=f"{len(result.failures)} failing check(s), {len(result.warnings)} warning(s).",
                        gate=[{"line": line, "candidate": _value(line.candidate), "baseline": _value(line.baseline),

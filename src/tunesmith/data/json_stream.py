@@ -139,7 +139,7 @@ def stream_text(pieces: Iterable[str], limit: int) -> Iterator[Piece]:
 
 class _State:
     def __init__(self, src: Text, limit: int, array: bool):
-        self.src, self.lines, self.limit, self.array = src, src, limit, array
+        self.src, self.limit, self.array = src, limit, array  # src: the text, and its lines and columns
         self.row = 0
         self.indent: int | None = None  # column at which elements start their line
         self.exhausted = False  # a bad element ran to the end of the file (already reported)
@@ -186,7 +186,7 @@ class _State:
             text = self.text
             if pos >= len(text):
                 if self.array and not self.exhausted:
-                    yield Piece(None, self.lines.line(pos), problem="invalid JSON: the file ends before the "
+                    yield Piece(None, self.src.line(pos), problem="invalid JSON: the file ends before the "
                                 "closing ']' (was it truncated?)")
                 return
             char = text[pos]
@@ -195,18 +195,18 @@ class _State:
                 return
             if char == ",":
                 if separated and self.array:
-                    yield Piece(None, self.lines.line(pos), problem="invalid JSON: a ',' with no row before it")
+                    yield Piece(None, self.src.line(pos), problem="invalid JSON: a ',' with no row before it")
                 pos, separated = pos + 1, True
                 continue
             if not separated and self.array:
-                yield Piece(None, self.lines.line(pos), problem="invalid JSON: missing ',' between rows "
+                yield Piece(None, self.src.line(pos), problem="invalid JSON: missing ',' between rows "
                             "(before this row)")
             pos, separated = yield from self._element(pos)
 
     def _element(self, start: int) -> Iterator[Piece]:
         """Decode one element at ``start``; returns (next position, whether it is already separated)."""
         self.row += 1
-        line = self.lines.line(start)
+        line = self.src.line(start)
         try:
             value, end = self._decode(start)
         except json.JSONDecodeError as exc:
@@ -248,12 +248,12 @@ class _State:
 
     def _utf8_problem(self, pos: int) -> str:
         byte = rowcheck.byte_of(self.text[pos])
-        return (f"is not valid UTF-8 (byte 0x{byte:02x} at line {self.lines.line(pos)}, column "
-                f"{self.lines.column(pos)}); save the file as UTF-8")
+        return (f"is not valid UTF-8 (byte 0x{byte:02x} at line {self.src.line(pos)}, column "
+                f"{self.src.column(pos)}); save the file as UTF-8")
 
     def _json_problem(self, exc: json.JSONDecodeError, start: int, end: int) -> str:
-        lineno, colno = self.lines.line(exc.pos), self.lines.column(exc.pos)  # in the whole text
-        where = f"column {colno}" if lineno == self.lines.line(start) else f"line {lineno}, column {colno}"
+        lineno, colno = self.src.line(exc.pos), self.src.column(exc.pos)  # in the whole text
+        where = f"column {colno}" if lineno == self.src.line(start) else f"line {lineno}, column {colno}"
         text = f"invalid JSON: {exc.msg} ({where})"
         if end >= len(self.text) and not self.text.rstrip().endswith(("]", "}")):
             text += " (the file ends inside this row: was it truncated?)"
@@ -263,7 +263,7 @@ class _State:
 
     def _learn_indent(self, start: int) -> None:
         if self.src.blank_until(start):
-            self.indent = self.lines.column(start) - 1
+            self.indent = self.src.column(start) - 1
 
     def _resync(self, start: int, error: int) -> tuple[int, bool]:
         """Where the bad element at ``start`` ends: the end of its brackets (False), or the start of
@@ -315,9 +315,9 @@ class _State:
         text = self.text
         first = text.rfind("\n", 0, max(error, start + 1)) + 1  # the line holding the error may start one
         after_comma = re.compile(r"[ \t]*,?[ \t]*")
-        start_col = self.lines.column(start) - 1
+        start_col = self.src.column(start) - 1
         candidates = [first] if first > start else []
-        for line_start in [*candidates, *self.lines.starts_after(max(error, start + 1))]:
+        for line_start in [*candidates, *self.src.starts_after(max(error, start + 1))]:
             pos = after_comma.match(text, line_start).end()  # type: ignore[union-attr]
             if pos >= len(text) or text[pos] != text[start] or "\n" in text[line_start:pos]:
                 continue
@@ -362,7 +362,7 @@ class _State:
         if pos >= len(self.text):
             return
         self.src.more(pos + _PREVIEW)  # the extra data's preview
-        line = self.lines.line(pos)
+        line = self.src.line(pos)
         if self.text[pos] == "[":
             yield Piece(None, line, problem="invalid JSON: a second top-level array starts here (its rows are "
                         "read too; join the arrays)")

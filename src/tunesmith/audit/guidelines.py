@@ -6,7 +6,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tunesmith.config.yaml_load import load_table
 
 GUIDELINES_FILE = Path(__file__).with_name("guidelines.yaml")
 
@@ -14,6 +14,5 @@ GUIDELINES_FILE = Path(__file__).with_name("guidelines.yaml")
 @cache
 def load_guidelines() -> dict[str, Any]:
     """The thresholds of every check (a mapping per check name)."""
-    with GUIDELINES_FILE.open(encoding="utf-8") as fh:
-        data: dict[str, Any] = yaml.safe_load(fh)
+    data: dict[str, Any] = load_table(GUIDELINES_FILE.read_text("utf-8"))
     return data

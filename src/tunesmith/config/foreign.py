@@ -8,15 +8,15 @@ entry for one written value; ``migrate.py`` walks a whole file.
 
 from __future__ import annotations
 
-from tunesmith.errors import did_you_mean
-from tunesmith.config.yaml_load import load_table
-
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Callable
 
 import yaml
+
+from tunesmith.config.yaml_load import load_table
+from tunesmith.errors import did_you_mean
 
 TOOLS = {"axolotl": "Axolotl", "llamafactory": "LLaMA-Factory"}
 ACTIONS = ("rename", "set", "notice", "refuse", "keep", "lookup", "map", "file_type", "datasets")

@@ -14,8 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tunesmith.config.yaml_load import load_table
 from tunesmith.errors import TunesmithError
 
 CONVERTER_HINT = "llama.cpp's convert_hf_to_gguf.py on the hf export (tunesmith export RUN --format hf)"
@@ -60,7 +59,7 @@ class WriteStats:
 
 @cache
 def _table(name: str) -> dict[str, dict[str, Any]]:
-    return yaml.safe_load((resources.files("tunesmith.export") / name).read_text("utf-8"))
+    return load_table((resources.files("tunesmith.export") / name).read_text("utf-8"))
 
 
 def quant_names() -> list[str]:

@@ -10,8 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tunesmith.config.yaml_load import load_table
 from tunesmith.data.records import Message
 
 # a run directory or quickstart folder exports its most finished model: merged/ before model/
@@ -27,7 +26,7 @@ class Probes:
 
 @cache
 def probes() -> Probes:
-    raw = yaml.safe_load((resources.files("tunesmith.export") / "probes.yaml").read_text("utf-8"))
+    raw = load_table((resources.files("tunesmith.export") / "probes.yaml").read_text("utf-8"))
     conversation = [Message(m["role"], m["content"]) for m in raw["conversation"]]
     return Probes(conversation, [[Message("user", p)] for p in raw["prompts"]], list(raw["texts"]))
 

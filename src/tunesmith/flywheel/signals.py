@@ -14,8 +14,7 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
-import yaml
-
+from tunesmith.config.yaml_load import load_table
 from tunesmith.serve.reader import LoggedRequest
 
 
@@ -46,7 +45,7 @@ Detector = Callable[[LoggedRequest, dict[str, Any], Context], "tuple[float | Non
 @lru_cache(maxsize=1)
 def default_settings() -> dict[str, dict[str, Any]]:
     """``signals.yaml``: severity and thresholds per kind, plus the ``positive`` thresholds."""
-    return yaml.safe_load(files("tunesmith.flywheel").joinpath("signals.yaml").read_text("utf-8"))
+    return load_table(files("tunesmith.flywheel").joinpath("signals.yaml").read_text("utf-8"))
 
 
 def _thumbs_down(req: LoggedRequest, s: dict[str, Any], ctx: Context) -> tuple[float | None, str] | None:

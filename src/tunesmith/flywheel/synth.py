@@ -20,9 +20,8 @@ from importlib.resources import files as package_files
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tunesmith.config.schema import DatasetSpec, JudgeConfig
+from tunesmith.config.yaml_load import load_table
 from tunesmith.errors import TunesmithError
 from tunesmith.flywheel import files
 
@@ -55,7 +54,7 @@ class SynthResult:
 
 @lru_cache(maxsize=1)
 def prompts() -> dict[str, str]:
-    return yaml.safe_load(package_files("tunesmith.flywheel").joinpath("synth_prompts.yaml").read_text("utf-8"))
+    return load_table(package_files("tunesmith.flywheel").joinpath("synth_prompts.yaml").read_text("utf-8"))
 
 
 def synth(options: SynthOptions) -> SynthResult:

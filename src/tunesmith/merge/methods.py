@@ -7,8 +7,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
+from tunesmith.config.yaml_load import load_table
 from tunesmith.errors import TunesmithError
 from tunesmith.errors import did_you_mean
 
@@ -42,7 +41,7 @@ class MergeMethod:
 def methods() -> dict[str, MergeMethod]:
     """Every method of ``methods.yaml`` by name."""
     text = (resources.files("tunesmith.merge") / "methods.yaml").read_text("utf-8")
-    rows: dict[str, dict[str, Any]] = yaml.safe_load(text)
+    rows: dict[str, dict[str, Any]] = load_table(text)
     return {name: MergeMethod(name=name, mergekit=row["mergekit"], peft=row["peft"], base=bool(row["base"]),
                               min_sources=int(row["sources"]["min"]), max_sources=row["sources"]["max"],
                               params={k: float(v) for k, v in (row.get("params") or {}).items()},

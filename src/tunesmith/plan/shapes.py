@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config.refs import looks_like_hub_id
-from tunesmith.errors import TunesmithError
 from tunesmith.config.yaml_load import load_table
+from tunesmith.errors import TunesmithError
 
 
 class PlanError(TunesmithError):

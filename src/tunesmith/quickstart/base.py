@@ -24,9 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from tunesmith import __version__
+from tunesmith.config.yaml_load import load_table
 from tunesmith.models.cache import building, cache_root, publish, sweep
 from tunesmith.quickstart import corpus, tasks
 
@@ -37,7 +36,7 @@ CARD = "tunesmith_base.json"
 @cache
 def recipe() -> dict[str, Any]:
     """The quickstart recipe (``recipe.yaml``)."""
-    return yaml.safe_load((resources.files("tunesmith.quickstart") / "recipe.yaml").read_text("utf-8"))
+    return load_table((resources.files("tunesmith.quickstart") / "recipe.yaml").read_text("utf-8"))
 
 
 def build_key(profile: str) -> str:

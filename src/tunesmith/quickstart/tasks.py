@@ -23,7 +23,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
+from tunesmith.config.yaml_load import load_table
 
 TASKS = ("planning", "tickets", "qa")
 POOLS = ("train", "validation", "test")
@@ -34,7 +34,7 @@ HELD_OUT_PERCENT = 20  # share of train-side keys kept for validation
 def catalogue() -> dict[str, Any]:
     """The generators' vocabulary (``catalogue.yaml``)."""
     text = (resources.files("tunesmith.quickstart") / "catalogue.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    return load_table(text)
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,7 @@ def splits(sizes: dict[str, tuple[int, int, int]], seed: int) -> dict[str, dict[
 @cache
 def paraphrases() -> dict[str, list[Example]]:
     """The hand-written paraphrase set (``paraphrases.yaml``) as examples, per task."""
-    raw = yaml.safe_load((resources.files("tunesmith.quickstart") / "paraphrases.yaml").read_text("utf-8"))
+    raw = load_table((resources.files("tunesmith.quickstart") / "paraphrases.yaml").read_text("utf-8"))
     planning_rows = [plan_example(Plan(row["station"], "", "", row["demand"], row["shifts"], row["hours"], row["cycle"]),
                                   row["request"]) for row in raw["planning"]]
     ticket_rows = [ticket_example(text, label) for label, texts in raw["tickets"].items() for text in texts]

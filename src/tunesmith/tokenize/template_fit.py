@@ -30,9 +30,9 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from tunesmith.config.yaml_load import load_table
 from tunesmith.errors import ConfigError
 from tunesmith.tokenize.spans import TemplateMismatch, render
-from tunesmith.config.yaml_load import load_table
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

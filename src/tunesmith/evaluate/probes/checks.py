@@ -13,8 +13,7 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
-import yaml
-
+from tunesmith.config.yaml_load import load_table
 from tunesmith.evaluate.scorers.text import last_number, normalise
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL | re.IGNORECASE)
@@ -23,7 +22,7 @@ _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL | re.IGNORECASE)
 @lru_cache(maxsize=1)
 def refusal_markers() -> tuple[str, ...]:
     """The refusal phrases of ``refusal.yaml``, lower-cased."""
-    data = yaml.safe_load(files("tunesmith.evaluate.probes").joinpath("refusal.yaml").read_text("utf-8"))
+    data = load_table(files("tunesmith.evaluate.probes").joinpath("refusal.yaml").read_text("utf-8"))
     return tuple(str(m).lower() for m in data["markers"])
 
 

@@ -271,3 +271,11 @@ def test_sign_test_is_the_exact_binomial_tail() -> None:
     assert paired.p == pytest.approx(6 / 32)  # P(X >= 4), X ~ Binomial(5, 1/2)
     assert sign_test({"a": 1.0}, {"b": 0.0}) is None
     assert sign_test({"a": 1.0}, {"a": 1.0}).p == 1.0
+
+
+def test_a_damaged_generations_file_is_one_error_naming_it(tmp_path: Path) -> None:
+    cand, base = _noise_pair(tmp_path, 20, set(), {7})
+    gens = cand / "eval" / "generations_model.jsonl"
+    gens.write_text(gens.read_text("utf-8") + "{not json\n", "utf-8")
+    with pytest.raises(TunesmithError, match=r"generations_model\.jsonl: not readable as the scored rows of eval_model\.json"):
+        gate.run(cand, base, out_dir=tmp_path / "g")

@@ -66,6 +66,33 @@ def test_batched_generation_equals_one_at_a_time(tiny):
     assert batched == single
 
 
+def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_replies(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    from tunesmith.infer.generate import _MIN_SHARED_PREFIX, shared_prefix
+
+    loaded = infer.load(tiny)
+    system = "You are the planning assistant of the plant. Answer briefly and use the plant's units."
+    texts = ("hi", "what is the capital of france please", "thanks", "plan the paint line for 40 units")
+    convs = [[Message("user", text)] for text in texts]
+    prompts = [infer.prompt_ids(loaded.tokenizer, c, system_prompt=system) for c in convs]
+    assert shared_prefix(prompts) >= _MIN_SHARED_PREFIX  # the batch takes the shared-prefix path
+    assert shared_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each prompt keeps a token of its own
+    kwargs = {"eos_ids": loaded.eos_ids, "max_new_tokens": 6, "system_prompt": system}
+    lora = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    shapes: list[tuple[int, ...]] = []
+    embed = loaded.model.get_input_embeddings()
+    hook = embed.register_forward_hook(lambda _m, args, _out: shapes.append(tuple(args[0].shape)))
+    for model in (loaded.model, lora):
+        shapes.clear()
+        batched = infer.generate_details(model, loaded.tokenizer, convs, batch_size=4, **kwargs)
+        assert shapes[0] == (1, shared_prefix(prompts))  # the prefix, once, then the rows' own tokens
+        assert shapes[1] == (4, max(len(p) for p in prompts) - shared_prefix(prompts))
+        single = infer.generate_details(model, loaded.tokenizer, convs, batch_size=1, **kwargs)
+        assert batched == single and all(g.tokens > 0 for g in batched)
+    hook.remove()
+
+
 def test_resolve_model_dir(tmp_path, tiny):
     (tmp_path / "run").mkdir()
     with pytest.raises(TunesmithError, match="no model found"):

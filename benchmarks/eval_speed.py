@@ -1,11 +1,12 @@
 """Evaluation generation speed: the shared-prefix prefill against plain left-padded batches, same run.
 
     .venv/bin/python benchmarks/eval_speed.py --model outputs/quickstart/merged \
-        --generations outputs/quickstart/eval/generations_tuned.jsonl [--reps 3] [--threads N]
+        --generations outputs/quickstart/eval/generations_tuned.jsonl \
+        --system-prompt "You are the plant assistant." [--reps 3] [--threads N]
 
 Replays the prompts a quickstart (or any `evaluate`) run generated for (`generations_*.jsonl`:
 each row's task, prompt and reply length), with each task's `max_new_tokens` taken as its longest
-recorded reply + 1 token, through `tunesmith.infer.generate_details` with `share_prefix` off and
+recorded reply + 1 token and the run's system prompt (the quickstart's: its `quickstart.yaml`), through `tunesmith.infer.generate_details` with `share_prefix` off and
 on, interleaved, greedy. Prints seconds per repetition, the ratio (plain / shared) with min-max,
 and whether every reply is identical between the two paths.
 """
@@ -33,14 +34,15 @@ def _requests(path: Path) -> dict[str, tuple[list[list[dict]], int]]:
     return {task: (convs[task], longest[task] + 1) for task in convs}
 
 
-def _run(loaded, requests, share: bool, batch_size: int) -> tuple[float, list]:
+def _run(loaded, requests, share: bool, batch_size: int, system: str | None) -> tuple[float, list]:
     from tunesmith import infer
 
     t0 = time.perf_counter()
     replies = []
     for conversations, max_new in requests.values():
         replies += infer.generate_details(loaded.model, loaded.tokenizer, conversations, eos_ids=loaded.eos_ids,
-                                          max_new_tokens=max_new, batch_size=batch_size, share_prefix=share)
+                                          max_new_tokens=max_new, batch_size=batch_size, share_prefix=share,
+                                          system_prompt=system)
     return time.perf_counter() - t0, replies
 
 
@@ -50,6 +52,7 @@ def main() -> None:
     parser.add_argument("--generations", type=Path, required=True)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--system-prompt", default=None, help="the evaluated run's system prompt")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     import torch
@@ -65,7 +68,7 @@ def main() -> None:
     outputs: dict[bool, list] = {}
     for rep in range(args.reps):
         for share in (False, True):
-            seconds, outputs[share] = _run(loaded, requests, share, args.batch_size)
+            seconds, outputs[share] = _run(loaded, requests, share, args.batch_size, args.system_prompt)
             times[share].append(seconds)
             print(f"rep {rep + 1} share_prefix={share!s:5s} {seconds:6.1f} s", flush=True)
     ratios = [p / s for p, s in zip(times[False], times[True])]

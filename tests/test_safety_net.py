@@ -145,7 +145,26 @@ def test_samples_report_the_stop_token_rate(base, bias, rate):
     assert record == logs[0] and record["step"] == 7 and record["stop_rate"] == rate
     assert [s["finish_reason"] for s in record["samples"]] == ["stop" if rate else "length"] * 2
     assert [s["tokens"] for s in record["samples"]] == [0 if rate else 8] * 2
-    assert lines[0].startswith(f"samples at step 7: {int(2 * rate)}/2 stopped on an end-of-turn token")
+    assert lines[0].startswith(f"samples at step 7: {int(2 * rate)}/2 stopped on an end-of-turn token within 8 tokens")
+
+
+def test_sample_budget_covers_the_longest_reference_reply(base):
+    """A validation reply longer than the old fixed 48 tokens got cut off and read as 'never stops'."""
+    from transformers import AutoTokenizer
+
+    from tunesmith.data.records import Message, Record, Source
+    from tunesmith.train.samples import SAMPLE_MARGIN, SAMPLE_MAX_TOKENS, SAMPLE_MIN_TOKENS, prompts, reply_budget
+
+    tok = AutoTokenizer.from_pretrained(str(base))
+    long_reply = " ".join(f"station {i} needs {i + 1} machines" for i in range(5))
+    n = len(tok(long_reply, add_special_tokens=False)["input_ids"])
+    assert SAMPLE_MIN_TOKENS < n < SAMPLE_MAX_TOKENS - SAMPLE_MARGIN
+    rows = [Record("sft", Source("dev.jsonl", i + 1), "messages", (Message("user", q), Message("assistant", a)))
+            for i, (q, a) in enumerate([("hi", "ok"), ("plan", long_reply), ("later", long_reply * 40)])]
+    assert [c[-1].content for c in prompts(rows, 2)] == ["hi", "plan"]
+    assert reply_budget(tok, rows, 2) == n + SAMPLE_MARGIN  # the third row is not sampled
+    assert reply_budget(tok, rows[:1], 1) == SAMPLE_MIN_TOKENS
+    assert reply_budget(tok, rows, 3) == SAMPLE_MAX_TOKENS
 
 
 def test_training_logs_samples_at_each_evaluation_and_records_the_run_facts(base, tmp_path):

@@ -248,7 +248,7 @@ def _sampler(config: Config, samples: tuple[Sequence[Any], str], tok: Any, write
              say: Callable[[str], None]) -> list[Any]:
     """The sample-generations callback (none for methods without chat prompts or ``sample_generations: 0``)."""
     from tunesmith.tokenize import end_of_turn_ids
-    from tunesmith.train.samples import SampleGenerations, prompts
+    from tunesmith.train.samples import SampleGenerations, prompts, reply_budget
 
     from tunesmith.config.methods import method_spec
 
@@ -259,7 +259,8 @@ def _sampler(config: Config, samples: tuple[Sequence[Any], str], tok: Any, write
     if not conversations or not tok.tokenizer.chat_template:
         return []
     return [SampleGenerations(tok.tokenizer, conversations, end_of_turn_ids(tok.tokenizer), write, say,
-                              source=source, system_prompt=config.system_prompt, per_run=None if source == "validation" else 4)]
+                              source=source, system_prompt=config.system_prompt, per_run=None if source == "validation" else 4,
+                              max_new_tokens=reply_budget(tok.tokenizer, records, config.sample_generations))]
 
 
 def _save_model(trainer: Any, tok: Any, config: Config, rundir: RunDir, world: worlds.World) -> None:

@@ -13,17 +13,37 @@ from transformers import TrainerCallback
 from tunesmith.data.records import Message, Record
 
 
-def prompts(records: Sequence[Record], count: int) -> list[tuple[Message, ...]]:
-    """The first ``count`` conversations of ``records`` up to (not including) their last assistant turn."""
-    out: list[tuple[Message, ...]] = []
+def _chosen(records: Sequence[Record], count: int) -> list[tuple[tuple[Message, ...], str]]:
+    """The first ``count`` conversations of ``records`` up to (not including) their last assistant
+    turn, each with that turn's text (the reference reply)."""
+    out: list[tuple[tuple[Message, ...], str]] = []
     for record in records:
         messages = tuple(record.messages)
         last = max((k for k, m in enumerate(messages) if m.role == "assistant"), default=len(messages))
         if messages[:last] and messages[last - 1].role == "user":
-            out.append(messages[:last])
+            out.append((messages[:last], messages[last].content if last < len(messages) else ""))
         if len(out) == count:
             break
     return out
+
+
+def prompts(records: Sequence[Record], count: int) -> list[tuple[Message, ...]]:
+    """The first ``count`` conversations of ``records`` up to (not including) their last assistant turn."""
+    return [conversation for conversation, _ in _chosen(records, count)]
+
+
+# the sampled replies may run this many tokens past the longest reference reply, and at least
+# SAMPLE_MIN_TOKENS / at most SAMPLE_MAX_TOKENS in all: a reply cut off by the budget would read
+# as "never stops" in the stop rate
+SAMPLE_MARGIN, SAMPLE_MIN_TOKENS, SAMPLE_MAX_TOKENS = 8, 48, 512
+
+
+def reply_budget(tokenizer: Any, records: Sequence[Record], count: int) -> int:
+    """``max_new_tokens`` for the samples ``prompts(records, count)`` picks: room for the longest
+    reference reply among them (so a model that learned to stop is seen stopping)."""
+    longest = max((len(tokenizer(reply, add_special_tokens=False)["input_ids"])
+                   for _, reply in _chosen(records, count)), default=0)
+    return min(SAMPLE_MAX_TOKENS, max(SAMPLE_MIN_TOKENS, longest + SAMPLE_MARGIN))
 
 
 class SampleGenerations(TrainerCallback):
@@ -73,6 +93,7 @@ class SampleGenerations(TrainerCallback):
             "samples_from": self.source}
         self.write(record)
         first = record["samples"][0]
-        self.say(f"samples at step {step}: {stopped}/{len(replies)} stopped on an end-of-turn token; "
+        self.say(f"samples at step {step}: {stopped}/{len(replies)} stopped on an end-of-turn token within "
+                 f"{self.max_new_tokens} tokens; "
                  f"{first['prompt'][:40]!r} -> {first['reply'][:60]!r}")
         return record

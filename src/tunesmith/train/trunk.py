@@ -240,7 +240,8 @@ class TrunkCache:
         given = inputs.get("position_ids")
         positions = given if given is not None else torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
         found = segments(ids, given, mask)
-        keys = [self.key(ids[b, s:e]) for b, s, e in found] if found is not None else None
+        host = ids.detach().cpu()  # one copy to the host per step, not one per sample
+        keys = [self.key(host[b, s:e]) for b, s, e in found] if found is not None else None
         hidden = self._lookup(ids, found, keys) if keys is not None else None
         if hidden is None:
             with torch.no_grad():

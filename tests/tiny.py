@@ -89,8 +89,9 @@ def build_tokenizer(
 
 
 def build_model(path: str | Path, tokenizer: Any, arch: str = "llama", hidden: int = 64,
-                max_positions: int = 1024) -> Any:
-    """Save a randomly initialised 2-layer causal LM (and ``tokenizer``) to ``path``; return it."""
+                max_positions: int = 1024, layers: int = 2, **extra: Any) -> Any:
+    """Save a randomly initialised causal LM of ``layers`` layers (2; ``extra``: more config
+    entries) and ``tokenizer`` to ``path``; return it."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
@@ -99,7 +100,7 @@ def build_model(path: str | Path, tokenizer: Any, arch: str = "llama", hidden: i
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         intermediate_size=hidden * 2,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=max_positions,
@@ -107,6 +108,7 @@ def build_model(path: str | Path, tokenizer: Any, arch: str = "llama", hidden: i
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
+        **extra,
     )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

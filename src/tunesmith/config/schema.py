@@ -371,6 +371,12 @@ class Config(_Strict):
         "auto", description="SFT/cpt/DPO micro batches as one unpadded row, samples isolated (auto: where supported)")
     fused_loss: Literal["auto", True, False] = Field(
         "auto", description="LM head + loss (DPO: log-probs) only at trained positions, chunked (auto: where supported)")
+    trunk_cache: Literal["auto", True, False] = Field(
+        "auto", description="An adapter on the top layers only (peft_layers_to_transform): the frozen layers below "
+        "run once per training sample, later epochs train from their kept output (exact; auto: where it applies "
+        "and a row is seen more than once)")
+    trunk_cache_max_mb: int = Field(2048, ge=0, description="Memory the trunk cache may hold (MiB); a run whose "
+                                    "training tokens need more trains without it")
     beta: float | None = Field(None, gt=0, description="dpo/kto/orpo beta, distill JSD interpolation (per method)")
     loss_type: str = Field("sigmoid", description="DPO loss type (TRL's names)")
     kto_desirable_weight: float = Field(1.0, gt=0)

@@ -199,7 +199,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     from transformers import set_seed
 
     from tunesmith.train import model as models
-    from tunesmith.train import speed, trainers
+    from tunesmith.train import speed, trainers, trunk
     from tunesmith.train.callbacks import CompletionMarker, MetricsLogger, Progress, ScheduleRecord, Watchdog
 
     warnings: list[str] = []
@@ -230,7 +230,11 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
     args = trainers.common_args(config, resolved, precision, str(rundir.checkpoints), bool(tok.eval), grad_ckpt)
     args.update(worlds.trainer_args(config, world))
     trainer = _build_trainer(config, model, base, resolved, args, tok, callbacks, speedups)
+    cached = trunk.setup(trainer, config, model, speedups, tok.stats, resolved["num_epochs"], len(tok.train),
+                         world.world_size, say)
+    rundir.update_run(trunk_cache=cached.record())
     output = trainer.train(resume_from_checkpoint=start_from)
+    rundir.update_run(trunk_cache=trunk.finish(trainer, cached))
     speed.restore(trainer.model, speedups)
     _save_model(trainer, tok, config, rundir, world)
     best = trainer.state.best_metric

@@ -127,10 +127,13 @@ class FastLossTrainer(WeightedLossTrainer):
     loss weights); evaluation takes the plain (or weighted) path."""
 
     fused_loss_chunk = 1024
+    trunk_cache: Any = None  # a train.trunk.TrunkCache: layers below the adapter's first read from it
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
         # evaluation, and a model wrapped for distributed training (whose forward syncs gradients), take the plain
         # (or weighted) path
         if return_outputs or not model.training or "labels" not in inputs or self.accelerator.num_processes > 1:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.trunk_cache is not None:
+            return self.trunk_cache.loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)
         return lmloss.fused_loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)

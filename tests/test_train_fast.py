@@ -91,6 +91,33 @@ def test_fused_loss_with_token_weights_equals_the_weighted_plain_loss(base):
     assert abs(float(unweighted) - float(fused)) > 1e-3  # the weights changed the loss
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_validation_loss_takes_the_fused_path_and_equals_the_plain_one(base, tmp_path, weighted):
+    """The validation loss no longer builds vocabulary-sized logits at every position (the LM head
+    module is never called) and equals the plain evaluation's, weighted or not."""
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    batch_rows = rows(5)
+    if weighted:
+        for k, row in enumerate(batch_rows):
+            row["loss_weights"] = [0.0 if x == -100 else (0.5, 3.0, 1.0, 2.0, 1.5)[k] for x in row["labels"]]
+    data = Dataset.from_list(batch_rows)
+    model = load(base)
+    model.requires_grad_(False)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=2, report_to=[],
+                             remove_unused_columns=False, use_cpu=True)
+    head_calls = []
+    model.lm_head.register_forward_hook(lambda *_: head_calls.append(1))
+    losses = {}
+    for name, cls in (("plain", speed.WeightedLossTrainer), ("fused", speed.FastLossTrainer)):
+        head_calls.clear()
+        trainer = cls(model=model, args=args, eval_dataset=data, data_collator=Collator(0))
+        losses[name] = trainer.evaluate()["eval_loss"]
+        assert bool(head_calls) is (name == "plain")
+    assert losses["fused"] == pytest.approx(losses["plain"], rel=1e-6)
+
+
 def test_fused_loss_targets_are_the_shifted_trained_labels():
     labels = torch.tensor([[-100, -100, 7, 8, -100], [-100, 5, -100, -100, -100]])
     positions, targets = lmloss.shifted_targets(labels)

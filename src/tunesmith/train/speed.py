@@ -123,8 +123,9 @@ class WeightedLossTrainer(Trainer):
 
 
 class FastLossTrainer(WeightedLossTrainer):
-    """transformers' Trainer whose training loss is ``lmloss.fused_loss`` (weighted when the rows carry
-    loss weights); evaluation takes the plain (or weighted) path."""
+    """transformers' Trainer whose loss is ``lmloss.fused_loss`` (weighted when the rows carry loss
+    weights), in training and for the validation loss; an evaluation that asks for logits takes the
+    plain (or weighted) path."""
 
     fused_loss_chunk = 1024
     trunk_cache: Any = None  # a train.trunk.TrunkCache: layers below the adapter's first read from it
@@ -134,6 +135,21 @@ class FastLossTrainer(WeightedLossTrainer):
         # (or weighted) path
         if return_outputs or not model.training or "labels" not in inputs or self.accelerator.num_processes > 1:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return self._fused(model, inputs, num_items_in_batch)
+
+    def _fused(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> torch.Tensor:
         if self.trunk_cache is not None:
             return self.trunk_cache.loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)
         return lmloss.fused_loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # type: ignore[no-untyped-def]
+        """The validation loss through the training's fused path (the trunk cache's too): no
+        vocabulary-sized logits at prompt positions, equal to the plain loss up to float rounding
+        (tests/test_train_fast.py). Logits, when asked for, take the plain path."""
+        if not prediction_loss_only or "labels" not in inputs or self.accelerator.num_processes > 1:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        count = self._get_num_items_in_batch([inputs], self.args.device)  # as the plain step divides
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self._fused(model, inputs, count)
+        return loss.detach().mean(), None, None

@@ -107,6 +107,31 @@ def test_cached_trunk_gives_the_fused_loss_and_gradients(base, layout):
     assert (cache.bytes_held, len(cache.store)) == (kept[0] * 64 * 4, kept[1])
 
 
+@pytest.mark.parametrize("layout", ["padding_free", "packed_4d"])
+def test_a_qwen2_decoder_gives_the_fused_loss_too(tmp_path, layout):
+    """Qwen2 builds its masks per layer type (trunk_layouts.yaml: layer_types)."""
+    tok = build_tokenizer(tmp_path, CHATML, ["<|im_start|>", "<|im_end|>"], eos_token="<|im_end|>",
+                          pad_token="<|endoftext|>")
+    build_model(tmp_path, tok, arch="qwen2", layers=4)
+    model = lora_model(tmp_path, [3], varlen.NAME if layout == "padding_free" else "sdpa")
+    batch = Collator(0, padding_free=layout == "padding_free")(packed(samples()))
+    expected = lmloss.fused_loss(model, batch, None, 1024)
+    found = trunk.find(model)
+    assert found.mask == "layer_types"
+    cache = trunk.TrunkCache(found, 3, 2**30)
+    first, second = cache.loss(model, batch, None, 1024), cache.loss(model, batch, None, 1024)
+    assert cache.counts["steps_from_cache"] == 1
+    torch.testing.assert_close(first, expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(second, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_a_decoder_without_a_layout_is_refused_by_name():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100))
+    assert trunk.find(gpt2) == "model_type 'gpt2' has no trunk layout (supported: llama, mistral, qwen2)"
+
+
 def test_samples_are_found_in_any_batch_layout(base):
     """A sample kept from one packed row is reused when the next epoch packs it with other samples."""
     rows = samples()

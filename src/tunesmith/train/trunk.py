@@ -6,7 +6,9 @@ When every trainable parameter lives in decoder layers >= k (LoRA with
 dropout, no hook), so their output for a sample never changes. The first time a sample appears
 the trunk runs on its batch under ``no_grad`` (what the full forward costs anyway: no gradient
 flows there) and the hidden states entering layer k are kept per sample; later epochs run only
-layers k..N-1, the final norm and ``lmloss``'s chunked LM-head loss from them.
+layers k..N-1, the final norm and ``lmloss``'s chunked LM-head loss from them. The validation
+loss takes the same path (``speed.FastLossTrainer.prediction_step``), so validation samples are
+kept too (``trunk_cache_max_mb`` is checked against training + validation tokens).
 
 Exact: the layers get what the model's own forward gives them (``trunk_layouts.yaml`` names how
 each ``model_type`` builds its attention masks; rotary embeddings and ``position_ids`` as its
@@ -298,7 +300,8 @@ def setup(trainer: Any, config: Config, model: Any, speedups: Any, stats: dict[s
           world_size: int, say: Callable[[str], None]) -> Decision:
     """Decide (``stats``: tokenization's, ``epochs``: the resolved ``num_epochs``), and give ``trainer``
     (a ``speed.FastLossTrainer``) its cache when on."""
-    tokens = stats.get("tokens") or rows * config.sequence_len
+    # the validation loss takes the same path (speed.FastLossTrainer.prediction_step): its samples are kept too
+    tokens = (stats.get("tokens") or rows * config.sequence_len) + (stats.get("eval_tokens") or 0)
     decision = choose(config, model, speedups, tokens, passes(config, epochs, rows), world_size)
     if decision.enabled and hasattr(trainer, "trunk_cache"):
         trunk = find(model)

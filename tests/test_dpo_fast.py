@@ -164,3 +164,24 @@ def test_fast_dpo_training_keeps_the_loss_curve(base, tmp_path):
         assert record["padding_free"] is on and record["fused_loss"] is on
     assert len(curves[True]) == 6 and curves[True] == curves[False]  # 5 training losses, 1 evaluation
     assert margins[True] == margins[False] and margins[True][-1] > 0
+
+
+def test_fast_dpo_runs_under_the_runs_mixed_precision(base, tmp_path):
+    """The fast DPO loss calls the decoder directly, past the forward accelerate wraps in autocast:
+    with bf16 mixed precision its layers must still compute under autocast."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import DPOConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model, ref = make_model(base, "lora", padding_free=False)
+    args = DPOConfig(output_dir=str(tmp_path), beta=0.1, max_length=24, use_cpu=True, bf16=True, report_to=[],
+                     per_device_train_batch_size=4, disable_tqdm=True, max_steps=1)
+    collator = dpo.PreferenceCollator(tokenizer.pad_token_id, 24, False)
+    fast = dpo.FastDPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(preference_rows()),
+                              processing_class=tokenizer, data_collator=collator)
+    seen: list[bool] = []
+    layer = model.get_base_model().model.layers[1].mlp.down_proj
+    layer.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    fast.train()
+    assert seen and all(seen)

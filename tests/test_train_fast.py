@@ -118,6 +118,29 @@ def test_validation_loss_takes_the_fused_path_and_equals_the_plain_one(base, tmp
     assert losses["fused"] == pytest.approx(losses["plain"], rel=1e-6)
 
 
+@pytest.mark.parametrize("mixed", [False, True], ids=["fp32", "bf16"])
+def test_the_fused_path_runs_under_the_runs_mixed_precision(base, tmp_path, mixed):
+    """The fused loss calls the decoder directly, past the forward accelerate wraps in autocast:
+    with bf16 mixed precision its layers must still compute under autocast (training and validation)."""
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    model = load(base)
+    model.requires_grad_(False)
+    model.model.layers[0].mlp.up_proj.weight.requires_grad_(True)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, per_device_eval_batch_size=2,
+                             max_steps=1, report_to=[], remove_unused_columns=False, use_cpu=True, bf16=mixed)
+    seen: list[bool] = []
+    model.model.layers[1].mlp.down_proj.register_forward_hook(
+        lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    data = Dataset.from_list(rows(4))
+    trainer = speed.FastLossTrainer(model=model, args=args, train_dataset=data, eval_dataset=data,
+                                    data_collator=Collator(0))
+    trainer.train()
+    trainer.evaluate()
+    assert seen and set(seen) == {mixed}
+
+
 def test_fused_loss_targets_are_the_shifted_trained_labels():
     labels = torch.tensor([[-100, -100, 7, 8, -100], [-100, 5, -100, -100, -100]])
     positions, targets = lmloss.shifted_targets(labels)

@@ -219,12 +219,14 @@ class FastDPOTrainer(PretokenizedDPOTrainer):
             return sequence_log_probs(model, inputs, self.chunk)[0].chunk(2)
 
     def _compute_loss(self, model, inputs, return_outputs):  # type: ignore[no-untyped-def]
-        logps, per_token = sequence_log_probs(model, inputs, self.chunk)
+        # the decoder is called directly, past the forward accelerate wraps in its mixed-precision autocast
+        with self.accelerator.autocast():
+            logps, per_token = sequence_log_probs(model, inputs, self.chunk)
+            if self.precompute_ref_logps:
+                ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+            else:
+                ref_chosen, ref_rejected = self._reference_log_probs(self.ref_model or model, inputs)
         chosen, rejected = logps.chunk(2)
-        if self.precompute_ref_logps:
-            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
-        else:
-            ref_chosen, ref_rejected = self._reference_log_probs(self.ref_model or model, inputs)
         chosen_ratio, rejected_ratio = chosen - ref_chosen, rejected - ref_rejected
         lengths = inputs["completion_lengths"].chunk(2)
         loss = sum(LOSSES[kind](self, chosen_ratio, rejected_ratio, lengths).mean() * weight

@@ -138,9 +138,12 @@ class FastLossTrainer(WeightedLossTrainer):
         return self._fused(model, inputs, num_items_in_batch)
 
     def _fused(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> torch.Tensor:
-        if self.trunk_cache is not None:
-            return self.trunk_cache.loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)
-        return lmloss.fused_loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)
+        # the decoder is called directly, not through the model's forward that accelerate wraps in its
+        # mixed-precision autocast: enter that autocast here (bf16/fp16 runs compute as they would)
+        with self.accelerator.autocast():
+            if self.trunk_cache is not None:
+                return self.trunk_cache.loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)
+            return lmloss.fused_loss(model, inputs, num_items_in_batch, self.fused_loss_chunk)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # type: ignore[no-untyped-def]
         """The validation loss through the training's fused path (the trunk cache's too): no

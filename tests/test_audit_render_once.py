@@ -130,6 +130,24 @@ def test_tokenization_starts_from_the_audits_renders(tokenizer: Any) -> None:
     assert with_memo == tokenize_chat_split(rows, tokenizer, config) and with_memo.rows
 
 
+def test_tokenization_does_not_render_again_the_rows_the_audit_encoded(tokenizer: Any) -> None:
+    """The audit's missing_eos check encodes rows into the memo: tokenization prepares (renders and
+    tokenizes) only the others, and its rows equal those made without any memo."""
+    from tunesmith.tokenize.rows import _hints
+
+    rows = _rows()
+    config = config_from_dict({**CONFIG, "system_prompt": "Answer briefly."})
+    memo = EncodeMemo()
+    hooks = TokenizerHooks(tokenizer, config, memo)
+    hooks.lengths(rows)
+    for r in rows[:20]:  # clean rows every template renders
+        hooks.encode(r)
+    hints = _hints(rows, tokenizer, config, memo)
+    assert hints[:20] == [None] * 20 and any(h is not None for h in hints[20:])
+    with_memo = tokenize_chat_split(rows, tokenizer, config, memo)
+    assert with_memo == tokenize_chat_split(rows, tokenizer, config) and with_memo.rows
+
+
 def test_counts_in_a_worker_thread_equal_the_tokenizer(tmp_path: Path) -> None:
     from tunesmith.tokenize.tokenizer import template_text
 

@@ -146,14 +146,17 @@ class Prepared:
     prompts: dict[int, str]
 
 
-def prepare(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config) -> list[Prepared | None]:
+def prepare(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config,
+            rendered: Sequence[str | None] | None = None) -> list[Prepared | None]:
     """Per record (system prompt applied), its conversation rendered (one ``apply_chat_template``
     call for neighbours with the same tools), tokenized (one ``encode_batch`` call) and its prompt
-    renders; None where the template rejects the row (encoded row by row, reported as before)."""
+    renders; None where the template rejects the row (encoded row by row, reported as before).
+    ``rendered``: those renders when the caller has them already (the audit's, None where the
+    template rejected the row), so they are not made again."""
     convs = [with_system_prompt(r.messages, cfg.system_prompt) for r in records]
     dicts = [[m.to_dict() for m in c] for c in convs]
     tools = [r.tools for r in records]
-    fulls = render_many(tokenizer, dicts, tools)
+    fulls = list(rendered) if rendered is not None else render_many(tokenizer, dicts, tools)
     ok = [k for k, text in enumerate(fulls) if text is not None]
     if not ok:
         return [None] * len(records)

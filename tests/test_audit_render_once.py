@@ -130,6 +130,38 @@ def test_tokenization_starts_from_the_audits_renders(tokenizer: Any) -> None:
     assert with_memo == tokenize_chat_split(rows, tokenizer, config) and with_memo.rows
 
 
+def test_batched_encodings_equal_row_by_row_encodings(tokenizer: Any) -> None:
+    """``encode_many`` (the missing_eos sample: chat rows tokenized a batch at a time from the kept
+    renders) gives every row's encoding, or its error, exactly as ``encode`` one row at a time."""
+    rows = _rows()
+    for system in (None, "You are a careful assistant."):
+        config = config_from_dict({**CONFIG, "system_prompt": system})
+        batched, single = TokenizerHooks(tokenizer, config), PreviousHooks(tokenizer, config)
+        batched.lengths(rows)  # keeps the renders encode_many starts from
+        got = [str(e) if isinstance(e, TunesmithError) else (e.input_ids, e.labels, e.spans, e.turn_spans, e.text,
+               e.appended_eos) for e in batched.encode_many(rows)]
+        assert got == [_encoded(single, r) for r in rows]
+        assert sum(not isinstance(g, str) for g in got) >= len(rows) - 3
+
+
+def test_tokenization_does_not_render_again_the_rows_the_audit_encoded(tokenizer: Any) -> None:
+    """The audit's missing_eos check encodes rows into the memo: tokenization prepares (renders and
+    tokenizes) only the others, and its rows equal those made without any memo."""
+    from tunesmith.tokenize.rows import _hints
+
+    rows = _rows()
+    config = config_from_dict({**CONFIG, "system_prompt": "Answer briefly."})
+    memo = EncodeMemo()
+    hooks = TokenizerHooks(tokenizer, config, memo)
+    hooks.lengths(rows)
+    for r in rows[:20]:  # clean rows every template renders
+        hooks.encode(r)
+    hints = _hints(rows, tokenizer, config, memo)
+    assert hints[:20] == [None] * 20 and any(h is not None for h in hints[20:])
+    with_memo = tokenize_chat_split(rows, tokenizer, config, memo)
+    assert with_memo == tokenize_chat_split(rows, tokenizer, config) and with_memo.rows
+
+
 def test_counts_in_a_worker_thread_equal_the_tokenizer(tmp_path: Path) -> None:
     from tunesmith.tokenize.tokenizer import template_text
 

@@ -50,6 +50,10 @@ class TokenHooks(Protocol):
         """The templated record: input_ids and labels (-100 outside trained spans)."""
         ...
 
+    def encode_many(self, records: Sequence[Record]) -> Sequence[Encoded | Exception]:
+        """``encode`` of each record, the error it raised in its place (batched where it pays)."""
+        ...
+
     def token_text(self, token_id: int) -> str:
         """How a token id reads, for messages."""
         ...

@@ -12,7 +12,7 @@ renders are kept there too, so tokenization does not render the rows again.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.config.schema import Config
 from tunesmith.data.records import Message, Record
@@ -125,7 +125,32 @@ class TokenizerHooks:
         """The record as trained (preference: prompt + chosen, only the chosen side trained)."""
         return self.encode_side(record, 0)
 
-    def encode_side(self, record: Record, side: int) -> EncodedChat:
+    def encode_many(self, records: Sequence[Record]) -> list[EncodedChat | TunesmithError]:
+        """``encode`` of each record (the error it raises in its place). Chat rows are tokenized
+        ``_CHUNK`` at a time from their kept renders first (``tokenize.rows.prepare``: one
+        ``encode_batch`` call, the prompt renders batched too) instead of one tokenizer call each:
+        the encodings tokenization makes from the same hints, equal to ``encode``'s."""
+        from tunesmith.tokenize.rows import Prepared, prepare
+
+        plain = [r for r in records if r.kind not in ("preference", "text")]
+        hints: dict[int, Prepared] = {}
+        for start in range(0, len(plain), _CHUNK):
+            part = plain[start : start + _CHUNK]
+            kept = [self._renders.get(id(r)) for r in part]
+            renders = None if any(k is None or k[0] is not r for k, r in zip(kept, part)) else [k[1][0] for k in kept]  # type: ignore[index]
+            for r, hint in zip(part, prepare(part, self.tokenizer, self.config, renders)):
+                if hint is not None:
+                    hints[id(r)] = hint
+        out: list[EncodedChat | TunesmithError] = []
+        for r in records:
+            try:
+                out.append(self.encode_side(r, 0, hints.get(id(r))))
+            except TunesmithError as exc:
+                out.append(exc)
+        return out
+
+    def encode_side(self, record: Record, side: int, hint: Any = None) -> EncodedChat:
+        """One side of the record encoded (``hint``: its ``tokenize.rows.Prepared``, batch-made)."""
         conv = self._conversations(record)[side]
         rendered = self._rendered(record, side)
         if record.kind == "preference":
@@ -135,8 +160,9 @@ class TokenizerHooks:
                 rendered=rendered,
             )
         encode = self.memo.encode_chat if self.memo is not None else encode_chat
+        done = {} if hint is None else {"rendered": hint.rendered, "encoding": hint.encoding, "prompts": hint.prompts}
         return encode(
-            conv, self.tokenizer, tools=record.tools, closing=self.stop_ids, rendered=rendered,
+            conv, self.tokenizer, tools=record.tools, closing=self.stop_ids, **({"rendered": rendered} | done),
             train_on_inputs=self.config.train_on_inputs, train_on_turns=self.config.train_on_turns,
         )
 

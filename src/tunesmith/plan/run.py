@@ -72,8 +72,11 @@ class PlanResult:
 
 
 def run(config: Config, options: PlanOptions | None = None, redirects: dict[str, str] | None = None,
-        name: str = "<config>") -> PlanResult:
-    """Plan ``config``: read the model's config.json and the data, never the weights."""
+        name: str = "<config>", data: DataStats | None = None) -> PlanResult:
+    """Plan ``config``: read the model's config.json and the data, never the weights.
+
+    ``data``: the training data's statistics when the caller has already tokenized it (``train``:
+    ``tokens.from_tokenized`` of its own tokenization), so the data is not read again."""
     options = options or PlanOptions()
     device = resolve_device(config, options)
     redirects = redirects or {}
@@ -81,7 +84,8 @@ def run(config: Config, options: PlanOptions | None = None, redirects: dict[str,
     from tunesmith.plan.recommend import recommend
     from tunesmith.config.defaults import resolve  # the values train would use (imports the train stage)
 
-    stats = data_stats(config, redirects.get(config.base_model, config.base_model), assumptions()["chars_per_token"])
+    stats = data or data_stats(config, redirects.get(config.base_model, config.base_model),
+                               assumptions()["chars_per_token"])
     resolved = resolve(config, stats.rows)
     setup = setup_for(config, device, stats, resolved.values, options)
     train = trainable(shape, adapter_settings(config, resolved.values))
@@ -182,14 +186,15 @@ def _notes(config: Config, setup: Setup, stats: DataStats, device: Device, memor
     return notes
 
 
-def check_fit(config: Config, say: Callable[[str], None] = print) -> PlanResult | None:
+def check_fit(config: Config, say: Callable[[str], None] = print, data: DataStats | None = None) -> PlanResult | None:
     """`train`'s check before it loads the model: the plan's estimate against the configured device
     (``hardware``), this machine's GPU, or its available RAM. Raises PlanError when it would not fit
-    (``hardware.memory_check: error``); the tokenized data lands in the tokenize cache train reuses."""
+    (``hardware.memory_check: error``). ``data``: statistics of the data train has just tokenized
+    (``tokens.from_tokenized``); without it the data is read and tokenized here (into the tokenize cache)."""
     if config.hardware.memory_check == "off":
         return None
     try:
-        result = run(config)
+        result = run(config, data=data)
     except PlanError as exc:  # an architecture without known shapes must not block training
         say(f"memory check skipped: {exc}")
         return None

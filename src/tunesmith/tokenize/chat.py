@@ -200,9 +200,17 @@ class EncodeMemo:
         """The kept render of ``messages`` with ``tools``, or None."""
         return self._renders.get(self._render_key(messages, tools))
 
+    @staticmethod
+    def _key(messages: Sequence[Message], options: dict[str, Any]) -> str:
+        return repr((tuple(messages), {k: v for k, v in options.items()
+                                       if k not in ("closing", "rendered", "encoding", "prompts")}))
+
+    def knows(self, messages: Sequence[Message], **options: Any) -> bool:
+        """Whether ``encode_chat(messages, ..., **options)`` is already kept (no render or tokenizing needed)."""
+        return self._key(messages, options) in self._done
+
     def encode_chat(self, messages: Sequence[Message], tokenizer: PreTrainedTokenizerBase, **options: Any) -> EncodedChat:
-        key = repr((tuple(messages), {k: v for k, v in options.items()
-                                      if k not in ("closing", "rendered", "encoding", "prompts")}))
+        key = self._key(messages, options)
         found = self._done.get(key)
         if found is None:
             if options.get("rendered") is None:

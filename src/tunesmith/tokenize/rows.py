@@ -91,7 +91,7 @@ def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenize
     batched = method_spec(cfg.method).rows == "chat"
     for start in range(0, len(records), _BATCH):
         chunk = records[start : start + _BATCH]
-        hints = prepare(chunk, tokenizer, cfg) if batched else [None] * len(chunk)
+        hints = _hints(chunk, tokenizer, cfg, memo) if batched else [None] * len(chunk)
         for record, hint in zip(chunk, hints):
             _add(split, record, _encoder(record, tokenizer, cfg, closing, memo, hint), cfg)
     if isinstance(split.rows, list) and any("loss_weights" in row for row in split.rows):
@@ -99,6 +99,21 @@ def tokenize_chat_split(records: Sequence[Record], tokenizer: PreTrainedTokenize
         for row in split.rows:
             row.setdefault("loss_weights", [0.0 if x == IGNORE else 1.0 for x in row["labels"]])
     return split
+
+
+def _hints(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config,
+           memo: EncodeMemo | None) -> list[Prepared | None]:
+    """:func:`prepare` for the records whose encoding ``memo`` does not already hold (the audit
+    encoded them the same way: rendering and tokenizing them again would be thrown away)."""
+    if memo is None:
+        return prepare(records, tokenizer, cfg)
+    todo = [k for k, r in enumerate(records) if not memo.knows(
+        with_system_prompt(r.messages, cfg.system_prompt), tools=r.tools, train_on_inputs=cfg.train_on_inputs,
+        train_on_turns=cfg.train_on_turns)]
+    out: list[Prepared | None] = [None] * len(records)
+    for k, hint in zip(todo, prepare([records[k] for k in todo], tokenizer, cfg) if todo else []):
+        out[k] = hint
+    return out
 
 
 def _add(split: Split, record: Record, encode: Callable[[Sequence[Message]], _Encoded], cfg: Config) -> None:
@@ -131,14 +146,17 @@ class Prepared:
     prompts: dict[int, str]
 
 
-def prepare(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config) -> list[Prepared | None]:
+def prepare(records: Sequence[Record], tokenizer: PreTrainedTokenizerBase, cfg: Config,
+            rendered: Sequence[str | None] | None = None) -> list[Prepared | None]:
     """Per record (system prompt applied), its conversation rendered (one ``apply_chat_template``
     call for neighbours with the same tools), tokenized (one ``encode_batch`` call) and its prompt
-    renders; None where the template rejects the row (encoded row by row, reported as before)."""
+    renders; None where the template rejects the row (encoded row by row, reported as before).
+    ``rendered``: those renders when the caller has them already (the audit's, None where the
+    template rejected the row), so they are not made again."""
     convs = [with_system_prompt(r.messages, cfg.system_prompt) for r in records]
     dicts = [[m.to_dict() for m in c] for c in convs]
     tools = [r.tools for r in records]
-    fulls = render_many(tokenizer, dicts, tools)
+    fulls = list(rendered) if rendered is not None else render_many(tokenizer, dicts, tools)
     ok = [k for k, text in enumerate(fulls) if text is not None]
     if not ok:
         return [None] * len(records)

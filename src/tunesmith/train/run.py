@@ -2,8 +2,9 @@
 
 Order: decide what to do with ``output_dir`` (fresh / resume / extend / nothing, see
 ``resume.py``; no heavy import, no data read) -> preflight checks that need the model ->
-claim the directory -> data, audit, tokenization -> a resume must match the run's recorded
-fingerprints -> train -> save ``model/`` atomically -> record the attempt in run.json.
+data, audit, tokenization (the tokenize cache is the only thing written to ``output_dir``) ->
+the memory check on those token lengths -> a resume must match the run's recorded fingerprints ->
+claim the directory -> train -> save ``model/`` atomically -> record the attempt in run.json.
 """
 
 from __future__ import annotations
@@ -58,15 +59,11 @@ def run(config: Config, resume: bool = False, overwrite: bool = False, quiet: bo
     if plan.kind == "done":
         return _unchanged(rundir, plan.record)
     from tunesmith.models import resolve as resolve_base
-    from tunesmith.plan import check_fit
     from tunesmith.train import preflight
 
     with world.main_first():
         resolve_base(config.base_model, say=say)  # a GGUF / catalogue base is converted (once, cached) up front
     tokenizer = preflight.run(config)  # config checks that need the model's files (not its weights)
-    check_fit(config, say)  # the plan's memory estimate vs the device: stop before the weights are loaded
-    if plan.kind == "fresh":
-        rundir.begin(config, plan)
     try:
         return _prepare_and_train(config, rundir, plan, tokenizer, quiet, say, list(callbacks), world)
     except BaseException as exc:
@@ -98,6 +95,7 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     if not world.is_main:
         print(f"rank {world.rank}: " + ("tokenized data from rank 0's cache" if tok.cache_hit else
               "tokenized itself: rank 0's cache is not on this node's file system (share output_dir)"), flush=True)
+    _check_fit(config, dataset, tok, say)  # stop before the weights are loaded and output_dir is claimed
     facts = {"data_fingerprint": dataset.fingerprint, "tokenizer_fingerprint": tok.fingerprint,
              "base_fingerprint": base_fingerprint(config.base_model)}
     if plan.kind != "fresh":
@@ -105,7 +103,7 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
         if problems:
             raise RunDirError(f"{rundir.path}: cannot resume this run: {'; '.join(problems)}; restore the original "
                               "inputs, or --overwrite to start over, or choose another output_dir")
-        rundir.begin(config, plan)
+    rundir.begin(config, plan)
     rejected = rundir.write_rejected(dataset.rejected, tok.rejected)
     if rejected:
         say(f"{len(dataset.rejected) + len(tok.rejected)} rows left out, each with its reason: {rejected}")
@@ -132,6 +130,16 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     rundir.update_run(**record)
     samples = (dataset.eval or dataset.train, "validation" if dataset.eval else "train")
     return _train(config, rundir, tok, resolved, precision, plan, quiet, say, extra_callbacks, samples, world)
+
+
+def _check_fit(config: Config, dataset: Any, tok: Any, say: Callable[[str], None]) -> None:
+    """The plan's memory estimate vs the device, from the lengths this run has just tokenized (the
+    data is not read or tokenized a second time); PlanError when it would not fit."""
+    from tunesmith.plan import check_fit
+    from tunesmith.plan.tokens import from_tokenized
+
+    kind = dataset.train[0].kind if len(dataset.train) else "chat"
+    check_fit(config, say, from_tokenized(config, tok, kind))
 
 
 def _contamination(config: Config, say: Callable[[str], None]) -> dict[str, Any] | None:

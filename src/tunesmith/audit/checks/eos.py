@@ -31,12 +31,10 @@ def encoded_sample(ctx: AuditContext) -> dict[int, Encoded | str]:
     if "encoded" not in ctx.cache and ctx.tokens is not None:
         limit = ctx.g("missing_eos")["max_rows"]
         out: dict[int, Encoded | str] = {}
-        for split in ctx.present_splits():
-            for i in _sample([i for i in ctx.indices(split) if ctx.views.kind[i] != "text"], limit):
-                try:
-                    out[i] = ctx.tokens.encode(ctx.records[i])
-                except TunesmithError as exc:
-                    out[i] = str(exc)
+        picked = [i for split in ctx.present_splits()
+                  for i in _sample([i for i in ctx.indices(split) if ctx.views.kind[i] != "text"], limit)]
+        for i, enc in zip(picked, ctx.tokens.encode_many([ctx.records[i] for i in picked])):
+            out[i] = str(enc) if isinstance(enc, TunesmithError) else enc
         ctx.cache["encoded"] = out
         ctx.stats["templated_rows_checked"] = len(out)
     encoded: dict[int, Encoded | str] = ctx.cache.get("encoded", {})

@@ -93,6 +93,26 @@ def test_a_shared_prompt_prefix_is_prefilled_once_with_the_same_replies(tiny):
     hook.remove()
 
 
+def test_prompt_learning_models_prefill_each_prompt_whole(tiny):
+    """Prefix/prompt tuning put virtual tokens in front of every input: no shared-prefix cache there."""
+    from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
+
+    loaded = infer.load(tiny)
+    system = "You are the planning assistant of the plant. Answer briefly and use the plant's units."
+    convs = [[Message("user", text)] for text in ("hi", "what is the capital of france please")]
+    kwargs = {"eos_ids": loaded.eos_ids, "max_new_tokens": 4, "system_prompt": system}
+    for config in (PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+                   PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3)):
+        model = get_peft_model(infer.load(tiny).model, config)
+        batch_sizes: list[int] = []
+        hook = model.get_base_model().get_input_embeddings().register_forward_hook(
+            lambda _m, args, _out: batch_sizes.append(args[0].shape[0]))
+        batched = infer.generate_details(model, loaded.tokenizer, convs, batch_size=2, **kwargs)
+        hook.remove()
+        assert 1 not in batch_sizes  # no prefix prefilled on its own
+        assert batched == infer.generate_details(model, loaded.tokenizer, convs, batch_size=1, **kwargs)
+
+
 def test_resolve_model_dir(tmp_path, tiny):
     (tmp_path / "run").mkdir()
     with pytest.raises(TunesmithError, match="no model found"):

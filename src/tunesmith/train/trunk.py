@@ -34,7 +34,7 @@ from tunesmith.config import Config
 from tunesmith.config.methods import method_spec
 from tunesmith.config.yaml_load import load_table
 from tunesmith.errors import ConfigError
-from tunesmith.train import lmloss
+from tunesmith.train import lmloss, varlen
 
 _RANDOM_CONFIG_KEYS = ("dropout", "pdrop")  # model config entries that make a layer random in training
 
@@ -207,11 +207,11 @@ def segments(input_ids: torch.Tensor, position_ids: torch.Tensor | None,
         out = []
         for b in range(rows):
             p = position_ids[b if position_ids.shape[0] == rows else 0]
+            spans = varlen.segments(p.unsqueeze(0))  # the attention's own rule for where a sample starts
             starts = torch.where(p == 0, index, torch.zeros_like(index)).cummax(0).values
-            if p[0] != 0 or not torch.equal(p, index - starts):
+            if spans is None or not torch.equal(p, index - starts):  # positions count 0, 1, ... in each sample
                 return None
-            bounds = [*(p == 0).nonzero().flatten().tolist(), width]
-            out.extend((b, s, e) for s, e in zip(bounds, bounds[1:]))
+            out.extend((b, s, e) for s, e in spans)
         return out
     if attention_mask is None:
         return [(b, 0, width) for b in range(rows)]

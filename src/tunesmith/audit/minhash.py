@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from datasketch import MinHash, MinHashLSH
 
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
-_CHUNK = 1 << 18  # shingles per vectorised step (x num_perm x 4 bytes of memory)
+_CHUNK = 1 << 14  # shingles per vectorised step (x num_perm x 4 bytes of memory: stays in cache)
 _ALL_PAIRS_UP_TO = 16  # larger buckets pair every member with the first only
 SHARD = 20_000  # texts shingled at once (~13 KB of transient memory per row of a shard)
 

@@ -24,15 +24,8 @@ def _catalogue() -> tuple[dict[str, re.Pattern[str]], dict[str, frozenset[str]],
 
 
 def _distinct_at_least(words: list[str], n: int) -> bool:
-    """``len(set(words)) >= n`` without hashing every word when the first ones already differ."""
-    if len(words) < n:
-        return False
-    seen: set[str] = set()
-    for w in words:
-        seen.add(w)
-        if len(seen) >= n:
-            return True
-    return False
+    """``len(set(words)) >= n``, hashing only the first ``n`` words when they already differ."""
+    return len(words) >= n and (len(set(words[:n])) == n or len(set(words)) >= n)
 
 
 def guess_language(text: str, min_words: int, min_hits: int) -> str | None:
@@ -49,6 +42,8 @@ def guess_language(text: str, min_words: int, min_hits: int) -> str | None:
     if not _distinct_at_least(words, min_words):
         return None
     found = any_stopword.intersection(words)  # the distinct words that are some language's stopword
+    if len(found) < min_hits:  # no language can have enough hits
+        return None
     hits = sorted(((len(found & sw), lang) for lang, sw in stopwords.items()), reverse=True)
     (best, lang), (second, _) = hits[0], hits[1]
     return lang if best >= min_hits and best >= 2 * second else None  # a clear winner only

@@ -43,8 +43,8 @@ def _scan(ctx: AuditContext, patterns: Mapping[str, str], hints: Mapping[str, li
         found = [
             kind for kind, rx in compiled.items()
             if not (plain and kind in ascii_skip)
-            and (kind not in hints or any(h in text for h in hints[kind]))
-            and (not plain or kind not in ascii_hints or any(h in text for h in ascii_hints[kind]))
+            and (kind not in hints or any(map(text.__contains__, hints[kind])))
+            and (not plain or kind not in ascii_hints or any(map(text.__contains__, ascii_hints[kind])))
             and rx.search(text)
         ]
         if found:

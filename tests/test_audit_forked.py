@@ -114,3 +114,16 @@ def test_no_fork_while_other_threads_run() -> None:
         stop.set()
         worker.join()
     assert can_fork()
+
+
+def test_records_on_disk_are_audited_in_one_process(hooks: TokenizerHooks, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunesmith.data.store import RowStore
+
+    def no_fork(fn: Any) -> None:
+        raise AssertionError("forked with records on disk")
+
+    rows = clean_chat(40)
+    monkeypatch.setattr(runner, "Forked", no_fork)
+    on_disk = audit_records(RowStore(rows), config=config_from_dict(CONFIG), tokens=hooks, fork=True)
+    in_memory = audit_records(rows, config=config_from_dict(CONFIG), tokens=hooks, fork=False)
+    assert [f.__dict__ for f in on_disk.findings] == [f.__dict__ for f in in_memory.findings]

@@ -17,7 +17,7 @@ from tunesmith.audit.registry import Check, all_checks, missing_need
 from tunesmith.audit.report import AuditReport, Finding
 from tunesmith.data.pipeline import DataResult
 from tunesmith.data.records import Record
-from tunesmith.data.store import chain
+from tunesmith.data.store import chain, on_disk
 from tunesmith.errors import ConfigError, RowError, TunesmithError
 
 _TOKEN_NEEDS = ("tokenizer", "encoder", "lengths")  # checks run after the token lengths are in
@@ -43,8 +43,8 @@ def audit_records(
     (characters / 4) and ``over_length`` / ``missing_eos`` are skipped. ``errors`` are the
     ingestion errors the ``schema`` check reports. ``skip`` (plus ``config.audit.skip``) names
     checks not to run. With ``tokens``, the checks that need no tokens run in a forked child
-    process while this one renders and tokenizes (``forked.py``; Linux, from ``FORK_ROWS``
-    rows, or as ``fork`` says); the report is the same either way.
+    process while this one renders and tokenizes (``forked.py``; Linux, records in memory, from
+    ``FORK_ROWS`` rows or as ``fork`` says); the report is the same either way.
     """
     records = chain([train, eval, test])  # a list, or a view when the records are kept on disk
     split = ["train"] * len(train) + ["eval"] * len(eval) + ["test"] * len(test)
@@ -53,7 +53,9 @@ def audit_records(
     free = [c for c in checks if not c.waits]
     if fork is None:
         fork = len(records) >= FORK_ROWS
-    child = Forked(lambda: _run_checks(ctx, free)) if tokens is not None and fork and can_fork() else None
+    # records kept on disk stay in one process: a child must not flush their file's write buffer too
+    forking = tokens is not None and fork and not on_disk(records) and can_fork()
+    child = Forked(lambda: _run_checks(ctx, free)) if forking else None
     started = time.perf_counter()
     ctx.pending_lengths, ctx.lengths_exact = _start_lengths(records, token_lengths, tokens)
     ctx.stats["seconds"] = {"token_lengths": round(time.perf_counter() - started, 3)}

@@ -127,3 +127,21 @@ def test_records_on_disk_are_audited_in_one_process(hooks: TokenizerHooks, monke
     on_disk = audit_records(RowStore(rows), config=config_from_dict(CONFIG), tokens=hooks, fork=True)
     in_memory = audit_records(rows, config=config_from_dict(CONFIG), tokens=hooks, fork=False)
     assert [f.__dict__ for f in on_disk.findings] == [f.__dict__ for f in in_memory.findings]
+
+
+def test_child_is_stopped_when_rendering_fails(hooks: TokenizerHooks, monkeypatch: pytest.MonkeyPatch) -> None:
+    children: list[Forked[Any]] = []
+
+    class Seen(Forked):  # type: ignore[type-arg]
+        def __init__(self, fn: Any):
+            super().__init__(fn)
+            children.append(self)
+
+    def broken(records: Any) -> Any:
+        raise ConfigError("chat_template: cannot render")
+
+    monkeypatch.setattr(runner, "Forked", Seen)
+    monkeypatch.setattr(hooks, "start_lengths", broken)
+    with pytest.raises(ConfigError, match="cannot render"):
+        audit_records(clean_chat(40), config=config_from_dict(CONFIG), tokens=hooks, fork=True)
+    assert len(children) == 1 and not children[0]._process.is_alive()

@@ -16,6 +16,7 @@ process instead, so the outcome (the result, or the error raised) is the same as
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sys
 import threading
@@ -36,8 +37,11 @@ def _child(fn: Callable[[], Any], conn: Connection) -> None:
     try:
         result = fn()
         conn.send((True, result))
+    except KeyboardInterrupt:  # Ctrl-C reaches the parent too: it reports it, not the child
+        pass
     except Exception:  # the parent runs fn itself and meets the same error there
-        conn.send((False, None))
+        with contextlib.suppress(OSError):  # the parent may have stopped listening (cancel)
+            conn.send((False, None))
     finally:
         conn.close()
 
@@ -65,3 +69,9 @@ class Forked(Generic[T]):
             self._process.join()
         self.from_child = ok
         return value if ok else self.fn()
+
+    def cancel(self) -> None:
+        """Stop the child and forget its result (this process failed before asking for it)."""
+        self._process.terminate()
+        self._conn.close()
+        self._process.join()

@@ -57,7 +57,12 @@ def audit_records(
     forking = tokens is not None and fork and not on_disk(records) and can_fork()
     child = Forked(lambda: _run_checks(ctx, free)) if forking else None
     started = time.perf_counter()
-    ctx.pending_lengths, ctx.lengths_exact = _start_lengths(records, token_lengths, tokens)
+    try:
+        ctx.pending_lengths, ctx.lengths_exact = _start_lengths(records, token_lengths, tokens)
+    except BaseException:
+        if child is not None:
+            child.cancel()
+        raise
     ctx.stats["seconds"] = {"token_lengths": round(time.perf_counter() - started, 3)}
     done = child.result() if child is not None else _run_checks(ctx, free)
     ctx.stats.update(done.stats)  # what the checks added (already there when they ran here)

@@ -10,6 +10,7 @@ from tunesmith.audit.context import AuditContext
 from tunesmith.audit.registry import register
 from tunesmith.audit.report import Finding
 from tunesmith.audit.words import words
+
 _DIGITS = re.compile(r"\d+")
 
 

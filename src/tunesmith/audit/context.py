@@ -144,6 +144,14 @@ class AuditContext:
         return Views.of(self.records)
 
     @cached_property
+    def kinds(self) -> list[str]:
+        """Each record's kind: ``views.kind`` when the views are made, else read from the records alone
+        (the token checks need no text views; in a forked audit the checks that do ran elsewhere)."""
+        if "views" in self.__dict__:
+            return self.views.kind
+        return [sys.intern(r.kind) for r in self.records]
+
+    @cached_property
     def _by_split(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {s: [] for s in SPLITS}
         for i, s in enumerate(self.split):

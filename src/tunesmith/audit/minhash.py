@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from datasketch import MinHash, MinHashLSH
 
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
-_CHUNK = 1 << 18  # shingles per vectorised step (x num_perm x 4 bytes of memory)
+_CHUNK = 1 << 14  # shingles per vectorised step (x num_perm x 4 bytes of memory: stays in cache)
 _ALL_PAIRS_UP_TO = 16  # larger buckets pair every member with the first only
 SHARD = 20_000  # texts shingled at once (~13 KB of transient memory per row of a shard)
 
@@ -100,13 +100,19 @@ def signatures(sh: Shingles, rows: np.ndarray, num_perm: int, seed: int) -> np.n
     out = np.empty((len(rows), num_perm), dtype=np.uint32)
     sizes = sh.offsets[rows + 1] - sh.offsets[rows]
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    idx = np.concatenate([np.arange(sh.offsets[r], sh.offsets[r + 1]) for r in rows])
+    # the shingle positions of the rows, in order: row k's run starts at offsets[rows[k]]
+    idx = np.repeat(sh.offsets[rows] - bounds[:-1], sizes) + np.arange(bounds[-1])
     hashed = _fmix32(sh.values[idx])
+    buffer = np.empty((num_perm, _CHUNK), dtype=np.uint32)  # reused: no fresh pages per chunk
     i = 0
     while i < len(rows):
         j = max(i + 1, int(np.searchsorted(bounds, bounds[i] + _CHUNK, side="right")) - 1)
-        with np.errstate(over="ignore"):
-            phv = a * hashed[None, bounds[i] : bounds[j]] + b  # num_perm x shingles
+        width = int(bounds[j] - bounds[i])
+        if width > buffer.shape[1]:  # one row with more shingles than a chunk
+            buffer = np.empty((num_perm, width), dtype=np.uint32)
+        phv = buffer[:, :width]  # num_perm x shingles: a * h + b, wrapping mod 2**32
+        np.multiply(a, hashed[None, bounds[i] : bounds[j]], out=phv)
+        np.add(phv, b, out=phv)
         out[i:j] = np.minimum.reduceat(phv, bounds[i:j] - bounds[i], axis=1).T
         i = j
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,14 +12,16 @@ import numpy as np
 from tunesmith.config.schema import Config
 from tunesmith.audit.context import SPLITS, AuditContext, LengthFn, TokenHooks, estimate_lengths
 from tunesmith.audit.guidelines import load_guidelines
-from tunesmith.audit.registry import all_checks, missing_need
+from tunesmith.audit.forked import Forked, can_fork
+from tunesmith.audit.registry import Check, all_checks, missing_need
 from tunesmith.audit.report import AuditReport, Finding
 from tunesmith.data.pipeline import DataResult
 from tunesmith.data.records import Record
-from tunesmith.data.store import chain
+from tunesmith.data.store import chain, on_disk
 from tunesmith.errors import ConfigError, RowError, TunesmithError
 
 _TOKEN_NEEDS = ("tokenizer", "encoder", "lengths")  # checks run after the token lengths are in
+FORK_ROWS = 20_000  # from this many rows the token-free checks run in a child process (with a tokenizer)
 
 
 def audit_records(
@@ -31,6 +34,7 @@ def audit_records(
     tokens: TokenHooks | None = None,
     errors: Sequence[RowError] = (),
     skip: Collection[str] = (),
+    fork: bool | None = None,
 ) -> AuditReport:
     """Run every check on the given splits.
 
@@ -38,18 +42,38 @@ def audit_records(
     ``tokens.TokenizerHooks``) enable the token checks; without either, lengths are estimated
     (characters / 4) and ``over_length`` / ``missing_eos`` are skipped. ``errors`` are the
     ingestion errors the ``schema`` check reports. ``skip`` (plus ``config.audit.skip``) names
-    checks not to run.
+    checks not to run. With ``tokens``, the checks that need no tokens run in a forked child
+    process while this one renders and tokenizes (``forked.py``; Linux, records in memory, from
+    ``FORK_ROWS`` rows or as ``fork`` says); the report is the same either way.
     """
     records = chain([train, eval, test])  # a list, or a view when the records are kept on disk
     split = ["train"] * len(train) + ["eval"] * len(eval) + ["test"] * len(test)
     ctx = AuditContext(records, split, load_guidelines(), config, list(errors), tokens=tokens)
+    checks = _checks(set(skip) | set(config.audit.skip if config else ()))
+    free = [c for c in checks if not c.waits]
+    if fork is None:
+        fork = len(records) >= FORK_ROWS
+    # records kept on disk stay in one process: a child must not flush their file's write buffer too
+    forking = tokens is not None and fork and not on_disk(records) and can_fork()
+    child = Forked(lambda: _run_checks(ctx, free)) if forking else None
     started = time.perf_counter()
-    ctx.pending_lengths, ctx.lengths_exact = _start_lengths(records, token_lengths, tokens)
+    try:
+        ctx.pending_lengths, ctx.lengths_exact = _start_lengths(records, token_lengths, tokens)
+    except BaseException:
+        if child is not None:
+            child.cancel()
+        raise
     ctx.stats["seconds"] = {"token_lengths": round(time.perf_counter() - started, 3)}
-    findings = _run_checks(ctx, set(skip) | set(config.audit.skip if config else ()))
+    done = child.result() if child is not None else _run_checks(ctx, free)
+    ctx.stats.update(done.stats)  # what the checks added (already there when they ran here)
+    ctx.stats["seconds"].update(done.seconds)
+    rest = _run_checks(ctx, [c for c in checks if c.waits])
+    ctx.stats["seconds"].update(rest.seconds)
+    found, skipped = {**done.found, **rest.found}, {**done.skipped, **rest.skipped}
+    ctx.stats["skipped_checks"] = {c.name: skipped[c.name] for c in checks if c.name in skipped}
     ctx.stats.update(_length_stats(ctx))
     ctx.stats["splits"] = {s: len(ctx.indices(s)) for s in SPLITS}
-    return AuditReport(len(records), findings, ctx.stats)
+    return AuditReport(len(records), [found[c.name] for c in checks if c.name in found], ctx.stats)
 
 
 def _start_lengths(
@@ -64,33 +88,57 @@ def _start_lengths(
     return lambda: estimate_lengths(records), False
 
 
-def _run_checks(ctx: AuditContext, skip: set[str]) -> list[Finding]:
+@dataclass(frozen=True)
+class _Planned:
+    """A check to run (or why not: ``skip``), and whether it waits for the token lengths."""
+
+    name: str
+    check: Check
+    skip: str | None
+    waits: bool
+
+
+@dataclass
+class _Done:
+    """What running some checks gave: findings and skip reasons by check name, seconds per check,
+    and the statistics the checks added to ``ctx.stats``."""
+
+    found: dict[str, Finding] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _checks(skip: set[str]) -> list[_Planned]:
+    """Every check in registry order; ``skip`` names checks not to run (unknown names are an error)."""
     checks = all_checks()
     unknown = sorted(skip - set(checks))
     if unknown:
         raise ConfigError(f"audit.skip: unknown check(s) {', '.join(unknown)} (checks: {', '.join(sorted(checks))})")
-    found: dict[str, Finding] = {}
-    skipped: dict[str, str] = {}
-    # checks without token needs first: the token lengths are being computed meanwhile
-    order = sorted(checks, key=lambda name: any(n in _TOKEN_NEEDS for n in checks[name].needs))
-    for name in order:
-        check = checks[name]
-        reason = "skipped (audit.skip)" if name in skip else missing_need(check, ctx)
+    return [_Planned(name, check, "skipped (audit.skip)" if name in skip else None,
+                     any(n in _TOKEN_NEEDS for n in check.needs)) for name, check in checks.items()]
+
+
+def _run_checks(ctx: AuditContext, checks: Sequence[_Planned]) -> _Done:
+    done = _Done()
+    before = set(ctx.stats)
+    for planned in checks:
+        reason = planned.skip or missing_need(planned.check, ctx)
         if reason:
-            skipped[name] = reason
+            done.skipped[planned.name] = reason
             continue
-        if ctx.pending_lengths is not None and any(n in _TOKEN_NEEDS for n in check.needs):
+        if ctx.pending_lengths is not None and planned.waits:
             started = time.perf_counter()
             ctx.lengths  # wait for the counts here, so the time is the token step's, not the check's
             ctx.stats["seconds"]["token_lengths"] = round(
                 ctx.stats["seconds"]["token_lengths"] + time.perf_counter() - started, 3)
         started = time.perf_counter()
-        finding = check.fn(ctx)
-        ctx.stats["seconds"][name] = round(time.perf_counter() - started, 3)
+        finding = planned.check.fn(ctx)
+        done.seconds[planned.name] = round(time.perf_counter() - started, 3)
         if finding is not None:
-            found[name] = finding
-    ctx.stats["skipped_checks"] = {name: skipped[name] for name in checks if name in skipped}
-    return [found[name] for name in checks if name in found]
+            done.found[planned.name] = finding
+    done.stats = {k: v for k, v in ctx.stats.items() if k not in before}
+    return done
 
 
 def _length_stats(ctx: AuditContext) -> dict[str, Any]:

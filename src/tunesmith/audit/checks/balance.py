@@ -22,7 +22,7 @@ def _task_type(ctx: AuditContext, idx: list[int]) -> str:
     """``task_type``: the training rows read one at a time (never all held: they may be on disk)."""
     if not idx:
         return "sft"
-    kind = Counter(ctx.views.kind[i] for i in idx).most_common(1)[0][0]
+    kind = Counter(ctx.kinds[i] for i in idx).most_common(1)[0][0]
     if kind != "sft":
         return {"preference": "preference", "kto": "kto", "text": "cpt"}[kind]
     if sum(isinstance(ctx.records[i].label, str) for i in idx) > len(idx) / 2:

@@ -32,7 +32,7 @@ def encoded_sample(ctx: AuditContext) -> dict[int, Encoded | str]:
         limit = ctx.g("missing_eos")["max_rows"]
         out: dict[int, Encoded | str] = {}
         picked = [i for split in ctx.present_splits()
-                  for i in _sample([i for i in ctx.indices(split) if ctx.views.kind[i] != "text"], limit)]
+                  for i in _sample([i for i in ctx.indices(split) if ctx.kinds[i] != "text"], limit)]
         for i, enc in zip(picked, ctx.tokens.encode_many([ctx.records[i] for i in picked])):
             out[i] = str(enc) if isinstance(enc, TunesmithError) else enc
         ctx.cache["encoded"] = out

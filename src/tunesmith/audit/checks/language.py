@@ -10,22 +10,27 @@ from pathlib import Path
 from tunesmith.audit.context import AuditContext
 from tunesmith.audit.registry import register
 from tunesmith.audit.report import Finding
+from tunesmith.audit.words import latin_words, word_count
 from tunesmith.config.yaml_load import load_table
-
-_LATIN_WORD = re.compile(r"[a-zà-öø-ÿ']+")
-_ANY_WORD = re.compile(r"\w+")
 
 
 @cache
-def _catalogue() -> tuple[dict[str, re.Pattern[str]], dict[str, frozenset[str]]]:
+def _catalogue() -> tuple[dict[str, re.Pattern[str]], dict[str, frozenset[str]], frozenset[str]]:
+    """Script patterns, stopwords per language, and every stopword of any language."""
     data = load_table(Path(__file__).parents[1].joinpath("languages.yaml").read_text("utf-8"))
     scripts = {name: re.compile(rx) for name, rx in data["scripts"].items()}
-    return scripts, {lang: frozenset(words) for lang, words in data["stopwords"].items()}
+    stopwords = {lang: frozenset(words) for lang, words in data["stopwords"].items()}
+    return scripts, stopwords, frozenset().union(*stopwords.values())
+
+
+def _distinct_at_least(words: list[str], n: int) -> bool:
+    """``len(set(words)) >= n``, hashing only the first ``n`` words when they already differ."""
+    return len(words) >= n and (len(set(words[:n])) == n or len(set(words)) >= n)
 
 
 def guess_language(text: str, min_words: int, min_hits: int) -> str | None:
     """A language code (Latin script) or a script name; None when the text is too short to tell."""
-    scripts, stopwords = _catalogue()
+    scripts, stopwords, any_stopword = _catalogue()
     if not text.isascii():
         counts = {name: len(rx.findall(text)) for name, rx in scripts.items()}
         script = max(counts, key=counts.__getitem__)
@@ -33,10 +38,13 @@ def guess_language(text: str, min_words: int, min_hits: int) -> str | None:
             return None
         if script != "Latin":
             return script
-    words = set(_LATIN_WORD.findall(text.lower()))
-    if len(words) < min_words:
+    words = latin_words(text.lower())
+    if not _distinct_at_least(words, min_words):
         return None
-    hits = sorted(((len(words & sw), lang) for lang, sw in stopwords.items()), reverse=True)
+    found = any_stopword.intersection(words)  # the distinct words that are some language's stopword
+    if len(found) < min_hits:  # no language can have enough hits
+        return None
+    hits = sorted(((len(found & sw), lang) for lang, sw in stopwords.items()), reverse=True)
     (best, lang), (second, _) = hits[0], hits[1]
     return lang if best >= min_hits and best >= 2 * second else None  # a clear winner only
 
@@ -48,7 +56,7 @@ def language_mix(ctx: AuditContext) -> Finding | None:
     v = ctx.views
     langs: list[str | None] = []
     for i in range(len(ctx.records)):
-        text = v.response[i] if len(_ANY_WORD.findall(v.response[i][:200])) >= g["min_words"] else v.first_user[i]
+        text = v.response[i] if word_count(v.response[i][:200]) >= g["min_words"] else v.first_user[i]
         langs.append(guess_language(text[: g["sample_chars"]], g["min_words"], g["min_stopword_hits"]))
     counts = Counter(lang for lang in langs if lang is not None)
     ctx.stats["languages"] = dict(counts.most_common())

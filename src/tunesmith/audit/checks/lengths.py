@@ -18,7 +18,7 @@ _FATE = {
 
 def _chat(ctx: AuditContext, split: str) -> np.ndarray:
     """Indices of one split's rows that are conversations (text documents are windowed, not cut)."""
-    return np.array([i for i in ctx.indices(split) if ctx.views.kind[i] != "text"], dtype=np.int64)
+    return np.array([i for i in ctx.indices(split) if ctx.kinds[i] != "text"], dtype=np.int64)
 
 
 @register("over_length", needs=("tokenizer", "lengths"))

@@ -9,8 +9,8 @@ from collections import Counter
 from tunesmith.audit.context import AuditContext
 from tunesmith.audit.registry import register
 from tunesmith.audit.report import Finding
+from tunesmith.audit.words import words
 
-_WORD = re.compile(r"\w+")
 _DIGITS = re.compile(r"\d+")
 
 
@@ -51,9 +51,9 @@ def system_prompt_inconsistent(ctx: AuditContext) -> Finding | None:
     )
 
 
-def _prefix(text: str, skip: int, words: int) -> str:
+def _prefix(text: str, skip: int, n_words: int) -> str:
     """The first words, lower-cased, digits blanked (templates differ only in their slots)."""
-    return _DIGITS.sub("#", " ".join(_WORD.findall(text[skip : skip + 200].lower())[:words]))
+    return _DIGITS.sub("#", " ".join(words(text[skip : skip + 200].lower())[:n_words]))
 
 
 @register("template_monotony")

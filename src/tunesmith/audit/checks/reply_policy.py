@@ -23,7 +23,7 @@ def _train_answers(ctx: AuditContext) -> list[int]:
 def is_refusal(text: str, markers: list[str], within: int) -> bool:
     """A refusal phrase within the first ``within`` characters (case-insensitive, curly apostrophes as straight)."""
     head = text[:within].lower().replace("\u2019", "'")
-    return any(m in head for m in markers)
+    return any(map(head.__contains__, markers))
 
 
 @register("refusal_share")

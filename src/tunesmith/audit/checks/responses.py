@@ -11,8 +11,8 @@ import numpy as np
 from tunesmith.audit.context import AuditContext
 from tunesmith.audit.registry import register
 from tunesmith.audit.report import Finding
+from tunesmith.audit.words import word_count, words
 
-_WORD = re.compile(r"\w+")
 _FENCE = re.compile(r"^\s*```", re.MULTILINE)
 
 
@@ -44,19 +44,28 @@ def _answer_indices(ctx: AuditContext) -> list[int]:
     return [i for i, kind in enumerate(v.kind) if kind != "text" and not v.tool_answer[i] and v.response[i].strip()]
 
 
+def _answer_words(ctx: AuditContext) -> dict[int, int]:
+    """Word count (``\\w+``) of each answer of ``_answer_indices``, counted once for both checks here."""
+    if "answer_words" not in ctx.cache:
+        ctx.cache["answer_words"] = {i: word_count(ctx.views.response[i]) for i in _answer_indices(ctx)}
+    counts: dict[int, int] = ctx.cache["answer_words"]
+    return counts
+
+
 @register("short_response")
 def short_response(ctx: AuditContext) -> Finding | None:
     """Trivially short outputs in a set whose typical output is much longer."""
     g = ctx.g("short_response")
     v = ctx.views
-    idx = [i for i in _answer_indices(ctx) if not isinstance(ctx.records[i].label, str)]
+    counts = _answer_words(ctx)
+    idx = [i for i in counts if not isinstance(ctx.records[i].label, str)]
     if not idx:
         return None
-    words = np.array([len(_WORD.findall(v.response[i])) for i in idx])
-    median = float(np.median(words))
+    n_words = np.array([counts[i] for i in idx])
+    median = float(np.median(n_words))
     if median < g["min_median_words"]:
         return None
-    rows = [ctx.records[i] for i, n in zip(idx, words)
+    rows = [ctx.records[i] for i, n in zip(idx, n_words)
             if n <= g["max_words"] and len(v.response[i].strip()) <= g["max_chars"]]
     if not rows:
         return None
@@ -73,7 +82,7 @@ def _mid_sentence(text: str, dangling: frozenset[str], set_terminates: bool) -> 
     end with punctuation, ends in a bare word."""
     if text.endswith((",", "-", "–", "(")):
         return True
-    last = _WORD.findall(text[-40:])
+    last = words(text[-40:])
     if last and last[-1].lower() in dangling and text[-1].isalpha():
         return True
     return set_terminates and text[-1].isalnum()
@@ -98,9 +107,10 @@ def _shape(ctx: AuditContext, idx: list[int], min_words: int, terminal: str
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per answer of ``idx``: long enough to judge, valid JSON, ends in a terminal character."""
     long_enough, is_json, ends = (np.zeros(len(idx), dtype=bool) for _ in range(3))
+    counts = _answer_words(ctx)  # stripping changes no word
     for n, i in enumerate(idx):
         t = ctx.views.response[i].strip()
-        long_enough[n] = len(_WORD.findall(t)) >= min_words
+        long_enough[n] = counts[i] >= min_words
         is_json[n] = _is_json(t)
         ends[n] = t[-1] in terminal
     return long_enough, is_json, ends
@@ -124,7 +134,7 @@ def truncated_response(ctx: AuditContext) -> Finding | None:
         t = ctx.views.response[i].strip()
         if json_set:
             why = None if js else "invalid JSON"
-        elif len(_FENCE.findall(t)) % 2 == 1:
+        elif "```" in t and len(_FENCE.findall(t)) % 2 == 1:
             why = "an unclosed code fence"
         elif _unbalanced(t):
             why = "unbalanced brackets or quotes"

@@ -25,14 +25,17 @@ def _row_text(ctx: AuditContext, i: int) -> str:
 
 
 def _scan(ctx: AuditContext, patterns: Mapping[str, str], hints: Mapping[str, list[str]] | None = None,
-          ascii_skip: frozenset[str] = frozenset()) -> dict[int, list[str]]:
+          ascii_skip: frozenset[str] = frozenset(), ascii_hints: Mapping[str, list[str]] | None = None,
+          ) -> dict[int, list[str]]:
     """Row index -> the kinds (pattern names) found in that row, for rows with any.
 
-    A kind with ``hints`` is searched only in rows holding one of them; kinds in ``ascii_skip``
-    cannot occur in pure-ASCII text and are not searched there.
+    A kind with ``hints`` is searched only in rows holding one of them; a kind with
+    ``ascii_hints`` only in rows holding one of them or any non-ASCII character; kinds in
+    ``ascii_skip`` cannot occur in pure-ASCII text and are not searched there.
     """
     compiled = {kind: re.compile(p) for kind, p in patterns.items()}
     hints = hints or {}
+    ascii_hints = ascii_hints or {}
     out: dict[int, list[str]] = {}
     for i in range(len(ctx.records)):
         text = _row_text(ctx, i)
@@ -40,7 +43,8 @@ def _scan(ctx: AuditContext, patterns: Mapping[str, str], hints: Mapping[str, li
         found = [
             kind for kind, rx in compiled.items()
             if not (plain and kind in ascii_skip)
-            and (kind not in hints or any(h in text for h in hints[kind]))
+            and (kind not in hints or any(map(text.__contains__, hints[kind])))
+            and (not plain or kind not in ascii_hints or any(map(text.__contains__, ascii_hints[kind])))
             and rx.search(text)
         ]
         if found:
@@ -74,7 +78,7 @@ def _real_phone(text: str, rx: re.Pattern[str], min_digits: int) -> bool:
 def pii(ctx: AuditContext) -> Finding | None:
     """E-mail addresses, phone numbers and API-key shaped strings."""
     g = ctx.g("pii")
-    found = _scan(ctx, g["patterns"], g["hints"])
+    found = _scan(ctx, g["patterns"], g["hints"], ascii_hints=g["ascii_hints"])
     if "phone" in g["patterns"]:
         phone = re.compile(g["patterns"]["phone"])
         for i, kinds in found.items():

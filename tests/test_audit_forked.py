@@ -4,7 +4,6 @@ is the same as when everything runs in one process, and a failing child changes 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,15 +53,21 @@ def _report(hooks: TokenizerHooks, fork: bool) -> dict[str, Any]:
     return {"findings": [f.__dict__ for f in report.findings], "stats": stats, "steps": list(report.stats["seconds"])}
 
 
-def test_forked_audit_equals_the_single_process_one(hooks: TokenizerHooks, monkeypatch: pytest.MonkeyPatch) -> None:
-    children: list[Forked[Any]] = []
+@pytest.fixture()
+def children(monkeypatch: pytest.MonkeyPatch) -> list[Forked[Any]]:
+    """Every child the runner forks, recorded (the runner's ``Forked`` replaced by a recording subclass)."""
+    started: list[Forked[Any]] = []
 
     class Seen(Forked):  # type: ignore[type-arg]
         def __init__(self, fn: Any):
             super().__init__(fn)
-            children.append(self)
+            started.append(self)
 
     monkeypatch.setattr(runner, "Forked", Seen)
+    return started
+
+
+def test_forked_audit_equals_the_single_process_one(hooks: TokenizerHooks, children: list[Forked[Any]]) -> None:
     forked = _report(hooks, fork=True)
     assert len(children) == 1 and children[0].from_child  # the checks' results came from the child
     single = _report(hooks, fork=False)
@@ -129,18 +134,11 @@ def test_records_on_disk_are_audited_in_one_process(hooks: TokenizerHooks, monke
     assert [f.__dict__ for f in on_disk.findings] == [f.__dict__ for f in in_memory.findings]
 
 
-def test_child_is_stopped_when_rendering_fails(hooks: TokenizerHooks, monkeypatch: pytest.MonkeyPatch) -> None:
-    children: list[Forked[Any]] = []
-
-    class Seen(Forked):  # type: ignore[type-arg]
-        def __init__(self, fn: Any):
-            super().__init__(fn)
-            children.append(self)
-
+def test_child_is_stopped_when_rendering_fails(hooks: TokenizerHooks, children: list[Forked[Any]],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(records: Any) -> Any:
         raise ConfigError("chat_template: cannot render")
 
-    monkeypatch.setattr(runner, "Forked", Seen)
     monkeypatch.setattr(hooks, "start_lengths", broken)
     with pytest.raises(ConfigError, match="cannot render"):
         audit_records(clean_chat(40), config=config_from_dict(CONFIG), tokens=hooks, fork=True)

@@ -152,7 +152,7 @@ def main() -> None:
             [str(BIN / "transformers"), "serve", str(folder), "--host", "127.0.0.1", "--port", str(port),
              "--device", "cpu", "--dtype", "float32"], f"http://127.0.0.1:{port}", str(folder), convs, args)
     bare = bare_generate(folder, convs, args.requests, args.max_tokens)
-    print(f"\n| server | C | p50 s | p95 s | tokens/s |\n|---|---|---|---|---|")
+    print("\n| server | C | p50 s | p95 s | tokens/s |\n|---|---|---|---|---|")
     for name, levels in results.items():
         for c, r in levels.items():
             print(f"| {name} | {c} | {r['p50']:.3f} | {r['p95']:.3f} | {r['tok_s']:.1f} |")

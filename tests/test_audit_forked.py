@@ -4,6 +4,7 @@ is the same as when everything runs in one process, and a failing child changes 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -55,7 +56,18 @@ def _report(hooks: TokenizerHooks, fork: bool) -> dict[str, Any]:
 
 @pytest.fixture()
 def children(monkeypatch: pytest.MonkeyPatch) -> list[Forked[Any]]:
-    """Every child the runner forks, recorded (the runner's ``Forked`` replaced by a recording subclass)."""
+    """Every child the runner forks, recorded (the runner's ``Forked`` replaced by a recording subclass).
+
+    The runner forks only in a single-threaded process: tqdm's monitor thread, which an earlier
+    test's progress bar leaves running for the life of the process, is stopped first (tqdm starts
+    it again when a bar needs it); any other thread still running is a leak this test names."""
+    from tqdm._monitor import TMonitor
+
+    for thread in threading.enumerate():
+        if isinstance(thread, TMonitor):
+            thread.exit()
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    assert not others, f"threads left running by earlier tests keep the audit from forking: {others}"
     started: list[Forked[Any]] = []
 
     class Seen(Forked):  # type: ignore[type-arg]

@@ -20,7 +20,7 @@ from tunesmith.audit.tokens import TokenizerHooks
 from tunesmith.config import config_from_dict
 from tunesmith.data.records import Message, Record, Source
 from tunesmith.errors import TunesmithError
-from tunesmith.tokenize.chat import EncodeMemo, encode_chat
+from tunesmith.tokenize.chat import EncodeMemo
 from tunesmith.tokenize.counts import TokenCounter, count_tokens
 from tunesmith.tokenize.rows import tokenize_chat_split, with_system_prompt
 from tunesmith.tokenize.spans import TemplateMismatch, render, render_many

@@ -12,7 +12,7 @@ import pytest
 from tunesmith.config import load_config
 from tunesmith.errors import ConfigError
 
-from conftest import run_cli, run_main
+from conftest import run_main
 
 
 def _write(tmp: Path, body: str, name: str = "run.yaml") -> Path:

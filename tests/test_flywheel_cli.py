@@ -58,7 +58,7 @@ def test_mine_review_import_and_build_from_a_served_log(served_log, tmp_path):
     items[1].update(verdict="correct", correction=items[1]["suggestion"])
     (mined / "queue.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items) + "not json\n")
     done = run_cli("flywheel", "review", str(mined / "queue.jsonl"), "--import")
-    assert done.returncode == 1 and f"queue.jsonl:3: not valid JSON" in done.stderr
+    assert done.returncode == 1 and "queue.jsonl:3: not valid JSON" in done.stderr
     assert "2 items kept (accept 0, correct 2" in done.stdout and "Traceback" not in done.stderr
     base = tmp_path / "base.jsonl"
     base.write_text(json.dumps({"messages": [{"role": "user", "content": "count to three"},

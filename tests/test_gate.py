@@ -132,7 +132,7 @@ def test_thresholds_are_configurable(runs, tmp_path: Path) -> None:
 
 
 def test_summary_markdown_and_json(runs, tmp_path: Path) -> None:
-    result = gate.run(runs["broken_format"], runs["baseline"], out_dir=tmp_path)
+    gate.run(runs["broken_format"], runs["baseline"], out_dir=tmp_path)
     md = (tmp_path / "gate.md").read_text()
     assert md.startswith("## \u274c tunesmith gate: FAILED (2 failing checks)")
     assert "| format | planning | schema_compliance | 80.0% | 100.0% | \u2265 95.0% | \u274c FAIL |" in md

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from tunesmith.audit.context import AuditContext
 from tunesmith.audit.report import Finding
 
-CheckFn = Callable[[AuditContext], "Finding | None"]
+CheckFn = Callable[[AuditContext], Finding | None]
 # what a check may need beyond records: exact token lengths, the chat encoder; "lengths" (reads
 # ctx.lengths, exact or estimated) is always met: the runner only runs such checks after the rest
 NEEDS_REASON = {

@@ -180,3 +180,15 @@ def test_tickets_cover_every_label_and_qa_abstains_at_the_seeds_rate():
     for e in qa:
         if e.answer != tasks.catalogue()["qa"]["abstention"]:
             assert e.answer in e.user  # answerable rows are answered from the sheet
+
+
+@pytest.mark.parametrize("task", sorted(tasks.GENERATORS))
+def test_generated_requests_never_repeat_a_word(task):
+    """A template's own word and a fill that starts with it ("stuck since {time}" + "since
+    Tuesday") once wrote "since since" into training and test tickets."""
+    import re
+
+    twice = re.compile(r"\b(\w+) \1\b", re.IGNORECASE)
+    for pool in tasks.POOLS:
+        rows = tasks.draw(task, 250, 7, pool)
+        assert not [e.user for e in rows if twice.search(e.user)], f"{task} {pool}"

@@ -10,8 +10,8 @@ import typer
 
 def quickstart(
     out: Path = typer.Option(Path("outputs/quickstart"), "--out", help="Output folder (a previous quickstart's is replaced)."),
-    fast: bool = typer.Option(False, "--fast", help="A 1M-parameter base tunesmith builds itself and little data: "
-                                                    "about a minute, for CI."),
+    fast: bool = typer.Option(False, "--fast", help="The same 2M-parameter base, pretrained on less, and little data: "
+                                                    "about two minutes, for CI."),
     tiny: bool = typer.Option(False, "--tiny", help="The 2M-parameter base tunesmith builds itself (the fallback "
                                                     "when the pretrained model's package is not installed)."),
     cache_dir: Path | None = typer.Option(

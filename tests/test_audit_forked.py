@@ -55,12 +55,10 @@ def _report(hooks: TokenizerHooks, fork: bool) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def children(monkeypatch: pytest.MonkeyPatch) -> list[Forked[Any]]:
-    """Every child the runner forks, recorded (the runner's ``Forked`` replaced by a recording subclass).
-
-    The runner forks only in a single-threaded process: tqdm's monitor thread, which an earlier
+def single_threaded() -> None:
+    """The runner forks only in a single-threaded process: tqdm's monitor thread, which an earlier
     test's progress bar leaves running for the life of the process, is stopped first (tqdm starts
-    it again when a bar needs it); any other thread still running is a leak this test names."""
+    it again when a bar needs it); any other thread still running is a leak this names."""
     from tqdm._monitor import TMonitor
 
     for thread in threading.enumerate():
@@ -68,6 +66,11 @@ def children(monkeypatch: pytest.MonkeyPatch) -> list[Forked[Any]]:
             thread.exit()
     others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
     assert not others, f"threads left running by earlier tests keep the audit from forking: {others}"
+
+
+@pytest.fixture()
+def children(single_threaded: None, monkeypatch: pytest.MonkeyPatch) -> list[Forked[Any]]:
+    """Every child the runner forks, recorded (the runner's ``Forked`` replaced by a recording subclass)."""
     started: list[Forked[Any]] = []
 
     class Seen(Forked):  # type: ignore[type-arg]
@@ -119,9 +122,7 @@ def test_result_that_does_not_pickle_is_computed_here() -> None:
     assert Forked(lambda: os.getpid()).result() != parent  # a plain result comes from the child
 
 
-def test_no_fork_while_other_threads_run() -> None:
-    import threading
-
+def test_no_fork_while_other_threads_run(single_threaded: None) -> None:
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait)
     worker.start()

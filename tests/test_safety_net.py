@@ -110,7 +110,7 @@ def test_lint_skip_acknowledges_a_deliberate_deviation_only():
 
 # --- item 10: sample generations during training ---------------------------------------------
 
-def _sampler(base, logs, lines):
+def _sampler(base, logs, lines, autocast=None):
     from transformers import AutoTokenizer
 
     from tunesmith.data.records import Message
@@ -120,7 +120,28 @@ def _sampler(base, logs, lines):
     tok = AutoTokenizer.from_pretrained(str(base))
     convs = [(Message("user", "What is 2 plus 3?"),), (Message("user", "hello"),)]
     return SampleGenerations(tok, convs, end_of_turn_ids(tok), logs.append, lines.append, source="validation",
-                             max_new_tokens=8), tok
+                             max_new_tokens=8, autocast=autocast), tok
+
+
+def test_samples_run_under_the_training_autocast_with_bf16_frozen_weights(base):
+    """On a CPU with bf16 units (AMX) LoRA's frozen weights are stored in bf16 (train.speed) and the
+    model runs only under bf16 autocast: the samples at each evaluation used to be generated without
+    it, and `make demo` crashed at the first epoch's end ("expected m1 and m2 to have the same dtype")."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.train import speed
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32),
+                           LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0))
+    speed.prepare(model.get_base_model(), model, speed.Speedups(bf16_frozen_weights=True))
+    model.train()
+    logs, lines = [], []
+    with pytest.raises(RuntimeError, match="dtype"):  # the precondition: without autocast it cannot run
+        _sampler(base, logs, lines)[0].sample(model, 1)
+    record = _sampler(base, logs, lines, autocast=torch.bfloat16)[0].sample(model, 2)
+    assert record == logs[-1] and record["step"] == 2 and model.training
+    assert [s["finish_reason"] in ("stop", "length") for s in record["samples"]] == [True, True]
 
 
 @pytest.mark.parametrize(("bias", "rate"), [(-100.0, 0.0), (100.0, 1.0)], ids=["never-stops", "always-stops"])

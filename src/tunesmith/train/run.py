@@ -233,7 +233,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
                             CompletionMarker(config.save_total_limit, world), ScheduleRecord(rundir.update_run, world)]
     if not quiet and world.is_main:
         callbacks.append(Progress())
-    callbacks.extend(_sampler(config, samples, tok, logger.write, say))
+    callbacks.extend(_sampler(config, samples, tok, logger.write, say, precision))
     callbacks.extend(extra_callbacks)
     args = trainers.common_args(config, resolved, precision, str(rundir.checkpoints), bool(tok.eval), grad_ckpt)
     args.update(worlds.trainer_args(config, world))
@@ -257,7 +257,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
 
 
 def _sampler(config: Config, samples: tuple[Sequence[Any], str], tok: Any, write: Callable[[dict[str, Any]], None],
-             say: Callable[[str], None]) -> list[Any]:
+             say: Callable[[str], None], precision: Any) -> list[Any]:
     """The sample-generations callback (none for methods without chat prompts or ``sample_generations: 0``)."""
     from tunesmith.tokenize import end_of_turn_ids
     from tunesmith.train.samples import SampleGenerations, prompts, reply_budget
@@ -272,7 +272,8 @@ def _sampler(config: Config, samples: tuple[Sequence[Any], str], tok: Any, write
         return []
     return [SampleGenerations(tok.tokenizer, conversations, end_of_turn_ids(tok.tokenizer), write, say,
                               source=source, system_prompt=config.system_prompt, per_run=None if source == "validation" else 4,
-                              max_new_tokens=reply_budget(tok.tokenizer, records, config.sample_generations))]
+                              max_new_tokens=reply_budget(tok.tokenizer, records, config.sample_generations),
+                              autocast=precision.compute_dtype if precision.bf16 or precision.fp16 else None)]
 
 
 def _save_model(trainer: Any, tok: Any, config: Config, rundir: RunDir, world: worlds.World) -> None:

@@ -6,8 +6,10 @@ its end-of-turn token shows up while it trains, not after (``stop_rate`` falls).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 from tunesmith.data.records import Message, Record
@@ -51,10 +53,15 @@ class SampleGenerations(TrainerCallback):
 
     def __init__(self, tokenizer: Any, conversations: Sequence[tuple[Message, ...]], eos_ids: Sequence[int],
                  write: Callable[[dict[str, Any]], None], say: Callable[[str], None], *, source: str,
-                 system_prompt: str | None = None, per_run: int | None = None, max_new_tokens: int = 48):
+                 system_prompt: str | None = None, per_run: int | None = None, max_new_tokens: int = 48,
+                 autocast: Any = None):
+        """``autocast``: the 16-bit dtype training computes in (mixed precision), or None for fp32. The
+        samples are generated under that autocast, as the training forward runs: with bf16 frozen
+        weights (``train.speed``) the model cannot run without it."""
         self.tokenizer, self.conversations, self.eos_ids = tokenizer, list(conversations), list(eos_ids)
         self.write, self.say, self.source = write, say, source
         self.system_prompt, self.per_run, self.max_new_tokens = system_prompt, per_run, max_new_tokens
+        self.autocast = autocast
         self.every: int | None = None
         self.done: set[int] = set()
 
@@ -81,9 +88,12 @@ class SampleGenerations(TrainerCallback):
         self.done.add(step)
         was_training = model.training
         model.eval()
+        device = next(model.parameters()).device.type
+        mixed = torch.autocast(device, dtype=self.autocast) if self.autocast is not None else nullcontext()
         try:
-            replies = generate_details(model, self.tokenizer, self.conversations, eos_ids=self.eos_ids,
-                                       system_prompt=self.system_prompt, max_new_tokens=self.max_new_tokens)
+            with mixed:
+                replies = generate_details(model, self.tokenizer, self.conversations, eos_ids=self.eos_ids,
+                                           system_prompt=self.system_prompt, max_new_tokens=self.max_new_tokens)
         finally:
             model.train(was_training)
         stopped = sum(1 for r in replies if r.finish_reason == "stop")

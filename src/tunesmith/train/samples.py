@@ -54,7 +54,7 @@ class SampleGenerations(TrainerCallback):
     def __init__(self, tokenizer: Any, conversations: Sequence[tuple[Message, ...]], eos_ids: Sequence[int],
                  write: Callable[[dict[str, Any]], None], say: Callable[[str], None], *, source: str,
                  system_prompt: str | None = None, per_run: int | None = None, max_new_tokens: int = 48,
-                 autocast: Any = None):
+                 autocast: torch.dtype | None = None):
         """``autocast``: the 16-bit dtype training computes in (mixed precision), or None for fp32. The
         samples are generated under that autocast, as the training forward runs: with bf16 frozen
         weights (``train.speed``) the model cannot run without it."""

@@ -241,6 +241,7 @@ def test_auto_precision_follows_the_compute_capability(capability, name):
     chosen = choose("auto", Device(True, capability, "GPU"))
     assert chosen.name == name and not chosen.use_cpu
     assert chosen.compute_dtype == (torch.bfloat16 if name == "bf16" else torch.float16)  # QLoRA's compute dtype
+    assert chosen.autocast_dtype == chosen.compute_dtype  # what the in-training samples run under
 
 
 def test_explicit_bf16_on_a_gpu_without_it_is_refused():
@@ -251,3 +252,5 @@ def test_explicit_bf16_on_a_gpu_without_it_is_refused():
     assert choose(True, Device(True, (8, 6), "RTX 3090")).name == "bf16"
     assert choose(False, Device(True, (7, 5), "Tesla T4")).name == "fp32"
     assert choose("auto", Device(False, None, "cpu", cpu_fast_bf16=False)).compute_dtype == torch.float32
+    assert choose("auto", Device(False, None, "cpu", cpu_fast_bf16=False)).autocast_dtype is None
+    assert choose("auto", Device(False, None, "cpu", cpu_fast_bf16=True)).autocast_dtype == torch.bfloat16

@@ -33,6 +33,11 @@ class Precision:
         """The dtype quantized (QLoRA) layers compute in: bf16 or fp16 as chosen, fp32 otherwise."""
         return torch.bfloat16 if self.bf16 else torch.float16 if self.fp16 else torch.float32
 
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The dtype mixed-precision training autocasts to (bf16 or fp16); None when it runs in fp32."""
+        return self.compute_dtype if self.bf16 or self.fp16 else None
+
 
 @dataclass(frozen=True)
 class Device:

@@ -273,7 +273,7 @@ def _sampler(config: Config, samples: tuple[Sequence[Any], str], tok: Any, write
     return [SampleGenerations(tok.tokenizer, conversations, end_of_turn_ids(tok.tokenizer), write, say,
                               source=source, system_prompt=config.system_prompt, per_run=None if source == "validation" else 4,
                               max_new_tokens=reply_budget(tok.tokenizer, records, config.sample_generations),
-                              autocast=precision.compute_dtype if precision.bf16 or precision.fp16 else None)]
+                              autocast=precision.autocast_dtype)]
 
 
 def _save_model(trainer: Any, tok: Any, config: Config, rundir: RunDir, world: worlds.World) -> None:

@@ -6,6 +6,7 @@ transformers) only inside its function, so ``tunesmith --help`` stays fast.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -88,8 +89,16 @@ app.command("import", help="Translate an Axolotl or LLaMA-Factory config into a 
 app.command("import-gguf", help="Convert a GGUF file into a verified Hugging Face model folder.")(import_gguf_cmd.import_gguf)
 
 
+# Library log records the command-line user cannot act on. bitsandbytes, imported through peft, warns on CPUs
+# with AVX512-BF16 that it could not download an optional 4-bit kernel from the hub ("Failed to load CPU
+# gemm_4bit_forward ... pip install kernels"), in the middle of every fine-tune, offline or not.
+_QUIET_LOGGERS = ("bitsandbytes.backends.cpu.ops",)
+
+
 def main() -> None:
     """Run the CLI: user mistakes exit 1 without a traceback, bugs exit 70 with the traceback in a file."""
+    for name in _QUIET_LOGGERS:  # the application's own logging set-up, never done by library code
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         app()
     except TunesmithError as exc:

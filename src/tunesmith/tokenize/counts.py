@@ -21,14 +21,18 @@ def count_tokens(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> li
     """Token count of each text (no special tokens added), tokenized in one batch.
 
     A fast tokenizer whose backend is set up the way ``tokenizer(...)`` would set it (no
-    truncation, no padding, special tokens split as configured) is asked directly, which skips
-    building Python lists of ids; any other tokenizer is called the ordinary way.
+    truncation, no padding, special tokens split as configured) is asked directly, without
+    character offsets and without building Python lists of ids; any other tokenizer is called
+    the ordinary way.
     """
     if not texts:
         return []
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and _plain(tokenizer, backend):
-        return [len(encoding) for encoding in backend.encode_batch(list(texts), add_special_tokens=False)]
+        # ``encode_batch_fast`` (tokenizers >= 0.20) skips the character offsets a count never reads:
+        # the same ids, about a third less work
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        return [len(encoding) for encoding in encode(list(texts), add_special_tokens=False)]
     ids = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"]
     return [len(seq) for seq in ids]
 

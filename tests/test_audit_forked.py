@@ -156,3 +156,33 @@ def test_child_is_stopped_when_rendering_fails(hooks: TokenizerHooks, children: 
     with pytest.raises(ConfigError, match="cannot render"):
         audit_records(clean_chat(40), config=config_from_dict(CONFIG), tokens=hooks, fork=True)
     assert len(children) == 1 and not children[0]._process.is_alive()
+
+
+def test_tokenizer_loads_while_the_forked_checks_run(hooks: TokenizerHooks, children: list[Forked[Any]]) -> None:
+    """``load_tokens`` is called once the child runs the token-free checks (the tokenizer loads on this
+    core while they run on the other), and the report equals the one with the hooks given up front."""
+    import multiprocessing
+
+    train, evals = _planted()
+    seen: list[int] = []
+
+    def load() -> TokenizerHooks:
+        seen.append(len(multiprocessing.active_children()))
+        return hooks
+
+    late = audit_records(train, evals, config=config_from_dict(CONFIG), load_tokens=load, fork=True)
+    assert seen == [1] and len(children) == 1 and children[0].from_child
+    given = audit_records(train, evals, config=config_from_dict(CONFIG), tokens=hooks, fork=False)
+    assert [f.__dict__ for f in late.findings] == [f.__dict__ for f in given.findings]
+    assert {k: v for k, v in late.stats.items() if k != "seconds"} == \
+        {k: v for k, v in given.stats.items() if k != "seconds"}
+    assert late.stats["token_lengths_exact"] and "over_length" in {f.check for f in late.findings}
+
+
+def test_no_tokenizer_from_the_loader_skips_the_token_checks(children: list[Forked[Any]]) -> None:
+    train, evals = _planted()
+    report = audit_records(train, evals, config=config_from_dict(CONFIG), load_tokens=lambda: None, fork=True)
+    plain = audit_records(train, evals, config=config_from_dict(CONFIG), fork=False)
+    assert len(children) == 1 and children[0].from_child
+    assert [f.__dict__ for f in report.findings] == [f.__dict__ for f in plain.findings]
+    assert not report.stats["token_lengths_exact"] and "over_length" in report.stats["skipped_checks"]

@@ -35,6 +35,7 @@ def audit_records(
     errors: Sequence[RowError] = (),
     skip: Collection[str] = (),
     fork: bool | None = None,
+    load_tokens: Callable[[], TokenHooks | None] | None = None,
 ) -> AuditReport:
     """Run every check on the given splits.
 
@@ -42,9 +43,12 @@ def audit_records(
     ``tokens.TokenizerHooks``) enable the token checks; without either, lengths are estimated
     (characters / 4) and ``over_length`` / ``missing_eos`` are skipped. ``errors`` are the
     ingestion errors the ``schema`` check reports. ``skip`` (plus ``config.audit.skip``) names
-    checks not to run. With ``tokens``, the checks that need no tokens run in a forked child
-    process while this one renders and tokenizes (``forked.py``; Linux, records in memory, from
-    ``FORK_ROWS`` rows or as ``fork`` says); the report is the same either way.
+    checks not to run. ``load_tokens`` (in place of ``tokens``) makes the hooks once the checks
+    that need no tokens have started (None: no tokenizer), so a tokenizer loads while they run.
+    With ``tokens`` (or ``load_tokens``), the checks that need no tokens run in a forked child
+    process while this one loads the tokenizer, renders and tokenizes (``forked.py``; Linux,
+    records in memory, from ``FORK_ROWS`` rows or as ``fork`` says); the report is the same
+    either way.
     """
     records = chain([train, eval, test])  # a list, or a view when the records are kept on disk
     split = ["train"] * len(train) + ["eval"] * len(eval) + ["test"] * len(test)
@@ -54,10 +58,12 @@ def audit_records(
     if fork is None:
         fork = len(records) >= FORK_ROWS
     # records kept on disk stay in one process: a child must not flush their file's write buffer too
-    forking = tokens is not None and fork and not on_disk(records) and can_fork()
+    forking = (tokens is not None or load_tokens is not None) and fork and not on_disk(records) and can_fork()
     child = Forked(lambda: _run_checks(ctx, free)) if forking else None
-    started = time.perf_counter()
     try:
+        if tokens is None and load_tokens is not None:
+            ctx.tokens = tokens = load_tokens()
+        started = time.perf_counter()
         ctx.pending_lengths, ctx.lengths_exact = _start_lengths(records, token_lengths, tokens)
     except BaseException:
         if child is not None:
@@ -166,11 +172,18 @@ def run(
     """
     if data is None:
         data = _ingest(config)
-    hooks, problem = _hooks(config, tokenizer, memo) if tokenize else (None, None)
-    report = audit_records(data.train, data.eval, data.test, config=config, tokens=hooks, errors=data.errors)
+    problems: list[str] = []
+
+    def load() -> TokenHooks | None:  # called by audit_records once the token-free checks run
+        hooks, problem = _hooks(config, tokenizer, memo)
+        problems.extend([problem] if problem else [])
+        return hooks
+
+    report = audit_records(data.train, data.eval, data.test, config=config, errors=data.errors,
+                           load_tokens=load if tokenize else None)
     report.stats["formats"] = data.formats
-    if problem:
-        report.stats["tokenizer_error"] = problem
+    if problems:
+        report.stats["tokenizer_error"] = problems[0]
     return report
 
 

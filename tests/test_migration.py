@@ -257,6 +257,19 @@ def test_axolotl_refusals_say_what_to_do_instead(raw, message):
         config_from_dict({**base, **raw}, source="ax.yml")
 
 
+def test_label_smoothing_is_refused_not_silently_mixed_into_a_completion_only_loss():
+    """Seed failure row 51 (docs/failure-modes.md): label smoothing spreads loss onto every vocabulary
+    token, which with completion-only labels trains the prompt-agnostic prior. tunesmith has no such key;
+    another tool's non-zero factor is an error naming the key, 0 is only noted."""
+    lf = {"model_name_or_path": "m", "datasets": ["d.jsonl"]}
+    ax = {"base_model": "m", "datasets": [{"path": "d.jsonl", "type": "alpaca"}], "strict": False}
+    for raw, source in ((lf, "lf.yaml"), (ax, "ax.yml")):
+        with pytest.raises(ConfigError, match=r"label_smoothing_factor: 0.1 .*plain cross-entropy"):
+            config_from_dict({**raw, "label_smoothing_factor": 0.1}, source=source)
+        cfg = config_from_dict({**raw, "label_smoothing_factor": 0}, source=source)
+        assert any("no label smoothing" in note.text for note in notes_by_path(cfg)["label_smoothing_factor"])
+
+
 def test_foreign_keys_get_their_own_message_not_a_misleading_did_you_mean():
     native = {"base_model": "m", "datasets": ["d.jsonl"]}
     cfg = config_from_dict({**native, "deepspeed": "ds_z3.json", "ddp_timeout": 100})  # common names: any file

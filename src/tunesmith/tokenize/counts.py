@@ -29,8 +29,8 @@ def count_tokens(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> li
         return []
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and _plain(tokenizer, backend):
-        # ``encode_batch_fast`` (tokenizers >= 0.20) skips the character offsets a count never reads:
-        # the same ids, about a third less work
+        # ``encode_batch_fast`` (recent tokenizers; ``encode_batch`` otherwise) skips the character
+        # offsets a count never reads: the same ids, about a quarter less work
         encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
         return [len(encoding) for encoding in encode(list(texts), add_special_tokens=False)]
     ids = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"]

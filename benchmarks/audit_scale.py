@@ -7,12 +7,15 @@ Measures, on 2 cores (the process is pinned to two CPUs when the machine has mor
   inserted or deleted, case and punctuation changed, or a short phrase appended), and the rows
   flagged that were not planted.
 Targets: <= 60 s end to end, recall >= 0.95. `--tokenizer` adds the token checks with a tiny local
-tokenizer (chat template rendering + tokenization of every row; reported separately).
+tokenizer (chat template rendering + tokenization of every row; reported separately);
+`--tokenizer-dir DIR` uses the tokenizer (and its chat template) in DIR instead, e.g. a real model's
+folder such as the one `tunesmith import-gguf` writes.
 `--baseline REV` (with `--tokenizer`) also times that audit with tunesmith's source at git revision
 REV (e.g. the commit before a change), each in a fresh process, baseline first, and prints the
 ratio and whether both gave the same findings and statistics (timings aside).
 
     .venv/bin/python benchmarks/audit_scale.py [--rows 100000] [--planted 2000] [--tokenizer [--baseline REV]]
+        [--tokenizer-dir DIR]
 """
 
 from __future__ import annotations
@@ -107,8 +110,10 @@ def api_run(data: Path, tokenizer: Path | None) -> tuple[float, object]:
     from tunesmith.config import config_from_dict
     from tunesmith.audit import run
 
+    own = tokenizer is not None and (tokenizer / "chat_template.jinja").exists()  # a real model's folder
     cfg = config_from_dict({"base_model": str(tokenizer or "(none)"), "datasets": [{"path": str(data)}],
-                            "chat_template": "chatml" if tokenizer else "tokenizer_default", "val_set_size": 0})
+                            "chat_template": "chatml" if tokenizer and not own else "tokenizer_default",
+                            "val_set_size": 0})
     started = time.perf_counter()
     report = run(cfg, tokenize=tokenizer is not None)
     return time.perf_counter() - started, report
@@ -151,6 +156,8 @@ def main() -> None:
     parser.add_argument("--planted", type=int, default=2_000)
     parser.add_argument("--tokenizer", action="store_true", help="also run the token checks (tiny tokenizer)")
     parser.add_argument("--baseline", metavar="REV", help="with --tokenizer: also time the source at git REV")
+    parser.add_argument("--tokenizer-dir", type=Path, metavar="DIR",
+                        help="run the token checks with the tokenizer in DIR (its own chat template, if any)")
     parser.add_argument("--token-audit", nargs=2, type=Path, help=argparse.SUPPRESS)  # child of --baseline
     args = parser.parse_args()
     pin_two_cores()
@@ -174,6 +181,13 @@ def main() -> None:
               f"({hits}/{len(pairs)}), flagged but not planted: {len(flagged - later)}")
         slow = sorted(report.stats["seconds"].items(), key=lambda kv: -kv[1])[:6]
         print("slowest steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in slow))
+        if args.tokenizer_dir:
+            tok_s, tok_report = api_run(data, args.tokenizer_dir)
+            steps = tok_report.stats["seconds"]
+            lengths = tok_report.stats["token_lengths"]["train"]
+            print(f"with the tokenizer in {args.tokenizer_dir}: {tok_s:.1f} s (token lengths "
+                  f"{steps['token_lengths']:.1f} s, missing_eos {steps.get('missing_eos', 0):.1f} s; "
+                  f"{lengths['total']:,} tokens, p50 {lengths['p50']})")
         if args.tokenizer:
             from tiny import build_tokenizer
             from tunesmith.tokenize.tokenizer import template_text

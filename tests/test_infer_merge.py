@@ -122,6 +122,14 @@ def test_resolve_model_dir(tmp_path, tiny):
     assert infer.resolve_model_dir(tiny) == tiny
 
 
+def test_a_missing_local_path_is_named_not_sent_to_the_hub():
+    """``config.refs.looks_like_hub_id`` is the one rule: a path that is not there (``~/...``, ``../x``)
+    is reported as missing, only ``org/name`` goes to the hub loader."""
+    for path in ("~/no/such/model", "../no/such", "models/../gone"):
+        with pytest.raises(TunesmithError, match=r"no such file or directory"):
+            infer.load(path)
+
+
 def _adapter(tiny, out, info=None):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM

@@ -9,7 +9,7 @@ traceback to a file, prints one line saying where, and exits :data:`EXIT_INTERNA
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from dataclasses import dataclass
 
@@ -72,10 +72,15 @@ class DataError(TunesmithError):
         super().__init__("\n".join([head + ":", *lines, tail]))
 
 
-def did_you_mean(word: str, options: Iterable[str], cutoff: float = 0.6) -> str:
+def did_you_mean(word: str, options: Iterable[str] | Mapping[str, str], cutoff: float = 0.6) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``options`` to ``word``, or ``""``: the one hint
-    every "unknown name" message in tunesmith uses."""
+    every "unknown name" message in tunesmith uses. With a mapping, ``word`` is matched against its
+    keys (e.g. normalised spellings and aliases) and the hint shows the value (the name to write)."""
     import difflib
 
-    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=cutoff)
-    return f" (did you mean '{match[0]}'?)" if match else ""
+    shown = {str(k): str(v) for k, v in options.items()} if isinstance(options, Mapping) else None
+    keys = list(shown) if shown is not None else [str(o) for o in options]
+    match = difflib.get_close_matches(str(word), keys, n=1, cutoff=cutoff)
+    if not match:
+        return ""
+    return f" (did you mean '{shown[match[0]] if shown is not None else match[0]}'?)"

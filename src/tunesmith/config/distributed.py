@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tunesmith.errors import did_you_mean
+
 FsdpSharding = Literal["full_shard", "shard_grad_op"]
 FSDP_TOKENS = ("full_shard", "shard_grad_op")
 _FSDP1_ONLY = ("hybrid_shard", "hybrid_shard_zero2", "no_shard")
@@ -140,10 +142,7 @@ def _fsdp_options(options: dict[str, Any], data: dict[str, Any]) -> dict[str, An
     for key, value in options.items():
         name = str(key).removeprefix("fsdp_")
         if name not in FSDP_OPTIONS:
-            import difflib
-
-            hint = difflib.get_close_matches(name, FSDP_OPTIONS, n=1)
-            tip = f" (did you mean '{hint[0]}'?)" if hint else ""
+            tip = did_you_mean(name, FSDP_OPTIONS)
             raise ValueError(f"fsdp_options: unknown FSDP option {key!r}{tip}; known: {', '.join(FSDP_OPTIONS)}")
         if name == "version" and int(value) != 2:
             raise ValueError(f"fsdp_options: version {value}: tunesmith runs FSDP2 (fully_shard) only; FSDP1 is "

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 from tunesmith.config.yaml_load import load_table
+from tunesmith.errors import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,7 @@ def canonical_gpu(name: str) -> str | None:
 
 def unknown_gpu_message(name: str) -> str:
     """'unknown GPU ... (did you mean ...?); known: ...' for an error naming the key."""
-    spellings = _lookup_names()
-    match = difflib.get_close_matches(_norm(name), list(spellings), n=1, cutoff=0.5)
-    hint = f" (did you mean '{spellings[match[0]]}'?)" if match else ""
+    hint = did_you_mean(_norm(name), _lookup_names(), cutoff=0.5)
     return f"unknown GPU {name!r}{hint}; known: {', '.join(gpu_table())}"
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunesmith.config.refs import looks_like_hub_id
 from tunesmith.errors import TunesmithError
 
 # where a model lives inside the folders tunesmith writes, most finished first
@@ -68,8 +69,8 @@ def load(path: str | Path, *, base_model: str | None = None, tokenizer: Any = No
     from tunesmith.models import resolve
 
     path = resolve(str(path))
-    if not Path(path).exists() and "/" in str(path) and not str(path).startswith((".", "/")):
-        folder, meta = Path(str(path)), {}  # a hub id
+    if "/" in str(path) and looks_like_hub_id(str(path)):
+        folder, meta = Path(str(path)), {}  # a hub id (org/name)
     else:
         folder = resolve_model_dir(path)
         meta = info(folder)

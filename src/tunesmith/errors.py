@@ -33,6 +33,14 @@ class ConfigError(TunesmithError):
     """The configuration is invalid; the message names the YAML path and value."""
 
 
+def location(file: str, row: int | None = None, line: int | None = None) -> str:
+    """Where a row is, the one format of every message: ``file:line`` where the file has lines,
+    ``file[row N]`` otherwise, the file alone when neither is known."""
+    if line is not None:
+        return f"{file}:{line}"
+    return f"{file}[row {row}]" if row is not None else file
+
+
 @dataclass(frozen=True)
 class RowError:
     """One invalid input row: where it is, which field, and what is wrong."""
@@ -45,11 +53,7 @@ class RowError:
 
     @property
     def location(self) -> str:
-        if self.line is not None:
-            return f"{self.source}:{self.line}"
-        if self.row is not None:
-            return f"{self.source}[row {self.row}]"
-        return self.source
+        return location(self.source, self.row, self.line)
 
     def __str__(self) -> str:
         where = f"{self.field} " if self.field else ""

@@ -40,6 +40,8 @@ def _render(summary: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from tunesmith.errors import location
+
     console = Console(highlight=False)
     kinds = ", ".join(f"{k} {n}" for k, n in summary["kind_counts"].items())
     head = Table.grid(padding=(0, 2))
@@ -56,7 +58,7 @@ def _render(summary: dict[str, Any]) -> None:
     console.print(roles)
     for i, example in enumerate(summary["examples"], 1):
         where = example["source"]
-        loc = f"{where['file']}:{where['line']}" if where["line"] else f"{where['file']}[row {where['row']}]"
+        loc = location(where["file"], where["row"], where["line"])
         console.print(Text(f"\nexample {i}  ({example['kind']}, {loc})", style="bold"))
         for line in _example_lines(example):
             console.print(Text(line))

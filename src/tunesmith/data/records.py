@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tunesmith.errors import location
+
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 RecordKind = Literal["sft", "preference", "kto", "text"]
 
@@ -66,7 +68,7 @@ class Source:
         return Source, (self.file, self.row, self.line)
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}" if self.line is not None else f"{self.file}[row {self.row}]"
+        return location(self.file, self.row, self.line)
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "row": self.row, "line": self.line}

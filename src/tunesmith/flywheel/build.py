@@ -24,7 +24,7 @@ from typing import Any
 
 from tunesmith.config.schema import DatasetSpec
 from tunesmith.data.records import Message, Record, Source
-from tunesmith.errors import RowError, TunesmithError
+from tunesmith.errors import RowError, TunesmithError, location
 from tunesmith.flywheel import files, queue
 
 OUTPUTS = ("train.jsonl", "manifest.json", "removed.jsonl", "audit.json")
@@ -129,9 +129,10 @@ def _positives(path: Path | None, wanted: int, rng: random.Random) -> list[dict[
                 try:
                     row = json.loads(text)
                 except ValueError as exc:
-                    raise TunesmithError(f"{path}:{line}: not valid JSON ({exc})") from None
+                    raise TunesmithError(f"{location(str(path), line=line)}: not valid JSON ({exc})") from None
                 if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-                    raise TunesmithError(f"{path}:{line}: messages: a positive row needs its chat messages")
+                    raise TunesmithError(
+                        f"{location(str(path), line=line)}: messages: a positive row needs its chat messages")
                 rows.append(row)
     picked = rng.sample(rows, min(wanted, len(rows)))
     return [{"messages": r["messages"], "meta": {**(r.get("meta") or {}), "origin": "flywheel:positive"}} for r in picked]

@@ -70,8 +70,9 @@ def test_did_you_mean_matches_aliases_and_shows_the_name_to_write() -> None:
     from tunesmith.errors import did_you_mean
 
     assert did_you_mean("sharding", ["sharding_strategy", "sharding"]) == " (did you mean 'sharding'?)"
-    assert did_you_mean("A100-80G8", {"A100-80GB": "A100-80GB", "A100-SXM4-80GB": "A100-80GB"}) == \
-        " (did you mean 'A100-80GB'?)"
+    aliases = {"A100-80GB": "A100-80GB", "A100-SXM4-80GB": "A100-80GB"}
+    assert did_you_mean("A100-SXM4-80G", aliases, shown=aliases) == " (did you mean 'A100-80GB'?)"
+    assert did_you_mean("A100-SXM4-80G", aliases) == " (did you mean 'A100-SXM4-80GB'?)"  # a mapping is its keys
     assert did_you_mean("zzz", ["sharding"]) == ""
     assert "(did you mean 'RTX-4090'?)" in unknown_gpu_message("rtx 4900")
 

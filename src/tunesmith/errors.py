@@ -76,15 +76,13 @@ class DataError(TunesmithError):
         super().__init__("\n".join([head + ":", *lines, tail]))
 
 
-def did_you_mean(word: str, options: Iterable[str] | Mapping[str, str], cutoff: float = 0.6) -> str:
+def did_you_mean(word: str, options: Iterable[str], cutoff: float = 0.6, shown: Mapping[str, str] | None = None) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``options`` to ``word``, or ``""``: the one hint
-    every "unknown name" message in tunesmith uses. With a mapping, ``word`` is matched against its
-    keys (e.g. normalised spellings and aliases) and the hint shows the value (the name to write)."""
+    every "unknown name" message in tunesmith uses. ``shown`` maps an option to the name the hint
+    shows instead (e.g. a normalised spelling or an alias to the name to write)."""
     import difflib
 
-    shown = {str(k): str(v) for k, v in options.items()} if isinstance(options, Mapping) else None
-    keys = list(shown) if shown is not None else [str(o) for o in options]
-    match = difflib.get_close_matches(str(word), keys, n=1, cutoff=cutoff)
+    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=cutoff)
     if not match:
         return ""
-    return f" (did you mean '{shown[match[0]] if shown is not None else match[0]}'?)"
+    return f" (did you mean '{(shown or {}).get(match[0], match[0])}'?)"

@@ -80,7 +80,9 @@ def _money(cost: float) -> str:
 
 
 def _adapter(adapter: str) -> str:
-    return "full" if adapter == "none" else adapter
+    from tunesmith.config.adapters import adapter_spec
+
+    return "full" if adapter_spec(adapter).full else adapter
 
 
 def _duration(hours: float) -> str:

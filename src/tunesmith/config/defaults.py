@@ -8,6 +8,7 @@ from importlib import resources
 from typing import Any
 
 from tunesmith.config import Config
+from tunesmith.config.adapters import adapter_spec
 from tunesmith.config.methods import method_spec
 from tunesmith.config.yaml_load import load_table
 
@@ -59,7 +60,7 @@ def resolve(config: Config, train_rows: int) -> Resolved:
     if "beta" in spec.defaults:
         pick("beta", config.beta, spec.defaults["beta"])
     _per_epoch(config, train_rows, values, sources)
-    if config.adapter in ("lora", "dora", "qlora"):
+    if adapter_spec(config.adapter).low_rank:
         pick("lora_r", config.lora_r, t["lora_r"])
         factor = t["lora_alpha_factor"]
         alpha = {"value": factor["value"] * values["lora_r"], "source": factor["source"]}

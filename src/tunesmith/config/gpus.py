@@ -51,7 +51,8 @@ def canonical_gpu(name: str) -> str | None:
 
 def unknown_gpu_message(name: str) -> str:
     """'unknown GPU ... (did you mean ...?); known: ...' for an error naming the key."""
-    hint = did_you_mean(_norm(name), _lookup_names(), cutoff=0.5)
+    spellings = _lookup_names()
+    hint = did_you_mean(_norm(name), spellings, cutoff=0.5, shown=spellings)
     return f"unknown GPU {name!r}{hint}; known: {', '.join(gpu_table())}"
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, PrivateAttr, Tag, field_validator, model_validator
 
 from tunesmith.config import choices
+from tunesmith.config.adapters import adapter_spec
 from tunesmith.config.methods import method_spec, methods, unknown_method
 from tunesmith.config.distributed import DistributedConfig
 
@@ -487,12 +488,12 @@ class Config(_Strict):
         if self.ref_model and not spec.reference:
             raise ValueError(f"ref_model: method {self.method} has no reference model (only {_with('reference')})")
         quantized = self.quantization in ("4bit", "8bit")
-        if quantized and self.adapter not in ("lora", "dora", "qlora"):
+        if quantized and not adapter_spec(self.adapter).low_rank:
             raise ValueError(
                 f"quantization: a {self.quantization} base can only be trained through a LoRA/DoRA adapter "
                 f"(adapter is {self.adapter}); full fine-tuning needs the full-precision weights"
             )
-        if self.adapter == "qlora" and self.quantization == "8bit":
+        if adapter_spec(self.adapter).base == "nf4" and self.quantization == "8bit":
             raise ValueError("quantization: adapter qlora is LoRA on a 4-bit base; 8bit needs adapter: lora")
         for a, b in (("warmup_steps", "warmup_ratio"), ("evals_per_epoch", "eval_steps"),
                      ("saves_per_epoch", "save_steps")):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tunesmith.config.adapters import adapter_spec
 from tunesmith.plan.adapters import Trainable
 from tunesmith.plan.shapes import Linear, ModelShape
 
@@ -41,14 +42,15 @@ def residual_bytes(setup: Setup) -> int:
 class _Layer:
     def __init__(self, shape: ModelShape, train: Trainable, setup: Setup):
         self.s, self.setup = shape, setup
-        self.full = setup.adapter == "none"
-        self.lora = setup.adapter in ("lora", "dora", "qlora")
+        self.spec = adapter_spec(setup.adapter)
+        self.full = self.spec.full
+        self.lora = self.spec.low_rank
         self.quantized = setup.weights in ("nf4", "int8")
         self.autocast = setup.mixed
         self.dropout = self.lora and (setup.lora_dropout or 0) > 0
         adapted = {m.name for m in train.modules}
         self.adapted = adapted if self.lora else set()
-        self.ia3 = adapted if setup.adapter == "ia3" else set()
+        self.ia3 = adapted if self.spec.peft == "ia3" else set()
         self.rd = residual_bytes(setup)
         self.q = shape.heads * shape.head_dim
         self.kv = shape.kv_heads * shape.head_dim
@@ -89,7 +91,7 @@ class _Layer:
             kept += size * 2  # lora_A's 16-bit copy of its input
         elif self.dropout or in_bytes != 4:
             kept += size * 4  # the dropout output / the fp32 copy lora_A reads
-        if self.setup.adapter == "dora":  # base and LoRA outputs, for the magnitude's gradient
+        if self.spec.dora:  # base and LoRA outputs, for the magnitude's gradient
             out = self._out_bytes(in_bytes)
             # without dropout PEFT reuses the base output minus the fp32 bias (an fp32 tensor under autocast)
             base = 4 if (module.bias and self.autocast and not self.dropout) else out
@@ -105,8 +107,9 @@ class _Layer:
         mo = self._out_bytes(rd)  # q/k/v and gate/up outputs
         ab = 2 if self.autocast else mo  # what SDPA saves
         kv = self.q if (self.setup.mask and s.kv_heads < s.heads) else self.kv
-        attn_len = self.setup.seq_len + (self.setup.num_virtual_tokens if self.setup.adapter in ("prompt", "prefix") else 0)
-        prefix = attn_len / self.setup.seq_len if self.setup.adapter == "prefix" else 1.0  # prefix keys/values
+        virtual = self.spec.virtual_tokens
+        attn_len = self.setup.seq_len + (self.setup.num_virtual_tokens if virtual != "none" else 0)
+        prefix = attn_len / self.setup.seq_len if virtual == "prefix" else 1.0  # prefix keys/values
         kept += (2 * self.q + 2 * kv * prefix) * ab + s.heads * 4
         if self.setup.mask:
             kept += attn_len * ab  # the attention kernel's float copy of the mask, per query row

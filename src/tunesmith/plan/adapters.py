@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from tunesmith.config.adapters import adapter_spec
 from tunesmith.plan.shapes import Linear, ModelShape, PlanError
 
 
@@ -72,7 +73,7 @@ def lora(shape: ModelShape, s: AdapterSettings) -> Trainable:
     count = 0
     for m in modules:
         count += s.lora_r * (m.in_features + m.out_features)
-        if s.adapter == "dora":
+        if adapter_spec(s.adapter).dora:
             count += m.out_features  # the magnitude vector
     saved = _saved(shape, s)
     return Trainable(count + saved, shape.total_params, saved, tuple(modules))

@@ -1,4 +1,4 @@
-"""Config lint against the seed's ranges (``lint.yaml``): warnings, never errors.
+"""Config lint against the seed's ranges (``config/lint.yaml``, beside ``defaults.yaml``): warnings, never errors.
 
 Checked on the resolved values (defaults filled in) and the number of training rows: the learning
 rate against the method's or adapter's band, the effective batch (micro x accumulation x
@@ -15,12 +15,14 @@ from importlib import resources
 from typing import Any
 
 from tunesmith.config import Config
+from tunesmith.config.adapters import adapter_spec
+from tunesmith.config.methods import method_spec
 from tunesmith.config.yaml_load import load_table
 
 
 @cache
 def _table() -> dict[str, Any]:
-    return load_table(resources.files("tunesmith.train").joinpath("lint.yaml").read_text("utf-8"))
+    return load_table(resources.files("tunesmith.config").joinpath("lint.yaml").read_text("utf-8"))
 
 
 def processes() -> int:
@@ -52,6 +54,7 @@ def check(config: Config, values: dict[str, Any], train_rows: int, world: int | 
             and epochs > t["epochs"]["max"]):
         out.append(f"num_epochs: {epochs:g} epochs of {config.method}: {t['epochs']['advice']}")
     full = t.get("full_fine_tuning")
-    if full and config.adapter == "none" and config.method != "cpt" and train_rows < full["min_rows"]:
+    text = method_spec(config.method).records == "text"  # continual pretraining: full fine-tuning is the norm
+    if full and adapter_spec(config.adapter).full and not text and train_rows < full["min_rows"]:
         out.append(f"adapter: none with {train_rows:,} training rows: {full['advice']}")
     return out

@@ -6,11 +6,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from tunesmith.config import Config
+from tunesmith.config.adapters import AdapterSpec, adapter_spec
 from tunesmith.config.methods import method_spec
 from tunesmith.errors import TunesmithError
 from tunesmith.models.load import load_pretrained
@@ -33,7 +34,7 @@ def check_qlora_supported() -> None:
 
 def quantization(config: Config) -> str | None:
     """``4bit`` (QLoRA, nf4), ``8bit`` or None (full-precision base)."""
-    if config.adapter == "qlora" or config.quantization == "4bit":
+    if adapter_spec(config.adapter).base == "nf4" or config.quantization == "4bit":
         return "4bit"
     return "8bit" if config.quantization == "8bit" else None
 
@@ -113,29 +114,55 @@ def load_frozen(config: Config, path: str, key: str) -> Any:
     return model
 
 
+def _lora(spec: AdapterSpec, config: Config, resolved: Resolved, task: Any) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type=task,
+        r=resolved["lora_r"],
+        lora_alpha=resolved["lora_alpha"],
+        lora_dropout=resolved["lora_dropout"],
+        target_modules=config.lora_target_modules,
+        layers_to_transform=config.peft_layers_to_transform,
+        modules_to_save=config.modules_to_save,
+        use_dora=spec.dora,
+    )
+
+
+def _prompt(spec: AdapterSpec, config: Config, resolved: Resolved, task: Any) -> Any:
+    from peft import PromptTuningConfig
+
+    return PromptTuningConfig(task_type=task, num_virtual_tokens=config.num_virtual_tokens)
+
+
+def _prefix(spec: AdapterSpec, config: Config, resolved: Resolved, task: Any) -> Any:
+    from peft import PrefixTuningConfig
+
+    return PrefixTuningConfig(task_type=task, num_virtual_tokens=config.num_virtual_tokens)
+
+
+def _ia3(spec: AdapterSpec, config: Config, resolved: Resolved, task: Any) -> Any:
+    from peft import IA3Config
+
+    return IA3Config(task_type=task, modules_to_save=config.modules_to_save)
+
+
+# ``peft:`` of adapters.yaml -> the PEFT config builder (``none``: full fine-tuning, no adapter)
+PEFT_BUILDERS: dict[str, Callable[[AdapterSpec, Config, Resolved, Any], Any] | None] = {
+    "lora": _lora, "prompt": _prompt, "prefix": _prefix, "ia3": _ia3, "none": None,
+}
+
+
 def peft_config(config: Config, resolved: Resolved) -> Any | None:
     """The PEFT config for ``config.adapter`` (None for full fine-tuning)."""
-    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
+    from peft import TaskType
 
+    spec = adapter_spec(config.adapter)
+    build = PEFT_BUILDERS[spec.peft]
+    if build is None:
+        return None
     task = TaskType.SEQ_CLS if method_spec(config.method).model == "reward" else TaskType.CAUSAL_LM
-    if config.adapter in ("lora", "dora", "qlora"):
-        return LoraConfig(
-            task_type=task,
-            r=resolved["lora_r"],
-            lora_alpha=resolved["lora_alpha"],
-            lora_dropout=resolved["lora_dropout"],
-            target_modules=config.lora_target_modules,
-            layers_to_transform=config.peft_layers_to_transform,
-            modules_to_save=config.modules_to_save,
-            use_dora=config.adapter == "dora",
-        )
-    if config.adapter == "prompt":
-        return PromptTuningConfig(task_type=task, num_virtual_tokens=config.num_virtual_tokens)
-    if config.adapter == "prefix":
-        return PrefixTuningConfig(task_type=task, num_virtual_tokens=config.num_virtual_tokens)
-    if config.adapter == "ia3":
-        return IA3Config(task_type=task, modules_to_save=config.modules_to_save)
-    return None
+    return build(spec, config, resolved, task)
 
 
 def attach_adapter(model: Any, config: Config, resolved: Resolved, gradient_checkpointing: bool) -> Any:

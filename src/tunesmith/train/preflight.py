@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import Config
+from tunesmith.config.adapters import adapter_spec
+from tunesmith.config.methods import method_spec
 from tunesmith.errors import did_you_mean
 from tunesmith.config.loader import located
 from tunesmith.errors import ConfigError
@@ -30,7 +32,7 @@ def run(config: Config) -> Any:
 
     with _located(config):
         tokenizer = tokenize.load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
-        if config.method != "cpt":
+        if method_spec(config.method).records != "text":  # conversations need a chat template
             tokenize.tokenizer.require_chat_template(tokenizer, config.chat_template)
         from tunesmith.train import context
 
@@ -116,7 +118,7 @@ def _linear_leaves(base_model: str) -> list[str]:
 def check_target_modules(config: Config) -> None:
     """Every name in ``lora_target_modules`` / ``modules_to_save`` must match a module of the base
     (PEFT matches a name or a dotted suffix of one), with a did-you-mean against its layer names."""
-    lora = config.adapter in ("lora", "dora", "qlora") and isinstance(config.lora_target_modules, list)
+    lora = adapter_spec(config.adapter).low_rank and isinstance(config.lora_target_modules, list)
     wanted = [("lora_target_modules", t) for t in (config.lora_target_modules if lora else [])]
     wanted += [("modules_to_save", t) for t in config.modules_to_save or []]
     if not wanted:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tunesmith.config import Config
+from tunesmith.config.adapters import adapter_spec
 from tunesmith.train import checkpoints as ckpt
 from tunesmith.train import resume as resumes
 from tunesmith.train import world as worlds
@@ -217,7 +218,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
         logger.write({"warning": kind, "message": text})
         say(f"warning: {text}")
 
-    grad_ckpt = config.gradient_checkpointing if config.gradient_checkpointing is not None else config.adapter == "qlora"
+    grad_ckpt = config.gradient_checkpointing if config.gradient_checkpointing is not None else adapter_spec(config.adapter).checkpointing
     set_seed(config.seed)  # adapter initialisation must be reproducible, not just the data order
     base = models.load_base(config)
     model = models.attach_adapter(base, config, resolved, grad_ckpt)

@@ -25,6 +25,7 @@ import torch
 from transformers import Trainer
 
 from tunesmith.config import Config
+from tunesmith.config.adapters import adapter_spec
 from tunesmith.config.methods import method_spec
 from tunesmith.errors import ConfigError
 from tunesmith.train import lmloss, varlen
@@ -79,7 +80,7 @@ def choose(config: Config, base: Any, model: Any, precision: Precision) -> Speed
         bf16_block = "not training in bf16"
     elif not sft:
         bf16_block = "only SFT/cpt (TRL's trainers are left as they are)"
-    elif config.adapter != "lora":
+    elif not adapter_spec(config.adapter).bf16_frozen_weights:
         bf16_block = "only for LoRA (DoRA's norm and full fine-tuning need fp32 weights)"
     elif not fast_bf16():
         bf16_block = "no fast bf16 on this hardware"

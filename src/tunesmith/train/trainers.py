@@ -85,7 +85,7 @@ def _base_args(config: Config, resolved: Resolved, precision: Precision, out_dir
 def training_arguments(config: Config, args: dict[str, Any], resolved: Resolved) -> Any:
     """``TrainingArguments`` (sft, cpt) or TRL's ``DPOConfig`` (dpo) for ``common_args``' output
     (the other methods build their TRL configs in ``preference.py`` / ``distill.py``)."""
-    if config.method == "dpo":
+    if method_spec(config.method).trainer == "dpo":
         from trl import DPOConfig
 
         return DPOConfig(**args, beta=resolved["beta"], loss_type=[config.loss_type],

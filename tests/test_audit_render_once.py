@@ -176,3 +176,14 @@ def test_counts_in_a_worker_thread_equal_the_tokenizer(tmp_path: Path) -> None:
     assert counter.counts() == expected
     tok.backend_tokenizer.enable_truncation(5)  # a backend set up differently: asked the ordinary way
     assert count_tokens(tok, texts) == expected
+
+
+def test_as_trained_is_the_engines_rule_for_an_unclosed_last_turn() -> None:
+    """``tokenize.counts.as_trained`` is the one place that says how a render is counted as trained
+    (the audit asks it): a closed render as it is, an unclosed one without its trailing whitespace
+    and with one EOS (``encode_chat`` appends it)."""
+    from tunesmith.tokenize.counts import as_trained
+
+    closed = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nhello<|im_end|>\n"
+    assert as_trained(closed, ("<|im_end|>",)) == (closed, 0)
+    assert as_trained("### User: hi\n### Assistant: hello\n\n", ("</s>",)) == ("### User: hi\n### Assistant: hello", 1)

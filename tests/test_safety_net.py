@@ -62,6 +62,21 @@ def test_p99_row_length_beyond_the_context_is_a_warning():
     assert length_warning(Context(1024, "linear", 2.0, "config"), stats) is None  # 2048 with the scaling
 
 
+def test_train_prints_and_records_the_p99_warning_for_its_base(tmp_path):
+    """The wiring of the warning above: ``train`` reads the context of its own base model (here a
+    128-position model), prints the warning and records it with the context in run.json."""
+    from tunesmith.train.run import _context
+
+    tok = build_tokenizer(tmp_path / "tok", CHATML, ["<|im_start|>", "<|im_end|>"])
+    build_model(tmp_path / "model", tok, max_positions=128)
+    config = config_from_dict({"base_model": str(tmp_path / "model"), "datasets": ["d.jsonl"], "sequence_len": 128})
+    said: list[str] = []
+    record = _context(config, {"token_lengths": {"train": {"p50": 60, "p99": 200}}}, said.append)
+    assert said == [f"warning: {record['warning']}"] and "p99 length is 200 tokens" in record["warning"]
+    assert record["max_position_embeddings"] == 128 and record["limit"] == 128
+    assert "warning" not in _context(config, {"token_lengths": {"train": {"p99": 100}}}, said.append)
+
+
 # --- item 5: config lint against the seed's ranges -----------------------------------------
 
 def _cfg(**over):

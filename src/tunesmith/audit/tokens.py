@@ -18,7 +18,7 @@ from tunesmith.config.schema import Config
 from tunesmith.data.records import Message, Record
 from tunesmith.errors import TunesmithError
 from tunesmith.tokenize.chat import EncodedChat, EncodeMemo, encode_chat
-from tunesmith.tokenize.counts import TokenCounter
+from tunesmith.tokenize.counts import TokenCounter, as_trained
 from tunesmith.tokenize.rows import with_system_prompt
 from tunesmith.tokenize.spans import render_many
 from tunesmith.tokenize.tokenizer import closer_ids
@@ -63,10 +63,9 @@ class TokenizerHooks:
         for start in range(0, len(records), _CHUNK):
             texts = []
             for i, r, text in self._render_chunk(records, start, start + _CHUNK, keep):
-                # like the engine: an unclosed last turn loses its trailing whitespace and gains EOS
-                unclosed = r.kind != "text" and not text.rstrip().endswith(self._stop_texts)
-                texts.append(text.rstrip() if unclosed else text)
-                appended.append(unclosed)
+                counted, extra = as_trained(text, self._stop_texts) if r.kind != "text" else (text, 0)
+                texts.append(counted)
+                appended.append(bool(extra))
                 owner.append(i)
             counter.add(texts)
 

@@ -37,6 +37,14 @@ def count_tokens(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> li
     return [len(seq) for seq in ids]
 
 
+def as_trained(rendered: str, stop_texts: tuple[str, ...]) -> tuple[str, int]:
+    """(text to count, tokens to add) for a conversation's render as ``chat.encode_chat`` trains it:
+    a render whose last turn is not closed by a stop token (``stop_texts``: their token texts) loses
+    what follows that turn and gains one EOS; a closed one is counted as it is."""
+    trimmed = rendered.rstrip()
+    return (rendered, 0) if trimmed.endswith(stop_texts) else (trimmed, 1)
+
+
 def _plain(tokenizer: PreTrainedTokenizerBase, backend: Any) -> bool:
     """The backend encodes as ``tokenizer(texts, add_special_tokens=False)`` does (which first turns
     truncation and padding off and applies ``split_special_tokens``)."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tunesmith.config import config_from_dict
-from tunesmith.config.adapters import adapter_spec, adapters
+from tunesmith.config.adapters import adapter_spec, adapters, gradient_checkpointing
 from tunesmith.config.defaults import resolve
 from tunesmith.config.schema import Adapter
 from tunesmith.models.precision import Device
@@ -54,6 +54,10 @@ def test_the_table_decides_the_base_and_checkpointing() -> None:
     assert train_model.quantization(_config("lora", quantization="8bit")) == "8bit"
     assert [a for a, spec in adapters().items() if spec.checkpointing] == ["qlora"]
     assert [a for a, spec in adapters().items() if spec.bf16_frozen_weights] == ["lora"]
+    # the one rule train and the planner share: the config's setting, else the adapter's default
+    assert gradient_checkpointing(_config("qlora")) and not gradient_checkpointing(_config("lora"))
+    assert gradient_checkpointing(_config("lora"), "qlora")  # a planner candidate in place of the config's
+    assert not gradient_checkpointing(_config("qlora", gradient_checkpointing=False))
 
 
 @pytest.mark.parametrize("capability,dtype", [((7, 5), torch.float16), ((8, 0), torch.bfloat16)])

@@ -59,19 +59,19 @@ class TokenizerHooks:
         counter = TokenCounter(self.tokenizer)
         keep = not on_disk(records)  # rows kept on disk: their renders are not kept in memory either
         owner: list[int] = []
-        appended: list[bool] = []
+        added: list[int] = []  # tokens the engine adds to each text (EOS after an unclosed last turn)
         for start in range(0, len(records), _CHUNK):
             texts = []
             for i, r, text in self._render_chunk(records, start, start + _CHUNK, keep):
                 counted, extra = as_trained(text, self._stop_texts) if r.kind != "text" else (text, 0)
                 texts.append(counted)
-                appended.append(bool(extra))
+                added.append(extra)
                 owner.append(i)
             counter.add(texts)
 
         def finish() -> list[int]:
             out = [0] * len(records)
-            for i, n, extra in zip(owner, counter.counts(), appended):
+            for i, n, extra in zip(owner, counter.counts(), added):
                 out[i] = max(out[i], n + extra)
             limit = self.config.sequence_len
             for i, r in enumerate(records):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from tunesmith.config.yaml_load import load_table
 from tunesmith.errors import did_you_mean
@@ -35,6 +36,14 @@ class AdapterSpec:
 def adapters() -> dict[str, AdapterSpec]:
     text = resources.files("tunesmith.config").joinpath("adapters.yaml").read_text("utf-8")
     return {str(name): AdapterSpec(name=str(name), **row) for name, row in load_table(text).items()}
+
+
+def gradient_checkpointing(config: Any, adapter: str | None = None) -> bool:
+    """Gradient checkpointing as ``train`` runs it: the config's setting, else the default of the
+    adapter's row (on for QLoRA); ``adapter`` in place of the config's (the planner's candidates)."""
+    if config.gradient_checkpointing is not None:
+        return bool(config.gradient_checkpointing)
+    return adapter_spec(adapter or config.adapter).checkpointing
 
 
 def adapter_spec(name: str) -> AdapterSpec:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tunesmith.config.adapters import adapter_spec
 from tunesmith.plan.adapters import Trainable
 from tunesmith.plan.shapes import Linear, ModelShape
 
@@ -42,7 +41,7 @@ def residual_bytes(setup: Setup) -> int:
 class _Layer:
     def __init__(self, shape: ModelShape, train: Trainable, setup: Setup):
         self.s, self.setup = shape, setup
-        self.spec = adapter_spec(setup.adapter)
+        self.spec = setup.spec
         self.full = self.spec.full
         self.lora = self.spec.low_rank
         self.quantized = setup.weights in ("nf4", "int8")

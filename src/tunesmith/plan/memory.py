@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from tunesmith.config.methods import method_spec
-from tunesmith.config.adapters import adapter_spec
+from tunesmith.config.adapters import AdapterSpec, adapter_spec
 from tunesmith.plan.activations import layer_bytes_per_token, residual_bytes
 from tunesmith.plan.adapters import Trainable
 from tunesmith.plan.shapes import ModelShape, PlanError
@@ -49,6 +49,11 @@ class Setup:
     accumulate: bool = False  # gradient_accumulation_steps > 1: gradients live through the next forward
     gpus: int = 1
     sharding: str = "none"
+
+    @property
+    def spec(self) -> AdapterSpec:
+        """The adapter's row of ``config/adapters.yaml``."""
+        return adapter_spec(self.adapter)
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def optimizer_state(shape: ModelShape, train: Trainable, setup: Setup) -> tuple[
         raise PlanError(f"optimizer: {setup.optimizer!r} has no known state size (plan/memory.yaml knows {', '.join(table)})")
     notes = [f"optimizer {setup.optimizer}: paged state spills to CPU RAM under memory pressure"] if spec.get("paged") else []
     if spec.get("factored"):
-        if adapter_spec(setup.adapter).full:
+        if setup.spec.full:
             per_matrix = shape.layers * sum(m.in_features + m.out_features for m in shape.linear)
             state = 4 * (per_matrix + shape.vocab + shape.hidden)
         else:
@@ -115,7 +120,7 @@ def optimizer_state(shape: ModelShape, train: Trainable, setup: Setup) -> tuple[
 
 def _param_bytes(setup: Setup) -> float:
     """Bytes of a trainable parameter: adapters are fp32 (PEFT upcasts them); full fine-tuning trains the stored dtype."""
-    if adapter_spec(setup.adapter).full:
+    if setup.spec.full:
         return _bytes(setup.weights)
     return _bytes("fp32")
 
@@ -125,7 +130,7 @@ def activations(shape: ModelShape, train: Trainable, setup: Setup) -> list[Compo
     16-bit weight copies autocast saves, and the vocabulary-sized loss tensors."""
     spec = method_spec(setup.method)
     seqs = setup.micro_batch * (2 if spec.rows == "preference" else 1)  # pairs: chosen and rejected in one batch
-    tokens = seqs * (setup.seq_len + (setup.num_virtual_tokens if adapter_spec(setup.adapter).virtual_tokens == "prompt" else 0))
+    tokens = seqs * (setup.seq_len + (setup.num_virtual_tokens if setup.spec.virtual_tokens == "prompt" else 0))
     per_layer = layer_bytes_per_token(shape, train, setup)
     rd = residual_bytes(setup)
     if setup.gradient_checkpointing:
@@ -134,7 +139,7 @@ def activations(shape: ModelShape, train: Trainable, setup: Setup) -> list[Compo
     else:
         kept = tokens * shape.layers * per_layer
         note = f"{tokens:,} tokens x {shape.layers} layers x {per_layer / 1024:.1f} KiB"
-    kept += tokens * (shape.hidden * rd + 4) * (2 if adapter_spec(setup.adapter).full else 1)  # final norm (+ lm_head input)
+    kept += tokens * (shape.hidden * rd + 4) * (2 if setup.spec.full else 1)  # final norm (+ lm_head input)
     out = [Component("activations", kept, note)]
     if setup.mixed:
         layers = 1 if setup.gradient_checkpointing else shape.layers
@@ -151,14 +156,14 @@ def estimate(shape: ModelShape, train: Trainable, setup: Setup) -> MemoryEstimat
     weights = base_weights(shape, setup)
     pbytes = _param_bytes(setup)
     parts = [weights]
-    if not adapter_spec(setup.adapter).full:
+    if not setup.spec.full:
         parts.append(Component("adapter", train.trainable * pbytes, f"{train.trainable:,} trainable x {pbytes:g} B",
                                sharded=True))
     parts.append(Component("gradients", train.trainable * pbytes, f"{train.trainable:,} x {pbytes:g} B", sharded=True))
     optim, notes = optimizer_state(shape, train, setup)
     parts.append(optim)
     spec = method_spec(setup.method)
-    if spec.reference and adapter_spec(setup.adapter).full:
+    if spec.reference and setup.spec.full:
         parts.append(Component("reference", weights.bytes, f"a frozen copy of the model ({setup.method}, full "
                                "fine-tuning)", sharded=True))
     elif spec.reference:
@@ -180,7 +185,7 @@ def _step_temporary(shape: ModelShape, train: Trainable, setup: Setup) -> float:
     kind = assumptions()["optimizer_step_temporary"][setup.device]
     if not setup.optimizer.startswith("adamw_torch") and setup.optimizer != "adamw":
         return 0.0
-    size = train.trainable if kind == "all_params" or not adapter_spec(setup.adapter).full else shape.largest_tensor()
+    size = train.trainable if kind == "all_params" or not setup.spec.full else shape.largest_tensor()
     return size * _param_bytes(setup)
 
 

@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 from tunesmith.config import Config
-from tunesmith.config.adapters import adapter_spec
+from tunesmith.config.adapters import gradient_checkpointing
 from tunesmith.plan.adapters import trainable
 from tunesmith.plan.device import Device
 from tunesmith.plan.memory import GIB, estimate
@@ -84,7 +84,7 @@ def _first_fit(config: Config, shape: ModelShape, stats: DataStats, device: Devi
 def _checkpointing(config: Config, adapter: str, forced: bool | None) -> bool:
     if forced is not None:
         return forced
-    return config.gradient_checkpointing if config.gradient_checkpointing is not None else adapter_spec(adapter).checkpointing
+    return gradient_checkpointing(config, adapter)
 
 
 def _peak(config: Config, shape: ModelShape, stats: DataStats, device: Device, options: Any, adapter: str,

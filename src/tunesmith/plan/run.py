@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from tunesmith.config.methods import method_spec
 from tunesmith.config import Config
-from tunesmith.config.adapters import adapter_spec
+from tunesmith.config.adapters import adapter_spec, gradient_checkpointing
 from tunesmith.plan.adapters import AdapterSettings, Trainable, trainable
 from tunesmith.plan.device import Device, local_device, named_gpu
 from tunesmith.plan.memory import GIB, MemoryEstimate, Setup, assumptions, estimate
@@ -123,9 +123,8 @@ def setup_for(config: Config, device: Device, stats: DataStats, resolved: dict[s
     weights = options.weights or adapter_spec(adapter).base  # train/model.py loads fp32 / nf4
     if weights not in WEIGHT_DTYPES:
         raise PlanError(f"--weights: must be one of {', '.join(WEIGHT_DTYPES)} (got {weights!r})")
-    if checkpointing is None:  # train/run.py: on for QLoRA unless set
-        checkpointing = (config.gradient_checkpointing if config.gradient_checkpointing is not None
-                         else adapter_spec(adapter).checkpointing)
+    if checkpointing is None:  # as train/run.py: on for QLoRA unless set
+        checkpointing = gradient_checkpointing(config, adapter)
     hw, dist = config.hardware, config.distributed  # the schema keeps the two consistent
     return Setup(
         method=config.method, adapter=adapter, weights=weights, mixed=_mixed(config, device, weights),
@@ -171,13 +170,13 @@ def _time(config: Config, shape: ModelShape, setup: Setup, stats: DataStats, dev
     spec = method_spec(setup.method)
     context = stats.slots / max(1, stats.rows) / (2 if spec.rows == "preference" else 1)
     price = options.price_per_hour if options.price_per_hour is not None else config.hardware.price_per_hour
-    return estimate_time(shape, tokens, context / 2, adapter_spec(setup.adapter).full, setup.gradient_checkpointing,
+    return estimate_time(shape, tokens, context / 2, setup.spec.full, setup.gradient_checkpointing,
                          spec.reference or spec.teacher, device.peak_tflops, setup.gpus, mfu, price)
 
 
 def _notes(config: Config, setup: Setup, stats: DataStats, device: Device, memory: MemoryEstimate) -> list[str]:
     notes = list(memory.notes)
-    if setup.weights == "fp32" and not adapter_spec(setup.adapter).full:
+    if setup.weights == "fp32" and not setup.spec.full:
         notes.append("train loads the base in fp32 (train/model.py); --weights bf16 shows a 16-bit base")
     if device.kind == "gpu" and not device.bf16 and config.bf16 is not False:
         notes.append(f"{device.name} has no bf16: training would use fp16 with loss scaling")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tunesmith.config import Config
-from tunesmith.config.adapters import adapter_spec
+from tunesmith.config.adapters import gradient_checkpointing
 from tunesmith.train import checkpoints as ckpt
 from tunesmith.train import resume as resumes
 from tunesmith.train import world as worlds
@@ -218,7 +218,7 @@ def _train(config: Config, rundir: RunDir, tok: Any, resolved: Any, precision: A
         logger.write({"warning": kind, "message": text})
         say(f"warning: {text}")
 
-    grad_ckpt = config.gradient_checkpointing if config.gradient_checkpointing is not None else adapter_spec(config.adapter).checkpointing
+    grad_ckpt = gradient_checkpointing(config)
     set_seed(config.seed)  # adapter initialisation must be reproducible, not just the data order
     base = models.load_base(config)
     model = models.attach_adapter(base, config, resolved, grad_ckpt)

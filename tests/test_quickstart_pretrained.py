@@ -42,6 +42,7 @@ def test_fine_tunes_the_pretrained_model_to_the_targets(demo):
     assert m["tickets"]["metrics"]["macro_f1"]["tuned"] >= 0.9
     assert m["tickets_paraphrase"]["metrics"]["macro_f1"]["tuned"] >= 0.8
     assert summary["merge"]["passed"] and summary["improved"]
+    assert summary["forgetting"]["passed"] and summary["finetune"]["replay_rows"] > 0
 
 
 def test_chat_talks_to_the_fine_tuned_model(demo):

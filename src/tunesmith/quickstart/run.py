@@ -92,6 +92,9 @@ def run(options: QuickstartOptions, say: Callable[[str], None] = print) -> Quick
         say(_base_line(model))
     with clock.stage("data + audit"):
         files = workspace.write_data(out, profile)
+        if replayed := workspace.add_replay(out, model.path, profile, files):
+            say(f"replay: {replayed} general requests answered by the base model itself, mixed into training "
+                "(data/train/general.jsonl)")
         config = workspace.build_config(model.path, files, out, profile)
         checked = audit.run(config)
         (out / "audit.html").write_text(to_html(checked), "utf-8")

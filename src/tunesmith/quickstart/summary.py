@@ -71,7 +71,8 @@ def collect(out_dir: Path, profile: str, base: Base, config: Config, trained: An
                      "train_loss": trained.train_loss, "best_eval_loss": trained.best_eval_loss,
                      "rows": tok["rows"], "tokens_per_epoch": tok["tokens"], "epochs": config.num_epochs,
                      "train_seconds": seconds, "tokens_per_second": seen / seconds if seconds else None,
-                     "lora_layers": config.peft_layers_to_transform, "data_fingerprint": run["data_fingerprint"]},
+                     "lora_layers": config.peft_layers_to_transform, "data_fingerprint": run["data_fingerprint"],
+                     "replay_rows": _lines(out_dir / "data" / "train" / "general.jsonl")},
         "metrics": metrics,
         # every task's headline metric at least as good, and at least one better
         "improved": all(m["tuned"] >= m["base"] for m in mains) and any(m["tuned"] > m["base"] for m in mains),
@@ -82,6 +83,11 @@ def collect(out_dir: Path, profile: str, base: Base, config: Config, trained: An
         "total_seconds": round(total, 1),
         "targets": targets(profile, metrics, total, base.built_now),
     }
+
+
+def _lines(path: Path) -> int:
+    """Rows in a JSONL file; 0 when it does not exist."""
+    return len(path.read_text("utf-8").splitlines()) if path.is_file() else 0
 
 
 def forgetting(evals: dict[str, Any]) -> dict[str, Any] | None:
@@ -143,6 +149,8 @@ def _facts(facts: dict[str, Any]) -> list[tuple[str, str]]:
         *_base_facts(facts["base"]),
         ("fine-tune", f"{f['method']}{layers}, {f['trainable_params']:,} trainable parameters, {f['rows']:,} rows x "
                       f"{f['epochs']:g} epochs, {f['steps']} steps"),
+        *([("replay", f"{f['replay_rows']} rows: the base model's own replies to general requests "
+                      "(data/train/general.jsonl), against forgetting")] if f.get("replay_rows") else []),
         ("fine-tune time", f"{f['train_seconds']:.1f} s, {tps} tokens/s"),
         ("data fingerprint", f["data_fingerprint"]),
         ("total time", f"{facts['total_seconds']} s"),

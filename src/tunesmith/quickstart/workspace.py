@@ -39,6 +39,21 @@ def write_data(out: Path, profile: str) -> dict[str, dict[str, Path]]:
     return files
 
 
+def add_replay(out: Path, base_model: Path, profile: str, files: dict[str, dict[str, Path]]) -> int:
+    """Under the profile's ``replay`` settings, the base model's own replies to general requests as one
+    more training file, ``out/data/train/general.jsonl`` (``quickstart.replay``), added to ``files``;
+    returns its row count (0 when the profile has no replay)."""
+    from tunesmith.quickstart import replay
+
+    spec = recipe()["finetune"]["profiles"][profile].get("replay")
+    if not spec:
+        return 0
+    path, rows = replay.write(out / "data" / "train" / "general.jsonl", base_model, tasks.system_prompt(),
+                              spec["max_new_tokens"])
+    files["train"]["general"] = path
+    return rows
+
+
 def eval_tasks(files: dict[str, dict[str, Path]]) -> list[dict[str, Any]]:
     """The ``eval_tasks`` entries: each task on the test split, then on the paraphrase split."""
     out = []

@@ -82,3 +82,20 @@ def test_add_replay_adds_a_training_file_only_for_a_profile_with_replay(base: Pa
     rows = workspace.add_replay(tmp_path, base, "pretrained", files)
     assert files["train"]["general"] == tmp_path / "data" / "train" / "general.jsonl"
     assert len(files["train"]["general"].read_text("utf-8").splitlines()) == rows
+
+
+def test_the_run_facts_count_the_replay_rows(tmp_path: Path):
+    from tunesmith.quickstart import summary
+
+    base = {"architecture": "LlamaForCausalLM", "parameters": 1000, "num_hidden_layers": 2, "hidden_size": 8,
+            "vocab_size": 100, "tokens": 10, "documents": 2, "steps": 1, "build_seconds": 1.0, "built_now": False}
+    finetune = {"method": "sft + lora", "trainable_params": 10, "rows": 30, "epochs": 2.0, "steps": 8,
+                "train_seconds": 1.0, "tokens_per_second": 100.0, "data_fingerprint": "ab"}
+    facts = {"base": base, "total_seconds": 1.0, "machine": "x", "tunesmith": "0"}
+    general = tmp_path / "data" / "train" / "general.jsonl"
+    general.parent.mkdir(parents=True)
+    general.write_text('{"messages": []}\n' * 3, "utf-8")
+    assert summary._lines(general) == 3 and summary._lines(tmp_path / "missing.jsonl") == 0
+    shown = dict(summary._facts({**facts, "finetune": {**finetune, "replay_rows": 3}}))
+    assert shown["replay"].startswith("3 rows: the base model's own replies")
+    assert "replay" not in dict(summary._facts({**facts, "finetune": {**finetune, "replay_rows": 0}}))

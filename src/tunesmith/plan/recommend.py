@@ -12,7 +12,6 @@ from importlib import resources
 from typing import Any
 
 from tunesmith.config import Config
-from tunesmith.config.adapters import gradient_checkpointing
 from tunesmith.plan.adapters import trainable
 from tunesmith.plan.device import Device
 from tunesmith.plan.memory import GIB, estimate
@@ -74,28 +73,24 @@ def _first_fit(config: Config, shape: ModelShape, stats: DataStats, device: Devi
     order = fallback[fallback.index(preferred):] if preferred in fallback else [preferred, *fallback]
     peak = None
     for adapter in order:
-        for checkpointing in (None, True):
-            peak = _peak(config, shape, stats, device, options, adapter, checkpointing)
+        for forced in (None, True):
+            peak, checkpointing = _peak(config, shape, stats, device, options, adapter, forced)
             if device.memory_gib is None or peak <= device.memory_gib:
-                return adapter, _checkpointing(config, adapter, checkpointing), peak
+                return adapter, checkpointing, peak
     return None, True, peak
 
 
-def _checkpointing(config: Config, adapter: str, forced: bool | None) -> bool:
-    if forced is not None:
-        return forced
-    return gradient_checkpointing(config, adapter)
-
-
 def _peak(config: Config, shape: ModelShape, stats: DataStats, device: Device, options: Any, adapter: str,
-          checkpointing: bool | None) -> float:
+          checkpointing: bool | None) -> tuple[float, bool]:
+    """(peak GiB, whether the run checkpoints) of ``adapter`` with ``checkpointing`` (None: as train would decide)."""
     from tunesmith.plan.run import adapter_settings, setup_for
     from tunesmith.config.defaults import resolve
 
     candidate = config.model_copy(update={"adapter": adapter})
     resolved = resolve(candidate, stats.rows).values
     setup = setup_for(candidate, device, stats, resolved, options, adapter=adapter, checkpointing=checkpointing)
-    return estimate(shape, trainable(shape, adapter_settings(candidate, resolved, adapter)), setup).peak_bytes / GIB
+    peak = estimate(shape, trainable(shape, adapter_settings(candidate, resolved, adapter)), setup).peak_bytes / GIB
+    return peak, setup.gradient_checkpointing
 
 
 def fitting_alternative(config: Config, shape: ModelShape, stats: DataStats, device: Device) -> str:
@@ -107,7 +102,7 @@ def fitting_alternative(config: Config, shape: ModelShape, stats: DataStats, dev
         for checkpointing in (None, True):
             if adapter == config.adapter and checkpointing is None:
                 continue
-            peak = _peak(config, shape, stats, device, PlanOptions(), adapter, checkpointing)
+            peak, _ = _peak(config, shape, stats, device, PlanOptions(), adapter, checkpointing)
             if device.memory_gib is not None and peak <= device.memory_gib:
                 return f"{_adapter_name(adapter, bool(checkpointing))} would fit (~{peak:.1f} GiB)"
     return (f"not even QLoRA with gradient checkpointing fits (~{peak:.1f} GiB): a larger device, more devices "

@@ -113,13 +113,9 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
 
 def _cache(config: Config, loaded: Any) -> Any:
     """The model's ``GenerationCache`` under ``eval_cache: true`` (None when off or the model has no fingerprint)."""
-    key = loaded.fingerprint() if config.eval_cache else None
-    if key is None:
-        return None
-    from tunesmith.infer.cache import GenerationCache
-    from tunesmith.models.cache import cache_root
+    from tunesmith.infer.cache import for_model
 
-    return GenerationCache(cache_root() / "generations.sqlite", key)
+    return for_model(loaded) if config.eval_cache else None
 
 
 def _generate(spec: EvalTaskSpec, test: Any, report: ContaminationReport | None, loaded: Any, system: str | None,

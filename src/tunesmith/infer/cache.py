@@ -47,6 +47,15 @@ def fingerprint(folders: Iterable[Path], dtype: Any) -> str | None:
     return digest.hexdigest()
 
 
+def for_model(loaded: Any) -> "GenerationCache | None":
+    """The shared cache (``$TUNESMITH_CACHE/generations.sqlite``) opened for ``loaded`` (an
+    ``infer.Loaded``); None for a model without a fingerprint (loaded by hub id)."""
+    from tunesmith.models.cache import cache_root
+
+    key = loaded.fingerprint()
+    return GenerationCache(cache_root() / "generations.sqlite", key) if key is not None else None
+
+
 class GenerationCache:
     """Greedy replies of one model (``model_key``: its ``fingerprint``) in a SQLite file."""
 

@@ -31,9 +31,10 @@ def write(path: Path, base_model: Path, system_prompt: str, max_new_tokens: int)
     would cost as many decoding steps); returns it and how many rows."""
     from tunesmith import infer
     from tunesmith.data.records import Message
+    from tunesmith.infer.cache import for_model
 
     loaded = infer.load(base_model)
-    cache = _cache(loaded)
+    cache = for_model(loaded)  # the cache evaluation uses: a second run only reads the replies
     try:
         replies = infer.generate_details(loaded.model, loaded.tokenizer, [[Message("user", p)] for p in prompts()],
                                          eos_ids=loaded.eos_ids, system_prompt=system_prompt,
@@ -49,12 +50,3 @@ def write(path: Path, base_model: Path, system_prompt: str, max_new_tokens: int)
 
 def _row(prompt: str, reply: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]}
-
-
-def _cache(loaded: Any) -> Any:
-    """The base model's ``GenerationCache`` (the one evaluation uses), or None without a fingerprint."""
-    from tunesmith.infer.cache import GenerationCache
-    from tunesmith.models.cache import cache_root
-
-    key = loaded.fingerprint()
-    return GenerationCache(cache_root() / "generations.sqlite", key) if key is not None else None

@@ -168,3 +168,17 @@ def test_check_fit_compares_cpu_runs_with_available_ram_and_honours_memory_check
     assert warned is not None and warned.fits is False and said[-1].startswith("warning: hardware.gpu: the run would not fit")
     with pytest.raises(PlanError, match="not even QLoRA with gradient checkpointing fits"):
         check_fit(big.model_copy(update={"hardware": big.hardware.model_copy(update={"memory_check": "error"})}))
+
+
+def test_the_fitting_alternative_names_the_checkpointing_its_estimate_assumed(tmp_path) -> None:
+    """The README's example: a 70B LoRA on one A100 does not fit, QLoRA does, and QLoRA's estimate is with its
+    default gradient checkpointing, so the message must say so (it said only "QLoRA would fit")."""
+    from tunesmith.plan import check_fit
+
+    big = load_config(_config(tmp_path, "meta-llama/Llama-2-70b-hf", adapter="lora",
+                              hardware={"gpu": "A100-80GB", "memory_check": "error"}))
+    with pytest.raises(PlanError) as refused:
+        check_fit(big)
+    message = str(refused.value)
+    assert "the run would not fit" in message and "> 80.0 GiB on A100-80GB" in message
+    assert "; QLoRA with gradient checkpointing would fit (~" in message, message

@@ -94,7 +94,9 @@ def _peak(config: Config, shape: ModelShape, stats: DataStats, device: Device, o
 
 
 def fitting_alternative(config: Config, shape: ModelShape, stats: DataStats, device: Device) -> str:
-    """'QLoRA would fit (~9.1 GiB)', or what is left when nothing does (for train's refusal)."""
+    """'QLoRA with gradient checkpointing would fit (~9.1 GiB)', or what is left when nothing does (for
+    train's refusal). The name says the checkpointing the estimate assumed: the candidate's own default
+    (QLoRA's is on) unless it had to be turned on."""
     from tunesmith.plan.run import PlanOptions
 
     peak = None
@@ -102,9 +104,9 @@ def fitting_alternative(config: Config, shape: ModelShape, stats: DataStats, dev
         for checkpointing in (None, True):
             if adapter == config.adapter and checkpointing is None:
                 continue
-            peak, _ = _peak(config, shape, stats, device, PlanOptions(), adapter, checkpointing)
+            peak, checkpoints = _peak(config, shape, stats, device, PlanOptions(), adapter, checkpointing)
             if device.memory_gib is not None and peak <= device.memory_gib:
-                return f"{_adapter_name(adapter, bool(checkpointing))} would fit (~{peak:.1f} GiB)"
+                return f"{_adapter_name(adapter, checkpoints)} would fit (~{peak:.1f} GiB)"
     return (f"not even QLoRA with gradient checkpointing fits (~{peak:.1f} GiB): a larger device, more devices "
             "with hardware.sharding: zero3, or a smaller model")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from tunesmith import __version__
 from tunesmith.config import Config
-from tunesmith.quickstart import report
+from tunesmith.quickstart import report, workspace
 from tunesmith.quickstart.base import Base, recipe
 
 LOWER_IS_BETTER = {"false_abstention_rate"}
@@ -72,7 +72,7 @@ def collect(out_dir: Path, profile: str, base: Base, config: Config, trained: An
                      "rows": tok["rows"], "tokens_per_epoch": tok["tokens"], "epochs": config.num_epochs,
                      "train_seconds": seconds, "tokens_per_second": seen / seconds if seconds else None,
                      "lora_layers": config.peft_layers_to_transform, "data_fingerprint": run["data_fingerprint"],
-                     "replay_rows": _lines(out_dir / "data" / "train" / "general.jsonl")},
+                     "replay_rows": _lines(workspace.replay_file(out_dir))},
         "metrics": metrics,
         # every task's headline metric at least as good, and at least one better
         "improved": all(m["tuned"] >= m["base"] for m in mains) and any(m["tuned"] > m["base"] for m in mains),

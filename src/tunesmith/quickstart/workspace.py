@@ -39,16 +39,21 @@ def write_data(out: Path, profile: str) -> dict[str, dict[str, Path]]:
     return files
 
 
+def replay_file(out: Path) -> Path:
+    """Where ``add_replay`` writes the replay rows of the quickstart in ``out``."""
+    return out / "data" / "train" / "general.jsonl"
+
+
 def add_replay(out: Path, base_model: Path, profile: str, files: dict[str, dict[str, Path]]) -> int:
     """Under the profile's ``replay`` settings, the base model's own replies to general requests as one
-    more training file, ``out/data/train/general.jsonl`` (``quickstart.replay``), added to ``files``;
-    returns its row count (0 when the profile has no replay)."""
+    more training file, ``replay_file(out)`` (``quickstart.replay``), added to ``files``; returns its row
+    count (0 when the profile has no replay)."""
     from tunesmith.quickstart import replay
 
     spec = recipe()["finetune"]["profiles"][profile].get("replay")
     if not spec:
         return 0
-    path, rows = replay.write(out / "data" / "train" / "general.jsonl", base_model, tasks.system_prompt(),
+    path, rows = replay.write(replay_file(out), base_model, tasks.system_prompt(),
                               spec["max_new_tokens"])
     files["train"]["general"] = path
     return rows

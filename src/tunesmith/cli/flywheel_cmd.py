@@ -7,11 +7,11 @@ import typer
 from tunesmith.cli import flywheel_build_cmd, flywheel_mine_cmd, flywheel_review_cmd, flywheel_run_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
-app.command("mine", help="Mine the serving log for failures: signals, clusters, a ranked review queue.")(
+app.command("mine", short_help="Mine the serving log for failures: signals, clusters, a ranked review queue.")(
     flywheel_mine_cmd.mine)
-app.command("review", help="Review a mined queue in the terminal, or import an edited queue (JSONL/CSV).")(
+app.command("review", short_help="Review a mined queue in the terminal, or import an edited queue (JSONL/CSV).")(
     flywheel_review_cmd.review)
-app.command("build", help="The next training set: reviewed failures + positives + replay, deduplicated, "
+app.command("build", short_help="The next training set: reviewed failures + positives + replay, deduplicated, "
                           "decontaminated, audited, with a manifest.")(flywheel_build_cmd.build)
-app.command("run", help="One iteration from FLYWHEEL.yaml: mine, build, train, evaluate, gate; lineage.json.")(
+app.command("run", short_help="One iteration from FLYWHEEL.yaml: mine, build, train, evaluate, gate; lineage.json.")(
     flywheel_run_cmd.run)

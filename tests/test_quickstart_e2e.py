@@ -96,13 +96,15 @@ def test_chat_one_shot_uses_the_trained_template_and_prompt(quick):
     assert proc.stdout.strip() == recorded["output"].strip()
 
 
-def test_default_profile_is_the_pretrained_model_or_says_how_to_install_it():
+@pytest.mark.parametrize("installed", [True, False])
+def test_default_profile_is_the_pretrained_model_or_says_how_to_install_it(monkeypatch, installed):
     from tunesmith.models import catalogue
     from tunesmith.quickstart.run import QuickstartOptions, choose_profile
 
+    monkeypatch.setattr(catalogue, "installed", lambda entry: installed and entry.name == "smollm2-135m-instruct")
     said: list[str] = []
     profile = choose_profile(QuickstartOptions(), said.append)
-    if catalogue.installed(catalogue.get("smollm2-135m-instruct")):
+    if installed:
         assert profile == "pretrained" and said == []
     else:
         assert profile == "tiny"

@@ -129,11 +129,12 @@ def build_chatml_model(path: str | Path, hidden: int = 32) -> Any:
 
 
 def build_gguf(path: str | Path, tokenizer_dir: str | Path, model: Any, *, quant: str = "F32",
-               arch: str = "llama") -> Path:
+               arch: str = "llama", drop: tuple[str, ...] = ()) -> Path:
     """Write ``model`` (a Llama from ``build_model``) and the byte-level BPE in ``tokenizer_dir`` as a GGUF
     file the way llama.cpp's converter does (q/k rows permuted, GGUF tensor names, the vocabulary,
     merges, control tokens and chat template in the metadata). ``quant``: F32, F16 or Q8_0 for the
-    2-D weights; ``arch`` is written as ``general.architecture`` as given."""
+    2-D weights; ``arch`` is written as ``general.architecture`` as given; the GGUF tensors named in
+    ``drop`` are left out (a damaged file)."""
     import gguf
     import numpy as np
 
@@ -179,9 +180,11 @@ def build_gguf(path: str | Path, tokenizer_dir: str | Path, model: Any, *, quant
         elif hf_name.endswith("k_proj.weight"):
             data = _permute(data, cfg.num_key_value_heads)
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name in drop:
+            continue
         if data.ndim == 2 and quant != "F32":
             qtype = gguf.GGMLQuantizationType[quant]
-            writer.add_tensor(name, gguf.quantize(data, qtype), raw_shape=data.shape, raw_dtype=qtype)
+            writer.add_tensor(name, gguf.quantize(data, qtype), raw_dtype=qtype)  # the shape from the bytes
         else:
             writer.add_tensor(name, np.ascontiguousarray(data, dtype=np.float32))
     writer.write_header_to_file()

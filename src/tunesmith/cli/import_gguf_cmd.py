@@ -20,6 +20,9 @@ def import_gguf(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    # transformers' load report (weights missing or misshapen) would precede tunesmith's own one-sentence
+    # error, which names the same weights; the conversion is verified by its own checks
+    hf_logging.set_verbosity_error()
     from tunesmith.models import convert
 
     result = convert(file, out, say=typer.echo)

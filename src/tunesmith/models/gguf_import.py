@@ -78,6 +78,8 @@ def convert(source: Path, out: Path, say: Callable[[str], None] = print, sha256:
     source = source.expanduser().resolve()
     header = read_header(source)
     check(header)
+    if out.exists() and not out.is_dir():
+        raise GGUFError(f"{out}: is a file, not a folder; choose another --out")
     if out.exists() and any(out.iterdir()):
         raise GGUFError(f"{out}: already exists and is not empty; choose another --out or remove it")
     if out.exists():
@@ -85,10 +87,10 @@ def convert(source: Path, out: Path, say: Callable[[str], None] = print, sha256:
     sha256 = sha256 or file_sha256(source)
     with building(out) as work:
         say(f"loading {source.name} with transformers' GGUF loader (dequantizing {header.type_names()})")
-        reference, tokenizer = load_gguf(source)
+        reference, tokenizer = load_gguf(source, say)
         target = work / "model"
-        save_plain(reference, tokenizer, target)
-        diff, prompts = verify(reference, tokenizer, target)
+        save_plain(reference, tokenizer, target, source)
+        diff, prompts = verify(reference, tokenizer, target, source)
         if diff > TOLERANCE:
             raise GGUFError(f"{source}: the converted model's logits differ from the GGUF-loaded model's by up to "
                             f"{diff:.3g} (> {TOLERANCE:g}) on {prompts} prompts; nothing was saved. Please report it "
@@ -103,24 +105,47 @@ def convert(source: Path, out: Path, say: Callable[[str], None] = print, sha256:
     return result
 
 
-def load_gguf(source: Path) -> tuple[Any, Any]:
-    """The model (float32, eval mode) and tokenizer exactly as transformers loads them from the GGUF."""
+def load_gguf(source: Path, say: Callable[[str], None] = print) -> tuple[Any, Any]:
+    """The model (float32, eval mode) and tokenizer exactly as transformers loads them from the GGUF.
+
+    Every weight the model class needs must come from the file: transformers fills a missing one with
+    random values (and only logs it), and the logit check, which compares against this very model,
+    could not tell. GGUF tensors the model does not use are named."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(source.parent), source.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        model, info = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
+                                                           output_loading_info=True)
     except (OSError, ValueError, KeyError, NotImplementedError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GGUFError(f"{source}: transformers could not load this GGUF ({first}); use the model's original "
+        raise GGUFError(f"{source}: transformers could not load this GGUF ({_why(exc)}); use the model's original "
                         "Hugging Face checkpoint instead") from None
+    missing = sorted(info["missing_keys"]) + sorted(info["mismatched_keys"])
+    if missing:
+        shown = ", ".join(map(str, missing[:4])) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise GGUFError(f"{source}: the file lacks weights a {type(model).__name__} needs, or has them in another "
+                        f"shape ({shown}); it is incomplete, or not the '{model.config.model_type}' model its metadata "
+                        "says: download or convert it again, or use the model's original Hugging Face checkpoint")
+    if info["unexpected_keys"]:
+        say(f"warning: {source.name}: tensors the {type(model).__name__} does not use were left out: "
+            f"{', '.join(sorted(info['unexpected_keys'])[:4])}")
     return model.eval(), tokenizer
 
 
-def save_plain(model: Any, tokenizer: Any, out: Path) -> None:
-    """Save ``model`` (GGUF-loaded, not serializable as such) as a plain safetensors model folder."""
+def _why(exc: BaseException) -> str:
+    """The first line of a loader error, in words (a bare KeyError names only the key)."""
+    if isinstance(exc, KeyError) and exc.args:
+        return f"metadata entry {exc.args[0]!r} is missing or unreadable"
+    if isinstance(exc, RuntimeError) and "ignore_mismatched_sizes" in str(exc):
+        return "its tensor shapes contradict its own metadata (embedding length, head counts)"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def save_plain(model: Any, tokenizer: Any, out: Path, source: Path) -> None:
+    """Save ``model`` (GGUF-loaded from ``source``, not serializable as such) as a plain safetensors model folder."""
     import copy
 
     import torch
@@ -134,7 +159,7 @@ def save_plain(model: Any, tokenizer: Any, out: Path) -> None:
     result = plain.load_state_dict(state, strict=False)
     tied = {k for k in result.missing_keys if _is_tied(plain, k)}
     if set(result.missing_keys) - tied or result.unexpected_keys:
-        raise GGUFError(f"converting: weights do not match the {type(plain).__name__} layout "
+        raise GGUFError(f"{source}: converting: weights do not match the {type(plain).__name__} layout "
                         f"(missing {sorted(set(result.missing_keys) - tied)[:5]}, unexpected {result.unexpected_keys[:5]})")
     plain.generation_config = copy.deepcopy(model.generation_config)
     # the ids training stops on (tokenize's rule; imported here, when a conversion runs, because
@@ -159,7 +184,7 @@ def _is_tied(model: Any, key: str) -> bool:
                 and out.weight is model.get_input_embeddings().weight)
 
 
-def verify(reference: Any, tokenizer: Any, folder: Path) -> tuple[float, int]:
+def verify(reference: Any, tokenizer: Any, folder: Path, source: Path | None = None) -> tuple[float, int]:
     """Reload ``folder`` from disk; (max |logit diff| against ``reference``, prompts compared).
 
     The reloaded tokenizer must encode every probe exactly as ``tokenizer`` does.
@@ -174,7 +199,7 @@ def verify(reference: Any, tokenizer: Any, folder: Path) -> tuple[float, int]:
         ids = _encode(tokenizer, probe)
         again = _encode(saved_tok, probe)
         if ids != again:
-            raise GGUFError(f"{folder}: the saved tokenizer encodes {probe!r} differently from the GGUF's "
+            raise GGUFError(f"{source or folder}: the saved tokenizer encodes {probe!r} differently from the GGUF's "
                             f"({again[:8]}... vs {ids[:8]}...); nothing was saved")
         with torch.inference_mode():
             expected = reference(input_ids=torch.tensor([ids])).logits

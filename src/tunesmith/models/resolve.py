@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tunesmith.models import catalogue
 from tunesmith.models.cache import cache_root, sweep
-from tunesmith.models.gguf_file import GGUFError
+from tunesmith.models.gguf_file import GGUFError, check, read_header
 from tunesmith.models.gguf_import import INFO, ImportResult, convert, file_sha256
 
 _HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256, so a file is hashed once per process
@@ -43,6 +43,7 @@ def ensure_converted(source: Path, *, say: Callable[[str], None] | None = None, 
     """The cached conversion of ``source``, converting it now when there is none."""
     if not source.is_file():
         raise GGUFError(f"{source}: no such GGUF file; check the path")
+    check(read_header(source))  # a damaged or foreign file is refused before it is hashed whole
     sha = _sha256(source)
     if expected_sha256 and sha != expected_sha256:
         raise GGUFError(f"{source}: sha256 {sha[:12]}... differs from the catalogue's {expected_sha256[:12]}...; "

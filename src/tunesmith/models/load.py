@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tunesmith.errors import TunesmithError
+
 # the file beside a saved model that records what inference needs to reproduce training
 MODEL_INFO = "tunesmith_model.json"
 
@@ -32,7 +34,29 @@ def load_pretrained(path: str, kwargs: dict[str, Any], kind: str = "causal_lm") 
             return merged
         return _reward_from(merged, kwargs)
     cls = AutoModelForSequenceClassification if kind == "reward" else AutoModelForCausalLM
-    return cls.from_pretrained(path, **kwargs)
+    model, info = cls.from_pretrained(path, **kwargs, output_loading_info=True)
+    check_complete(model, info, path, new_head=kind == "reward")
+    return model
+
+
+class IncompleteCheckpointError(TunesmithError):
+    """The checkpoint lacks weights the model needs (transformers would start them from random values)."""
+
+
+def check_complete(model: Any, info: dict[str, Any], path: str, new_head: bool = False) -> None:
+    """Refuse a model some of whose weights were not in the checkpoint: transformers initialises them
+    randomly and only logs a report. ``new_head``: a reward model's score head is new by design, so only
+    the body (``base_model_prefix``) must be complete."""
+    missing = sorted(map(str, info["missing_keys"]))
+    if new_head:
+        body = f"{model.base_model_prefix}."
+        missing = [k for k in missing if k.startswith(body)]
+    if not missing:
+        return
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    raise IncompleteCheckpointError(
+        f"{path}: the checkpoint lacks weights a {type(model).__name__} needs ({shown}), which would start as random "
+        "values; the folder is incomplete (a missing shard?) or its config.json names another architecture")
 
 
 def _reward_from(causal: Any, kwargs: dict[str, Any]) -> Any:

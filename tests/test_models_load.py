@@ -1,0 +1,58 @@
+"""Loading a base model refuses a checkpoint that lacks weights: transformers would start them from random
+values and only log a report, and the run would train (and evaluate, merge, serve) a partly random model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from tiny import build_chatml_model
+
+
+@pytest.fixture(scope="module")
+def holey(tmp_path_factory):
+    """A tiny Llama folder whose safetensors lost one weight (as a forgotten shard would)."""
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.mktemp("holey") / "model"
+    build_chatml_model(root)
+    weights = load_file(str(root / "model.safetensors"))
+    del weights["model.layers.1.mlp.up_proj.weight"]
+    save_file(weights, str(root / "model.safetensors"), metadata={"format": "pt"})
+    return root
+
+
+def test_a_checkpoint_missing_a_weight_is_refused(holey):
+    import torch
+
+    from tunesmith.models.load import IncompleteCheckpointError, load_pretrained
+
+    with pytest.raises(IncompleteCheckpointError, match=r"lacks weights a LlamaForCausalLM needs "
+                                                        r"\(model\.layers\.1\.mlp\.up_proj\.weight\)"):
+        load_pretrained(str(holey), {"dtype": torch.float32})
+
+
+def test_a_complete_checkpoint_loads_and_a_reward_model_gets_its_new_head(tmp_path):
+    import torch
+
+    from tunesmith.models.load import load_pretrained
+
+    build_chatml_model(tmp_path / "model")
+    assert type(load_pretrained(str(tmp_path / "model"), {"dtype": torch.float32})).__name__ == "LlamaForCausalLM"
+    reward = load_pretrained(str(tmp_path / "model"), {"dtype": torch.float32}, kind="reward")
+    assert reward.score.weight.shape[0] == 1  # the score head is new by design, the body complete
+
+
+def test_train_on_an_incomplete_base_stops_with_one_sentence(holey, tmp_path):
+    data = tmp_path / "train.jsonl"
+    rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}] * 8
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp_path / "run.yaml"
+    config.write_text(f"base_model: {holey}\ndatasets: [{{path: {data}}}]\nmax_steps: 1\n"
+                      f"output_dir: {tmp_path / 'run'}\naudit: {{fail_on: never}}\n")
+    proc = run_cli("train", str(config), timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"error: {holey}: the checkpoint lacks weights a LlamaForCausalLM needs" in proc.stderr
+    assert not (tmp_path / "run" / "model").exists()

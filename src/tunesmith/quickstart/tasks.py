@@ -179,7 +179,7 @@ def spec_sheet(rng: random.Random, half: str = "train") -> tuple[str, str, dict[
     low, high = cat["fields_per_sheet"]
     names = list(cat["fields"])
     listed = rng.sample(names, rng.randint(low, high))
-    values = {name: rng.choice(cat["fields"][name]["values"]) for name in listed}
+    values = {name: rng.choice(cat["fields"][name]["values"][half]) for name in listed}
     return (rng.choice(cat["machines"][half]), rng.choice(cat["kinds"][half]), values,
             [n for n in names if n not in listed])
 

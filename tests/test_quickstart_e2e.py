@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,23 @@ def test_merge_command_writes_a_verified_model(quick, tmp_path):
     proc = run_cli("merge", str(out / "quickstart.yaml"), "--out", str(tmp_path / "merged"), timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "passed" in proc.stdout and (tmp_path / "merged/model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("merge_ok,improved,drop,reason", [
+    (True, True, 0.05, None),
+    (True, True, 0.12, "the fine-tuned model forgot: forgetting-probe accuracy fell by 12.0 points (more than 10)"),
+    (True, False, 0.0, "the fine-tuned model did not beat the base"),
+    (False, True, 0.0, "the merge check failed"),
+])
+def test_the_quickstart_fails_on_forgetting_a_merge_mismatch_or_no_gain(merge_ok, improved, drop, reason):
+    """What decides exit 1 (README's command table): the forgetting probe beyond its limit, the merge check,
+    or a fine-tune that is not better than the base."""
+    from tunesmith.cli.quickstart_cmd import _failure
+    from tunesmith.quickstart.run import QuickstartResult
+
+    probe = {"drop": drop, "max_drop": 0.10, "passed": drop <= 0.10}
+    summary = {"merge": {"passed": merge_ok}, "improved": improved, "forgetting": probe}
+    result = QuickstartResult(Path("out"), Path("out/report.html"), summary)
+    assert result.passed == (reason is None)
+    if reason is not None:
+        assert _failure(summary) == reason

@@ -33,5 +33,6 @@ def test_help_shows_the_full_description_and_the_list_the_summary(path, command)
     assert shown.exit_code == 0, shown.output
     first_sentence = doc.split(". ")[0]
     assert first_sentence in _words(shown.output), (first_sentence, shown.output)
-    listing = CliRunner().invoke(app, [*path[:-1], "--help"], terminal_width=200)
-    assert _words(command.short_help or "")[:40] in _words(listing.output)
+    if command.short_help:  # else the listing shows the docstring's start, as --help does
+        listing = CliRunner().invoke(app, [*path[:-1], "--help"], terminal_width=200)
+        assert _words(command.short_help)[:40] in _words(listing.output)

@@ -29,9 +29,34 @@ def test_a_checkpoint_missing_a_weight_is_refused(holey):
 
     from tunesmith.models.load import IncompleteCheckpointError, load_pretrained
 
-    with pytest.raises(IncompleteCheckpointError, match=r"lacks weights a LlamaForCausalLM needs "
-                                                        r"\(model\.layers\.1\.mlp\.up_proj\.weight\)"):
+    with pytest.raises(IncompleteCheckpointError, match=r"lacks weights a LlamaForCausalLM needs, or has them in "
+                                                        r"another shape \(model\.layers\.1\.mlp\.up_proj\.weight\)"):
         load_pretrained(str(holey), {"dtype": torch.float32})
+
+
+def test_a_reward_model_is_held_to_the_rule_for_its_body(holey):
+    import torch
+
+    from tunesmith.models.load import IncompleteCheckpointError, load_pretrained
+
+    with pytest.raises(IncompleteCheckpointError, match=r"model\.layers\.1\.mlp\.up_proj\.weight"):
+        load_pretrained(str(holey), {"dtype": torch.float32}, kind="reward")
+
+
+def test_a_weight_of_another_shape_is_named_with_both_shapes(tmp_path):
+    """transformers raises a bare RuntimeError ('look at the above report') for a misshapen weight."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from tunesmith.models.load import IncompleteCheckpointError, load_pretrained
+
+    build_chatml_model(tmp_path / "model")
+    weights = load_file(str(tmp_path / "model" / "model.safetensors"))
+    weights["model.layers.0.self_attn.o_proj.weight"] = weights["model.layers.0.self_attn.o_proj.weight"][:, :16].clone()
+    save_file(weights, str(tmp_path / "model" / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(IncompleteCheckpointError, match=r"\(model\.layers\.0\.self_attn\.o_proj\.weight: 32x16 in "
+                                                        r"the file vs 32x32 needed\)"):
+        load_pretrained(str(tmp_path / "model"), {"dtype": torch.float32})
 
 
 def test_a_complete_checkpoint_loads_and_a_reward_model_gets_its_new_head(tmp_path):

@@ -138,20 +138,36 @@ def test_merge_command_writes_a_verified_model(quick, tmp_path):
     assert "passed" in proc.stdout and (tmp_path / "merged/model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("merge_ok,improved,drop,reason", [
-    (True, True, 0.05, None),
-    (True, True, 0.12, "the fine-tuned model forgot: forgetting-probe accuracy fell by 12.0 points (more than 10)"),
-    (True, False, 0.0, "the fine-tuned model did not beat the base"),
-    (False, True, 0.0, "the merge check failed"),
+def _evals(base_probe: float, tuned_probe: float):
+    from types import SimpleNamespace
+
+    def probes(accuracy):
+        return SimpleNamespace(accuracy=accuracy, categories={"facts": {"accuracy": accuracy}}, rows=[0] * 41,
+                               path="probes.jsonl")
+
+    return {"base": SimpleNamespace(probes=probes(base_probe)), "tuned": SimpleNamespace(probes=probes(tuned_probe))}
+
+
+def _metrics(*pairs):
+    return {f"task{i}": {"main": "m", "metrics": {"m": {"base": b, "tuned": t}}} for i, (b, t) in enumerate(pairs)}
+
+
+@pytest.mark.parametrize("merge_ok,metrics,probe,reason", [
+    (True, _metrics((0.0, 0.7), (0.5, 0.5)), (0.439, 0.342), None),  # 9.7 points lost: within the limit
+    (True, _metrics((0.0, 0.7), (0.5, 0.5)), (0.439, 0.337),
+     "the fine-tuned model forgot: forgetting-probe accuracy fell by 10.2 points (more than 10)"),
+    (True, _metrics((0.0, 0.7), (0.5, 0.4)), (0.439, 0.5), "the fine-tuned model did not beat the base"),  # one worse
+    (True, _metrics((0.5, 0.5), (0.2, 0.2)), (0.439, 0.5), "the fine-tuned model did not beat the base"),  # none better
+    (False, _metrics((0.0, 0.7)), (0.439, 0.5), "the merge check failed"),
 ])
-def test_the_quickstart_fails_on_forgetting_a_merge_mismatch_or_no_gain(merge_ok, improved, drop, reason):
-    """What decides exit 1 (README's command table): the forgetting probe beyond its limit, the merge check,
-    or a fine-tune that is not better than the base."""
+def test_the_quickstart_fails_on_forgetting_a_merge_mismatch_or_no_gain(merge_ok, metrics, probe, reason):
+    """What decides exit 1 (README's command table): the forgetting probe beyond the recipe's 10-point limit,
+    the merge check, or a fine-tune that is not better than the base (a task worse, or none better)."""
     from tunesmith.cli.quickstart_cmd import _failure
     from tunesmith.quickstart.run import QuickstartResult
+    from tunesmith.quickstart.summary import forgetting, improved
 
-    probe = {"drop": drop, "max_drop": 0.10, "passed": drop <= 0.10}
-    summary = {"merge": {"passed": merge_ok}, "improved": improved, "forgetting": probe}
+    summary = {"merge": {"passed": merge_ok}, "improved": improved(metrics), "forgetting": forgetting(_evals(*probe))}
     result = QuickstartResult(Path("out"), Path("out/report.html"), summary)
     assert result.passed == (reason is None)
     if reason is not None:

@@ -12,6 +12,6 @@ app.command("mine", short_help="Mine the serving log for failures: signals, clus
 app.command("review", short_help="Review a mined queue in the terminal, or import an edited queue (JSONL/CSV).")(
     flywheel_review_cmd.review)
 app.command("build", short_help="The next training set: reviewed failures + positives + replay, deduplicated, "
-                          "decontaminated, audited, with a manifest.")(flywheel_build_cmd.build)
+            "decontaminated, audited, with a manifest.")(flywheel_build_cmd.build)
 app.command("run", short_help="One iteration from FLYWHEEL.yaml: mine, build, train, evaluate, gate; lineage.json.")(
     flywheel_run_cmd.run)

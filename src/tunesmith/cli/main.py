@@ -45,48 +45,40 @@ def _root(
 
 
 # quickstart first (the whole lifecycle); then lifecycle order: data -> audit -> preview (tokenize)
-# -> train -> runs -> evaluate -> gate -> merge -> export -> chat -> serve; config helps every stage
-app.command("quickstart", short_help="The whole lifecycle offline in minutes: base, fine-tune, evaluate, merge, report.")(
-    quickstart_cmd.quickstart
-)
-app.add_typer(data_cmd.app, name="data", help="Load, normalise and inspect datasets.")
-app.command("audit", short_help="Find dataset defects before training (the data doctor).")(audit_cmd.audit)
-app.command("preview", short_help="Show tokenized rows with their trained tokens highlighted.")(preview_cmd.preview)
-app.command("advise", short_help="Prompting, RAG, fine-tuning or FT+RAG? The seed's decision tables; a starter config.")(
-    advise_cmd.advise
-)
-app.command("plan", short_help="Memory per device, time and cost of a run before loading weights; method advice.")(
-    plan_cmd.plan
-)
-app.command("train", short_help="Fine-tune (sft, cpt, dpo, kto, orpo, rm, distill) into a reproducible run directory.")(
-    train_cmd.train
-)
-app.command("runs", short_help="List runs: method, status, steps, best eval loss.")(runs_cmd.runs)
-app.command("evaluate", short_help="Score a model on held-out tasks and forgetting probes (optionally against its base), "
-                             "or compare two models with an LLM judge; writes eval/ and report.html.")(
-    evaluate_cmd.evaluate
-)
-app.command("gate", short_help="Pass or fail a candidate against a baseline's evaluation (CI deployment gate).")(
-    gate_cmd.gate
-)
-app.command("merge", short_help="Fold an adapter into its base (verified), or merge fine-tunes (linear/slerp/ties/dare).")(
-    merge_cmd.merge
-)
-app.command("export", short_help="Export as hf, gguf or ollama, and verify the export against the trained model.")(
-    export_cmd.export
-)
-app.command("chat", short_help="Chat with a trained model using its own chat template.")(chat_cmd.chat)
-app.command("serve", short_help="OpenAI-compatible server: adapters, streaming, JSON schema, every request logged.")(
-    serve_cmd.serve
-)
+# -> train -> runs -> evaluate -> gate -> merge -> export -> chat -> serve; config helps every stage.
+# (name, function, the one-line summary of the command list; `--help` shows the function's docstring)
+COMMANDS = [
+    ("quickstart", quickstart_cmd.quickstart,
+     "The whole lifecycle offline in minutes: base, fine-tune, evaluate, merge, report."),
+    ("data", data_cmd.app, "Load, normalise and inspect datasets."),
+    ("audit", audit_cmd.audit, "Find dataset defects before training (the data doctor)."),
+    ("preview", preview_cmd.preview, "Show tokenized rows with their trained tokens highlighted."),
+    ("advise", advise_cmd.advise,
+     "Prompting, RAG, fine-tuning or FT+RAG? The seed's decision tables; a starter config."),
+    ("plan", plan_cmd.plan, "Memory per device, time and cost of a run before loading weights; method advice."),
+    ("train", train_cmd.train, "Fine-tune (sft, cpt, dpo, kto, orpo, rm, distill) into a reproducible run directory."),
+    ("runs", runs_cmd.runs, "List runs: method, status, steps, best eval loss."),
+    ("evaluate", evaluate_cmd.evaluate, "Score a model on held-out tasks and forgetting probes (optionally against its "
+     "base), or compare two models with an LLM judge; writes eval/ and report.html."),
+    ("gate", gate_cmd.gate, "Pass or fail a candidate against a baseline's evaluation (CI deployment gate)."),
+    ("merge", merge_cmd.merge,
+     "Fold an adapter into its base (verified), or merge fine-tunes (linear/slerp/ties/dare)."),
+    ("export", export_cmd.export, "Export as hf, gguf or ollama, and verify the export against the trained model."),
+    ("chat", chat_cmd.chat, "Chat with a trained model using its own chat template."),
+    ("serve", serve_cmd.serve, "OpenAI-compatible server: adapters, streaming, JSON schema, every request logged."),
+    ("flywheel", flywheel_cmd.app, "The data flywheel: mine the serving log, review, build the next training set."),
+    ("ui", ui_cmd.ui, "Local web dashboard: runs, evaluations, data, review queue, playground, new runs."),
+    ("config", config_cmd.config, "Print the resolved config with where each value came from."),
+    ("import", import_cmd.import_, "Translate an Axolotl or LLaMA-Factory config into a tunesmith config."),
+    ("import-gguf", import_gguf_cmd.import_gguf, "Convert a GGUF file into a verified Hugging Face model folder."),
+]
+for _name, _command, _summary in COMMANDS:
+    if isinstance(_command, typer.Typer):
+        app.add_typer(_command, name=_name, help=_summary)
+    else:
+        app.command(_name, short_help=_summary)(_command)
 data_cmd.app.command("synth", short_help="Synthetic rows for a slice from an OpenAI-compatible teacher, filtered and "
                      "audited.")(data_synth_cmd.synth)
-app.add_typer(flywheel_cmd.app, name="flywheel", help="The data flywheel: mine the serving log, review, build the "
-              "next training set.")
-app.command("ui", short_help="Local web dashboard: runs, evaluations, data, review queue, playground, new runs.")(ui_cmd.ui)
-app.command("config", short_help="Print the resolved config with where each value came from.")(config_cmd.config)
-app.command("import", short_help="Translate an Axolotl or LLaMA-Factory config into a tunesmith config.")(import_cmd.import_)
-app.command("import-gguf", short_help="Convert a GGUF file into a verified Hugging Face model folder.")(import_gguf_cmd.import_gguf)
 
 
 # Library log records the command-line user cannot act on. bitsandbytes, imported through peft, warns on CPUs

@@ -26,6 +26,7 @@ from typing import Any
 from tunesmith import __version__
 from tunesmith.models.cache import building, publish
 from tunesmith.models.gguf_file import GGUFError, check, read_header
+from tunesmith.models.load import gaps, shown
 
 INFO = "tunesmith_gguf.json"
 # both sides run the same dequantized float32 weights, so anything above rounding noise is a defect
@@ -118,16 +119,16 @@ def load_gguf(source: Path, say: Callable[[str], None] = print) -> tuple[Any, An
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model, info = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
-                                                           output_loading_info=True)
+                                                           output_loading_info=True, ignore_mismatched_sizes=True)
     except (OSError, ValueError, KeyError, NotImplementedError, RuntimeError) as exc:
         raise GGUFError(f"{source}: transformers could not load this GGUF ({_why(exc)}); use the model's original "
                         "Hugging Face checkpoint instead") from None
-    missing = sorted(info["missing_keys"]) + sorted(info["mismatched_keys"])
-    if missing:
-        shown = ", ".join(map(str, missing[:4])) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    found = gaps(model, info)
+    if found:
         raise GGUFError(f"{source}: the file lacks weights a {type(model).__name__} needs, or has them in another "
-                        f"shape ({shown}); it is incomplete, or not the '{model.config.model_type}' model its metadata "
-                        "says: download or convert it again, or use the model's original Hugging Face checkpoint")
+                        f"shape ({shown(found)}); it is incomplete, or not the '{model.config.model_type}' model its "
+                        "metadata says: download or convert it again, or use the model's original Hugging Face "
+                        "checkpoint")
     if info["unexpected_keys"]:
         say(f"warning: {source.name}: tensors the {type(model).__name__} does not use were left out: "
             f"{', '.join(sorted(info['unexpected_keys'])[:4])}")
@@ -137,9 +138,7 @@ def load_gguf(source: Path, say: Callable[[str], None] = print) -> tuple[Any, An
 def _why(exc: BaseException) -> str:
     """The first line of a loader error, in words (a bare KeyError names only the key)."""
     if isinstance(exc, KeyError) and exc.args:
-        return f"metadata entry {exc.args[0]!r} is missing or unreadable"
-    if isinstance(exc, RuntimeError) and "ignore_mismatched_sizes" in str(exc):
-        return "its tensor shapes contradict its own metadata (embedding length, head counts)"
+        return f"entry {exc.args[0]!r} is missing or unknown"
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

@@ -34,7 +34,8 @@ def load_pretrained(path: str, kwargs: dict[str, Any], kind: str = "causal_lm") 
             return merged
         return _reward_from(merged, kwargs)
     cls = AutoModelForSequenceClassification if kind == "reward" else AutoModelForCausalLM
-    model, info = cls.from_pretrained(path, **kwargs, output_loading_info=True)
+    # misshapen weights are reported (by ``check_complete``, naming them) instead of raised as a bare RuntimeError
+    model, info = cls.from_pretrained(path, **kwargs, output_loading_info=True, ignore_mismatched_sizes=True)
     check_complete(model, info, path, new_head=kind == "reward")
     return model
 
@@ -44,19 +45,34 @@ class IncompleteCheckpointError(TunesmithError):
 
 
 def check_complete(model: Any, info: dict[str, Any], path: str, new_head: bool = False) -> None:
-    """Refuse a model some of whose weights were not in the checkpoint: transformers initialises them
-    randomly and only logs a report. ``new_head``: a reward model's score head is new by design, so only
-    the body (``base_model_prefix``) must be complete."""
-    missing = sorted(map(str, info["missing_keys"]))
+    """Refuse a model some of whose weights were not in the checkpoint, or not in the shape the architecture
+    needs: transformers initialises those randomly and only logs a report. ``new_head``: a reward model's
+    score head is new by design."""
+    found = gaps(model, info, new_head)
+    if found:
+        raise IncompleteCheckpointError(
+            f"{path}: the checkpoint lacks weights a {type(model).__name__} needs, or has them in another shape "
+            f"({shown(found)}), which would start as random values; the folder is incomplete (a missing shard?) "
+            "or its config.json describes another model")
+
+
+def gaps(model: Any, info: dict[str, Any], new_head: bool = False) -> list[str]:
+    """The weights a load left random (``output_loading_info`` of ``from_pretrained``): missing ones by name,
+    misshapen ones with both shapes; with ``new_head``, those of the head next to the body are expected."""
+    found = [str(k) for k in info["missing_keys"]]
+    found += [f"{k}: {'x'.join(map(str, theirs))} in the file vs {'x'.join(map(str, ours))} needed"
+              for k, theirs, ours in info["mismatched_keys"]]
     if new_head:
-        body = f"{model.base_model_prefix}."
-        missing = [k for k in missing if k.startswith(body)]
-    if not missing:
-        return
-    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-    raise IncompleteCheckpointError(
-        f"{path}: the checkpoint lacks weights a {type(model).__name__} needs ({shown}), which would start as random "
-        "values; the folder is incomplete (a missing shard?) or its config.json names another architecture")
+        body = getattr(model, model.base_model_prefix, None)
+        heads = tuple(f"{name}." for name, child in model.named_children() if child is not body and body is not None)
+        found = [k for k in found if not k.startswith(heads or ("score.", "classifier."))]
+    return sorted(found)
+
+
+def shown(items: list[str], limit: int = 4) -> str:
+    """The first ``limit`` items, comma-separated, and how many more."""
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
 def _reward_from(causal: Any, kwargs: dict[str, Any]) -> Any:

@@ -43,7 +43,9 @@ def ensure_converted(source: Path, *, say: Callable[[str], None] | None = None, 
     """The cached conversion of ``source``, converting it now when there is none."""
     if not source.is_file():
         raise GGUFError(f"{source}: no such GGUF file; check the path")
-    check(read_header(source))  # a damaged or foreign file is refused before it is hashed whole
+    # a damaged or foreign file is refused before it is hashed whole (also when a conversion of it is cached:
+    # reading the header takes well under a second)
+    check(read_header(source))
     sha = _sha256(source)
     if expected_sha256 and sha != expected_sha256:
         raise GGUFError(f"{source}: sha256 {sha[:12]}... differs from the catalogue's {expected_sha256[:12]}...; "

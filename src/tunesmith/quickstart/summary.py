@@ -60,7 +60,6 @@ def collect(out_dir: Path, profile: str, base: Base, config: Config, trained: An
     seconds = float(run.get("train_runtime_s") or 0.0)
     seen = tok["tokens"] * float(config.num_epochs or 1)
     metrics = _metrics(evals)
-    mains = [entry["metrics"][entry["main"]] for entry in metrics.values()]
     total = sum(s for _, s in stages)
     return {
         "profile": profile, "out_dir": str(out_dir), "tunesmith": __version__,
@@ -74,8 +73,7 @@ def collect(out_dir: Path, profile: str, base: Base, config: Config, trained: An
                      "lora_layers": config.peft_layers_to_transform, "data_fingerprint": run["data_fingerprint"],
                      "replay_rows": _lines(workspace.replay_file(out_dir))},
         "metrics": metrics,
-        # every task's headline metric at least as good, and at least one better
-        "improved": all(m["tuned"] >= m["base"] for m in mains) and any(m["tuned"] > m["base"] for m in mains),
+        "improved": improved(metrics),
         "merge": {"passed": merged.passed, "max_abs_diff": merged.max_abs_diff, "tolerance": merged.tolerance,
                   "prompts": merged.prompts, "path": str(merged.output_dir)},
         "forgetting": forgetting(evals),
@@ -83,6 +81,12 @@ def collect(out_dir: Path, profile: str, base: Base, config: Config, trained: An
         "total_seconds": round(total, 1),
         "targets": targets(profile, metrics, total, base.built_now),
     }
+
+
+def improved(metrics: dict[str, Any]) -> bool:
+    """Every task's headline metric at least as good as the base's, and at least one better."""
+    mains = [entry["metrics"][entry["main"]] for entry in metrics.values()]
+    return all(m["tuned"] >= m["base"] for m in mains) and any(m["tuned"] > m["base"] for m in mains)
 
 
 def _lines(path: Path) -> int:

@@ -81,3 +81,56 @@ def test_train_on_an_incomplete_base_stops_with_one_sentence(holey, tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert f"error: {holey}: the checkpoint lacks weights a LlamaForCausalLM needs" in proc.stderr
     assert not (tmp_path / "run" / "model").exists()
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(tmp_path_factory):
+    """(base folder, a LoRA adapter trained on it by tunesmith)."""
+    from tunesmith.config import config_from_dict
+    from tunesmith.train import run
+
+    root = tmp_path_factory.mktemp("adapter")
+    build_chatml_model(root / "base")
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} plus 1?"},
+                          {"role": "assistant", "content": f"It is {i + 1}."}]} for i in range(16)]
+    (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = config_from_dict({"base_model": str(root / "base"), "datasets": [{"path": str(root / "data.jsonl")}],
+                               "output_dir": str(root / "run"), "sequence_len": 64, "micro_batch_size": 4,
+                               "max_steps": 4, "learning_rate": 5e-3, "bf16": False, "seed": 1, "lora_dropout": 0.0,
+                               "audit": {"fail_on": "never"}})
+    return root / "base", run(config, quiet=True, say=lambda s: None).model_dir
+
+
+def test_an_adapter_as_base_is_merged_into_its_recorded_base(sft_adapter):
+    import torch
+    from peft import AutoPeftModelForCausalLM
+
+    from tunesmith.models.load import load_pretrained
+
+    _, adapter = sft_adapter
+    merged = load_pretrained(str(adapter), {"dtype": torch.float32}).eval()
+    expected = AutoPeftModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32).merge_and_unload().eval()
+    ids = torch.tensor([[1, 5, 9, 14, 3]])
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids).logits, expected(input_ids=ids).logits, atol=1e-5)
+    assert not hasattr(merged, "peft_config")  # a plain model, the adapter folded in
+
+
+def test_an_adapter_whose_base_lost_a_weight_is_refused(sft_adapter, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from tunesmith.models.load import IncompleteCheckpointError, load_pretrained
+
+    base, adapter = sft_adapter
+    shutil.copytree(adapter, tmp_path / "adapter")
+    shutil.copytree(base, tmp_path / "base")
+    weights = load_file(str(tmp_path / "base" / "model.safetensors"))
+    del weights["model.layers.0.mlp.gate_proj.weight"]
+    save_file(weights, str(tmp_path / "base" / "model.safetensors"), metadata={"format": "pt"})
+    info = json.loads((tmp_path / "adapter" / "tunesmith_model.json").read_text())
+    (tmp_path / "adapter" / "tunesmith_model.json").write_text(json.dumps({**info, "base_model": str(tmp_path / "base")}))
+    with pytest.raises(IncompleteCheckpointError, match=r"base: the checkpoint lacks weights .*gate_proj"):
+        load_pretrained(str(tmp_path / "adapter"), {"dtype": torch.float32})

@@ -25,14 +25,9 @@ def load_pretrained(path: str, kwargs: dict[str, Any], kind: str = "causal_lm") 
     if kind == "reward":
         kwargs = {**kwargs, "num_labels": 1}
     if (Path(path) / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
-
         # an SFT adapter as base (e.g. DPO on top of SFT): merge it into the base weights
-        merged = AutoPeftModelForCausalLM.from_pretrained(path, **{k: v for k, v in kwargs.items() if k != "num_labels"})
-        merged = merged.merge_and_unload()
-        if kind != "reward":
-            return merged
-        return _reward_from(merged, kwargs)
+        merged = _merged_adapter(path, {k: v for k, v in kwargs.items() if k != "num_labels"})
+        return merged if kind != "reward" else _reward_from(merged, kwargs)
     cls = AutoModelForSequenceClassification if kind == "reward" else AutoModelForCausalLM
     # misshapen weights are reported (by ``check_complete``, naming them) instead of raised as a bare RuntimeError
     model, info = cls.from_pretrained(path, **kwargs, output_loading_info=True, ignore_mismatched_sizes=True)
@@ -73,6 +68,30 @@ def shown(items: list[str], limit: int = 4) -> str:
     """The first ``limit`` items, comma-separated, and how many more."""
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return ", ".join(items[:limit]) + more
+
+
+def _merged_adapter(path: str, kwargs: dict[str, Any]) -> Any:
+    """The adapter in ``path`` merged into its base, the base loaded (and checked) like any other: the one
+    tunesmith recorded beside the adapter, else the adapter_config's. Tokens the adapter's tokenizer added
+    grow the embeddings first, as PEFT's ``AutoPeftModel`` does."""
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    folder = Path(path)
+    info = json.loads((folder / MODEL_INFO).read_text("utf-8")) if (folder / MODEL_INFO).is_file() else {}
+    base_ref = info.get("base_model") or json.loads((folder / "adapter_config.json").read_text("utf-8")).get(
+        "base_model_name_or_path")
+    if not base_ref:
+        raise IncompleteCheckpointError(f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty, so the "
+                                        "adapter's base is unknown")
+    base = load_pretrained(str(base_ref), kwargs)
+    if (folder / "tokenizer_config.json").is_file():
+        size = len(AutoTokenizer.from_pretrained(path))
+        if size > base.get_input_embeddings().weight.shape[0]:
+            base.resize_token_embeddings(size)
+    return PeftModel.from_pretrained(base, path).merge_and_unload()
 
 
 def _reward_from(causal: Any, kwargs: dict[str, Any]) -> Any:

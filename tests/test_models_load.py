@@ -134,3 +134,38 @@ def test_an_adapter_whose_base_lost_a_weight_is_refused(sft_adapter, tmp_path):
     (tmp_path / "adapter" / "tunesmith_model.json").write_text(json.dumps({**info, "base_model": str(tmp_path / "base")}))
     with pytest.raises(IncompleteCheckpointError, match=r"base: the checkpoint lacks weights .*gate_proj"):
         load_pretrained(str(tmp_path / "adapter"), {"dtype": torch.float32})
+
+
+def test_an_adapter_file_missing_a_tensor_is_refused_everywhere_it_loads(sft_adapter, tmp_path):
+    """PEFT only warns ('Found missing adapter keys') and keeps the tensor's random initialisation."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from tunesmith import infer
+    from tunesmith.models.load import IncompleteCheckpointError, load_pretrained
+
+    _, adapter = sft_adapter
+    shutil.copytree(adapter, tmp_path / "adapter")
+    weights = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    dropped = sorted(k for k in weights if "lora_A" in k)[0]
+    del weights[dropped]
+    save_file(weights, str(tmp_path / "adapter" / "adapter_model.safetensors"), metadata={"format": "pt"})
+    expected = rf"adapter: the adapter file lacks tensors its adapter_config.json implies \({dropped}\)"
+    with pytest.raises(IncompleteCheckpointError, match=expected):
+        load_pretrained(str(tmp_path / "adapter"), {"dtype": torch.float32})  # as a base (merged)
+    with pytest.raises(IncompleteCheckpointError, match=expected):
+        infer.load(tmp_path / "adapter")  # evaluate, chat
+
+
+def test_an_adapter_of_another_base_is_refused_in_one_sentence(sft_adapter, tmp_path):
+    import torch
+
+    from tunesmith.models.load import IncompleteCheckpointError, load_adapter, load_pretrained
+
+    _, adapter = sft_adapter
+    build_chatml_model(tmp_path / "wider", hidden=48)
+    with pytest.raises(IncompleteCheckpointError, match=r"adapter's tensors do not fit its base model \(size mismatch "
+                                                        r"for .*was it trained on another base\?"):
+        load_adapter(load_pretrained(str(tmp_path / "wider"), {"dtype": torch.float32}), adapter)

@@ -96,9 +96,9 @@ def _base_of(folder: Path, base_model: str | None) -> str:
 
 
 def _adapter(folder: Path, base: str, trust_remote_code: bool = False) -> Any:
-    from peft import PeftModel
+    from tunesmith.models.load import load_adapter
 
-    return PeftModel.from_pretrained(_model(base, f"{folder}: its base model", trust_remote_code), str(folder))
+    return load_adapter(_model(base, f"{folder}: its base model", trust_remote_code), folder)
 
 
 def _model(path: str, what: str, trust_remote_code: bool = False) -> Any:

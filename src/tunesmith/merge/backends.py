@@ -96,20 +96,19 @@ def run_peft(plan: Plan, out: Path) -> MergeResult:
     import time
 
     import torch
-    from peft import PeftModel
 
     from tunesmith import infer
     from tunesmith.merge.run import TOLERANCE, _compare, _logits
     from tunesmith.tokenize import load_saved
     from tunesmith.train.artifacts import save_result
-    from tunesmith.models.load import load_pretrained
+    from tunesmith.models.load import load_adapter, load_pretrained
 
     t0 = time.perf_counter()
     base = load_pretrained(str(plan.base), {"dtype": torch.float32})
     names = [f"source{i}" for i in range(len(plan.sources))]
-    model = PeftModel.from_pretrained(base, str(plan.sources[0].folder), adapter_name=names[0])
-    for name, source in zip(names[1:], plan.sources[1:]):
-        model.load_adapter(str(source.folder), adapter_name=name)
+    model = base
+    for name, source in zip(names, plan.sources):
+        model = load_adapter(model, source.folder, adapter_name=name)
     density = plan.params.get("density")
     with torch.random.fork_rng():
         torch.manual_seed(plan.seed)

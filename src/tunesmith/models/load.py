@@ -72,12 +72,11 @@ def shown(items: list[str], limit: int = 4) -> str:
 
 def _merged_adapter(path: str, kwargs: dict[str, Any]) -> Any:
     """The adapter in ``path`` merged into its base, the base loaded (and checked) like any other: the one
-    tunesmith recorded beside the adapter, else the adapter_config's. Tokens the adapter's tokenizer added
-    grow the embeddings first, as PEFT's ``AutoPeftModel`` does."""
+    tunesmith recorded beside the adapter, else the adapter_config's. When the adapter saved larger embeddings
+    (tokens the fine-tune added), the base's grow to that size first."""
     import json
 
-    from peft import PeftModel
-    from transformers import AutoTokenizer
+    from peft.utils import load_peft_weights
 
     folder = Path(path)
     info = json.loads((folder / MODEL_INFO).read_text("utf-8")) if (folder / MODEL_INFO).is_file() else {}
@@ -87,11 +86,43 @@ def _merged_adapter(path: str, kwargs: dict[str, Any]) -> Any:
         raise IncompleteCheckpointError(f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty, so the "
                                         "adapter's base is unknown")
     base = load_pretrained(str(base_ref), kwargs)
-    if (folder / "tokenizer_config.json").is_file():
-        size = len(AutoTokenizer.from_pretrained(path))
-        if size > base.get_input_embeddings().weight.shape[0]:
-            base.resize_token_embeddings(size)
-    return PeftModel.from_pretrained(base, path).merge_and_unload()
+    embeddings = base.get_input_embeddings()
+    name = next(n for n, m in base.named_modules() if m is embeddings)
+    saved = [t.shape[0] for k, t in load_peft_weights(path).items() if k.endswith(f"{name}.weight")]
+    if saved and saved[0] > embeddings.weight.shape[0]:  # tokens the fine-tune added, trained with the adapter
+        base.resize_token_embeddings(saved[0])
+    return load_adapter(base, path).merge_and_unload()
+
+
+def load_adapter(model: Any, folder: str | Path, adapter_name: str = "default", **kwargs: Any) -> Any:
+    """``PeftModel.from_pretrained`` (or ``load_adapter`` when ``model`` is a PEFT model already), refusing an
+    adapter file that lacks tensors its config implies or has them in another shape: PEFT only warns about a
+    missing one and keeps its random initialisation."""
+    from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict, load_peft_weights
+
+    try:
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(folder), adapter_name=adapter_name, **kwargs)
+        else:
+            model = PeftModel.from_pretrained(model, str(folder), adapter_name=adapter_name, **kwargs)
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        raise IncompleteCheckpointError(f"{folder}: the adapter's tensors do not fit its base model "
+                                        f"({_first_mismatch(str(exc))}); was it trained on another base?") from None
+    expected = set(get_peft_model_state_dict(model, adapter_name=adapter_name))
+    missing = sorted(expected - set(load_peft_weights(str(folder))))
+    if missing:
+        raise IncompleteCheckpointError(f"{folder}: the adapter file lacks tensors its adapter_config.json implies "
+                                        f"({shown(missing)}), which would start as random values; save or copy the "
+                                        "adapter again")
+    return model
+
+
+def _first_mismatch(message: str) -> str:
+    line = next((l.strip() for l in message.splitlines() if "size mismatch" in l), message.splitlines()[0])
+    return line.rstrip(".")
 
 
 def _reward_from(causal: Any, kwargs: dict[str, Any]) -> Any:

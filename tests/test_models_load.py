@@ -169,3 +169,39 @@ def test_an_adapter_of_another_base_is_refused_in_one_sentence(sft_adapter, tmp_
     with pytest.raises(IncompleteCheckpointError, match=r"adapter's tensors do not fit its base model \(size mismatch "
                                                         r"for .*was it trained on another base\?"):
         load_adapter(load_pretrained(str(tmp_path / "wider"), {"dtype": torch.float32}), adapter)
+
+
+def test_a_refused_adapter_leaves_the_model_as_it_was(sft_adapter, tmp_path):
+    """A server loading an adapter at runtime must not keep the half-loaded layers of one it refused: PEFT
+    injects them into the base's modules before it finds the mismatch."""
+    import torch
+
+    from tunesmith.models.load import IncompleteCheckpointError, load_adapter, load_pretrained
+
+    base, adapter = sft_adapter
+    build_chatml_model(tmp_path / "wider", hidden=48)
+    other = load_pretrained(str(tmp_path / "wider"), {"dtype": torch.float32})
+    ids = torch.tensor([[1, 5, 9, 14, 3]])
+    with torch.no_grad():
+        before = other(input_ids=ids).logits
+    with pytest.raises(IncompleteCheckpointError):
+        load_adapter(other, adapter)
+    with torch.no_grad():
+        assert torch.equal(other(input_ids=ids).logits, before)
+    assert not any("lora" in name for name, _ in other.named_parameters())
+    served = load_adapter(load_pretrained(str(base), {"dtype": torch.float32}), adapter, adapter_name="a")
+    with pytest.raises(IncompleteCheckpointError):
+        load_adapter(served, _holey_copy(adapter, tmp_path), adapter_name="b")
+    assert set(served.peft_config) == {"a"}  # the refused one deleted, the loaded one kept
+
+
+def _holey_copy(adapter, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(adapter, tmp_path / "holey-adapter")
+    weights = load_file(str(tmp_path / "holey-adapter" / "adapter_model.safetensors"))
+    del weights[sorted(weights)[0]]
+    save_file(weights, str(tmp_path / "holey-adapter" / "adapter_model.safetensors"), metadata={"format": "pt"})
+    return tmp_path / "holey-adapter"

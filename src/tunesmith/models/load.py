@@ -94,35 +94,56 @@ def _merged_adapter(path: str, kwargs: dict[str, Any]) -> Any:
     return load_adapter(base, path).merge_and_unload()
 
 
-def load_adapter(model: Any, folder: str | Path, adapter_name: str = "default", **kwargs: Any) -> Any:
-    """``PeftModel.from_pretrained`` (or ``load_adapter`` when ``model`` is a PEFT model already), refusing an
-    adapter file that lacks tensors its config implies or has them in another shape: PEFT only warns about a
-    missing one and keeps its random initialisation."""
-    from peft import PeftModel
+def load_adapter(model: Any, folder: str | Path, adapter_name: str = "default", is_trainable: bool = False) -> Any:
+    """What ``PeftModel.from_pretrained`` does (``load_adapter`` when ``model`` is a PEFT model already), refusing
+    an adapter file that lacks tensors its config implies (PEFT only warns and keeps the random initialisation)
+    or was trained on another base. A refused adapter leaves nothing behind: its layers are taken out of the
+    model again (a server keeps serving the model as it was)."""
+    from peft import PeftConfig, PeftModel
+    from peft.auto import MODEL_TYPE_TO_PEFT_MODEL_MAPPING
+
+    fresh = not isinstance(model, PeftModel)
+    if fresh:
+        config = PeftConfig.from_pretrained(str(folder))
+        config.inference_mode = not is_trainable
+        model = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, PeftModel)(model, config, adapter_name)
+    try:
+        _load_checked(model, folder, adapter_name, is_trainable)
+    except BaseException:
+        _take_out(model, adapter_name, fresh)
+        raise
+    return model
+
+
+def _load_checked(model: Any, folder: str | Path, adapter_name: str, is_trainable: bool) -> None:
     from peft.utils import get_peft_model_state_dict, load_peft_weights
 
     try:
-        if isinstance(model, PeftModel):
-            model.load_adapter(str(folder), adapter_name=adapter_name, **kwargs)
-        else:
-            model = PeftModel.from_pretrained(model, str(folder), adapter_name=adapter_name, **kwargs)
+        model.load_adapter(str(folder), adapter_name=adapter_name, is_trainable=is_trainable)
     except RuntimeError as exc:
         if "size mismatch" not in str(exc):
             raise
-        raise IncompleteCheckpointError(f"{folder}: the adapter's tensors do not fit its base model "
-                                        f"({_first_mismatch(str(exc))}); was it trained on another base?") from None
+        raise _mismatch_error(folder, exc) from None
     expected = set(get_peft_model_state_dict(model, adapter_name=adapter_name))
     missing = sorted(expected - set(load_peft_weights(str(folder))))
     if missing:
         raise IncompleteCheckpointError(f"{folder}: the adapter file lacks tensors its adapter_config.json implies "
                                         f"({shown(missing)}), which would start as random values; save or copy the "
                                         "adapter again")
-    return model
 
 
-def _first_mismatch(message: str) -> str:
-    line = next((l.strip() for l in message.splitlines() if "size mismatch" in l), message.splitlines()[0])
-    return line.rstrip(".")
+def _take_out(model: Any, adapter_name: str, fresh: bool) -> None:
+    """Undo a failed load: the base modules lose the layers just injected, or the adapter is deleted."""
+    if fresh and not model.peft_config[adapter_name].is_prompt_learning:
+        model.base_model.unload()  # the base model's modules as before (the wrapper itself is dropped)
+    elif not fresh and adapter_name in model.peft_config:
+        model.delete_adapter(adapter_name)
+
+
+def _mismatch_error(folder: str | Path, exc: RuntimeError) -> IncompleteCheckpointError:
+    line = next((l.strip() for l in str(exc).splitlines() if "size mismatch" in l), str(exc).splitlines()[0])
+    return IncompleteCheckpointError(f"{folder}: the adapter's tensors do not fit its base model ({line.rstrip('.')}); "
+                                     "was it trained on another base?")
 
 
 def _reward_from(causal: Any, kwargs: dict[str, Any]) -> Any:

@@ -84,14 +84,11 @@ class Models:
             raise APIError(400, f"The model '{name}' is already loaded", param="lora_name", code="adapter_exists")
         folder = self.check_adapter(path)
         internal = f"adapter{next(self._counter)}"
-        try:
-            if self.is_peft:
-                self.model.load_adapter(str(folder), adapter_name=internal)
-            else:
-                from peft import PeftModel
+        from tunesmith.models.load import IncompleteCheckpointError, load_adapter
 
-                self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=internal)
-        except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        try:  # a refused adapter is taken out again: the served models answer as before
+            self.model = load_adapter(self.model, folder, adapter_name=internal)
+        except (IncompleteCheckpointError, RuntimeError, ValueError, KeyError, OSError) as exc:
             raise APIError(400, f"cannot load the adapter: {str(exc).splitlines()[0]}", param="lora_path",
                            code="adapter_incompatible") from None
         self.model.eval()

@@ -213,6 +213,35 @@ def test_adapters_load_and_unload_at_runtime_only_from_the_roots(setup, tmp_path
     assert status == 400
 
 
+def test_a_refused_runtime_adapter_leaves_the_served_model_as_it_was(setup, tmp_path):
+    """PEFT injects an adapter's layers into the model before it checks the file; a refused adapter must be
+    taken out again. A server with no adapters yet (its first adapter wraps the plain model)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    _, _, root = setup
+    holey = tmp_path / "adapters" / "holey"
+    shutil.copytree(root / "adapters" / "spare", holey)
+    weights = load_file(str(holey / "adapter_model.safetensors"))
+    del weights[sorted(weights)[0]]
+    save_file(weights, str(holey / "adapter_model.safetensors"), metadata={"format": "pt"})
+    config = serve.ServeConfig(model=str(root / "tiny"), served_model_name="plain", port=0, db=tmp_path / "log.sqlite",
+                               adapter_roots=(tmp_path / "adapters",), max_tokens_limit=64)
+    with serve.start(config) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+
+        def answer():
+            return client.chat.completions.create(model="plain", messages=[{"role": "user", "content": "hi"}],
+                                                  max_tokens=8, temperature=0).choices[0].message.content
+
+        before = answer()
+        status, _, body = http("POST", server.url + "/v1/load_lora_adapter", {"lora_name": "h", "lora_path": str(holey)})
+        error = error_of(json.loads(body))
+        assert status == 400 and error["code"] == "adapter_incompatible" and "lacks tensors" in error["message"]
+        assert answer() == before and {m.id for m in client.models.list().data} == {"plain"}
+
+
 def test_feedback_is_logged_against_its_request(setup):
     server, client, root = setup
     raw = client.chat.completions.with_raw_response.create(

@@ -1,6 +1,11 @@
 """Loading a pretrained causal LM (or a one-score reward model) from any reference tunesmith
 accepts: a folder, hub id, GGUF file or catalogue name (``resolve``); an adapter folder is merged
-into its base. Used by every stage that loads weights (train, infer, merge, export)."""
+into its base. Used by every stage that loads weights (train, infer, merge, export, serve).
+
+Every load is checked: weights a checkpoint lacks, or holds in another shape, are refused by name
+(``check_complete``), and so are adapter tensors an adapter file lacks (``load_adapter``, which also
+takes a refused adapter out of the model again); transformers and PEFT would start those from random
+values and only log it."""
 
 from __future__ import annotations
 

@@ -62,9 +62,10 @@ def gaps(model: Any, info: dict[str, Any], new_head: bool = False) -> list[str]:
     found = [str(k) for k in info["missing_keys"]]
     found += [f"{k}: {'x'.join(map(str, theirs))} in the file vs {'x'.join(map(str, ours))} needed"
               for k, theirs, ours in info["mismatched_keys"]]
-    if new_head:
+    if new_head:  # the modules beside the body, else the usual head names
         body = getattr(model, model.base_model_prefix, None)
-        heads = tuple(f"{name}." for name, child in model.named_children() if child is not body and body is not None)
+        beside = [name for name, child in model.named_children() if child is not body] if body is not None else []
+        heads = tuple(f"{name}." for name in beside)
         found = [k for k in found if not k.startswith(heads or ("score.", "classifier."))]
     return sorted(found)
 
@@ -81,8 +82,6 @@ def _merged_adapter(path: str, kwargs: dict[str, Any]) -> Any:
     (tokens the fine-tune added), the base's grow to that size first."""
     import json
 
-    from peft.utils import load_peft_weights
-
     folder = Path(path)
     info = json.loads((folder / MODEL_INFO).read_text("utf-8")) if (folder / MODEL_INFO).is_file() else {}
     base_ref = info.get("base_model") or json.loads((folder / "adapter_config.json").read_text("utf-8")).get(
@@ -93,7 +92,7 @@ def _merged_adapter(path: str, kwargs: dict[str, Any]) -> Any:
     base = load_pretrained(str(base_ref), kwargs)
     embeddings = base.get_input_embeddings()
     name = next(n for n, m in base.named_modules() if m is embeddings)
-    saved = [t.shape[0] for k, t in load_peft_weights(path).items() if k.endswith(f"{name}.weight")]
+    saved = [shape[0] for k, shape in _saved_shapes(folder).items() if k.endswith(f"{name}.weight")]
     if saved and saved[0] > embeddings.weight.shape[0]:  # tokens the fine-tune added, trained with the adapter
         base.resize_token_embeddings(saved[0])
     return load_adapter(base, path).merge_and_unload()
@@ -121,7 +120,7 @@ def load_adapter(model: Any, folder: str | Path, adapter_name: str = "default", 
 
 
 def _load_checked(model: Any, folder: str | Path, adapter_name: str, is_trainable: bool) -> None:
-    from peft.utils import get_peft_model_state_dict, load_peft_weights
+    from peft.utils import get_peft_model_state_dict
 
     try:
         model.load_adapter(str(folder), adapter_name=adapter_name, is_trainable=is_trainable)
@@ -130,11 +129,24 @@ def _load_checked(model: Any, folder: str | Path, adapter_name: str, is_trainabl
             raise
         raise _mismatch_error(folder, exc) from None
     expected = set(get_peft_model_state_dict(model, adapter_name=adapter_name))
-    missing = sorted(expected - set(load_peft_weights(str(folder))))
+    missing = sorted(expected - set(_saved_shapes(folder)))
     if missing:
         raise IncompleteCheckpointError(f"{folder}: the adapter file lacks tensors its adapter_config.json implies "
                                         f"({shown(missing)}), which would start as random values; save or copy the "
                                         "adapter again")
+
+
+def _saved_shapes(folder: str | Path) -> dict[str, tuple[int, ...]]:
+    """The adapter file's tensor names and shapes: from the safetensors header alone (PEFT has read the tensors
+    already), else through PEFT's loader (pickled weights)."""
+    from peft.utils import load_peft_weights
+    from safetensors import safe_open
+
+    file = Path(folder) / "adapter_model.safetensors"
+    if file.is_file():
+        with safe_open(str(file), framework="pt") as fh:
+            return {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}
+    return {key: tuple(t.shape) for key, t in load_peft_weights(str(folder)).items()}
 
 
 def _take_out(model: Any, adapter_name: str, fresh: bool) -> None:

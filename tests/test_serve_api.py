@@ -242,6 +242,42 @@ def test_a_refused_runtime_adapter_leaves_the_served_model_as_it_was(setup, tmp_
         assert answer() == before and {m.id for m in client.models.list().data} == {"plain"}
 
 
+def test_a_refused_runtime_adapter_leaves_the_loaded_adapters_as_they_were(setup):
+    """On a server that already serves an adapter, a refused one changes neither the base's nor that adapter's
+    answers, is not listed, and leaves its name free for a sound adapter. (That its layers are deleted again is
+    `test_models_load`'s to check: an inactive leftover adapter answers nothing here, so HTTP cannot see it.)"""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    server, client, root = setup
+    holey = root / "adapters" / "holey"
+    shutil.copytree(root / "adapters" / "spare", holey)
+    weights = load_file(str(holey / "adapter_model.safetensors"))
+    del weights[sorted(weights)[-1]]
+    save_file(weights, str(holey / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+    def answers():
+        return [client.chat.completions.create(model=m, messages=[{"role": "user", "content": "the printer is broken"}],
+                                               max_tokens=8, temperature=0).choices[0].message.content
+                for m in ("tiny", "support")]
+
+    before = answers()
+    status, _, body = http("POST", server.url + "/v1/load_lora_adapter", {"lora_name": "h", "lora_path": str(holey)})
+    error = error_of(json.loads(body))
+    assert status == 400 and error["code"] == "adapter_incompatible" and "lacks tensors" in error["message"]
+    assert answers() == before and "h" not in {m.id for m in client.models.list().data}
+    # nothing of it was kept: the name is free for a sound adapter, which then answers as itself
+    status, _, body = http("POST", server.url + "/v1/load_lora_adapter",
+                           {"lora_name": "h", "lora_path": str(root / "adapters" / "spare")})
+    assert status == 200, body
+    reply = client.chat.completions.create(model="h", messages=[{"role": "user", "content": "hi"}], max_tokens=8,
+                                           temperature=0).choices[0].message.content
+    assert reply.strip() == _greedy(root / "adapters" / "spare", "hi", 8)
+    assert http("POST", server.url + "/v1/unload_lora_adapter", {"lora_name": "h"})[0] == 200
+    assert answers() == before
+
+
 def test_feedback_is_logged_against_its_request(setup):
     server, client, root = setup
     raw = client.chat.completions.with_raw_response.create(

@@ -92,6 +92,8 @@ def test_missing_required_field(tmp_path: Path) -> None:
     assert str(errors[0]) == f"{path}:6: output is missing (the row has: instruction, outptu) (did you mean 'outptu'?)"
     assert errors[0].row == 2 and errors[0].field == "output"
 
+NAN, INF = float("nan"), float("inf")
+
 
 def test_forced_type_names_missing_field(tmp_path: Path) -> None:
     path = tmp_path / "chat.jsonl"
@@ -107,7 +109,12 @@ def test_forced_type_names_missing_field(tmp_path: Path) -> None:
          "messages[0].content must be a string or a list of content parts (got number 7)"),
         ({"messages": ["hi"]}, "messages[0] must be an object with role and content (got string 'hi')"),
         ({"messages": [{"role": "user", "content": "a", "loss_weight": "x"}, {"role": "assistant", "content": "b"}]},
-         "messages[0].loss_weight must be a number >= 0 (got string 'x')"),
+         "messages[0].loss_weight must be a finite number >= 0 (got string 'x')"),
+        # JSON readers accept the NaN and Infinity literals; either weight would turn the loss into nan
+        ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "loss_weight": NAN}]},
+         "messages[1].loss_weight must be a finite number >= 0 (got number nan)"),
+        ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "loss_weight": INF}]},
+         "messages[1].loss_weight must be a finite number >= 0 (got number inf)"),
         ({"messages": [{"role": "user", "content": [{"type": "image", "url": "x"}]}]},
          "messages[0].content[0].type 'image' is not supported (use one of text, reasoning, tool_call)"),
         ({"messages": GOOD["messages"], "label": "maybe"}, "label must be true or false (got string 'maybe')"),

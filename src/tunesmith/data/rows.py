@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,10 +154,10 @@ def structured(value: Any, where: str) -> Any:
 
 
 def weight(value: Any, where: str) -> float:
-    """A loss weight: a number >= 0."""
+    """A loss weight: a finite number >= 0 (JSON readers accept NaN and Infinity, which would poison the loss)."""
     if isinstance(value, str):
         with contextlib.suppress(ValueError):  # a CSV cell
             value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise FieldError(where, f"must be a number >= 0 {got(value)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise FieldError(where, f"must be a finite number >= 0 {got(value)}")
     return float(value)

@@ -210,3 +210,22 @@ def test_refuses_a_foreign_folder_even_with_overwrite(base, tmp_path):
         assert "output_dir is not empty (notes.txt) and is not a tunesmith run directory" in out.stderr
     assert (tmp_path / "run" / "notes.txt").read_text() == "someone else's"
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("case", ["too_long", "no_trained_token"])
+def test_no_training_row_left_after_tokenization_is_one_sentence(base, tmp_path, case):
+    """Every row too long for sequence_len, or none with an assistant token to learn: the run stops before the
+    weights load, naming the reason and what to change (the data loader used to fail as an internal error)."""
+    rows = sft_rows(8)
+    if case == "too_long":
+        rows = [{"messages": [{"role": "user", "content": "word " * 80}, r["messages"][1]]} for r in rows]
+    else:
+        rows = [{"messages": [r["messages"][0], {**r["messages"][1], "loss_weight": 0}]} for r in rows]
+    skip = {} if case == "too_long" else {"on_bad_rows": "skip"}  # else each such row is an error by itself
+    cfg_path = _write_yaml(tmp_path, make_config(base, tmp_path, data=write_jsonl(tmp_path / "d.jsonl", rows), **skip))
+    out = run_cli("train", str(cfg_path), "--quiet")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"error: no training rows left after tokenization: all 8 were left out (8 {case}; first: " \
+           f"{tmp_path / 'd.jsonl'}:1: {case}" in out.stderr
+    assert ("raise sequence_len" if case == "too_long" else "train_on_turns / loss_weight") in out.stderr
+    assert not (tmp_path / "run" / "run.json").exists()  # output_dir not claimed (it holds the tokenize cache)

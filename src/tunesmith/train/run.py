@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from tunesmith.config import Config
 from tunesmith.config.adapters import gradient_checkpointing
+from tunesmith.errors import TunesmithError
 from tunesmith.train import checkpoints as ckpt
 from tunesmith.train import resume as resumes
 from tunesmith.train import world as worlds
@@ -96,7 +97,8 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     if not world.is_main:
         print(f"rank {world.rank}: " + ("tokenized data from rank 0's cache" if tok.cache_hit else
               "tokenized itself: rank 0's cache is not on this node's file system (share output_dir)"), flush=True)
-    _check_fit(config, dataset, tok, say)  # stop before the weights are loaded and output_dir is claimed
+    _require_rows(config, tok)  # stop before the weights are loaded and output_dir is claimed
+    _check_fit(config, dataset, tok, say)
     facts = {"data_fingerprint": dataset.fingerprint, "tokenizer_fingerprint": tok.fingerprint,
              "base_fingerprint": base_fingerprint(config.base_model)}
     if plan.kind != "fresh":
@@ -131,6 +133,30 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     rundir.update_run(**record)
     samples = (dataset.eval or dataset.train, "validation" if dataset.eval else "train")
     return _train(config, rundir, tok, resolved, precision, plan, quiet, say, extra_callbacks, samples, world)
+
+
+# what to change when every training row was left out for this reason (tokenize's drop reasons)
+_NO_ROWS_HINTS = {
+    "too_long": "raise sequence_len, or set truncation: truncate_prompt to keep the replies and cut the prompts",
+    "no_trained_token": "check train_on_turns / loss_weight: no row has an assistant token to learn",
+    "template": "the chat template cannot render these rows (see tunesmith data preview)",
+    "empty_text": "the text rows are empty",
+}
+
+
+def _require_rows(config: Config, tok: Any) -> None:
+    """Stop with the reasons when tokenization left no training row (every row too long, no trained token,
+    ...): training would fail inside the data loader with an internal error."""
+    if len(tok.train):
+        return
+    dropped: dict[str, int] = tok.stats.get("dropped", {})
+    if not dropped:
+        raise TunesmithError(f"no training rows: {', '.join(tok.sources) or 'the data'} holds none")
+    counts = ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items(), key=lambda kv: -kv[1]))
+    first = (tok.stats.get("drop_examples") or [""])[0]
+    hints = "; ".join(_NO_ROWS_HINTS[r] for r in dropped if r in _NO_ROWS_HINTS)
+    raise TunesmithError(f"no training rows left after tokenization: all {sum(dropped.values())} were left out "
+                         f"({counts}; first: {first}){'; ' + hints if hints else ''}")
 
 
 def _check_fit(config: Config, dataset: Any, tok: Any, say: Callable[[str], None]) -> None:

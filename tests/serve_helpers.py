@@ -36,12 +36,14 @@ def build_adapter(base: Path, out: Path, seed: int, system_prompt: str | None = 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from tunesmith.models.fingerprint import weights_fingerprint
     from tunesmith.train.artifacts import save_result
 
     torch.manual_seed(seed)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base)),
                            LoraConfig(r=4, lora_alpha=32, target_modules="all-linear", init_lora_weights=False))
-    info = {"base_model": str(base), "chat_template": "chatml", "system_prompt": system_prompt}
+    info = {"base_model": str(base), "chat_template": "chatml", "system_prompt": system_prompt,
+            "base_weights": weights_fingerprint(str(base))}
     save_result(model, AutoTokenizer.from_pretrained(str(base)), out, info)
     return out
 

@@ -131,6 +131,7 @@ def test_an_adapter_whose_base_lost_a_weight_is_refused(sft_adapter, tmp_path):
     del weights["model.layers.0.mlp.gate_proj.weight"]
     save_file(weights, str(tmp_path / "base" / "model.safetensors"), metadata={"format": "pt"})
     info = json.loads((tmp_path / "adapter" / "tunesmith_model.json").read_text())
+    del info["base_weights"]  # as an adapter saved before the record (else check_base refuses the changed base first)
     (tmp_path / "adapter" / "tunesmith_model.json").write_text(json.dumps({**info, "base_model": str(tmp_path / "base")}))
     with pytest.raises(IncompleteCheckpointError, match=r"base: the checkpoint lacks weights .*gate_proj"):
         load_pretrained(str(tmp_path / "adapter"), {"dtype": torch.float32})
@@ -205,3 +206,55 @@ def _holey_copy(adapter, tmp_path):
     del weights[sorted(weights)[0]]
     save_file(weights, str(tmp_path / "holey-adapter" / "adapter_model.safetensors"), metadata={"format": "pt"})
     return tmp_path / "holey-adapter"
+
+
+def other_weights(base, dest):
+    """A copy of ``base`` with other weights of the same shapes (as another fine-tune of the same model)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(base, dest)
+    weights = load_file(str(dest / "model.safetensors"))
+    weights["model.layers.0.mlp.up_proj.weight"] += 0.5
+    save_file(weights, str(dest / "model.safetensors"), metadata={"format": "pt"})
+    return dest
+
+
+def test_an_adapter_on_other_base_weights_is_refused_where_it_loads(sft_adapter, tmp_path):
+    """PEFT puts an adapter on any base of the same shapes, and merge's logit check compared the merge with that
+    same adapter-on-the-wrong-base, so it passed. The adapter records its base's weights fingerprint."""
+    import shutil
+
+    from tunesmith import infer
+    from tunesmith.models.load import BaseMismatchError, load_pretrained
+
+    base, adapter = sft_adapter
+    other = other_weights(base, tmp_path / "other")
+    with pytest.raises(BaseMismatchError, match=rf"{adapter}: trained on other base weights than {other} holds "
+                                                rf".* use the base it was trained on \({base}, as it was then\)"):
+        infer.load(adapter, base_model=str(other))
+    # the recorded base itself changed in place: its weights replaced after training
+    shutil.copytree(adapter, tmp_path / "adapter")
+    info = json.loads((tmp_path / "adapter" / "tunesmith_model.json").read_text())
+    (tmp_path / "adapter" / "tunesmith_model.json").write_text(json.dumps({**info, "base_model": str(other)}))
+    with pytest.raises(BaseMismatchError, match="use the base it was trained on, restored as it was then"):
+        load_pretrained(str(tmp_path / "adapter"), {})  # an adapter as base (DPO on top of SFT)
+    # no false refusal: the same weights in another folder, with a README and another tokenizer file beside them
+    shutil.copytree(base, tmp_path / "copy")
+    (tmp_path / "copy" / "README.md").write_text("notes")
+    (tmp_path / "copy" / "special_tokens_map.json").write_text("{}")
+    assert infer.load(adapter, base_model=str(tmp_path / "copy")).kind == "adapter"
+
+
+def test_merge_onto_other_base_weights_stops_before_writing(sft_adapter, tmp_path):
+    base, adapter = sft_adapter
+    other = other_weights(base, tmp_path / "other")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"base_model: {other}\ndatasets: [{{path: {adapter.parent.parent / 'data.jsonl'}}}]\n"
+                      f"output_dir: {adapter.parent}\n")
+    proc = run_cli("merge", str(config), "--out", str(tmp_path / "merged"), timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"error: {adapter}: trained on other base weights than {other} holds" in proc.stderr
+    assert not (tmp_path / "merged").exists()

@@ -278,6 +278,26 @@ def test_a_refused_runtime_adapter_leaves_the_loaded_adapters_as_they_were(setup
     assert answers() == before
 
 
+def test_an_adapter_trained_on_other_base_weights_is_refused(setup, tmp_path):
+    """Same shapes, other weights (another fine-tune of the same model): PEFT would serve it on this base."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    server, client, root = setup
+    other = tmp_path / "other-base"
+    shutil.copytree(root / "tiny", other)
+    weights = load_file(str(other / "model.safetensors"))
+    weights["model.layers.0.mlp.up_proj.weight"] += 0.5
+    save_file(weights, str(other / "model.safetensors"), metadata={"format": "pt"})
+    foreign = build_adapter(other, root / "adapters" / "foreign", seed=3)
+    status, _, body = http("POST", server.url + "/v1/load_lora_adapter", {"lora_name": "f", "lora_path": str(foreign)})
+    error = error_of(json.loads(body))
+    assert status == 400 and error["code"] == "adapter_incompatible", body
+    assert f"trained on other base weights than {root / 'tiny'} holds" in error["message"]
+    assert "f" not in {m.id for m in client.models.list().data}
+
+
 def test_feedback_is_logged_against_its_request(setup):
     server, client, root = setup
     raw = client.chat.completions.with_raw_response.create(

@@ -96,8 +96,9 @@ def _base_of(folder: Path, base_model: str | None) -> str:
 
 
 def _adapter(folder: Path, base: str, trust_remote_code: bool = False) -> Any:
-    from tunesmith.models.load import load_adapter
+    from tunesmith.models.load import check_base, load_adapter
 
+    check_base(folder, base)  # before the base loads: an adapter on other base weights is refused
     return load_adapter(_model(base, f"{folder}: its base model", trust_remote_code), folder)
 
 

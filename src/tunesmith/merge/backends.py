@@ -101,9 +101,11 @@ def run_peft(plan: Plan, out: Path) -> MergeResult:
     from tunesmith.merge.run import TOLERANCE, _compare, _logits
     from tunesmith.tokenize import load_saved
     from tunesmith.train.artifacts import save_result
-    from tunesmith.models.load import load_adapter, load_pretrained
+    from tunesmith.models.load import check_base, load_adapter, load_pretrained
 
     t0 = time.perf_counter()
+    for source in plan.sources:
+        check_base(source.folder, str(plan.base))
     base = load_pretrained(str(plan.base), {"dtype": torch.float32})
     names = [f"source{i}" for i in range(len(plan.sources))]
     model = base

@@ -89,6 +89,7 @@ def _merged_adapter(path: str, kwargs: dict[str, Any]) -> Any:
     if not base_ref:
         raise IncompleteCheckpointError(f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty, so the "
                                         "adapter's base is unknown")
+    check_base(folder, str(base_ref))
     base = load_pretrained(str(base_ref), kwargs)
     embeddings = base.get_input_embeddings()
     name = next(n for n, m in base.named_modules() if m is embeddings)
@@ -96,6 +97,36 @@ def _merged_adapter(path: str, kwargs: dict[str, Any]) -> Any:
     if saved and saved[0] > embeddings.weight.shape[0]:  # tokens the fine-tune added, trained with the adapter
         base.resize_token_embeddings(saved[0])
     return load_adapter(base, path).merge_and_unload()
+
+
+class BaseMismatchError(TunesmithError):
+    """An adapter put on a base whose weights differ from the ones it was trained on."""
+
+
+def check_base(adapter: str | Path, base: str | Path) -> None:
+    """Refuse to put ``adapter`` on ``base`` when tunesmith recorded other base weights for it at training time.
+
+    PEFT loads an adapter onto any base of the same shapes, and a merge check compares the merge with that same
+    adapter-on-the-wrong-base, so nothing else notices: the merged, evaluated or served model would not be the
+    one that was trained. Adapters saved without the record (older ones, other tools) and bases without local
+    weight files (hub ids) are not checked."""
+    import json
+
+    from tunesmith.models.fingerprint import weights_fingerprint
+    from tunesmith.models.resolve import resolve
+
+    path = Path(adapter) / MODEL_INFO
+    info = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+    recorded = info.get("base_weights")
+    now = weights_fingerprint(resolve(str(base))) if recorded else None
+    if now is None or now == recorded:
+        return
+    trained = info.get("base_model")
+    raise BaseMismatchError(f"{adapter}: trained on other base weights than {base} holds (weights fingerprint "
+                            f"{recorded[:12]} recorded, {now[:12]} there): merged, evaluated or served on it, it is "
+                            "not the model that was trained; use the base it was trained on"
+                            + (f" ({trained}, as it was then)" if trained and str(trained) != str(base) else
+                               ", restored as it was then"))
 
 
 def load_adapter(model: Any, folder: str | Path, adapter_name: str = "default", is_trainable: bool = False) -> Any:

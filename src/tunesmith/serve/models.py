@@ -47,6 +47,7 @@ class Models:
         _refuse_pickled_weights(Path(config.model))
         loaded = infer.load(config.model, trust_remote_code=config.trust_remote_code)
         self.model = loaded.model
+        self.base_folder = loaded.sources[-1] if loaded.sources else loaded.path  # what runtime adapters go on
         self.base_name = config.served_model_name or _default_name(Path(config.model), loaded.path)
         adapter = "default" if loaded.kind == "adapter" else None
         self.table: dict[str, ServedModel] = {
@@ -84,11 +85,12 @@ class Models:
             raise APIError(400, f"The model '{name}' is already loaded", param="lora_name", code="adapter_exists")
         folder = self.check_adapter(path)
         internal = f"adapter{next(self._counter)}"
-        from tunesmith.models.load import IncompleteCheckpointError, load_adapter
+        from tunesmith.models.load import BaseMismatchError, IncompleteCheckpointError, check_base, load_adapter
 
         try:  # a refused adapter is taken out again: the served models answer as before
+            check_base(folder, self.base_folder)
             self.model = load_adapter(self.model, folder, adapter_name=internal)
-        except (IncompleteCheckpointError, RuntimeError, ValueError, KeyError, OSError) as exc:
+        except (BaseMismatchError, IncompleteCheckpointError, RuntimeError, ValueError, KeyError, OSError) as exc:
             raise APIError(400, f"cannot load the adapter: {str(exc).splitlines()[0]}", param="lora_path",
                            code="adapter_incompatible") from None
         self.model.eval()

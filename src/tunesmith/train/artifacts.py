@@ -9,13 +9,17 @@ from tunesmith.models.load import MODEL_INFO
 
 
 def model_info(config: Any) -> dict[str, Any]:
-    """What inference needs to reproduce training: the base (absolute when local), template, system prompt."""
+    """What inference needs to reproduce training: the base (absolute when local), template, system prompt, and
+    the base's weights fingerprint (an adapter is refused on other weights: ``models.load.check_base``)."""
     from tunesmith.config.methods import method_spec
-    from tunesmith.models import portable_ref
+    from tunesmith.models import portable_ref, resolve
+    from tunesmith.models.fingerprint import weights_fingerprint
 
-    return {"base_model": portable_ref(config.base_model),
+    info = {"base_model": portable_ref(config.base_model),
             "chat_template": config.chat_template, "system_prompt": config.system_prompt,
             "method": config.method, "head": method_spec(config.method).model}
+    weights = weights_fingerprint(resolve(config.base_model))
+    return {**info, "base_weights": weights} if weights else info
 
 
 def save_result(model: Any, tokenizer: Any, out: Path, info: dict[str, Any] | None = None,

@@ -169,7 +169,7 @@ def attach_adapter(model: Any, config: Config, resolved: Resolved, gradient_chec
     """Wrap ``model`` with its adapter (or continue ``lora_model_dir``); full fine-tuning returns it unchanged."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    from tunesmith.models.load import load_adapter
+    from tunesmith.models.load import check_base, load_adapter
 
     pcfg = peft_config(config, resolved)
     if pcfg is None:
@@ -179,6 +179,7 @@ def attach_adapter(model: Any, config: Config, resolved: Resolved, gradient_chec
     if config.lora_model_dir:
         if not (Path(config.lora_model_dir) / "adapter_config.json").is_file():
             raise ModelError(f"lora_model_dir: {config.lora_model_dir} has no adapter_config.json (not a PEFT adapter)")
+        check_base(config.lora_model_dir, config.base_model)
         return load_adapter(model, config.lora_model_dir, is_trainable=True)
     return get_peft_model(model, pcfg)
 

@@ -4,7 +4,6 @@ per attempt), metrics, rejected rows, checkpoints and the atomically saved model
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -19,14 +18,13 @@ from typing import Any
 
 from tunesmith.config import Config
 from tunesmith.config.loader import dump_yaml
+from tunesmith.models.fingerprint import base_fingerprint
 from tunesmith.train.guard import RunDirError, clear
 from tunesmith.train.resume import Plan
 
 __all__ = ["RunDir", "RunDirError", "base_fingerprint", "start_record", "write_json_atomic"]
 
 LIBRARIES = ("tunesmith", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers")
-_WHOLE = 64 << 20  # base-model files up to this size are hashed whole
-_SAMPLE, _SAMPLES = 1 << 16, 32  # larger ones: 32 evenly spaced 64 KiB chunks (and their size)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -57,28 +55,6 @@ def git_commit(cwd: Path | None = None) -> str | None:
         return None
     dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=cwd, timeout=5)
     return res.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def base_fingerprint(base_model: str) -> str:
-    """sha256 over a local base model folder's file names, sizes and bytes (files up to 64 MiB
-    whole; larger ones by 32 evenly spaced 64 KiB samples, so a run start stays fast on a
-    multi-GB model); a hub id stands for itself."""
-    folder = Path(base_model).expanduser()
-    digest = hashlib.sha256()
-    if not folder.is_dir():
-        return hashlib.sha256(f"hub:{base_model}".encode()).hexdigest()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        size = path.stat().st_size
-        digest.update(f"{path.relative_to(folder)}\0{size}\0".encode())
-        with path.open("rb") as fh:
-            if size <= _WHOLE:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-                continue
-            for k in range(_SAMPLES):
-                fh.seek((size - _SAMPLE) * k // (_SAMPLES - 1))
-                digest.update(fh.read(_SAMPLE))
-    return digest.hexdigest()
 
 
 def _now() -> str:

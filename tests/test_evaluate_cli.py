@@ -155,3 +155,36 @@ def test_a_judge_that_is_down_keeps_every_generation(project: Path, tmp_path: Pa
         evaluate.run(config_from_dict(config), str(project / "base"))
     rows = [json.loads(line) for line in (tmp_path / "run/eval/generations_model.jsonl").read_text().splitlines()]
     assert [r["task"] for r in rows].count("open") == 3 and len(rows) == 4 + 3 + 3
+
+
+def test_a_trained_model_is_prompted_with_its_own_template_and_differences_are_said(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template file edited after training: evaluate prompts the model as it was trained (as serve and chat
+    do), not with the edited file. Seen through the generation cache, keyed by the prompt's token ids: the second
+    evaluation finds every reply of the first. An explicit system prompt override is used, and said."""
+    from tunesmith.tokenize.tokenizer import template_text
+
+    monkeypatch.setenv("TUNESMITH_CACHE", str(tmp_path / "cache"))
+    template = tmp_path / "chat.jinja"
+    template.write_text(template_text("chatml"))
+    config = {**yaml.safe_load((project / "run.yaml").read_text()), "chat_template": str(template),
+              "output_dir": str(tmp_path / "run"), "eval_cache": True, "max_steps": 2,
+              "system_prompt": "You answer briefly.", "audit": {"fail_on": "never"}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert run_cli("train", str(tmp_path / "run.yaml"), "--quiet", timeout=600).returncode == 0
+    first = run_cli("evaluate", str(tmp_path / "run.yaml"), timeout=900)
+    assert first.returncode == 0 and "note" not in first.stderr, first.stderr[-2000:]
+    summary = lambda: json.loads((tmp_path / "run" / "eval" / "eval_model.json").read_text())  # noqa: E731
+    assert summary()["cached_replies"] == 0 and summary()["notes"] == []
+    template.write_text(template.read_text().replace("'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\nSure: '"))
+    assert "Sure: " in template.read_text()
+    second = run_cli("evaluate", str(tmp_path / "run.yaml"), "--set", "system_prompt=You answer briefly.", timeout=900)
+    assert second.returncode == 0, second.stderr[-2000:]
+    rows = sum(t["n"] for t in summary()["tasks"].values()) + summary()["probes"]["n"]
+    assert summary()["cached_replies"] == rows  # the very prompts of the first evaluation
+    assert f"note (model): chat_template: {tmp_path / 'run' / 'model'} was trained with another chat template " \
+           f"than the config's ({template}); it is prompted with its own" in second.stderr
+    third = run_cli("evaluate", str(tmp_path / "run.yaml"), "--set", "system_prompt=You are a pirate.", timeout=900)
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert "system_prompt: prompted with 'You are a pirate.'" in third.stderr
+    assert "was trained with 'You answer briefly.'" in summary()["notes"][-1]

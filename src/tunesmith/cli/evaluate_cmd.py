@@ -38,6 +38,9 @@ def evaluate(
     results = {"model": stage.run(config, model, name="model", out_dir=out)}
     if base:
         results = {"base": stage.run(config, config.base_model, name="base", out_dir=out), **results}
+    for name, result in results.items():
+        for note in result.notes:
+            typer.echo(f"note ({name}): {note}", err=True)
     page = _report(results, out)
     table = {name: {task: t.score.metrics for task, t in r.tasks.items()} for name, r in results.items()}
     if as_json:

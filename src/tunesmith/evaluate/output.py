@@ -26,7 +26,7 @@ def summary(result: Any) -> dict[str, Any]:
     return {
         "name": result.name, "model": str(result.model_dir), "seconds": round(result.seconds, 2),
         "generated_tokens": result.generated_tokens, "tokens_per_s": round(result.tokens_per_s, 1),
-        "cached_replies": result.cached_replies, "tasks": tasks,
+        "cached_replies": result.cached_replies, "notes": result.notes, "tasks": tasks,
         "probes": result.probes.to_dict() if result.probes is not None else None,
         "contamination": ({k: v for k, v in result.contamination.to_dict().items() if k != "hits"}
                           if result.contamination is not None else None),

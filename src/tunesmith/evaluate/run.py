@@ -45,6 +45,7 @@ class EvalResult:
     probes: Any = None  # probes.ProbeResult
     contamination: ContaminationReport | None = None
     cached_replies: int | None = None  # replies reused from the generation cache (None: eval_cache off)
+    notes: list[str] = field(default_factory=list)  # prompting that differs from the config's (``_prompting_notes``)
 
     @property
     def tokens_per_s(self) -> float:
@@ -61,8 +62,9 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
         out_dir: Path | None = None) -> EvalResult:
     """Score ``model`` (default: the run's ``model/``) on ``config.eval_tasks`` and the probes.
 
-    Prompts are the test conversations without their last assistant turn, rendered with the
-    model's own chat template and ``config.system_prompt``, as in training. Writes
+    Prompts are the test conversations without their last assistant turn, rendered as in training: a model
+    tunesmith trained with the template saved beside it, any other with the run's; ``config.system_prompt``,
+    else the trained one. Where that differs from the config, ``EvalResult.notes`` says so. Writes
     ``eval_<name>.json``, ``generations_<name>.jsonl`` (and probes/contamination files) to
     ``out_dir`` (default: ``<output_dir>/eval``).
     """
@@ -80,12 +82,16 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
     tests = {spec.name: read_task(spec, scorers[spec.name]) for spec in config.dataset_tasks}  # bad files fail first
     report = (contamination.check(config, {n: t.records for n, t in tests.items()})
               if config.contamination.check and tests else None)
-    # the run's tokenizer and template, so every model is prompted exactly as training rendered
+    # a model tunesmith trained is prompted with the template saved beside it (as serve and chat do), every
+    # other model (the base, a foreign one) with the run's: both are what training rendered
     tokenizer = load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
     target = model or Path(config.output_dir) / "model"
     is_base = str(target) == config.base_model  # the base itself: not an adapter on top of it
-    loaded = loaded or infer.load(target, base_model=None if is_base else config.base_model, tokenizer=tokenizer)
+    trained = {} if is_base else _trained_with(target)
+    loaded = loaded or infer.load(target, base_model=None if is_base else config.base_model,
+                                  tokenizer=None if trained else tokenizer)
     system = config.system_prompt if config.system_prompt is not None else loaded.system_prompt
+    notes = _prompting_notes(config, loaded, trained, tokenizer.chat_template, system)
     t0 = time.perf_counter()
     tasks: dict[str, TaskResult] = {}
     for spec in config.eval_tasks:  # lm-eval first: a task name it does not know fails before long generations
@@ -104,11 +110,38 @@ def run(config: Config, model: str | Path | None = None, *, name: str = "model",
     probe_result = _probes(config, loaded, system, cache)
     generated = sum(r.tokens for t in tasks.values() for r in t.rows)
     result = EvalResult(name, loaded.path, tasks, time.perf_counter() - t0, generated, probes=probe_result,
-                        contamination=report, cached_replies=cache.hits if cache is not None else None)
+                        contamination=report, cached_replies=cache.hits if cache is not None else None, notes=notes)
     if cache is not None:
         cache.close()
     result.files = output.write(result, out)
     return result
+
+
+def _trained_with(target: str | Path) -> dict[str, Any]:
+    """``tunesmith_model.json`` of a local model folder tunesmith saved (its template and system prompt are the
+    trained ones), else {} (a hub id, a GGUF file or catalogue name, a folder of another tool)."""
+    from tunesmith import infer
+    from tunesmith.errors import TunesmithError
+
+    if not Path(target).exists():
+        return {}
+    try:
+        return infer.info(infer.resolve_model_dir(target))
+    except TunesmithError:
+        return {}
+
+
+def _prompting_notes(config: Config, loaded: Any, trained: dict[str, Any], run_template: str | None,
+                     system: str | None) -> list[str]:
+    """Where the prompts differ from what the run's config would render: said, and kept in eval_<name>.json."""
+    notes = []
+    if trained and loaded.tokenizer.chat_template != run_template:
+        notes.append(f"chat_template: {loaded.path} was trained with another chat template than the config's "
+                     f"({config.chat_template}); it is prompted with its own, as serve and chat prompt it")
+    if trained and "system_prompt" in trained and system != trained["system_prompt"]:
+        notes.append(f"system_prompt: prompted with {system!r}; {loaded.path} was trained with "
+                     f"{trained['system_prompt']!r}")
+    return notes
 
 
 def _cache(config: Config, loaded: Any) -> Any:

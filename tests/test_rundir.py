@@ -106,12 +106,34 @@ def test_completed_run_is_a_no_op_and_extends_only_explicitly(base, tmp_path) ->
     assert code == 0 and "done: 4 steps" in out, err
     (tmp_path / "data" / "train.jsonl").write_text(rows(offset=50))  # new data, same config
     code, out, err = run_main("train", str(cfg), "--quiet", "--max-steps", "4")
-    assert code == 1 and "its data files have changed since: --overwrite to train on the new data" in err
+    assert code == 1 and "its data files have changed since: --overwrite to train on the new inputs" in err
     assert steps_logged(tmp_path / "run") == [1, 2, 3, 4]
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert [(a["kind"], a["from_step"], a["config_changes"]) for a in record["attempts"]] == [
         ("fresh", 0, {}), ("extend", 2, {"max_steps": [2, 4]})]
     assert "max_steps: 4" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_a_completed_run_whose_template_or_base_changed_in_place_is_no_no_op(base, tmp_path) -> None:
+    """The config is the same, but the template file was edited, or the base's weights replaced, since: the run
+    in output_dir is not what this config now trains, so "nothing to do" would be wrong."""
+    import shutil
+
+    template = tmp_path / "chat.jinja"
+    template.write_text(CHATML)
+    shutil.copytree(base, tmp_path / "base")
+    over = {"chat_template": str(template)}
+    train(tmp_path / "base", tmp_path, **over)
+    assert train(tmp_path / "base", tmp_path, **over).status == "unchanged"
+    template.write_text(CHATML.replace("'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\nSure: '"))
+    assert template.read_text() != CHATML
+    with pytest.raises(RunDirError, match=rf"but the chat template \({template}\) has changed since: --overwrite"):
+        train(tmp_path / "base", tmp_path, **over)
+    template.write_text(CHATML)
+    weights = tmp_path / "base" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\1")
+    with pytest.raises(RunDirError, match="but the base model's files have changed since"):
+        train(tmp_path / "base", tmp_path, **over)
 
 
 def test_resume_refuses_a_different_run_naming_each_difference(base, tmp_path) -> None:

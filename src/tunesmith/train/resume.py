@@ -110,9 +110,10 @@ def _decide(config: Config, path: Path, resume: bool, overwrite: bool) -> Plan:
 def _completed(config: Config, path: Path, record: dict[str, Any], changes: dict[str, list[Any]],
                done: list[Path], resume: bool) -> Plan:
     steps = record.get("global_step")
-    if not changes and _data_changed(config, record):
-        raise RunDirError(f"{path} holds a completed run ({steps} steps) of this config, but its data files have "
-                          "changed since: --overwrite to train on the new data, or choose another output_dir")
+    changed = _inputs_changed(config, path, record) if not changes else []
+    if changed:
+        raise RunDirError(f"{path} holds a completed run ({steps} steps) of this config, but {' and '.join(changed)} "
+                          "changed since: --overwrite to train on the new inputs, or choose another output_dir")
     if not changes:
         return Plan("done", f"{path} already holds this run, completed at step {steps}: nothing to do (to train "
                     "further: --resume --max-steps N; to start over: --overwrite)", record=record)
@@ -124,6 +125,21 @@ def _completed(config: Config, path: Path, record: dict[str, Any], changes: dict
     _check_length(config, changes, int(steps or 0))
     return Plan("extend", f"extending the completed run from {done[-1].name} (step {ckpt.step_of(done[-1])})",
                 done[-1], changes, record=record)
+
+
+def _inputs_changed(config: Config, path: Path, record: dict[str, Any]) -> list[str]:
+    """What a completed run was trained on that changed since, though its config did not: the data files, the
+    base model's files, the chat template's text (a template file edited in place)."""
+    from tunesmith.models.fingerprint import base_fingerprint
+    from tunesmith.tokenize.tokenizer import template_text
+
+    changed = ["its data files have"] if _data_changed(config, record) else []
+    if record.get("base_fingerprint") not in (None, base_fingerprint(config.base_model)):
+        changed.append("the base model's files have")
+    saved, text = path / "model" / "chat_template.jinja", template_text(config.chat_template)
+    if text is not None and saved.is_file() and saved.read_text("utf-8") != text:
+        changed.append(f"the chat template ({config.chat_template}) has")
+    return changed
 
 
 def _data_changed(config: Config, record: dict[str, Any]) -> bool:

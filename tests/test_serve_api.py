@@ -60,6 +60,37 @@ def test_chat_is_rendered_and_decoded_exactly_as_training_and_infer_do(setup):
     assert row.messages == [{"role": "user", "content": "what is the capital of france"}]
 
 
+def test_a_tool_conversation_is_rendered_as_the_same_training_row_would_be(setup):
+    """An assistant turn that calls a tool (content null, OpenAI's tool_calls), the tool's answer, a developer turn
+    and content parts: the prompt is the training render of the same conversation; the log keeps the calls."""
+    from tunesmith.data.records import ToolCall
+
+    server, client, root = setup
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    messages = [{"role": "developer", "content": [{"type": "text", "text": "Use the tools."}]},
+                {"role": "user", "content": "weather in Paris?"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "18C"}]
+    raw = client.chat.completions.with_raw_response.create(model="tiny", messages=messages, tools=tools, max_tokens=4,
+                                                           temperature=0)
+    loaded = infer.load(root / "tiny")
+    trained = [Message("system", "Use the tools."), Message("user", "weather in Paris?"),
+               Message("assistant", "", tool_calls=(ToolCall("get_weather", {"city": "Paris"}),)),
+               Message("tool", "18C")]
+    assert raw.parse().usage.prompt_tokens == len(infer.prompt_ids(loaded.tokenizer, trained, SYSTEM, tools))
+    without_call = [*trained[:2], Message("assistant", ""), trained[3]]
+    assert len(infer.prompt_ids(loaded.tokenizer, trained, SYSTEM, tools)) > \
+        len(infer.prompt_ids(loaded.tokenizer, without_call, SYSTEM, tools))  # the call is in the render
+    row = next(r for r in serve.read_log(root / "log.sqlite") if r.id == raw.headers["x-request-id"])
+    assert row.messages[2]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert row.messages[3]["tool_call_id"] == "c1"
+    bad = [{"role": "user", "content": [{"type": "image_url", "text": None}]}]
+    status, _, body = http("POST", server.url + "/v1/chat/completions", {"model": "tiny", "messages": bad})
+    assert status == 400 and "messages[0].content[0].type 'image_url' is not supported" in error_of(json.loads(body))["message"]
+
+
 def test_a_request_system_prompt_replaces_the_trained_one(setup):
     server, client, root = setup
     reply = client.chat.completions.create(model="tiny", max_tokens=4, temperature=0, messages=[
@@ -333,7 +364,7 @@ def test_bad_requests_get_4xx_with_an_openai_error_body(setup, case):
                                             "messages": [{"role": "user", "content": "hello there " * 300}]}),
         "no_messages": (400, "messages", None, {**ok, "messages": []}),
         "bad_role": (400, "messages.0.role", None, {**ok, "messages": [{"role": "robot", "content": "hi"}]}),
-        "image_part": (400, "messages[0].content", None, {**ok, "messages": [
+        "image_part": (400, "messages[0].content[0].type", None, {**ok, "messages": [
             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
     }
     status, param, raw, body = cases[case]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -105,20 +106,24 @@ def _log_params(body: Any, params: Params) -> str:
 
 
 def _messages(messages: list[p.ChatMessage]) -> list[Any]:
-    from tunesmith.data.records import Message
+    """The request's messages through the parser training data goes through (``data.messages``): the same roles
+    (``developer`` is the system turn), text parts, an assistant's ``tool_calls`` and reasoning, so a conversation
+    renders exactly as the same conversation in a training file would."""
+    from tunesmith.data.messages import parse_messages
+    from tunesmith.data.rows import FieldError
 
-    out = []
-    for i, m in enumerate(messages):
-        if isinstance(m.content, list):
-            bad = [part.type for part in m.content if part.type != "text"]
-            if bad:
-                raise APIError(400, f"messages[{i}].content: only text parts are supported (got {bad[0]})",
-                               param=f"messages[{i}].content")
-            text = "".join(part.text or "" for part in m.content)
-        else:
-            text = m.content or ""
-        out.append(Message("system" if m.role == "developer" else m.role, text, name=m.name))
-    return out
+    try:
+        return list(parse_messages([m.model_dump(exclude_none=True) for m in messages], "messages", _parse_context()))
+    except FieldError as exc:
+        raise APIError(400, str(exc), param=exc.field) from None
+
+
+@functools.cache
+def _parse_context() -> Any:
+    from tunesmith.config.schema import DatasetSpec
+    from tunesmith.data.rows import ParseContext
+
+    return ParseContext.create(DatasetSpec(path="request"))
 
 
 def _render(served: ServedModel, messages: list[Any], tools: Any) -> list[int]:

@@ -105,6 +105,20 @@ def test_preference_alpaca_style(tmp_path: Path) -> None:
     assert fmt == "preference" and records[0].messages == (Message("user", "Fix\nteh"),)
 
 
+def test_preference_prompt_with_full_conversations_renders_the_prompt_once(tmp_path: Path) -> None:
+    """HuggingFaceH4/ultrafeedback_binarized: a prompt column and chosen/rejected as whole conversations that
+    repeat it; the prompt turn was kept twice (prompt, then chosen's own copy)."""
+    row = {"prompt": "Hi", "prompt_id": "x",
+           "chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+           "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "no"}],
+           "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+           "score_chosen": 8.0, "score_rejected": 2.0}
+    records, fmt = load(write_jsonl(tmp_path / "ufb.jsonl", [row]))
+    assert fmt == "preference" and records[0].messages == (Message("user", "Hi"),)
+    assert records[0].chosen == (Message("assistant", "Hello!"),)
+    assert records[0].rejected == (Message("assistant", "no"),)
+
+
 def test_kto_messages_and_prompt_completion() -> None:
     records, fmt = load(FIX / "kto.jsonl")
     assert fmt == "kto" and [r.label for r in records] == [True, False, True]

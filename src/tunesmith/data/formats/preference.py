@@ -2,7 +2,8 @@
 
 Accepted layouts (each side a string, one message, or a list of messages):
 
-- ``prompt`` (string or messages) + ``chosen`` + ``rejected`` (TRL, alpaca's ``instruction``/``input``);
+- ``prompt`` (string or messages) + ``chosen`` + ``rejected`` (TRL, alpaca's ``instruction``/``input``); sides
+  that repeat the prompt's turns first (UltraFeedback-binarized: full conversations) lose them;
 - sharegpt ranking: ``conversations`` + ``chosen``/``rejected`` messages (LLaMA-Factory);
 - full conversations only (``chosen``/``rejected`` or ``chosen_messages``/``rejected_messages``):
   the prompt is their common leading turns.
@@ -61,6 +62,14 @@ def _split_prefix(chosen: Turns, rejected: Turns, keys: tuple[str, str]) -> tupl
     return chosen[:n], chosen[n:], rejected[n:]
 
 
+def _after(prompt: Turns, side: Turns) -> Turns:
+    """``side`` without the prompt's turns when it starts with them (else as it is): the prompt is rendered once."""
+    n = len(prompt)
+    if len(side) > n and all(_same(a, b) for a, b in zip(prompt, side[:n])):
+        return side[n:]
+    return side
+
+
 def _check(chosen: Turns, rejected: Turns, keys: tuple[str, str]) -> None:
     if len(chosen) == len(rejected) and all(_same(a, b) for a, b in zip(chosen, rejected, strict=True)):
         raise FieldError(keys[0], f"is identical to {keys[1]} (nothing to prefer)")
@@ -82,6 +91,8 @@ def _parse(row: dict[str, Any], source: Source, ctx: ParseContext) -> Record:
     prompt = _prompt(row, ctx)
     if not prompt:
         prompt, chosen, rejected = _split_prefix(chosen, rejected, keys)
+    else:  # UltraFeedback's layout: a prompt column and full conversations that repeat it
+        chosen, rejected = _after(prompt, chosen), _after(prompt, rejected)
     _check(chosen, rejected, keys)
     return Record(
         kind="preference",

@@ -37,7 +37,9 @@ def served_log(tmp_path_factory):
         ask("fix", "translate good morning into german")
         rate("fix", "1", correction="guten morgen")
         ask("json", "the city as json", response_format={"type": "json_object"}, max_tokens=3)
-        ask("liked", "say hello")
+        # a reply that ends by itself (the grammar is complete), as a positive must: the tiny model never stops
+        ask("liked", "say hello", response_format={"type": "json_schema", "json_schema": {
+            "name": "greeting", "schema": {"enum": ["hello"]}}})
         rate("liked", "up")
     return root, ids
 

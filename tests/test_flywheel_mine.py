@@ -37,6 +37,18 @@ def test_every_signal_is_found_with_its_reason(tmp_path):
     assert mined["requests"] == 10 and set(mined["items"]) == {i["id"] for i in result.items}
 
 
+def test_a_reply_that_did_not_end_by_itself_is_never_a_positive(tmp_path):
+    """Cut at max_tokens, or abandoned by the client: confident or liked, it would still teach stopping mid-sentence."""
+    rows = [request("cut", "write a long story about a dragon", "Once upon a time there", logprob=-0.1, finish="length"),
+            request("gone", "explain photosynthesis in detail", "Photosynthesis is the", logprob=-0.2, finish="cancelled"),
+            request("liked_cut", "summarise the meeting notes", "The meeting covered", logprob=-2.0, finish="length"),
+            request("whole", "spell cat backwards", "tac", logprob=-0.1)]
+    db = write_log(tmp_path / "log.sqlite", rows, [feedback("liked_cut", "up", 1.0)])
+    mine(MineOptions(db=db, out=tmp_path / "mined"))
+    positives = [json.loads(line) for line in (tmp_path / "mined" / "positives.jsonl").read_text().splitlines()]
+    assert [p["meta"]["request_id"] for p in positives] == ["whole"]
+
+
 def test_near_duplicates_cluster_and_clusters_rank_by_size_times_severity(tmp_path):
     rows = [request(f"q{i}", f"what is the capital city of france today {x}", "berlin", created=1000.0 + i)
             for i, x in enumerate(["please", "please", "thanks", "please", "now"])]

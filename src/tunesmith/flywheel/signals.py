@@ -124,7 +124,11 @@ def detect(req: LoggedRequest, ctx: Context, kinds: list[str] | None = None) -> 
 
 
 def is_positive(req: LoggedRequest, ctx: Context) -> str | None:
-    """Why a request without failure signals is a production positive (thumbs-up, high confidence), or None."""
+    """Why a request without failure signals is a production positive (thumbs-up, high confidence), or None.
+    A reply that did not end by itself (cut at max_tokens, abandoned by the client) never is: as a training
+    target it would teach the model to stop mid-sentence."""
+    if req.finish_reason != "stop":
+        return None
     s = ctx.settings["positive"]
     if req.feedback:
         score = req.score

@@ -146,3 +146,41 @@ def test_replay_shares_follow_the_original_mix_and_never_exceed_a_dataset(setup)
     assert list(result.manifest["replay_per_dataset"].values()) == [10, 10]
     result = build(replace(options, base_data=(small, large), replay_ratio=0.8, overwrite=True))
     assert list(result.manifest["replay_per_dataset"].values()) == [2, 18]
+
+
+def test_openai_shaped_requests_become_rows_as_training_reads_them(tmp_path):
+    """A developer turn with text parts, a request's own system prompt, a tool-call conversation: mined, reviewed
+    and built without a crash, each row keeping the system prompt it was answered under and the tool call it made;
+    the audit sees the tool call (no 'empty assistant output')."""
+    from flywheel_helpers import feedback, request, write_log
+
+    from tunesmith.flywheel import import_queue
+
+    def chat(rid, messages, reply, **extra):
+        return {**request(rid, "unused", reply, **extra), "messages": json.dumps(messages)}
+
+    call = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}
+    rows = [chat("dev", [{"role": "developer", "content": [{"type": "text", "text": "Reply in French."}]},
+                         {"role": "user", "content": [{"type": "text", "text": "say thanks"}]}], "thanks"),
+            chat("tool", [{"role": "user", "content": "weather in oslo"},
+                          {"role": "assistant", "content": None, "tool_calls": [call]},
+                          {"role": "tool", "tool_call_id": "c1", "content": "rain, 8C"}], "It rains in Oslo, 8C.")]
+    db = write_log(tmp_path / "log.sqlite", rows, [feedback("dev", "down", 0.0, correction="merci"),
+                                                   feedback("tool", "up", 1.0)])
+    mined = mine(MineOptions(db=db, out=tmp_path / "mined"))
+    assert mined.items[0]["messages"] == [{"role": "system", "content": "Reply in French."},
+                                          {"role": "user", "content": "say thanks"}]
+    queue_file = tmp_path / "mined" / "queue.jsonl"
+    items = [json.loads(line) for line in queue_file.read_text().splitlines()]
+    items[0].update(verdict="correct", correction="merci")
+    queue_file.write_text("".join(json.dumps(i) + "\n" for i in items))
+    imported = import_queue(queue_file)
+    assert imported.errors == [] and imported.verdicts["correct"] == 1
+    result = build(BuildOptions(reviewed=tmp_path / "mined" / "reviewed.jsonl", out=tmp_path / "data",
+                                positives_share=1.0, replay_ratio=0.0))
+    built = [json.loads(line)["messages"] for line in result.train_file.read_text().splitlines()]
+    assert built[0] == [{"role": "system", "content": "Reply in French."}, {"role": "user", "content": "say thanks"},
+                        {"role": "assistant", "content": "merci"}]
+    assert built[1][1]["tool_calls"] == [{"type": "function", "function": {"name": "weather", "arguments": {"city": "Oslo"}}}]
+    assert built[1][-1] == {"role": "assistant", "content": "It rains in Oslo, 8C."}
+    assert "empty_response" not in {f["check"] for f in result.audit["findings"]}

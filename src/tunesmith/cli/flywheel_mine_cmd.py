@@ -40,7 +40,7 @@ def mine(
                f"{result.positives} positives")
     typer.echo("signals: " + ", ".join(f"{k} {v}" for k, v in result.signals.items()))
     for item in result.items[:10]:
-        prompt = item["messages"][-1]["content"].replace("\n", " ")[:70]
+        prompt = str(item["messages"][-1].get("content") or "").replace("\n", " ")[:70]
         typer.echo(f"  #{item['rank']:<3} x{item['size']:<4} {item['priority']:>6.2f}  "
                    f"{','.join(item['signals'])}  {prompt}")
     typer.echo(f"queue: {result.out / 'queue.jsonl'} (and queue.csv); next: tunesmith flywheel review "

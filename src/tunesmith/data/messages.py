@@ -10,6 +10,7 @@ role aliases (human, gpt, function_call, observation, developer, ...) and per-me
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from typing import Any
 
@@ -32,6 +33,21 @@ def parse_messages(value: Any, field: str, ctx: ParseContext) -> tuple[Message, 
     if not value:
         raise FieldError(field, "is empty (no messages)")
     return tuple([_message(item, field, i, ctx) for i, item in enumerate(value)])
+
+
+@functools.cache
+def request_context() -> ParseContext:
+    """The parse settings of messages that are not in a dataset file (a served request, a logged one)."""
+    from tunesmith.config.schema import DatasetSpec
+
+    return ParseContext.create(DatasetSpec(path="request"))
+
+
+def canonical(value: Any, field: str = "messages") -> list[dict[str, Any]]:
+    """OpenAI-style messages (a request, a serving log's) as a training row holds them: roles resolved
+    (``developer`` is ``system``), text parts joined, tool calls as ``{"type": "function", ...}`` with
+    parsed arguments; ``FieldError`` when they are not messages."""
+    return [m.to_dict() for m in parse_messages(value, field, request_context())]
 
 
 def parse_message(item: Any, where: str, ctx: ParseContext) -> Message:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config.schema import DatasetSpec
-from tunesmith.data.records import Message, Record, Source
+from tunesmith.data.records import Record, Source
 from tunesmith.errors import RowError, TunesmithError, location
 from tunesmith.flywheel import files, queue
 
@@ -185,12 +185,15 @@ def _replay(strata: list[list[Record]], per_dataset: list[int], rng: random.Rand
 
 
 def _record(row: dict[str, Any], n: int) -> Record:
-    messages = tuple(Message(m["role"], m["content"]) for m in row["messages"])
+    """The row as training will read it (tool calls, loss weights, text parts): what the audit must see."""
+    from tunesmith.data.messages import parse_messages, request_context
+
+    messages = parse_messages(row["messages"], "messages", request_context())
     return Record(kind="sft", source=Source("train.jsonl", n, n), fmt="chat", messages=messages)
 
 
 def _text(row: dict[str, Any]) -> str:
-    return "\n".join(m["content"] for m in row["messages"] if m["role"] != "system")
+    return "\n".join(str(m.get("content") or "") for m in row["messages"] if m.get("role") != "system")
 
 
 def _dedup(rows: list[dict[str, Any]], threshold: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -71,8 +71,26 @@ def check_schema(db: Path) -> int:
     return found
 
 
+def request_messages(req: LoggedRequest) -> list[dict[str, Any]] | None:
+    """A chat request's messages as a training row holds them (``data.messages.canonical``: its own system turn
+    kept, text parts joined, tool calls as training reads them); None for a completions request or messages
+    that do not parse."""
+    from tunesmith.data.messages import canonical
+    from tunesmith.data.rows import FieldError
+
+    if not req.messages:
+        return None
+    try:
+        return canonical(req.messages)
+    except FieldError:
+        return None
+
+
 def prompt_text(req: LoggedRequest) -> str:
     """The text a request asked: its non-system messages (chat) or its prompt (completions)."""
+    messages = request_messages(req)
+    if messages is not None:
+        return "\n".join(m["content"] for m in messages if m["role"] != "system")
     if req.messages:
         return "\n".join(str(m.get("content") or "") for m in req.messages if m.get("role") != "system")
     return req.prompt if isinstance(req.prompt, str) else "\n".join(map(str, req.prompt or []))
@@ -118,11 +136,15 @@ def _settings(overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def _positive(req: LoggedRequest, ctx: Context, kinds: list[str]) -> str | None:
-    return None if not req.reply or not req.messages or detect(req, ctx, kinds) else is_positive(req, ctx)
+    if not req.reply or request_messages(req) is None or detect(req, ctx, kinds):
+        return None
+    return is_positive(req, ctx)
 
 
 def _positive_row(req: LoggedRequest, why: str) -> dict[str, Any]:
-    messages = [m for m in req.messages or [] if m.get("role") != "system"]
+    """The request as a training row: its messages as training reads them (its own system prompt kept: the reply
+    was given under it; without one, training adds the run's, which the server used too) and the reply."""
+    messages = request_messages(req) or []
     return {"messages": [*messages, {"role": "assistant", "content": req.reply}],
             "meta": {"origin": "flywheel:positive", "request_id": req.id, "reason": why}}
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunesmith.data.messages import canonical
+from tunesmith.data.rows import FieldError
 from tunesmith.errors import RowError, TunesmithError
 from tunesmith.flywheel import files
 
@@ -47,7 +49,7 @@ def rank(clusters: list[list[tuple[Any, list[Any]]]]) -> list[dict[str, Any]]:
 
 
 def _item(members: list[tuple[Any, list[Any]]]) -> dict[str, Any]:
-    from tunesmith.flywheel.mine import prompt_text
+    from tunesmith.flywheel.mine import prompt_text, request_messages
 
     rep, rep_hits = max(members, key=lambda m: max(h.severity for h in m[1]))  # first of the most severe
     severity = max(h.severity for h in rep_hits)
@@ -60,8 +62,7 @@ def _item(members: list[tuple[Any, list[Any]]]) -> dict[str, Any]:
                 reasons.append(h.reason)
     ids = [r.id for r, _ in members]
     suggestion = next((f.correction for r, _ in reversed(members) for f in reversed(r.feedback) if f.correction), None)
-    messages = [m for m in rep.messages or [] if m.get("role") != "system"] or \
-        [{"role": "user", "content": prompt_text(rep)}]
+    messages = request_messages(rep) or [{"role": "user", "content": prompt_text(rep)}]
     return {"id": item_id(ids), "rank": 0, "size": len(members), "severity": severity,
             "priority": round(len(members) * severity, 4), "signals": counts, "reasons": reasons,
             "request_ids": ids, "messages": messages, "reply": rep.reply, "suggestion": suggestion,
@@ -170,10 +171,12 @@ def _check(path: Path, line: int, raw: Any, mined: dict[str, list[str]] | None,
         return bad("id", f"{raw['id']!r} is not an item of the mined queue (mine.json)")
     if raw["id"] in seen:
         return bad("id", f"{raw['id']!r} already on line {seen[raw['id']]}")
-    if not isinstance(messages, list) or not messages or not all(
-            isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ("user", "assistant", "tool")
-            for m in messages) or messages[-1]["role"] != "user":
-        return bad("messages", "must be the request's messages (role + content), ending with the user's")
+    try:  # read as training will read them (system turns, tool calls, text parts)
+        messages = canonical(messages, "messages")
+    except FieldError as exc:
+        return bad(exc.field, exc.message)
+    if messages[-1]["role"] not in ("user", "tool"):
+        return bad("messages", "must be the request's messages, ending with the turn the reply answers (user or tool)")
     verdict = (raw.get("verdict") or "").strip().lower() or None
     correction = raw.get("correction")
     if correction is not None and not isinstance(correction, str):
@@ -187,4 +190,4 @@ def _check(path: Path, line: int, raw: Any, mined: dict[str, list[str]] | None,
         return bad("correction", "verdict 'correct' needs the corrected answer")
     if verdict == "accept" and not raw.get("reply"):
         return bad("reply", "verdict 'accept' needs the model's reply, which is empty")
-    return {**raw, "verdict": verdict or None, "correction": correction}, None
+    return {**raw, "messages": messages, "verdict": verdict or None, "correction": correction}, None

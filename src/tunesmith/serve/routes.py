@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -109,21 +108,13 @@ def _messages(messages: list[p.ChatMessage]) -> list[Any]:
     """The request's messages through the parser training data goes through (``data.messages``): the same roles
     (``developer`` is the system turn), text parts, an assistant's ``tool_calls`` and reasoning, so a conversation
     renders exactly as the same conversation in a training file would."""
-    from tunesmith.data.messages import parse_messages
+    from tunesmith.data.messages import parse_messages, request_context
     from tunesmith.data.rows import FieldError
 
     try:
-        return list(parse_messages([m.model_dump(exclude_none=True) for m in messages], "messages", _parse_context()))
+        return list(parse_messages([m.model_dump(exclude_none=True) for m in messages], "messages", request_context()))
     except FieldError as exc:
         raise APIError(400, str(exc), param=exc.field) from None
-
-
-@functools.cache
-def _parse_context() -> Any:
-    from tunesmith.config.schema import DatasetSpec
-    from tunesmith.data.rows import ParseContext
-
-    return ParseContext.create(DatasetSpec(path="request"))
 
 
 def _render(served: ServedModel, messages: list[Any], tools: Any) -> list[int]:

@@ -343,12 +343,14 @@ def test_feedback_is_logged_against_its_request(setup):
     assert row.score == pytest.approx(0.375)
     status, _, body = http("POST", server.url + "/v1/feedback", {"request_id": "req-nope", "rating": "up"})
     assert status == 404 and error_of(json.loads(body))["code"] == "request_not_found"
-    status, _, body = http("POST", server.url + "/v1/feedback", {"request_id": request_id, "rating": 9})
-    assert status == 400 and error_of(json.loads(body))["param"] == "rating"
+    for rating in (9, True, 1.0):  # true passed as the star rating 1: a thumbs-up stored as the lowest score
+        status, _, body = http("POST", server.url + "/v1/feedback", {"request_id": request_id, "rating": rating})
+        assert status == 400 and error_of(json.loads(body))["param"] == "rating", (rating, body)
+    assert len(next(r for r in serve.read_log(root / "log.sqlite") if r.id == request_id).feedback) == 2
 
 
 @pytest.mark.parametrize("case", ["malformed", "unknown_model", "bad_schema", "bad_format_type", "oversized",
-                                  "max_tokens", "context", "no_messages", "bad_role", "image_part"])
+                                  "max_tokens", "context", "no_messages", "bad_role", "image_part", "seed"])
 def test_bad_requests_get_4xx_with_an_openai_error_body(setup, case):
     server, client, root = setup
     ok = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -364,6 +366,7 @@ def test_bad_requests_get_4xx_with_an_openai_error_body(setup, case):
                                             "messages": [{"role": "user", "content": "hello there " * 300}]}),
         "no_messages": (400, "messages", None, {**ok, "messages": []}),
         "bad_role": (400, "messages.0.role", None, {**ok, "messages": [{"role": "robot", "content": "hi"}]}),
+        "seed": (400, "seed", None, {**ok, "seed": 2**70, "n": 2}),  # past torch's range: was a 500
         "image_part": (400, "messages[0].content[0].type", None, {**ok, "messages": [
             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
     }
@@ -377,6 +380,18 @@ def test_bad_requests_get_4xx_with_an_openai_error_body(setup, case):
     logged = next(r for r in serve.read_log(root / "log.sqlite", status=None) if r.id == headers["x-request-id"])
     assert logged.status == status and logged.error == error["message"]
     assert client.chat.completions.create(**ok).choices[0].finish_reason in ("stop", "length")  # still serving
+
+
+def test_a_request_without_max_tokens_stays_within_the_limit(setup, tmp_path):
+    """The default reply length (256) was used even when --max-tokens-limit is lower."""
+    _, _, root = setup
+    config = serve.ServeConfig(model=str(root / "tiny"), served_model_name="tiny", port=0, db=tmp_path / "log.sqlite",
+                               max_tokens_limit=5)
+    with serve.start(config) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                               temperature=0)
+    assert reply.usage.completion_tokens <= 5 and reply.choices[0].finish_reason in ("stop", "length")
 
 
 def test_health_metrics_and_request_ids(setup):

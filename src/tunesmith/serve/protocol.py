@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tunesmith.serve.sequence import Event, TokenInfo
 
@@ -41,7 +41,8 @@ class _Sampling(_Body):
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    # a torch generator seed (each of n choices takes seed + its index): within a signed 64-bit range
+    seed: int | None = Field(None, ge=-(2**63), lt=2**63 - 2**16)
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = 0.0
@@ -73,6 +74,14 @@ class FeedbackRequest(_Body):
     rating: Literal["up", "down", 1, 2, 3, 4, 5, "1", "2", "3", "4", "5"]
     correction: str | None = None
     comment: str | None = None
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        """``true`` would pass as the star rating 1 (and ``1.0`` as 1): a thumbs-up stored as the lowest score."""
+        if isinstance(value, (bool, float)):
+            raise ValueError(f"must be 'up', 'down' or a star rating 1-5 (got {value!r})")
+        return value
 
     def score(self) -> float:
         if self.rating in ("up", "down"):

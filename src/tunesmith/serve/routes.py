@@ -94,7 +94,8 @@ def _params(state: State, body: p.CompletionRequest | p.ChatRequest, longest_pro
     if len(stops) > 4:
         raise APIError(400, "stop: at most 4 sequences", param="stop")
     grammar = compile_format(response_format)  # cached per schema text, see grammar.py
-    return Params(max_tokens=max_tokens or min(config.default_max_tokens, room), temperature=body.temperature,
+    return Params(max_tokens=max_tokens or min(config.default_max_tokens, config.max_tokens_limit, room),
+                  temperature=body.temperature,
                   top_p=body.top_p, seed=body.seed, stop=() if grammar else stops, logprobs=logprobs, grammar=grammar)
 
 

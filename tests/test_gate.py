@@ -162,6 +162,31 @@ def test_inputs_are_resolved_or_refused(runs, tmp_path: Path) -> None:
         gate.run(tmp_path / "eval_a.json", runs["baseline"])
 
 
+def test_a_task_entry_without_its_fields_is_refused_by_name(runs, tmp_path: Path) -> None:
+    import json
+
+    data = json.loads((runs["good"] / "eval" / "eval_model.json").read_text())
+    del data["tasks"]["planning"]["main"]
+    (tmp_path / "eval_model.json").write_text(json.dumps(data))
+    with pytest.raises(TunesmithError, match=r"eval_model.json: tasks.planning is not an evaluation result entry \(no main\)"):
+        gate.run(tmp_path / "eval_model.json", runs["baseline"])
+
+
+def test_a_judge_task_the_candidate_lacks_fails(runs, tmp_path: Path) -> None:
+    """The baseline was judged on a task the candidate's evaluation does not have: as for a golden task."""
+    import json
+    import shutil
+
+    shutil.copytree(runs["baseline"], tmp_path / "base")
+    path = tmp_path / "base" / "eval" / "eval_model.json"
+    data = json.loads(path.read_text())
+    data["tasks"]["helpfulness"] = {"scorer": "judge", "n": 20, "main": "judge_score", "metrics": {
+        "judge_score": 0.85, "judge_failure_rate": 0.0}, "health": {"stop_rate": 1.0}, "categories": {}}
+    path.write_text(json.dumps(data))
+    result = gate.run(runs["good"], tmp_path / "base", out_dir=tmp_path / "out")
+    assert not result.passed and _failed(result) == {("judge", "helpfulness", "-")}
+
+
 def test_gate_config_errors_name_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "gate.yaml"
     path.write_text("golden:\n  ratio: 0.99\nformt:\n  min: 0.9\n")

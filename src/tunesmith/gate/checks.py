@@ -167,7 +167,9 @@ def _base_health(base: Summary, name: str) -> dict[str, float]:
 
 def judge(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
     cfg = config.judge
-    lines = []
+    lines = [Line("judge", name, "-", None, None, None, "fail" if config.missing == "fail" else "info",
+                  f"task missing from the candidate (missing: {config.missing})")
+             for name, task in _tasks(base).items() if task["scorer"] == "judge" and name not in _tasks(cand)]
     for name, task in _tasks(cand).items():
         if task["scorer"] != "judge":
             continue

@@ -45,13 +45,21 @@ def resolve(path: str | Path) -> Path:
                          "run `tunesmith evaluate` first")
 
 
+_TASK_KEYS = ("scorer", "main", "metrics")  # what every check reads of a task
+
+
 def load_summary(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise TunesmithError(f"{path}: not a readable evaluation result: {exc}") from None
-    if not isinstance(data, dict) or "tasks" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
         raise TunesmithError(f"{path}: not an evaluation result (no 'tasks'); expected what `tunesmith evaluate` writes")
+    for name, task in data["tasks"].items():
+        lacks = [k for k in _TASK_KEYS if not isinstance(task, dict) or k not in task]
+        if lacks:
+            raise TunesmithError(f"{path}: tasks.{name} is not an evaluation result entry (no {', '.join(lacks)}); "
+                                 "expected what `tunesmith evaluate` writes")
     return data
 
 

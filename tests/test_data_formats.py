@@ -119,6 +119,26 @@ def test_preference_prompt_with_full_conversations_renders_the_prompt_once(tmp_p
     assert records[0].rejected == (Message("assistant", "no"),)
 
 
+def test_answers_that_are_json_stay_text(tmp_path: Path) -> None:
+    """Structured-output data: an answer (or prompt) that is a JSON object or list without a role is text, not a
+    message to parse (it was read as one and the row refused: 'chosen.from is missing')."""
+    rows = [{"prompt": "Extract name and age: Bob is 3.", "chosen": '{"name": "Bob", "age": 3}',
+             "rejected": '[{"id": 1}]'},
+            {"prompt": '{"task": "classify", "text": "great movie"}', "chosen": "positive", "rejected": "negative"}]
+    records, fmt = load(write_jsonl(tmp_path / "p.jsonl", rows))
+    assert fmt == "preference"
+    assert records[0].chosen == (Message("assistant", '{"name": "Bob", "age": 3}'),)
+    assert records[0].rejected == (Message("assistant", '[{"id": 1}]'),)
+    assert records[1].messages == (Message("user", '{"task": "classify", "text": "great movie"}'),)
+    kto, fmt = load(write_jsonl(tmp_path / "k.jsonl", [{"prompt": "Extract: Al is 4.", "completion": '{"name": "Al"}',
+                                                         "label": False}]))
+    assert fmt == "kto" and kto[0].messages[-1] == Message("assistant", '{"name": "Al"}')
+    # a string that does hold messages is still read as messages
+    turns = '[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]'
+    records, _ = load(write_jsonl(tmp_path / "m.jsonl", [{"chosen": turns, "rejected": turns.replace("Hello", "No")}]))
+    assert records[0].messages == (Message("user", "Hi"),) and records[0].chosen[0].content == "Hello"
+
+
 def test_kto_messages_and_prompt_completion() -> None:
     records, fmt = load(FIX / "kto.jsonl")
     assert fmt == "kto" and [r.label for r in records] == [True, False, True]

@@ -218,8 +218,10 @@ def _reasoning(item: dict[str, Any], where: str) -> str | None:
     return item[key] or None
 
 
-def json_turns(value: str) -> Any | None:
-    """The message(s) a string holds as JSON (an object or a list of objects), else None."""
+def json_turns(value: str, ctx: ParseContext) -> Any | None:
+    """The message(s) a string holds as JSON (an object or a non-empty list of objects, each with a role key:
+    ``role`` or the dataset's sharegpt tag), else None: an answer that is itself JSON (``{"name": "Bob"}``,
+    structured output) stays text."""
     stripped = value.strip()
     if not stripped or stripped[0] not in "[{":
         return None
@@ -227,7 +229,9 @@ def json_turns(value: str) -> Any | None:
         parsed = rowcheck.loads(stripped)
     except (json.JSONDecodeError, rowcheck.RowProblem):  # not usable as messages: the text stays text
         return None
-    if isinstance(parsed, dict) or (isinstance(parsed, list) and all(isinstance(p, dict) for p in parsed)):
+    items = [parsed] if isinstance(parsed, dict) else parsed if isinstance(parsed, list) else []
+    keys = ("role", ctx.spec.role_tag)
+    if items and all(isinstance(p, dict) and any(k in p for k in keys) for p in items):
         return parsed
     return None
 
@@ -235,7 +239,7 @@ def json_turns(value: str) -> Any | None:
 def parse_turns(value: Any, field: str, role: str, ctx: ParseContext) -> tuple[Message, ...]:
     """One side of a pair: plain text (one ``role`` turn), one message, or a list of messages."""
     if isinstance(value, str):
-        parsed = json_turns(value)
+        parsed = json_turns(value, ctx)
         if parsed is None:
             if not value.strip():
                 raise FieldError(field, "is empty")

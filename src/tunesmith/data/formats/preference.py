@@ -41,7 +41,7 @@ def _prompt(row: dict[str, Any], ctx: ParseContext) -> Turns:
     if key is None:
         return ()
     value = require(row, key)
-    if isinstance(value, str) and json_turns(value) is None:
+    if isinstance(value, str) and json_turns(value, ctx) is None:
         return (Message(role="user", content=prompt_text(row, key, spec.field_input or "input")),)
     return parse_turns(value, key, "user", ctx)
 

@@ -44,6 +44,9 @@ def test_llamafactory_and_trl_aliases_map_to_canonical_keys():
     assert cfg.lora_target_modules == ["q_proj", "v_proj"]
     assert config_from_dict({**BASE, "max_length": 99}).sequence_len == 99
     assert config_from_dict({**BASE, "lora_target": "all"}).lora_target_modules == "all-linear"
+    # one module name alone, as LLaMA-Factory accepts it: a list of one (was refused: 'must be a list')
+    assert config_from_dict({**BASE, "lora_target": "q_proj"}).lora_target_modules == ["q_proj"]
+    assert config_from_dict({**BASE, "additional_target": "embed_tokens"}).modules_to_save == ["embed_tokens"]
 
 
 def test_same_value_under_two_names_is_an_error():

@@ -116,6 +116,17 @@ def test_llamafactory_full_sft_and_its_not_applicable_keys():
     assert notes["enable_liger_kernel"][0].kind == "ignored" and notes["max_samples"][0].kind == "empty"
 
 
+def test_llamafactory_one_module_name_is_a_list_of_one(tmp_path):
+    """LLaMA-Factory reads lora_target / additional_target as comma lists; one name alone was refused."""
+    text = (LF / "qwen3_lora_sft_otfq.yaml").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith(("lora_target:", "additional_target:"))]
+    lines = [f"dataset_dir: {LF / 'data'}" if line.startswith("dataset_dir:") else line for line in lines]
+    path = tmp_path / "one.yaml"
+    path.write_text("\n".join([*lines, "lora_target: q_proj", "additional_target: embed_tokens", ""]))
+    cfg = load(path)
+    assert (cfg.lora_target_modules, cfg.modules_to_save) == (["q_proj"], ["embed_tokens"])
+
+
 def test_llamafactory_quantization_bit_4_is_qlora():
     cfg = load(LF / "qwen3_lora_sft_otfq.yaml")
     assert (cfg.adapter, cfg.quantization, cfg.chat_template) == ("qlora", "4bit", "qwen")

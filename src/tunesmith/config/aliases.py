@@ -33,21 +33,18 @@ def translate_value(key: str, value: Any, level: str = "top") -> Any:
     spec = alias_table()[level].get(key)
     if spec is None:
         return value
-    if spec.get("split_commas") and isinstance(value, str):
+    split = spec.get("split_commas") and isinstance(value, str)
+    if split:  # 'q_proj,v_proj' -> a list; one name alone is a list of one unless it is a known value ('all')
         value = [v.strip() for v in value.split(",") if v.strip()]
         if len(value) == 1:
             value = value[0]
     values = spec.get("values")
-    if values is None:
-        return value
-    if isinstance(value, list):
-        return value
-    if value in values:
+    if values is not None and not isinstance(value, list) and value in values:
         mapped = values[value]
         if mapped is None:
             raise KeyProblem(key, f"'{value}' ({spec['from']}) is not supported by tunesmith")
         return mapped
-    return value
+    return [value] if split and isinstance(value, str) else value
 
 
 def canonicalize(raw: dict[str, Any], level: str, where: str = "") -> tuple[dict[str, Any], dict[str, str]]:

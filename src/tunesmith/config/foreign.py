@@ -108,9 +108,8 @@ def apply(action: dict[str, Any], key: str, value: Any, context: dict[str, Any])
 def _rename(action: dict[str, Any], key: str, value: Any, context: dict[str, Any]) -> Outcome:
     if "replace_value" in action:
         value = action["replace_value"]
-    elif action.get("split_commas") and isinstance(value, str):
-        parts = [v.strip() for v in value.split(",") if v.strip()]
-        value = parts[0] if len(parts) == 1 else parts
+    elif action.get("split_commas") and isinstance(value, str):  # known single values ('all') matched in choose()
+        value = [v.strip() for v in value.split(",") if v.strip()]
     target = action["rename"]
     same = target == key
     return Outcome(sets={target: (value, ())}, applied=None if same else f"{target}: {show(value)}")

@@ -93,6 +93,23 @@ def test_exact_duplicates_on_pair_prompt_and_response() -> None:
     assert "1 repeat a whole row" in found.message and "only the prompt" in found.message
 
 
+def test_duplicates_see_unicode_forms_as_one_and_tool_calls_as_answers() -> None:
+    """The same row with its accents decomposed (NFD) is a copy; two answers that call different functions are
+    not (they were 'a whole row' repeated: the checks compared the content only, empty for a call)."""
+    import unicodedata
+
+    base = clean_chat()
+    p, a = "Où se trouve la gare de Genève, s'il vous plaît ?", "La gare de Genève est près du lac, à Cornavin."
+    calls = [Record("sft", Source("train.jsonl", 0, 0), "chat", (
+        Message("user", "What should I know about Paris right now?"),
+        Message("assistant", "", tool_calls=(ToolCall(name, {"city": "Paris"}),)))) for name in ("weather", "time")]
+    rows = replace(base, {40: chat(0, p, a), 41: chat(0, unicodedata.normalize("NFD", p),
+                                                       unicodedata.normalize("NFD", a)), 70: calls[0], 71: calls[1]})
+    found = finding(audit_records(rows), "exact_duplicate")
+    assert set(found.locations) == where(rows, [41, 71])
+    assert "1 repeat a whole row" in found.message and "1 repeat only the prompt" in found.message
+
+
 def test_near_duplicates_but_not_exact_ones() -> None:
     base = clean_chat()
     p, a = base[5].messages[0].content, base[5].messages[1].content

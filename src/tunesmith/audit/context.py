@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,7 +61,17 @@ class TokenHooks(Protocol):
 
 
 def _text(messages: Sequence[Message]) -> str:
-    return "\n".join(m.content for m in messages)
+    return "\n".join(_turn(m) for m in messages)
+
+
+def _turn(m: Message) -> str:
+    """A turn's text as the checks compare it: its content, then its tool calls (name and arguments), so two
+    answers that call different functions are different answers."""
+    if not m.tool_calls:
+        return m.content
+    calls = "\n".join(f"{c.name}({c.arguments if isinstance(c.arguments, str) else json.dumps(c.arguments, sort_keys=True)})"
+                      for c in m.tool_calls)
+    return f"{m.content}\n{calls}" if m.content else calls
 
 
 @dataclass(frozen=True)
@@ -111,7 +122,7 @@ def _split_answer(r: Record) -> tuple[str, str, bool]:
     if last is None:
         return _text(r.messages), "", False
     answer = r.messages[last]
-    return _text(r.messages[:last]), answer.content, bool(answer.tool_calls)
+    return _text(r.messages[:last]), _turn(answer), bool(answer.tool_calls)
 
 
 @dataclass

@@ -45,10 +45,11 @@ class Shingles:
 
 
 def shingle(texts: Sequence[str], ngram: int) -> Shingles:
-    """Hashes of the word ``ngram``-grams of each lower-cased, punctuation-free text
-    (a text shorter than ``ngram`` words keeps its words). A word's id is a hash of its text,
-    so the hashes of a text do not depend on the other texts."""
-    arr = pa.array(texts, type=pa.large_string())
+    """Hashes of the word ``ngram``-grams of each Unicode-normalised (NFKC: an accent composed or not, a
+    full-width letter, are the same text), lower-cased, punctuation-free text (a text shorter than ``ngram``
+    words keeps its words). A word's id is a hash of its text, so the hashes of a text do not depend on the
+    other texts."""
+    arr = pc.utf8_normalize(pa.array(texts, type=pa.large_string()), form="NFKC")
     clean = pc.replace_substring_regex(pc.utf8_lower(arr), r"[^\p{L}\p{N}\s]+", " ")
     lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(clean))
     flat = lists.flatten()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,7 +54,9 @@ def _keys(ctx: AuditContext, i: int) -> tuple[str, str, str]:
 
 
 def _digest(key: str) -> bytes:
-    """What the duplicate checks remember of a key: 16 bytes, not the text (a million rows fit)."""
+    """What the duplicate checks remember of a key: 16 bytes, not the text (a million rows fit). Unicode NFC
+    first: the same text with an accent composed or decomposed is the same row."""
+    key = unicodedata.normalize("NFC", key)
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 

@@ -48,6 +48,18 @@ def test_chat_plain_parts_weights_reasoning_and_tools() -> None:
     assert call_dict == {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
 
 
+def test_openai_legacy_function_call_is_a_tool_call(tmp_path: Path) -> None:
+    """Before tool_calls, OpenAI wrote one ``function_call`` (content null) and a ``function`` role for its result."""
+    row = {"messages": [{"role": "user", "content": "Weather?"},
+                        {"role": "assistant", "content": None,
+                         "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+                        {"role": "function", "name": "get_weather", "content": '{"temp": 20}'},
+                        {"role": "assistant", "content": "20C."}]}
+    records, _ = load(write_jsonl(tmp_path / "f.jsonl", [row]))
+    assert records[0].messages[1] == Message("assistant", "", tool_calls=(ToolCall("get_weather", {"city": "Paris"}),))
+    assert records[0].messages[2] == Message("tool", '{"temp": 20}', name="get_weather")
+
+
 def test_alpaca_input_system_history() -> None:
     records, fmt = load(FIX / "alpaca.json")
     assert fmt == "alpaca"

@@ -78,6 +78,8 @@ def _message(item: Any, field: str, index: int | None, ctx: ParseContext) -> Mes
             calls, content = _function_calls(content, f"{_at(field, index)}.{content_key}"), ""
     if "tool_calls" in item:
         calls += _tool_calls(item["tool_calls"], f"{_at(field, index)}.tool_calls")
+    if item.get("function_call") is not None:  # OpenAI's legacy single call (before tool_calls)
+        calls += (tool_call(item["function_call"], f"{_at(field, index)}.function_call"),)
     if reasoning is None and ("reasoning_content" in item or "reasoning" in item or "thinking" in item):
         reasoning = _reasoning(item, _at(field, index))
     if not calls and not content.strip():

@@ -144,3 +144,46 @@ def test_templates_that_render_or_fold_the_system_prompt_pass(tmp_path: Path, na
          {"chatml": CHATML_SPECIALS, "gemma": GEMMA_SPECIALS}.get(name, []))
     tok = load_tokenizer(str(tmp_path / "tok"), name)
     assert dropped_system_prompts(tok, {"You answer with the capital city only.": "cfg"}) == []
+
+
+def _tool_records():  # noqa: ANN202
+    from tunesmith.data.records import Message, Record, Source, ToolCall
+
+    tools = ({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},)
+    call = Message("assistant", "", tool_calls=(ToolCall("get_weather", {"city": "Oslo"}),))
+    messages = (Message("user", "weather?"), call, Message("tool", "rain"), Message("assistant", "It rains."))
+    return [Record("sft", Source("data.jsonl", 1, 1), "chat", (Message("user", "hi"), Message("assistant", "Hello."))),
+            Record("sft", Source("data.jsonl", 2, 2), "chat", messages, tools)]
+
+
+def test_tool_rows_under_a_template_that_drops_tools_are_refused(tmp_path: Path) -> None:
+    """alpaca renders neither tool calls nor tool definitions: the call turn trained as an empty answer."""
+    _tok(tmp_path / "tok", None, [])
+    with pytest.raises(ConfigError, match=r"leaves tool calls \(data.jsonl:2 has one\) and tool definitions "
+                                          r"\(data.jsonl:2 has them\) out of its render"):
+        _run(tmp_path, template_text("alpaca"), _tool_records())
+    assert _run(tmp_path, template_text("alpaca"), _tool_records()[:1]).stats["rows"] == 1  # no tool row: fine
+
+
+def test_tool_rows_under_a_template_that_renders_them_pass(tmp_path: Path) -> None:
+    _tok(tmp_path / "tok", "chatml", CHATML_SPECIALS)
+    assert _run(tmp_path, template_text("chatml"), _tool_records()).stats["rows"] == 2
+
+
+def test_audit_reports_a_template_that_does_not_fit_as_an_error(tmp_path: Path) -> None:
+    """What train and preview refuse: the audit said nothing and measured lengths with the wrong template."""
+    import json
+
+    from tunesmith import audit
+    from tunesmith.config import config_from_dict
+
+    _tok(tmp_path / "tok", "chatml", CHATML_SPECIALS)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                                     {"role": "assistant", "content": f"a{i}"}]}) + "\n" for i in range(4)))
+    cfg = config_from_dict({"base_model": str(tmp_path / "tok"), "chat_template": "llama3", "datasets": [str(data)],
+                            "output_dir": str(tmp_path / "out")})
+    report = audit.run(cfg)
+    found = report.by_check()["chat_template"]
+    assert found.severity == "error" and "chat_template: llama3 does not fit the tokenizer" in found.message
+    assert report.findings[0].check == "chat_template"  # worst first

@@ -173,18 +173,46 @@ def run(
     if data is None:
         data = _ingest(config)
     problems: list[str] = []
+    unfit: list[str] = []
 
     def load() -> TokenHooks | None:  # called by audit_records once the token-free checks run
         hooks, problem = _hooks(config, tokenizer, memo)
         problems.extend([problem] if problem else [])
-        return hooks
+        why = _template_problem(config, hooks.tokenizer, data) if hooks is not None else None
+        unfit.extend([why] if why else [])
+        return None if why else hooks  # lengths through a template that does not fit would mislead
 
     report = audit_records(data.train, data.eval, data.test, config=config, errors=data.errors,
                            load_tokens=load if tokenize else None)
     report.stats["formats"] = data.formats
     if problems:
         report.stats["tokenizer_error"] = problems[0]
+    if unfit:  # what train and preview refuse before any work: an error here too
+        report.findings.append(Finding("chat_template", "error", len(data.train) + len(data.eval), unfit[0],
+                                       "Fix chat_template as the message says; the token checks were skipped."))
+        report.__post_init__()  # worst first again
     return report
+
+
+def _template_problem(config: Config, tokenizer: Any, data: DataResult) -> str | None:
+    """Why the chat template does not fit the tokenizer or the data (another family's template, system prompts
+    or tool calls it leaves out), as tokenization refuses it, or None."""
+    import itertools
+
+    from tunesmith.config.methods import method_spec
+    from tunesmith.tokenize.template_fit import check_system_prompts, check_tool_rendering
+    from tunesmith.tokenize.tokenizer import require_chat_template
+
+    if method_spec(config.method).rows == "text":
+        return None
+    try:
+        require_chat_template(tokenizer, config.chat_template)
+        check_system_prompts(tokenizer, config.chat_template, itertools.chain(data.train, data.eval),
+                             config.system_prompt)
+        check_tool_rendering(tokenizer, config.chat_template, itertools.chain(data.train, data.eval))
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _ingest(config: Config) -> DataResult:

@@ -218,3 +218,46 @@ def check_system_prompts(tokenizer: PreTrainedTokenizerBase, chat_template: str,
     raise ConfigError(f"chat_template: {chat_template} leaves the system prompt {shown!r} ({where}){more} out of its "
                       "render: the model would never see it; use a template that renders system turns, or fold the "
                       "instructions into the user turn in the data")
+
+
+_PROBE_CALL, _PROBE_TOOL = "tunesmith_probe_call", "tunesmith_probe_tool"
+
+
+def _tool_rows(records: Iterable[Any]) -> tuple[str | None, str | None]:
+    """Where the first row with a tool call, and the first with tool definitions, are (None when none is)."""
+    call = defined = None
+    for record in records:
+        turns = (*getattr(record, "messages", ()), *getattr(record, "chosen", ()), *getattr(record, "rejected", ()))
+        if call is None and any(m.tool_calls for m in turns):
+            call = str(record.source)
+        if defined is None and getattr(record, "tools", ()):
+            defined = str(record.source)
+        if call is not None and defined is not None:
+            break
+    return call, defined
+
+
+def check_tool_rendering(tokenizer: PreTrainedTokenizerBase, chat_template: str, records: Iterable[Any]) -> None:
+    """Raise ConfigError when rows hold tool calls or tool definitions and the chat template leaves them out of
+    its render: a call turn would train as an empty answer, the model would never see the tools."""
+    call_at, tools_at = _tool_rows(records)
+    if call_at is None and tools_at is None:
+        return
+    conv = [{"role": "user", "content": "Hello there"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": _PROBE_CALL, "arguments": {"x": 1}}}]},
+            {"role": "tool", "content": "42"}, {"role": "assistant", "content": _ANSWER}]
+    tools = [{"type": "function", "function": {"name": _PROBE_TOOL, "parameters": {"type": "object"}}}]
+    try:
+        rendered = render(tokenizer, conv, tools)
+    except TemplateMismatch:
+        return  # a template that cannot render tool turns refuses each such row with a row error of its own
+    lost = []
+    if call_at is not None and _PROBE_CALL not in rendered:
+        lost.append(f"tool calls ({call_at} has one)")
+    if tools_at is not None and _PROBE_TOOL not in rendered:
+        lost.append(f"tool definitions ({tools_at} has them)")
+    if lost:
+        raise ConfigError(f"chat_template: {chat_template} leaves {' and '.join(lost)} out of its render: a call turn "
+                          "would train as an empty answer and the model would never see the tools; use a template "
+                          "that renders tools (chatml, qwen, the model's own), or remove the tool rows")

@@ -171,6 +171,13 @@ def test_llamafactory_defaults_when_the_file_leaves_keys_out():
 # Axolotl: values as Axolotl would use them
 
 
+def test_axolotl_alpaca_datasets_render_with_the_alpaca_prompt():
+    """Axolotl renders type alpaca with its Alpaca prompter, not the tokenizer's chat template."""
+    cfg = load(AX / "lora-1b.yml")
+    assert cfg.datasets[0].type == "alpaca" and cfg.chat_template == "alpaca"
+    assert cfg.origin("chat_template") == "from datasets[0].type: alpaca (Axolotl)"
+
+
 def test_axolotl_lora_1b_resolves_like_axolotl():
     cfg = load(AX / "lora-1b.yml")
     assert (cfg.source_tool, cfg.adapter, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == ("axolotl", "lora", 16, 32, 0.05)

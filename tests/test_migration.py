@@ -127,6 +127,23 @@ def test_llamafactory_one_module_name_is_a_list_of_one(tmp_path):
     assert (cfg.lora_target_modules, cfg.modules_to_save) == (["q_proj"], ["embed_tokens"])
 
 
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"file_name": "a.json", "columns": {"prompt": "instruction", "response": "output", "images": "images"}},
+     r"'mllm' \(.*dataset_info.json\) has images \(columns.images\): tunesmith trains text models only"),
+    ({"file_name": "a.json", "num_samples": 10},
+     r"'mllm' \(.*dataset_info.json\) sets num_samples \(10\), which LLaMA-Factory draws at random"),
+])
+def test_llamafactory_dataset_info_entries_tunesmith_cannot_honour_are_refused(tmp_path, entry, message):
+    """A multimodal entry would train its <image> placeholders as text; num_samples was ignored (every row read)."""
+    (tmp_path / "a.json").write_text(json.dumps([{"instruction": "hi <image>", "output": "a cat", "images": ["x.png"]}]))
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"mllm": entry}))
+    path = tmp_path / "lf.yaml"
+    path.write_text(f"model_name_or_path: m\nstage: sft\nfinetuning_type: lora\ndataset: mllm\n"
+                    f"dataset_dir: {tmp_path}\ntemplate: qwen\noutput_dir: {tmp_path / 'out'}\n")
+    with pytest.raises(ConfigError, match=message):
+        load(path)
+
+
 def test_llamafactory_quantization_bit_4_is_qlora():
     cfg = load(LF / "qwen3_lora_sft_otfq.yaml")
     assert (cfg.adapter, cfg.quantization, cfg.chat_template) == ("qlora", "4bit", "qwen")

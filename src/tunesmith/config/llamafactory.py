@@ -56,6 +56,15 @@ def _one(name: str, info: dict[str, Any], root: Path, method: str | None) -> dic
     if entry.get("split"):
         spec["split"] = entry["split"]
     columns = entry.get("columns", {})
+    media = [c for c in ("images", "videos", "audios") if c in columns]
+    if media:
+        raise ConfigError(f"dataset: '{name}' ({root / 'dataset_info.json'}) has {' and '.join(media)} (columns.{media[0]}): tunesmith "
+                          "trains text models only, and its <image>-style placeholders would be trained as text; use a "
+                          "text-only dataset")
+    if entry.get("num_samples") is not None:
+        raise ConfigError(f"dataset: '{name}' ({root / 'dataset_info.json'}) sets num_samples "
+                          f"({entry['num_samples']}), which LLaMA-Factory draws at random; tunesmith does not draw "
+                          "them: remove it, or set max_samples (the first N rows) or sample_ratio in the config")
     fmt = entry.get("formatting", "alpaca")
     # No explicit formatting: LLaMA-Factory's default is alpaca, but pretraining entries
     # (c4_demo, wiki_demo: only a "prompt" -> "text" column) are text; let detection decide.

@@ -271,6 +271,9 @@ def test_axolotl_completion_is_cpt_and_defaults_apply():
     ({"finetuning_type": "freeze"}, r"freeze tuning .* is not built in"),
     ({"quantization_bit": 3}, r"quantization_bit: 3 .* bitsandbytes to 4 or 8 bits"),
     ({"resume_from_checkpoint": "saves/x/checkpoint-10"}, r"tunesmith resumes only its own run"),
+    # what tunesmith has instead, written as tunesmith takes it (the README documents both)
+    ({"rope_scaling": "linear"}, r"rope_scaling: \{type: linear, factor: F\}, F = cutoff_len / the model's"),
+    ({"mix_strategy": "interleave_under"}, r"mixes them by share: set datasets\[i\].weight .* or datasets\[i\].sample_ratio"),
 ])
 def test_llamafactory_refusals_say_what_to_do_instead(raw, message):
     with pytest.raises(ConfigError, match=message):

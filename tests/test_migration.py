@@ -318,6 +318,11 @@ def test_foreign_keys_get_their_own_message_not_a_misleading_did_you_mean():
     assert lf.datasets[0].max_samples == 5
     with pytest.raises(ConfigError, match=r"learning_rat: unknown key \(did you mean 'learning_rate'\?\)"):
         config_from_dict({**native, "learning_rat": 1e-4})
+    # a typo of a key the Axolotl / LLaMA-Factory tables know: hinted at that key (was no hint, or a tunesmith key)
+    for typo, meant in (("finetuning_typ", "finetuning_type"), ("eval_sample_packin", "eval_sample_packing"),
+                        ("lora_target_linaer", "lora_target_linear"), ("flash_attenton", "flash_attention")):
+        with pytest.raises(ConfigError, match=rf"{typo}: unknown key \(did you mean '{meant}'\?\)"):
+            config_from_dict({**native, typo: True})
 
 
 def test_every_mapped_template_exists():

@@ -287,7 +287,17 @@ def _known_keys(loc: list[Any], root: type[BaseModel] = Config) -> list[str]:
                 model, level = DatasetSpec, "dataset"
             elif field is not None and (inner := _model_in(field.annotation)) is not None:
                 model, level = inner, "none"
-    return list(model.model_fields) + list(alias_table().get(level, {}))
+    return list(model.model_fields) + list(alias_table().get(level, {})) + _foreign_keys(level)
+
+
+def _foreign_keys(level: str) -> list[str]:
+    """Every key the Axolotl and LLaMA-Factory tables know at ``level`` (top | dataset): a typo of one of them
+    ('finetuning_typ') is hinted at the key meant, not at a tunesmith key that happens to be close."""
+    from tunesmith.config import foreign
+
+    if level not in ("top", "dataset"):
+        return []
+    return sorted({key for tool in foreign.TOOLS for key in foreign.entries(tool, level)})
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -110,6 +110,15 @@ def test_json_file_holding_json_lines_or_one_object(tmp_path: Path) -> None:
     assert len(ingest([DatasetSpec(path=str(one))]).records) == 1
 
 
+def test_a_pretty_printed_jsonl_file_is_read_as_json(tmp_path: Path) -> None:
+    """Objects written with indent into a .jsonl: every line was an 'invalid JSON' row (24 errors for 2 rows)."""
+    path = tmp_path / "pretty.jsonl"
+    path.write_text("".join(json.dumps(r, indent=2) + "\n" for r in CHAT_ROWS[:2]))
+    records = ingest([DatasetSpec(path=str(path))]).records
+    assert len(records) == 2 and records[0].source.line == 1 and records[1].source.line > 2
+    assert records[0].messages[0].content == CHAT_ROWS[0]["messages"][0]["content"]
+
+
 def test_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "win.jsonl"
     body = "\r\n".join(json.dumps(r) for r in CHAT_ROWS[:2]) + "\r\n\r\n"

@@ -119,9 +119,23 @@ def _jsonl_row(raw: bytes, source: str, row: int, lineno: int, limit: int, last:
 
 
 def read_jsonl(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:
-    """Rows of a JSON-lines file, streamed line by line (``data`` unused: the file is not read whole)."""
+    """Rows of a JSON-lines file, streamed line by line (``data`` unused: the file is not read whole). A file
+    whose first line is a lone ``{`` or ``[`` holds pretty-printed JSON (no JSON line can be that): it is read
+    as JSON, instead of one 'invalid JSON' per line."""
+    if _pretty_printed(path):
+        yield from read_json(path, data, spec)
+        return
     with path.open("rb") as fh:
         yield from _jsonl_rows(fh, str(path), spec.max_row_bytes)
+
+
+def _pretty_printed(path: Path) -> bool:
+    with path.open("rb") as fh:
+        for raw in fh:
+            line = raw.strip().removeprefix(_BOM).strip()
+            if line:
+                return line in (b"{", b"[")
+    return False
 
 
 def read_json(path: Path, data: bytes, spec: DatasetSpec) -> Iterator[RawRow]:

@@ -343,6 +343,11 @@ def test_feedback_is_logged_against_its_request(setup):
     assert row.score == pytest.approx(0.375)
     status, _, body = http("POST", server.url + "/v1/feedback", {"request_id": "req-nope", "rating": "up"})
     assert status == 404 and error_of(json.loads(body))["code"] == "request_not_found"
+    status, headers, _ = http("POST", server.url + "/v1/chat/completions", {"model": "nope", "messages": [
+        {"role": "user", "content": "hi"}]})
+    assert status == 404  # refused, yet logged: a rating of it would be kept and never mined
+    status, _, body = http("POST", server.url + "/v1/feedback", {"request_id": headers["x-request-id"], "rating": "up"})
+    assert status == 409 and error_of(json.loads(body))["code"] == "request_refused"
     for rating in (9, True, 1.0):  # true passed as the star rating 1: a thumbs-up stored as the lowest score
         status, _, body = http("POST", server.url + "/v1/feedback", {"request_id": request_id, "rating": rating})
         assert status == 400 and error_of(json.loads(body))["param"] == "rating", (rating, body)

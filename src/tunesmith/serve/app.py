@@ -170,10 +170,13 @@ def _endpoints(app: FastAPI) -> None:
     @app.post("/v1/feedback")
     async def feedback(body: p.FeedbackRequest, request: Request) -> dict[str, Any]:
         state: State = request.app.state.tunesmith
-        exists = await asyncio.to_thread(state.log.exists, body.request_id)
-        if not exists:
+        status = await asyncio.to_thread(state.log.status, body.request_id)
+        if status is None:
             raise APIError(404, f"request_id '{body.request_id}' is not in the request log", param="request_id",
                            code="request_not_found")
+        if status != 200:  # mining reads answered requests only: the rating would be kept and never used
+            raise APIError(409, f"request_id '{body.request_id}' was refused (HTTP {status}): there is no reply to "
+                           "rate", param="request_id", code="request_refused")
         row = {"request_id": body.request_id, "created": time.time(), "rating": str(body.rating),
                "score": body.score(), "correction": body.correction, "comment": body.comment}
         await committed(state, state.log.write("feedback", row))

@@ -98,11 +98,13 @@ class RequestLog:
         self._queue.put((table, row, done))
         return done
 
-    def exists(self, request_id: str) -> bool:
-        """Whether a request row with this id is committed (a read on its own short-lived connection)."""
+    def status(self, request_id: str) -> int | None:
+        """The HTTP status a committed request got, None when there is no such request (a read on its own
+        short-lived connection)."""
         conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
         try:
-            return conn.execute("SELECT 1 FROM requests WHERE id = ?", (request_id,)).fetchone() is not None
+            row = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()
+            return None if row is None else int(row[0])
         finally:
             conn.close()
 

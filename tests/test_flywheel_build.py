@@ -92,8 +92,18 @@ def test_replay_needs_base_data_and_an_empty_set_is_refused(setup, tmp_path):
         build(replace(options, base_data=()))
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    with pytest.raises(TunesmithError, match="the built dataset is empty"):
+    with pytest.raises(TunesmithError, match="the built dataset is empty: no reviewed item has a verdict"):
         build(replace(options, reviewed=empty, positives=None, replay_ratio=0.0, base_data=(), out=tmp_path / "e"))
+    # every row a copy of an eval row: said so (it used to blame the review verdicts)
+    from tunesmith.flywheel.queue import item_id
+
+    (tmp_path / "leak").mkdir()
+    leak = tmp_path / "leak" / "reviewed.jsonl"
+    leak.write_text(json.dumps({"id": item_id(["r1"]), "request_ids": ["r1"], "verdict": "correct", "correction": "tac",
+                                "messages": [{"role": "user", "content": "spell cat backwards"}]}) + "\n")
+    with pytest.raises(TunesmithError, match=r"empty: all 1 rows copy an eval row \(first: 'spell cat backwards', "
+                                             r"like .*golden.jsonl:1\)"):
+        build(replace(options, reviewed=leak, positives=None, replay_ratio=0.0, base_data=(), out=tmp_path / "f"))
 
 
 def _task_file(path, task, n, weight=None):

@@ -74,6 +74,8 @@ def build(options: BuildOptions) -> BuildResult:
     per_dataset = _replay_shares(options.base_data, strata, count, options.mix_temperature)
     rows += _replay(strata, per_dataset, rng)
     rows, contaminated = _decontaminate(rows, _ingest(options.eval_data), options.near_threshold)
+    if not rows:
+        raise TunesmithError(_empty_reason(contaminated))
     records = [_record(r, n) for n, r in enumerate(rows, 1)]
     audit = _audit(records)
     counts = {origin: sum(1 for r in rows if r["meta"]["origin"] == origin) for origin in
@@ -220,12 +222,21 @@ def _decontaminate(rows: list[dict[str, Any]], evals: list[Record],
     return [r for n, r in enumerate(rows) if n not in hits], removed
 
 
+def _empty_reason(contaminated: list[dict[str, Any]]) -> str:
+    """Why the built dataset is empty, as it happened: nothing to build from, or every row an eval row's copy
+    (deduplication keeps the first of each group, so it never empties the set by itself)."""
+    if not contaminated:
+        return ("the built dataset is empty: no reviewed item has a verdict 'correct' or 'accept', and no positives "
+                "or replay rows were added")
+    first = contaminated[0]
+    asked = next((m.get("content") for m in first.get("messages", []) if m.get("role") == "user"), "")
+    return (f"the built dataset is empty: all {len(contaminated)} rows copy an eval row (first: {str(asked)[:60]!r}, "
+            f"like {first['eval_row']}) and were removed so the evaluation stays held out")
+
+
 def _audit(records: list[Record]) -> dict[str, Any]:
     from tunesmith.audit.runner import audit_records
 
-    if not records:
-        raise TunesmithError("the built dataset is empty: no reviewed item has a verdict 'correct' or 'accept', "
-                             "and no positives or replay rows were added")
     report = audit_records(records)
     return {"rows": len(records), "findings": [{"check": f.check, "severity": f.severity, "count": f.count, "message": f.message}
                                                for f in report.findings]}

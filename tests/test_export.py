@@ -248,6 +248,31 @@ def test_bad_input_is_refused_before_any_work(tmp_path, chatml_adapter):
     config = GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tok))
     AutoModelForCausalLM.from_config(config).save_pretrained(gpt2)
     refused("architecture \\['GPT2LMHeadModel'\\] is not one tunesmith writes", gpt2.parent, "gguf")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(TunesmithError, match="--out .*file.txt: is a file; name a folder"):  # was exit 70
+        export.run(export.ExportOptions(chatml_adapter, "hf", None, tmp_path / "file.txt"))
+    base = (chatml_adapter / ".." / "base").resolve()
+    with pytest.raises(TunesmithError, match="is \\(or holds\\) .*base, which the export reads"):
+        export.run(export.ExportOptions(chatml_adapter, "hf", None, base, overwrite=True))  # it replaced the base
+    assert (base / "config.json").is_file()
+
+
+def test_an_ollama_export_that_cannot_be_quoted_is_refused_before_any_work_keeping_the_last_one(tmp_path):
+    """A system prompt with \"\"\" was refused only after the GGUF was written, and --overwrite had already deleted
+    the previous export."""
+    import json
+
+    run = make_run(tmp_path)
+    out = tmp_path / "ollama"
+    first = export.run(export.ExportOptions(run, "ollama", None, out, name="My Model"))
+    assert first.passed and first.command.startswith("ollama create 'My Model' -f ")  # runs as printed
+    before = sorted(p.name for p in out.iterdir())
+    info = run / "model" / "tunesmith_model.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "system_prompt": 'Say """hi""".'}))
+    with pytest.raises(TunesmithError, match='the system prompt contains """'):
+        export.run(export.ExportOptions(run, "ollama", None, out, overwrite=True))
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert not list(tmp_path.glob(".ollama.*"))
 
 
 def test_merge_then_export_as_the_readme_shows(tmp_path):
@@ -286,3 +311,15 @@ def test_vllm_export_serves_the_trained_render_and_planted_defects_fail(tmp_path
     (out / "chat_template.vllm.jinja").write_text((out / "chat_template.jinja").read_text())
     bad = checks(export.verify(out))
     assert not bad["vllm_template"].passed and bad["template"].passed
+
+
+def test_a_vllm_export_keeps_a_system_prompt_beyond_the_basic_plane(tmp_path):
+    """An emoji in the system prompt: the template embedded it as JSON escapes, which Jinja decodes as two lone
+    surrogates, so the render differed from training's and the export could not be made at all."""
+    import json
+
+    run = make_run(tmp_path)
+    info = run / "model" / "tunesmith_model.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "system_prompt": "Answer kindly 😀 \"always\"."}))
+    result = export.run(export.ExportOptions(run, "vllm", None, tmp_path / "v"))
+    assert result.passed and checks(result)["vllm_template"].passed

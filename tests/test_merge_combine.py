@@ -182,13 +182,20 @@ def test_refusals_happen_before_any_work(tmp_path, base):
     refused("at least 2 models, got 1", a)
     refused("linear takes no density", a, b, density=0.5)
     refused(r"--t: must be in \[0, 1\]", a, b, method="slerp", t=1.5)
-    refused("need 2 non-negative numbers", a, b, weights=(1.0,))
+    refused("need 2 finite non-negative numbers", a, b, weights=(1.0,))
     refused("slerp interpolates", a, b, method="slerp", weights=(0.5, 0.5))
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("keep me")
     refused("already exists and is not empty; pass --overwrite", a, b, out="busy")
     assert (tmp_path / "busy" / "x").read_text() == "keep me"
     refused("is \\(or holds\\) a source", a, b, out="a")
+    # a weight that is not a number: mergekit wrote an all-NaN model and exited 0
+    refused("need 2 finite non-negative numbers", a, b, weights=(float("nan"), 1.0))
+    (tmp_path / "notes.txt").write_text("x")
+    refused("--out .*notes.txt: is a file; name a folder", a, b, out="notes.txt")  # was an internal error
+    # the base the sources load on: --overwrite would have deleted it first
+    refused(f"is \\(or holds\\) {base}, the base the sources load on", a, b, out=str(base), overwrite=True)
+    assert (base / "config.json").is_file()
 
 
 def test_different_architectures_tokenizers_templates_are_refused(tmp_path, base):
@@ -246,3 +253,31 @@ def test_cli_merge_scores_the_merge_against_each_source(trained):
     assert tasks["color"]["scores"]["run_b"] == 0 and tasks["animal"]["scores"]["run_a"] == 0
     again = run_cli("merge", "run_a", "run_b", "--method", "ties", "--out", "merged", cwd=trained)
     assert again.returncode == 1 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_merge_that_fails_its_check_is_never_where_export_and_chat_look(tmp_path, base):
+    """LoRA on lm_head of a model with tied embeddings: the fold changes the embeddings too and the check fails.
+    The failed merge used to stay in merged/, where `export` (comparing it with itself) and `chat` picked it up."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesmith.config import load_config
+    from tunesmith.train.artifacts import save_result
+
+    run = fake_run(tmp_path, base, "run", adapter=True)
+    shutil.rmtree(run / "model")
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base)), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "lm_head"], init_lora_weights=False))
+    save_result(model, AutoTokenizer.from_pretrained(str(base)), run / "model",
+                {"base_model": str(base), "chat_template": "chatml", "system_prompt": None})
+    config = load_config(str(run / "config.yaml"))
+    (run / "merged").mkdir()
+    (run / "merged" / "earlier.txt").write_text("an earlier merge")
+    result = merge.run(config, merge.probe_prompts(config, 2))
+    assert not result.passed and result.output_dir == run / "merged.failed"
+    assert (run / "merged.failed" / "config.json").is_file()
+    assert (run / "merged" / "earlier.txt").read_text() == "an earlier merge"  # what was there stays
+    assert not list(run.glob(".merged.building-*"))

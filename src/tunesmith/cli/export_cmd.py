@@ -1,4 +1,4 @@
-"""``tunesmith export RUN|DIR --format gguf|ollama|hf``: write a deployable model and check it read back."""
+"""``tunesmith export RUN|DIR --format hf|gguf|ollama|vllm``: write a deployable model and check it read back."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import typer
 def export(
     source: Path = typer.Argument(..., metavar="RUN|DIR", help="A run directory, quickstart folder or model folder."),
     format_: str = typer.Option(..., "--format", help="hf (merged safetensors folder), gguf (llama.cpp), "
-                                                      "ollama (GGUF + Modelfile)."),
+                                                      "ollama (GGUF + Modelfile), vllm (hf + chat template + "
+                                                      "launch script)."),
     quant: str | None = typer.Option(None, "--quant", help="gguf/ollama: f16 (default), q8_0, q4_k_m."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: RUN/export/<format>[-<quant>])."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),

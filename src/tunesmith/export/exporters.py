@@ -148,7 +148,9 @@ class OllamaExporter(GgufExporter):
 
     def refuse(self, source: Source, quant: str | None) -> None:
         super().refuse(source, quant)
-        ollama.family(source.tokenizer, gguf_writer.renders_bos(source.tokenizer))
+        family = ollama.family(source.tokenizer, gguf_writer.renders_bos(source.tokenizer))
+        ollama.check_quotable(ollama.translation(family), source.system_prompt,
+                              source.tokenizer.convert_ids_to_tokens(source.end_of_turn()))
 
     def write(self, source: Source, out: Path, quant: str | None, name: str) -> dict[str, Any]:
         manifest = super().write(source, out, quant, name)

@@ -5,6 +5,7 @@ end-of-turn token; reading a Modelfile back, and rendering its TEMPLATE as Ollam
 from __future__ import annotations
 
 import re
+import shlex
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,17 @@ def family(tokenizer: Any, add_bos: bool) -> str:
                          "TEMPLATE by hand")
 
 
-def write_modelfile(out: Path, gguf_name: str, template: str, system: str | None, stops: list[str]) -> Path:
+def check_quotable(template: str, system: str | None, stops: list[str]) -> None:
+    """Refuse what a Modelfile cannot quote (checked before any weight is read, and again when writing)."""
     for text, what in ((template, "the template"), (system or "", "the system prompt")):
         if '"""' in text:
             raise TunesmithError(f'ollama export: {what} contains """, which a Modelfile cannot quote')
     if any('"' in s for s in stops):
         raise TunesmithError(f"ollama export: a stop string contains a double quote ({stops})")
+
+
+def write_modelfile(out: Path, gguf_name: str, template: str, system: str | None, stops: list[str]) -> Path:
+    check_quotable(template, system, stops)
     lines = [f"FROM ./{gguf_name}", "", f'TEMPLATE """{template}"""', ""]
     if system:
         lines += [f'SYSTEM """{system}"""', ""]
@@ -97,7 +103,8 @@ def read_modelfile(path: Path) -> dict[str, Any]:
 
 
 def create_command(out: Path, name: str) -> str:
-    return f"ollama create {name} -f {out / MODELFILE}"
+    """The command to run, quoted for a shell (a name or path with a space runs as printed)."""
+    return shlex.join(["ollama", "create", name, "-f", str(out / MODELFILE)])
 
 
 def model_name(label: str) -> str:

@@ -10,13 +10,13 @@ trained model's logits on the probes are taken, the files written, read back and
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.merge import outputs
 from tunesmith.export.checks import Check
 from tunesmith.export.exporters import exporter, write_manifest
 from tunesmith.export.ollama import model_name
@@ -65,21 +65,31 @@ def run(options: ExportOptions) -> ExportResult:
     quant = chosen.quant(options.quant)
     source = resolve(options.source)
     out = options.out_dir or Path(options.source) / "export" / "-".join(filter(None, [chosen.name, quant]))
-    _check_out(out, source.folder, options.overwrite)
+    _check_out(out, [source.folder, *_base_of(source)], options.overwrite)
     chosen.refuse(source, quant)
     name = options.name or model_name(Path(options.source).resolve().name)
     reference = logits(source.load(), source.probe_ids())  # the trained model, before an adapter is folded
-    if out.exists():
-        shutil.rmtree(out)
+    # the export that was there before is set aside, not deleted, until this one has passed its checks: a failure
+    # (an error, or checks that fail: moved to <out>.failed for inspection) gives it back
+    previous = outputs.set_aside(out)
     out.mkdir(parents=True)
-    manifest: dict[str, Any] = {"format": chosen.name, "quant": quant, "source": str(source.folder.resolve()),
-                                "name": name}
-    manifest.update(chosen.write(source, out, quant, name))
-    manifest["files"] = sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
-    checks = chosen.verify(source, out, manifest, reference)
+    try:
+        manifest: dict[str, Any] = {"format": chosen.name, "quant": quant, "source": str(source.folder.resolve()),
+                                    "name": name}
+        manifest.update(chosen.write(source, out, quant, name))
+        manifest["files"] = sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
+        checks = chosen.verify(source, out, manifest, reference)
+    except BaseException:
+        outputs.give_back(out, previous, keep_failed=False)
+        raise
     manifest["checks"] = [c.to_dict() for c in checks]
     manifest["passed"] = all(c.passed for c in checks)
     write_manifest(out, manifest)
+    if not manifest["passed"]:
+        failed = outputs.give_back(out, previous, keep_failed=True)
+        return ExportResult(failed, chosen.name, quant, checks, manifest.get("command"), time.perf_counter() - t0,
+                            manifest)
+    outputs.settle(previous)
     return ExportResult(out, chosen.name, quant, checks, manifest.get("command"), time.perf_counter() - t0, manifest)
 
 
@@ -105,10 +115,20 @@ def raise_if_failed(result: ExportResult) -> None:
                                 f"{lines}")
 
 
-def _check_out(out: Path, source: Path, overwrite: bool) -> None:
+def _base_of(source: Any) -> list[Path]:
+    """The local base an adapter loads on (an export must never replace it)."""
+    base = source.info.get("base_model") if source.kind == "adapter" else None
+    return [Path(base)] if base and Path(base).is_dir() else []
+
+
+def _check_out(out: Path, protected: list[Path], overwrite: bool) -> None:
     resolved = out.resolve()
-    if resolved == source.resolve() or source.resolve().is_relative_to(resolved):
-        raise TunesmithError(f"--out {out}: is (or holds) the model being exported; choose another folder")
+    for folder in protected:
+        if resolved == folder.resolve() or folder.resolve().is_relative_to(resolved):
+            raise TunesmithError(f"--out {out}: is (or holds) {folder}, which the export reads (the model or its "
+                                 "base); choose another folder")
+    if out.exists() and not out.is_dir():
+        raise TunesmithError(f"--out {out}: is a file; name a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise TunesmithError(f"--out {out}: already exists and is not empty; pass --overwrite to replace it "
                              "or choose another folder with --out")

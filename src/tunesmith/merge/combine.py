@@ -9,13 +9,14 @@ weight is read. The merged folder is a standalone model like ``merge.run``'s, pl
 from __future__ import annotations
 
 import json
-import shutil
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.merge import outputs
 from tunesmith.merge.backends import BACKENDS, Plan, check_adapters, require_mergekit
 from tunesmith.merge.compare import Comparison, evaluate_merge
 from tunesmith.merge.methods import MergeMethod, method, methods
@@ -66,14 +67,21 @@ def combine(options: CombineOptions) -> CombineResult:
     t0 = time.perf_counter()
     plan, backend = prepare(options)
     out = options.out_dir
-    if out.exists():
-        shutil.rmtree(out)  # prepare refused an existing folder unless --overwrite
+    previous = outputs.set_aside(out)  # prepare refused an existing folder unless --overwrite
     out.mkdir(parents=True)
-    check = BACKENDS[backend](plan, out)
-    comparison = evaluate_merge(plan.sources, out, out / "eval")
+    try:
+        check = BACKENDS[backend](plan, out)
+        comparison = evaluate_merge(plan.sources, out, out / "eval")
+    except BaseException:
+        outputs.give_back(out, previous, keep_failed=False)
+        raise
     result = CombineResult(out, plan.method.name, backend, [s.label for s in plan.sources], plan.weights,
                            plan.params, check, comparison, time.perf_counter() - t0, plan.notes)
     (out / REPORT).write_text(json.dumps(result.to_dict(), indent=2), "utf-8")
+    if check is not None and not check.passed:  # the fold differs from its adapters: kept at <out>.failed
+        result.output_dir = outputs.give_back(out, previous, keep_failed=True) or out
+        return result
+    outputs.settle(previous)
     return result
 
 
@@ -89,10 +97,13 @@ def prepare(options: CombineOptions) -> tuple[Plan, str]:
     if backend == "mergekit":
         require_mergekit()
     base = common_base(sources, options.base) if chosen.base or backend == "peft" else None
+    _protect_bases(options.out_dir, [options.base, *(s.base for s in sources)])
     owners = _eval_owners(sources)
     prompts, notes = _system_prompt(sources)
     plan = Plan(chosen, sources, _weights(chosen, options), _params(chosen, options), base, options.seed,
                 probe_prompts(owners[0].config, options.probes), prompts, notes)
+    if base is None and (note := _different_bases(sources)):
+        plan.notes.append(note)
     if backend == "peft":
         check_adapters(plan)
     elif adapters and chosen.peft is None:
@@ -105,9 +116,30 @@ def _check_out(options: CombineOptions) -> None:
     out = options.out_dir.resolve()
     if any(out == Path(s).resolve() or Path(s).resolve().is_relative_to(out) for s in options.sources):
         raise TunesmithError(f"--out {options.out_dir}: is (or holds) a source; merge into a new folder")
+    if out.exists() and not out.is_dir():
+        raise TunesmithError(f"--out {options.out_dir}: is a file; name a folder")
     if out.exists() and any(out.iterdir()) and not options.overwrite:
         raise TunesmithError(f"--out {options.out_dir}: already exists and is not empty; pass --overwrite to replace "
                              "it or choose another folder")
+
+
+def _different_bases(sources: list[Source]) -> str | None:
+    """Said when a method that needs no common base merges fine-tunes of different bases (a blend of two
+    models, not a combination of task vectors of one)."""
+    bases = {str(Path(s.base).resolve()) if Path(s.base).exists() else s.base for s in sources if s.base}
+    if len(bases) < 2:
+        return None
+    return (f"the sources were fine-tuned from different bases ({', '.join(sorted(bases))}): the merge blends "
+            "different models rather than combining task vectors of one base")
+
+
+def _protect_bases(out_dir: Path, bases: list[str | None]) -> None:
+    """--out must not be (or hold) a base the sources load on: --overwrite would delete it first."""
+    out = out_dir.resolve()
+    for base in {b for b in bases if b and Path(b).is_dir()}:
+        if out == Path(base).resolve() or Path(base).resolve().is_relative_to(out):
+            raise TunesmithError(f"--out {out_dir}: is (or holds) {base}, the base the sources load on; merge into "
+                                 "a new folder")
 
 
 def _weights(chosen: MergeMethod, options: CombineOptions) -> list[float]:
@@ -118,8 +150,9 @@ def _weights(chosen: MergeMethod, options: CombineOptions) -> list[float]:
         return []
     if options.weights is None:
         return [1.0 / n] * n
-    if len(options.weights) != n or any(w < 0 for w in options.weights) or sum(options.weights) <= 0:
-        raise TunesmithError(f"--weights: need {n} non-negative numbers with a positive sum (one per source), "
+    if len(options.weights) != n or any(not math.isfinite(w) or w < 0 for w in options.weights) \
+            or sum(options.weights) <= 0:
+        raise TunesmithError(f"--weights: need {n} finite non-negative numbers with a positive sum (one per source), "
                              f"got {list(options.weights)}")
     return [float(w) / sum(options.weights) for w in options.weights]  # relative, as mergekit normalises them
 

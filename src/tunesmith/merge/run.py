@@ -8,6 +8,8 @@ adapter model's; the largest absolute difference is reported and must stay under
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,8 +64,16 @@ def run(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Pat
     ids = [infer.prompt_ids(loaded.tokenizer, p, config.system_prompt) for p in probes]
     expected = _logits(loaded.model, ids)  # before merge_and_unload changes the base weights in place
     info = {**infer.info(folder), "base_model": None, "merged_from": str(folder.resolve())}
-    save_result(loaded.model.merge_and_unload(), loaded.tokenizer, out_dir, info)
-    return _compare(out_dir, ids, expected, tolerance, t0)
+    building = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    save_result(loaded.model.merge_and_unload(), loaded.tokenizer, building, info)
+    result = _compare(building, ids, expected, tolerance, t0)
+    # only a merge that passed its check is where export, chat and serve look for one (``merged/``); a failed one
+    # is kept beside it for inspection, under a name nothing loads by default
+    result.output_dir = out_dir if result.passed else out_dir.with_name(out_dir.name + ".failed")
+    shutil.rmtree(result.output_dir, ignore_errors=True)
+    building.rename(result.output_dir)
+    return result
 
 
 def verify(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Path, merged_dir: Path,

@@ -229,3 +229,14 @@ def test_no_training_row_left_after_tokenization_is_one_sentence(base, tmp_path,
            f"{tmp_path / 'd.jsonl'}:1: {case}" in out.stderr
     assert ("raise sequence_len" if case == "too_long" else "train_on_turns / loss_weight") in out.stderr
     assert not (tmp_path / "run" / "run.json").exists()  # output_dir not claimed (it holds the tokenize cache)
+
+
+def test_validation_rows_all_left_out_stop_the_run(base, tmp_path):
+    """eval_datasets whose every row is longer than sequence_len: the run trained without evaluation, early stopping
+    or the best checkpoint, and said so in one log line."""
+    long = [{"messages": [{"role": "user", "content": "word " * 80}, r["messages"][1]]} for r in sft_rows(4)]
+    cfg = make_config(base, tmp_path, eval_datasets=[{"path": str(write_jsonl(tmp_path / "eval.jsonl", long))}],
+                      eval_steps=1)
+    out = run_cli("train", str(_write_yaml(tmp_path, cfg)), "--quiet")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "error: no validation rows left after tokenization: all 4 were left out" in out.stderr

@@ -97,7 +97,7 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     if not world.is_main:
         print(f"rank {world.rank}: " + ("tokenized data from rank 0's cache" if tok.cache_hit else
               "tokenized itself: rank 0's cache is not on this node's file system (share output_dir)"), flush=True)
-    _require_rows(config, tok)  # stop before the weights are loaded and output_dir is claimed
+    _require_rows(config, tok, len(dataset.eval))  # stop before the weights are loaded and output_dir is claimed
     _check_fit(config, dataset, tok, say)
     facts = {"data_fingerprint": dataset.fingerprint, "tokenizer_fingerprint": tok.fingerprint,
              "base_fingerprint": base_fingerprint(config.base_model)}
@@ -144,9 +144,15 @@ _NO_ROWS_HINTS = {
 }
 
 
-def _require_rows(config: Config, tok: Any) -> None:
+def _require_rows(config: Config, tok: Any, eval_rows: int = 0) -> None:
     """Stop with the reasons when tokenization left no training row (every row too long, no trained token,
-    ...): training would fail inside the data loader with an internal error."""
+    ...): training would fail inside the data loader with an internal error. The same for validation rows when
+    there were some: evaluation, early stopping and the best checkpoint would silently be off."""
+    if eval_rows and not len(tok.eval):
+        raise TunesmithError(f"no validation rows left after tokenization: all {eval_rows} were left out "
+                             f"({tok.stats.get('eval_dropped_rows', eval_rows)} dropped, e.g. longer than sequence_len "
+                             f"{config.sequence_len}); evaluation, early stopping and the best checkpoint would be off: "
+                             "raise sequence_len, or give validation rows that fit")
     if len(tok.train):
         return
     dropped: dict[str, int] = tok.stats.get("dropped", {})

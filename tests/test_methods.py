@@ -215,6 +215,23 @@ def test_distill_refuses_a_teacher_with_another_tokenizer(base, tmp_path):
         quiet(cfg)
 
 
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_a_reference_model_with_another_tokenizer_is_refused(base, tmp_path, method):
+    """DPO crashed (IndexError, exit 70) on a smaller vocabulary and trained against a meaningless reference on a
+    larger one; KTO did either silently."""
+    other = tmp_path / "other"
+    tok = build_tokenizer(other, CHATML, ["<|im_start|>", "<|im_end|>"], eos_token="<|im_end|>",
+                          pad_token="<|endoftext|>", vocab_size=520)
+    build_model(other, tok)
+    rows = ([{"prompt": f"Say yes {i}", "chosen": "Yes.", "rejected": "No."} for i in range(4)] if method == "dpo"
+            else [{"prompt": f"Say yes {i}", "completion": "Yes.", "label": i % 2 == 0} for i in range(4)])
+    cfg = config(base, tmp_path, write_jsonl(tmp_path / "d.jsonl", rows), method=method, ref_model=str(other),
+                 max_steps=1, micro_batch_size=2)
+    with pytest.raises(ConfigError, match=r"ref_model: the reference model's tokenizer is not the trained model's "
+                                          r"\(520 vs"):
+        quiet(cfg)
+
+
 @pytest.mark.slow
 def test_dpo_full_fine_tuning_uses_a_frozen_reference(base, other_teacher, tmp_path):
     data = write_jsonl(tmp_path / "pref.jsonl", [{"prompt": f"Say yes {i}", "chosen": "Yes indeed.",

@@ -21,23 +21,32 @@ from tunesmith.errors import ConfigError
 from tunesmith.config.defaults import Resolved
 
 
-def check_shared_tokenizer(student: Any, teacher_path: str) -> None:
-    """Raise a ConfigError unless the teacher's tokenizer has the student's vocabulary."""
+_SHARED = {  # what compares the two models' next-token distributions, per key
+    "teacher_model": ("the teacher", "the student", "distillation compares next-token distributions over one "
+                      "vocabulary, so teacher and student must share a tokenizer (pick a teacher from the student's "
+                      "model family)"),
+    "ref_model": ("the reference model", "the trained model", "the preference loss compares both models' "
+                  "log-probabilities of the same token ids, so they must share a tokenizer (the reference is "
+                  "normally the starting model: leave ref_model unset)"),
+}
+
+
+def check_shared_tokenizer(student: Any, other_path: str, key: str = "teacher_model") -> None:
+    """Raise a ConfigError unless ``key``'s model (the teacher, the DPO/KTO reference) has the tokenizer of the
+    model trained."""
     from tunesmith.errors import TunesmithError
     from tunesmith.tokenize import load_saved
 
     try:
-        teacher = load_saved(teacher_path)
+        other = load_saved(other_path)
     except TunesmithError as exc:
-        raise ConfigError(f"teacher_model: {exc}") from None
-    mine, theirs = student.get_vocab(), teacher.get_vocab()
+        raise ConfigError(f"{key}: {exc}") from None
+    mine, theirs = student.get_vocab(), other.get_vocab()
     if mine != theirs:
         differ = len(set(mine.items()) ^ set(theirs.items())) // 2 or abs(len(mine) - len(theirs))
-        raise ConfigError(
-            f"teacher_model: the teacher's tokenizer is not the student's ({len(theirs):,} vs {len(mine):,} tokens, "
-            f"about {differ:,} differ); distillation compares next-token distributions over one vocabulary, so "
-            "teacher and student must share a tokenizer (pick a teacher from the student's model family)"
-        )
+        what, trained, why = _SHARED[key]
+        raise ConfigError(f"{key}: {what}'s tokenizer is not {trained}'s ({len(theirs):,} vs {len(mine):,} tokens, "
+                          f"about {differ:,} differ); {why}")
 
 
 def build_distill(model: Any, config: Config, resolved: Resolved, args: dict[str, Any], tok: Any, collator: Any,

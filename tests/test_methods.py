@@ -304,3 +304,15 @@ def test_special_tokens_must_be_in_the_vocabulary(base, tmp_path):
     with pytest.raises(ConfigError, match=r"special_tokens.pad_token: '<\|finetune_right_pad_id\|>' is not in the "
                                           r"tokenizer's vocabulary; tunesmith does not add tokens"):
         tokenize.run(config(base, tmp_path, data, special_tokens={"pad_token": "<|finetune_right_pad_id|>"}))
+
+
+@pytest.mark.parametrize(("method", "adapter", "why"), [
+    ("orpo", "prompt", "virtual tokens lengthen the logits"), ("distill", "prompt", "longer than the teacher's"),
+    ("rm", "prefix", "no past key values")])
+def test_method_and_adapter_pairs_a_trainer_cannot_train_are_refused_when_the_config_loads(method, adapter, why):
+    """Each crashed deep in training (exit 70): a batch-size mismatch, unequal stacked logits, a PEFT error."""
+    from tunesmith.config import config_from_dict
+
+    extra = {"teacher_model": "t"} if method == "distill" else {}
+    with pytest.raises(ConfigError, match=rf"adapter: method {method} cannot train a {adapter} adapter: .*{why}"):
+        config_from_dict({"base_model": "m", "datasets": ["d.jsonl"], "method": method, "adapter": adapter, **extra})

@@ -31,6 +31,7 @@ class MethodSpec:
     min_micro_batch_size: int = 1
     min_micro_batch_why: str = ""
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refuses_adapters: dict[str, str] = field(default_factory=dict)  # adapter -> why the trainer cannot use it
 
 
 @cache

@@ -487,6 +487,9 @@ class Config(_Strict):
             )
         if self.ref_model and not spec.reference:
             raise ValueError(f"ref_model: method {self.method} has no reference model (only {_with('reference')})")
+        if self.adapter in spec.refuses_adapters:
+            raise ValueError(f"adapter: method {self.method} cannot train a {self.adapter} adapter: "
+                             f"{spec.refuses_adapters[self.adapter]}")
         quantized = self.quantization in ("4bit", "8bit")
         if quantized and not adapter_spec(self.adapter).low_rank:
             raise ValueError(

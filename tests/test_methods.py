@@ -316,3 +316,20 @@ def test_method_and_adapter_pairs_a_trainer_cannot_train_are_refused_when_the_co
     extra = {"teacher_model": "t"} if method == "distill" else {}
     with pytest.raises(ConfigError, match=rf"adapter: method {method} cannot train a {adapter} adapter: .*{why}"):
         config_from_dict({"base_model": "m", "datasets": ["d.jsonl"], "method": method, "adapter": adapter, **extra})
+
+
+def test_a_configured_lora_dropout_is_applied_by_dpo_and_the_default_is_off_and_said(base, tmp_path):
+    """TRL's DPO/KTO/ORPO/reward/GKD configs turn dropout off by default: lora_dropout 0.5 trained exactly like 0
+    while run.json recorded 0.5."""
+    from tunesmith.config.defaults import resolve
+
+    data = write_jsonl(tmp_path / "pref.jsonl", pairs(16, 0))
+    losses = {}
+    for p in (0.0, 0.5):
+        quiet(config(base, tmp_path / str(p), data, method="dpo", lora_dropout=p, max_steps=3))
+        losses[p] = logged(tmp_path / str(p) / "run", "loss")
+    assert losses[0.0] != losses[0.5]
+    unset = config(base, tmp_path, data, method="dpo")
+    raw = {**unset.model_dump(exclude_unset=True), "lora_dropout": None}
+    resolved = resolve(config_from_dict(raw), 100)
+    assert resolved["lora_dropout"] == 0.0 and "disable_dropout" in resolved.sources["lora_dropout"]

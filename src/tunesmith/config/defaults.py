@@ -26,6 +26,12 @@ class Resolved:
     def lines(self) -> list[str]:
         return [f"{k} = {self.values[k]}  ({self.sources[k]})" for k in self.values]
 
+    @property
+    def disable_dropout(self) -> bool:
+        """TRL's ``disable_dropout`` for the preference and distillation trainers (theirs defaults to True, which
+        silently turned a configured LoRA dropout off): dropout stays on exactly when ``lora_dropout`` > 0."""
+        return not self.values.get("lora_dropout")
+
 
 @cache
 def _table() -> dict[str, Any]:
@@ -66,7 +72,8 @@ def resolve(config: Config, train_rows: int) -> Resolved:
         alpha = {"value": factor["value"] * values["lora_r"], "source": factor["source"]}
         pick("lora_alpha", config.lora_alpha, alpha)
         drop = t["lora_dropout"]
-        pick("lora_dropout", config.lora_dropout, drop["small" if train_rows < drop["small_rows"] else "default"])
+        pick("lora_dropout", config.lora_dropout,
+             spec.defaults.get("lora_dropout") or drop["small" if train_rows < drop["small_rows"] else "default"])
     return Resolved(values, sources)
 
 

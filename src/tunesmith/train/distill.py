@@ -65,6 +65,7 @@ def build_distill(model: Any, config: Config, resolved: Resolved, args: dict[str
             f"rows, the student's {student_vocab:,}; their logits cannot be compared token for token"
         )
     gkd_args = GKDConfig(**args, lmbda=0.0, beta=resolved["beta"], seq_kd=False, max_length=config.sequence_len,
+                         disable_dropout=resolved.disable_dropout,
                          dataset_kwargs={"skip_prepare_dataset": True})
     trainer = GKDTrainer(
         model=model,

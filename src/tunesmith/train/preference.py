@@ -49,7 +49,7 @@ def build_kto(model: Any, config: Config, resolved: Resolved, args: dict[str, An
                 return dataset
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
-    kto_args = KTOConfig(**args, beta=resolved["beta"], desirable_weight=config.kto_desirable_weight,
+    kto_args = KTOConfig(**args, beta=resolved["beta"], disable_dropout=resolved.disable_dropout, desirable_weight=config.kto_desirable_weight,
                          undesirable_weight=config.kto_undesirable_weight, max_length=config.sequence_len,
                          precompute_ref_log_probs=False)
     batch = config.micro_batch_size
@@ -112,7 +112,8 @@ def build_orpo(model: Any, config: Config, resolved: Resolved, args: dict[str, A
     pad = tok.tokenizer.pad_token_id if tok.tokenizer.pad_token_id is not None else tok.tokenizer.eos_token_id
     # ORPO batches have no input_ids column for transformers to count tokens in
     args = {**args, "include_num_input_tokens_seen": "no"}
-    orpo_args = ORPOConfig(**args, beta=resolved["beta"], max_length=config.sequence_len, padding_value=pad)
+    orpo_args = ORPOConfig(**args, beta=resolved["beta"], max_length=config.sequence_len, padding_value=pad,
+                           disable_dropout=resolved.disable_dropout)
     trainer = PretokenizedORPOTrainer(
         model=model,
         args=orpo_args,
@@ -138,7 +139,7 @@ def build_rm(model: Any, config: Config, resolved: Resolved, args: dict[str, Any
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    rm_args = RewardConfig(**args, max_length=config.sequence_len)
+    rm_args = RewardConfig(**args, max_length=config.sequence_len, disable_dropout=resolved.disable_dropout)
     trainer = RewardTrainer(
         model=model,
         args=rm_args,

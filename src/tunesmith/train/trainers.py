@@ -89,7 +89,8 @@ def training_arguments(config: Config, args: dict[str, Any], resolved: Resolved)
         from trl import DPOConfig
 
         return DPOConfig(**args, beta=resolved["beta"], loss_type=[config.loss_type],
-                         max_length=config.sequence_len, precompute_ref_log_probs=False)
+                         max_length=config.sequence_len, precompute_ref_log_probs=False,
+                         disable_dropout=resolved.disable_dropout)
     return TrainingArguments(**args, label_names=["labels"])
 
 

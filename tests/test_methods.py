@@ -333,3 +333,14 @@ def test_a_configured_lora_dropout_is_applied_by_dpo_and_the_default_is_off_and_
     raw = {**unset.model_dump(exclude_unset=True), "lora_dropout": None}
     resolved = resolve(config_from_dict(raw), 100)
     assert resolved["lora_dropout"] == 0.0 and "disable_dropout" in resolved.sources["lora_dropout"]
+
+
+def test_distill_refuses_rows_with_loss_weights_it_would_ignore(base, other_teacher, tmp_path):
+    """TRL's GKD loss never reads the weights: the run trained bit-identically to the unweighted one, silently."""
+    rows = [{"messages": [{"role": "user", "content": f"hi {i}"},
+                          {"role": "assistant", "content": "hello", "loss_weight": 5.0 if i % 2 else 1.0}]}
+            for i in range(4)]
+    cfg = config(base, tmp_path, write_jsonl(tmp_path / "w.jsonl", rows), method="distill",
+                 teacher_model=str(other_teacher), max_steps=1)
+    with pytest.raises(ConfigError, match="distill: the rows carry per-message loss_weight, which the distillation"):
+        quiet(cfg)

@@ -79,6 +79,12 @@ def test_non_interactive_writes_a_starter_config_that_loads(tmp_path) -> None:
     assert advice["outcome"] == "fine-tuning"
     cfg = load_config(out_cfg)
     assert cfg.method == "dpo" and cfg.adapter == "lora" and cfg.datasets[0].type == "preference"
+    answers = str(_answers(tmp_path, data_kind="preference"))
+    again = run_cli("advise", "--answers", answers, "--out", str(out_cfg), "--json")  # replaced it silently
+    assert again.returncode == 1 and f"--out {out_cfg}: already exists" in again.stderr
+    missing = run_cli("advise", "--answers", answers, "--out", str(tmp_path / "nope" / "s.yaml"), "--json")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr  # was an internal error (exit 70)
+    assert f"the folder {tmp_path / 'nope'} does not exist" in missing.stderr
     assert cfg.hardware.gpu == "L4" and cfg.base_model == "Qwen/Qwen2.5-0.5B-Instruct"
     assert run_cli("config", str(out_cfg)).returncode == 0
 

@@ -40,11 +40,24 @@ def advise(
     if advice.starter is not None:
         text = dump(advice.starter)
         if out:
-            Path(out).write_text(text, "utf-8")
+            _write_out(Path(out), text)
             if not as_json:
                 typer.echo(f"starter config written to {out} (next: tunesmith plan {out})")
         elif not as_json:
             typer.echo("\nstarter config (--out FILE writes it):\n" + text)
+
+
+def _write_out(path: Path, text: str) -> None:
+    """The starter config, never over an existing file (a config the user wrote) and with the folder named when
+    it is missing."""
+    from tunesmith.errors import TunesmithError
+
+    if path.exists():
+        raise TunesmithError(f"--out {path}: already exists; choose another file (the starter config does not "
+                             "replace one)")
+    if not path.parent.is_dir():
+        raise TunesmithError(f"--out {path}: the folder {path.parent} does not exist")
+    path.write_text(text, "utf-8")
 
 
 def _read_answers(path: str) -> dict[str, Any]:

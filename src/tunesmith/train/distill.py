@@ -56,6 +56,11 @@ def build_distill(model: Any, config: Config, resolved: Resolved, args: dict[str
 
     from tunesmith.train.model import load_frozen
 
+    if len(tok.train) and "loss_weights" in tok.train[0]:
+        raise ConfigError("distill: the rows carry per-message loss_weight, which the distillation loss (TRL GKD) "
+                          "does not apply: every assistant token would count alike; remove loss_weight from the "
+                          "data, or train with method: sft")
+
     check_shared_tokenizer(tok.tokenizer, str(config.teacher_model))
     teacher = load_frozen(config, str(config.teacher_model), "teacher_model")
     student_vocab = model.get_input_embeddings().weight.shape[0]

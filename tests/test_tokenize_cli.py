@@ -71,3 +71,19 @@ def test_preview_without_a_chat_template_is_a_clean_error(project: Path) -> None
     proc = run_cli("preview", str(project / "run.yaml"), "--set", f"base_model={bare}")
     assert proc.returncode == 1
     assert "has no chat template" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_preview_uses_the_sequence_len_train_will_use(tmp_path: Path) -> None:
+    """sequence_len unset and the model's context shorter than the default: train lowers it (and drops longer rows);
+    preview tokenized with 2048 and showed rows train would drop."""
+    from tiny import build_model
+
+    tok = build_tokenizer(tmp_path / "base", template_text("chatml"), ["<|im_start|>", "<|im_end|>"])
+    build_model(tmp_path / "base", tok, max_positions=24)
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS), "utf-8")
+    (tmp_path / "run.yaml").write_text(f"base_model: {tmp_path / 'base'}\ndatasets:\n  - path: {tmp_path / 'chat.jsonl'}\n"
+                                       f"output_dir: {tmp_path / 'out'}\n", "utf-8")
+    proc = run_cli("preview", str(tmp_path / "run.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert "the default 2048 is longer than the model's context, so this run uses 24" in proc.stderr
+    assert "dropped: 2 rows" in proc.stdout and "too_long" in proc.stdout  # both rows are longer than 24

@@ -30,7 +30,10 @@ def audit(
     if fail_on not in (None, "error", "warning", "never"):
         raise ConfigError(f"--fail-on: must be one of error, warning, never (got {fail_on!r})")
     if len(paths) == 1 and paths[0].endswith(_CONFIG_SUFFIXES):
-        config = load_config(paths[0], set_)
+        from tunesmith.train.context import fit_default_length
+
+        # the sequence_len train will use, so length findings are train's (see preview)
+        config = fit_default_length(load_config(paths[0], set_), lambda line: typer.echo(line, err=True))
         report = run(config)
     else:
         # files, not a run: audited as given, without the default validation split (--set val_set_size=...)

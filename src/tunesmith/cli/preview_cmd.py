@@ -24,7 +24,11 @@ def preview(
     from tunesmith.tokenize.chat import IGNORE
     from tunesmith.tokenize.preview import as_sequence, row_view, segments
 
-    result = run(load_config(path, set_))
+    from tunesmith.train.context import fit_default_length
+
+    # the sequence_len train will use (an unset default longer than the model's context is lowered): preview shows
+    # what train trains
+    result = run(fit_default_length(load_config(path, set_), lambda line: typer.echo(line, err=True)))
     picked = list(enumerate(zip(result.samples[:rows], result.sources)))
     cache_line = f"cache: {'reused' if result.cache_hit else 'built'} {result.cache_dir}"
     if as_json:

@@ -344,3 +344,10 @@ def test_distill_refuses_rows_with_loss_weights_it_would_ignore(base, other_teac
                  teacher_model=str(other_teacher), max_steps=1)
     with pytest.raises(ConfigError, match="distill: the rows carry per-message loss_weight, which the distillation"):
         quiet(cfg)
+
+
+def test_sample_packing_on_a_method_that_does_not_pack_is_said(base, tmp_path):
+    lines: list[str] = []
+    data = write_jsonl(tmp_path / "pref.jsonl", pairs(8, 0))
+    run(config(base, tmp_path, data, method="dpo", sample_packing=True, max_steps=1), quiet=True, say=lines.append)
+    assert "warning: sample_packing: dpo does not pack rows (each row is batched on its own); the setting has no effect" in lines

@@ -200,7 +200,12 @@ def _contamination(config: Config, say: Callable[[str], None]) -> dict[str, Any]
 def _lint(config: Config, values: dict[str, Any], rows: int, say: Callable[[str], None]) -> list[str]:
     from tunesmith.train import lint
 
+    from tunesmith.config.methods import method_spec
+
     found = lint.check(config, values, rows)
+    if config.sample_packing and not method_spec(config.method).packing:  # else ignored without a word
+        found.append(f"sample_packing: {config.method} does not pack rows (each row is batched on its own); the "
+                     "setting has no effect")
     for line in found:
         say(f"warning: {line}")
     return found

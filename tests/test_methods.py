@@ -351,3 +351,16 @@ def test_sample_packing_on_a_method_that_does_not_pack_is_said(base, tmp_path):
     data = write_jsonl(tmp_path / "pref.jsonl", pairs(8, 0))
     run(config(base, tmp_path, data, method="dpo", sample_packing=True, max_steps=1), quiet=True, say=lines.append)
     assert "warning: sample_packing: dpo does not pack rows (each row is batched on its own); the setting has no effect" in lines
+
+
+@pytest.mark.parametrize(("method", "key"), [("distill", "teacher_model"), ("dpo", "ref_model")])
+def test_a_missing_teacher_or_reference_folder_is_named_before_any_data_is_read(base, tmp_path, method, key):
+    """It was found only after the data, the audit and the base weights had loaded, with the hub's 'Repo id'
+    message; and the run directory was claimed."""
+    rows = pairs(4, 0) if method == "dpo" else [{"messages": [{"role": "user", "content": "hi"},
+                                                              {"role": "assistant", "content": "hello"}]}] * 4
+    cfg = config(base, tmp_path, write_jsonl(tmp_path / "d.jsonl", rows), method=method,
+                 **{key: str(tmp_path / "nope")}, max_steps=1)
+    with pytest.raises(ConfigError, match=rf"{key}: {tmp_path / 'nope'}: no such folder \(nor a hub id\)"):
+        quiet(cfg)
+    assert not (tmp_path / "run" / "run.json").exists()

@@ -37,11 +37,28 @@ def run(config: Config) -> Any:
         from tunesmith.train import context
 
         context.check(config)
+        check_other_models(config, tokenizer)
     check_report_to(config)
     check_target_modules(config)
     with _located(config):
         check_training_arguments(config)
     return tokenizer
+
+
+def check_other_models(config: Config, tokenizer: Any) -> None:
+    """``teacher_model`` / ``ref_model`` before any data is read: an existing folder or a hub id, with the trained
+    model's tokenizer (they were checked only after the data, the audit and the base weights had loaded, a
+    missing folder with the hub's "Repo id" message)."""
+    from tunesmith.config.refs import looks_like_hub_id
+    from tunesmith.train.distill import check_shared_tokenizer
+
+    for key in ("teacher_model", "ref_model"):
+        ref = getattr(config, key)
+        if not ref:
+            continue
+        if not Path(str(ref)).expanduser().exists() and not looks_like_hub_id(str(ref)):
+            raise ConfigError(f"{key}: {ref}: no such folder (nor a hub id)")
+        check_shared_tokenizer(tokenizer, str(ref), key)
 
 
 class _located:

@@ -323,3 +323,20 @@ def test_a_vllm_export_keeps_a_system_prompt_beyond_the_basic_plane(tmp_path):
     info.write_text(json.dumps({**json.loads(info.read_text()), "system_prompt": "Answer kindly 😀 \"always\"."}))
     result = export.run(export.ExportOptions(run, "vllm", None, tmp_path / "v"))
     assert result.passed and checks(result)["vllm_template"].passed
+
+
+def test_a_llama_whose_head_dim_is_not_hidden_over_heads_writes_its_key_length(tmp_path):
+    """Mistral-Nemo's shape: without attention.key_length llama.cpp takes hidden/heads and refuses the file
+    ("invalid n_rot"), while every check here (through transformers' loader) passed."""
+    from gguf import GGUFReader
+    from transformers import AutoTokenizer
+
+    model = build_model(tmp_path / "base", family_tokenizer(tmp_path / "base", "chatml"), hidden=64, head_dim=32)
+    save_result(model, AutoTokenizer.from_pretrained(str(tmp_path / "base")), tmp_path / "run" / "model",
+                {"base_model": None, "chat_template": "chatml", "system_prompt": SYSTEM})
+    result = export.run(export.ExportOptions(tmp_path / "run", "gguf", "f16"))
+    assert result.passed, [c.detail for c in result.failed]
+    fields = GGUFReader(str(result.out_dir / "model-f16.gguf")).fields
+    value = lambda key: fields[key].parts[fields[key].data[0]].tolist()  # noqa: E731
+    assert value("llama.attention.head_count") == [4] and value("llama.rope.dimension_count") == [32]
+    assert value("llama.attention.key_length") == value("llama.attention.value_length") == [32]

@@ -220,7 +220,9 @@ def _hparams(writer: Any, config: Any, spec: ArchSpec) -> None:
     writer.add_rope_freq_base(float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))))
     writer.add_rope_dimension_count(head_dim)
     writer.add_vocab_size(config.vocab_size)
-    if spec.head_dim:
+    # llama.cpp takes a head as hidden/heads unless these say otherwise: a Llama or Mistral whose head_dim differs
+    # (Mistral-Nemo) needs them too, or llama.cpp refuses the file ("invalid n_rot")
+    if spec.head_dim or head_dim != config.hidden_size // heads:
         writer.add_key_length(head_dim)
         writer.add_value_length(head_dim)
 

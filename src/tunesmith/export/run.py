@@ -69,28 +69,18 @@ def run(options: ExportOptions) -> ExportResult:
     chosen.refuse(source, quant)
     name = options.name or model_name(Path(options.source).resolve().name)
     reference = logits(source.load(), source.probe_ids())  # the trained model, before an adapter is folded
-    # the export that was there before is set aside, not deleted, until this one has passed its checks: a failure
-    # (an error, or checks that fail: moved to <out>.failed for inspection) gives it back
-    previous = outputs.set_aside(out)
-    out.mkdir(parents=True)
-    try:
+    # the export that was there before is kept until this one has passed its checks (merge/outputs.py)
+    with outputs.Replacing(out) as replacing:
         manifest: dict[str, Any] = {"format": chosen.name, "quant": quant, "source": str(source.folder.resolve()),
                                     "name": name}
         manifest.update(chosen.write(source, out, quant, name))
         manifest["files"] = sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
         checks = chosen.verify(source, out, manifest, reference)
-    except BaseException:
-        outputs.give_back(out, previous, keep_failed=False)
-        raise
-    manifest["checks"] = [c.to_dict() for c in checks]
-    manifest["passed"] = all(c.passed for c in checks)
-    write_manifest(out, manifest)
-    if not manifest["passed"]:
-        failed = outputs.give_back(out, previous, keep_failed=True)
-        return ExportResult(failed, chosen.name, quant, checks, manifest.get("command"), time.perf_counter() - t0,
-                            manifest)
-    outputs.settle(previous)
-    return ExportResult(out, chosen.name, quant, checks, manifest.get("command"), time.perf_counter() - t0, manifest)
+        manifest["checks"] = [c.to_dict() for c in checks]
+        manifest["passed"] = all(c.passed for c in checks)
+        write_manifest(out, manifest)
+        where = replacing.finish(manifest["passed"])
+    return ExportResult(where, chosen.name, quant, checks, manifest.get("command"), time.perf_counter() - t0, manifest)
 
 
 def verify(out_dir: Path) -> ExportResult:

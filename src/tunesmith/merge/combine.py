@@ -67,21 +67,14 @@ def combine(options: CombineOptions) -> CombineResult:
     t0 = time.perf_counter()
     plan, backend = prepare(options)
     out = options.out_dir
-    previous = outputs.set_aside(out)  # prepare refused an existing folder unless --overwrite
-    out.mkdir(parents=True)
-    try:
+    with outputs.Replacing(out) as replacing:  # prepare refused an existing folder unless --overwrite
         check = BACKENDS[backend](plan, out)
         comparison = evaluate_merge(plan.sources, out, out / "eval")
-    except BaseException:
-        outputs.give_back(out, previous, keep_failed=False)
-        raise
-    result = CombineResult(out, plan.method.name, backend, [s.label for s in plan.sources], plan.weights,
-                           plan.params, check, comparison, time.perf_counter() - t0, plan.notes)
-    (out / REPORT).write_text(json.dumps(result.to_dict(), indent=2), "utf-8")
-    if check is not None and not check.passed:  # the fold differs from its adapters: kept at <out>.failed
-        result.output_dir = outputs.give_back(out, previous, keep_failed=True) or out
-        return result
-    outputs.settle(previous)
+        result = CombineResult(out, plan.method.name, backend, [s.label for s in plan.sources], plan.weights,
+                               plan.params, check, comparison, time.perf_counter() - t0, plan.notes)
+        (out / REPORT).write_text(json.dumps(result.to_dict(), indent=2), "utf-8")
+        # a fold that differs from its adapters is kept at <out>.failed and the previous merge comes back
+        result.output_dir = replacing.finish(check is None or check.passed)
     return result
 
 

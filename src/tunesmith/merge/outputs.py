@@ -2,8 +2,12 @@
 
 The folder that was there before is set aside (``.<name>.previous-<pid>``), not deleted, while the new one is
 written under the real name (the files inside it may name their own paths: a launch script, a manifest). An
-error, or a check that fails, gives the previous folder back; a failed result is kept at ``<name>.failed`` for
-inspection, under a name nothing loads by default.
+error gives the previous folder back and deletes the new one; a result that fails its check is kept at
+``<name>.failed`` for inspection, under a name nothing loads by default, and the previous folder comes back too.
+
+    with Replacing(out) as replacing:
+        ...write into out, check it...
+        where = replacing.finish(passed)  # out, or <out>.failed
 """
 
 from __future__ import annotations
@@ -11,33 +15,41 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 
-def set_aside(out: Path) -> Path | None:
-    """Move an existing ``out`` aside; None when there is none."""
-    if not out.exists():
-        return None
-    previous = out.with_name(f".{out.name}.previous-{os.getpid()}")
-    shutil.rmtree(previous, ignore_errors=True)
-    out.rename(previous)
-    return previous
+class Replacing:
+    """``out`` replaced by what the block writes into it, once ``finish`` says it passed."""
 
+    def __init__(self, out: Path):
+        self.out = out
+        self.previous: Path | None = None
 
-def give_back(out: Path, previous: Path | None, keep_failed: bool) -> Path | None:
-    """Undo a failed result: it moves to ``<out>.failed`` (``keep_failed``, returned) or is deleted, and the
-    previous folder returns to ``out``."""
-    failed = out.with_name(out.name + ".failed") if keep_failed else None
-    if failed is not None:
+    def __enter__(self) -> Replacing:
+        if self.out.exists():
+            self.previous = self.out.with_name(f".{self.out.name}.previous-{os.getpid()}")
+            shutil.rmtree(self.previous, ignore_errors=True)
+            self.out.rename(self.previous)
+        self.out.mkdir(parents=True)
+        return self
+
+    def finish(self, passed: bool) -> Path:
+        """Where the result is now: ``out`` (the previous folder goes), else ``<out>.failed`` (it comes back)."""
+        if passed:
+            if self.previous is not None:
+                shutil.rmtree(self.previous, ignore_errors=True)
+            return self.out
+        failed = self.out.with_name(self.out.name + ".failed")
         shutil.rmtree(failed, ignore_errors=True)
-        out.rename(failed)
-    else:
-        shutil.rmtree(out, ignore_errors=True)
-    if previous is not None:
-        previous.rename(out)
-    return failed
+        self.out.rename(failed)
+        self._give_back()
+        return failed
 
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if kind is not None:  # an error before finish: the half-written result goes, the previous one comes back
+            shutil.rmtree(self.out, ignore_errors=True)
+            self._give_back()
 
-def settle(previous: Path | None) -> None:
-    """The new result passed: the previous folder goes."""
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
+    def _give_back(self) -> None:
+        if self.previous is not None:
+            self.previous.rename(self.out)

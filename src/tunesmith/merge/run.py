@@ -8,8 +8,6 @@ adapter model's; the largest absolute difference is reported and must stay under
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Any
 from tunesmith.config import Config
 from tunesmith.data.records import Message
 from tunesmith.errors import TunesmithError
+from tunesmith.merge import outputs
 
 TOLERANCE = 1e-3  # float32 merge rounding moves logits by ~1e-5; a wrong merge (scale, weights) by >= 1e-1
 
@@ -64,15 +63,12 @@ def run(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Pat
     ids = [infer.prompt_ids(loaded.tokenizer, p, config.system_prompt) for p in probes]
     expected = _logits(loaded.model, ids)  # before merge_and_unload changes the base weights in place
     info = {**infer.info(folder), "base_model": None, "merged_from": str(folder.resolve())}
-    building = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
-    save_result(loaded.model.merge_and_unload(), loaded.tokenizer, building, info)
-    result = _compare(building, ids, expected, tolerance, t0)
     # only a merge that passed its check is where export, chat and serve look for one (``merged/``); a failed one
-    # is kept beside it for inspection, under a name nothing loads by default
-    result.output_dir = out_dir if result.passed else out_dir.with_name(out_dir.name + ".failed")
-    shutil.rmtree(result.output_dir, ignore_errors=True)
-    building.rename(result.output_dir)
+    # is kept beside it for inspection, under a name nothing loads by default (merge/outputs.py)
+    with outputs.Replacing(out_dir) as replacing:
+        save_result(loaded.model.merge_and_unload(), loaded.tokenizer, out_dir, info)
+        result = _compare(out_dir, ids, expected, tolerance, t0)
+        result.output_dir = replacing.finish(result.passed)
     return result
 
 

@@ -197,19 +197,13 @@ def run(
 def _template_problem(config: Config, tokenizer: Any, data: DataResult) -> str | None:
     """Why the chat template does not fit the tokenizer or the data (another family's template, system prompts
     or tool calls it leaves out), as tokenization refuses it, or None."""
-    import itertools
-
     from tunesmith.config.methods import method_spec
-    from tunesmith.tokenize.template_fit import check_system_prompts, check_tool_rendering
-    from tunesmith.tokenize.tokenizer import require_chat_template
+    from tunesmith.tokenize.template_fit import check_for_data
 
     if method_spec(config.method).rows == "text":
         return None
     try:
-        require_chat_template(tokenizer, config.chat_template)
-        check_system_prompts(tokenizer, config.chat_template, itertools.chain(data.train, data.eval),
-                             config.system_prompt)
-        check_tool_rendering(tokenizer, config.chat_template, itertools.chain(data.train, data.eval))
+        check_for_data(tokenizer, config.chat_template, config.system_prompt, data.train, data.eval)
     except ConfigError as exc:
         return str(exc)
     return None

@@ -21,8 +21,8 @@ from tunesmith.tokenize.chat import IGNORE, EncodeMemo
 from tunesmith.tokenize.cpt import tokenize_text_split
 from tunesmith.tokenize.pack import Bins, bins_for, packed_rows, packing_efficiency, padded_efficiency
 from tunesmith.tokenize.rows import Split, tokenize_chat_split
-from tunesmith.tokenize.template_fit import check_system_prompts, check_tool_rendering
-from tunesmith.tokenize.tokenizer import load_tokenizer, require_chat_template, tokenizer_fingerprint
+from tunesmith.tokenize.template_fit import check_for_data
+from tunesmith.tokenize.tokenizer import load_tokenizer, tokenizer_fingerprint
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -90,10 +90,7 @@ def run(
     if tokenizer is None:
         tokenizer = load_tokenizer(config.base_model, config.chat_template, config.special_tokens)
     if spec.rows != "text":
-        require_chat_template(tokenizer, config.chat_template)
-        check_system_prompts(tokenizer, config.chat_template, itertools.chain(data.train, data.eval),
-                             config.system_prompt)
-        check_tool_rendering(tokenizer, config.chat_template, itertools.chain(data.train, data.eval))
+        check_for_data(tokenizer, config.chat_template, config.system_prompt, data.train, data.eval)
     fingerprint = tokenizer_fingerprint(tokenizer)
     key = cache.cache_key(cache.records_fingerprint([data.train, data.eval]), fingerprint, settings(config))
     path = cache.cache_dir(config.output_dir, key)

@@ -261,3 +261,17 @@ def check_tool_rendering(tokenizer: PreTrainedTokenizerBase, chat_template: str,
         raise ConfigError(f"chat_template: {chat_template} leaves {' and '.join(lost)} out of its render: a call turn "
                           "would train as an empty answer and the model would never see the tools; use a template "
                           "that renders tools (chatml, qwen, the model's own), or remove the tool rows")
+
+
+def check_for_data(tokenizer: PreTrainedTokenizerBase, chat_template: str, system_prompt: str | None,
+                   train: Iterable[Any], evals: Iterable[Any]) -> None:
+    """Every check of the chat template against the tokenizer and the conversations about to be tokenized
+    (tokenization refuses on the first; the audit reports it): a template that fits the tokenizer, and renders
+    every system prompt and any tool calls and definitions."""
+    import itertools
+
+    from tunesmith.tokenize.tokenizer import require_chat_template
+
+    require_chat_template(tokenizer, chat_template)
+    check_system_prompts(tokenizer, chat_template, itertools.chain(train, evals), system_prompt)
+    check_tool_rendering(tokenizer, chat_template, itertools.chain(train, evals))

@@ -111,7 +111,7 @@ def mine(options: MineOptions) -> MineResult:
     kinds = list(options.kinds) or [k for k in SIGNALS if k != "judge_score" or options.judge is not None]
     flagged = [(r, hits) for r in requests if (hits := detect(r, ctx, kinds))]
     items = queue.rank(cluster(flagged, options.cluster_threshold))
-    positives = [_positive_row(r, why) for r in requests if (why := _positive(r, ctx, kinds))]
+    positives = [row for r in requests if (why := _positive(r, ctx, kinds)) and (row := _positive_row(r, why))]
     counts = {k: sum(any(h.kind == k for h in hits) for _, hits in flagged) for k in kinds}
     queue.write(options.out, items)
     files.write_jsonl(options.out / "positives.jsonl", positives)
@@ -136,15 +136,16 @@ def _settings(overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def _positive(req: LoggedRequest, ctx: Context, kinds: list[str]) -> str | None:
-    if not req.reply or request_messages(req) is None or detect(req, ctx, kinds):
-        return None
-    return is_positive(req, ctx)
+    return None if not req.reply or not req.messages or detect(req, ctx, kinds) else is_positive(req, ctx)
 
 
-def _positive_row(req: LoggedRequest, why: str) -> dict[str, Any]:
+def _positive_row(req: LoggedRequest, why: str) -> dict[str, Any] | None:
     """The request as a training row: its messages as training reads them (its own system prompt kept: the reply
-    was given under it; without one, training adds the run's, which the server used too) and the reply."""
-    messages = request_messages(req) or []
+    was given under it; without one, training adds the run's, which the server used too) and the reply; None
+    when its messages are not readable as training messages."""
+    messages = request_messages(req)
+    if messages is None:
+        return None
     return {"messages": [*messages, {"role": "assistant", "content": req.reply}],
             "meta": {"origin": "flywheel:positive", "request_id": req.id, "reason": why}}
 

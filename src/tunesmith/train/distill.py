@@ -61,7 +61,6 @@ def build_distill(model: Any, config: Config, resolved: Resolved, args: dict[str
                           "does not apply: every assistant token would count alike; remove loss_weight from the "
                           "data, or train with method: sft")
 
-    check_shared_tokenizer(tok.tokenizer, str(config.teacher_model))
     teacher = load_frozen(config, str(config.teacher_model), "teacher_model")
     student_vocab = model.get_input_embeddings().weight.shape[0]
     if teacher.get_input_embeddings().weight.shape[0] != student_vocab:

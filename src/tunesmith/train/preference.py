@@ -55,7 +55,7 @@ def build_kto(model: Any, config: Config, resolved: Resolved, args: dict[str, An
     batch = config.micro_batch_size
     trainer = PretokenizedKTOTrainer(
         model=model,
-        ref_model=reference_model(model, config, tok.tokenizer),
+        ref_model=reference_model(model, config),
         args=kto_args,
         train_dataset=Dataset.from_list(kto_rows(tok.train, batch, config.seed)),
         eval_dataset=Dataset.from_list(kto_rows(tok.eval, batch, config.seed)) if tok.eval else None,

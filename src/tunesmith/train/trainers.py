@@ -165,7 +165,7 @@ def build_dpo(model: Any, config: Config, resolved: Resolved, args: dict[str, An
 
     from tunesmith.train import dpo
 
-    ref = reference_model(model, config, tok.tokenizer)
+    ref = reference_model(model, config)
     if padding_free and ref is not None:
         _varlen_reference(ref)
     extra: dict[str, Any] = {}
@@ -196,16 +196,14 @@ def _varlen_reference(ref: Any) -> None:
     ref.set_attn_implementation(varlen.register())
 
 
-def reference_model(model: Any, config: Config, tokenizer: Any) -> Any | None:
-    """``ref_model`` when set (its tokenizer must be the trained model's); a frozen copy for full fine-tuning;
-    None with an adapter (TRL then disables the adapter to get the reference)."""
+def reference_model(model: Any, config: Config) -> Any | None:
+    """``ref_model`` when set (its tokenizer checked by ``preflight.check_other_models``); a frozen copy for
+    full fine-tuning; None with an adapter (TRL then disables the adapter to get the reference)."""
     from peft import PeftModel
 
-    from tunesmith.train.distill import check_shared_tokenizer
     from tunesmith.train.model import load_frozen
 
     if config.ref_model:
-        check_shared_tokenizer(tokenizer, str(config.ref_model), "ref_model")
         return load_frozen(config, config.ref_model, "ref_model")
     if isinstance(model, PeftModel):
         return None

@@ -281,3 +281,17 @@ def test_a_merge_that_fails_its_check_is_never_where_export_and_chat_look(tmp_pa
     assert (run / "merged.failed" / "config.json").is_file()
     assert (run / "merged" / "earlier.txt").read_text() == "an earlier merge"  # what was there stays
     assert not list(run.glob(".merged.building-*"))
+
+
+def test_a_blend_of_fine_tunes_of_different_bases_is_said(tmp_path, base):
+    """slerp / linear of full models need no common base, so they were not refused, and said nothing."""
+    import shutil
+
+    shutil.copytree(base, tmp_path / "base2")
+    a = fake_run(tmp_path, base, "a", seed=1)
+    b = fake_run(tmp_path, tmp_path / "base2", "b", seed=2)
+    plan, _ = merge.prepare(merge.CombineOptions((a, b), "slerp", tmp_path / "out"))
+    assert any(n.startswith("the sources were fine-tuned from different bases") and "blends different models" in n
+               for n in plan.notes), plan.notes
+    same, _ = merge.prepare(merge.CombineOptions((a, fake_run(tmp_path, base, "c", seed=3)), "slerp", tmp_path / "o2"))
+    assert not any("different bases" in n for n in same.notes)

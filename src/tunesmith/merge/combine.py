@@ -21,7 +21,7 @@ from tunesmith.merge.backends import BACKENDS, Plan, check_adapters, require_mer
 from tunesmith.merge.compare import Comparison, evaluate_merge
 from tunesmith.merge.methods import MergeMethod, method, methods
 from tunesmith.merge.run import MergeResult, probe_prompts
-from tunesmith.merge.sources import Source, check_compatible, common_base, resolve
+from tunesmith.merge.sources import Source, check_compatible, common_base, resolve, same_base
 
 REPORT = "merge_report.json"
 
@@ -119,7 +119,7 @@ def _check_out(options: CombineOptions) -> None:
 def _different_bases(sources: list[Source]) -> str | None:
     """Said when a method that needs no common base merges fine-tunes of different bases (a blend of two
     models, not a combination of task vectors of one)."""
-    bases = {str(Path(s.base).resolve()) if Path(s.base).exists() else s.base for s in sources if s.base}
+    bases = {same_base(s.base) for s in sources if s.base}
     if len(bases) < 2:
         return None
     return (f"the sources were fine-tuned from different bases ({', '.join(sorted(bases))}): the merge blends "

@@ -124,6 +124,11 @@ def _vocabulary(tokenizer: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def same_base(base: str) -> str:
+    """How two sources' recorded bases are compared: a local folder by its resolved path, a hub id as written."""
+    return str(Path(base).resolve()) if Path(base).exists() else base
+
+
 def common_base(sources: list[Source], override: str | None) -> str:
     """The base every source was fine-tuned from (``override`` wins); sources disagreeing are refused."""
     if override:
@@ -132,7 +137,7 @@ def common_base(sources: list[Source], override: str | None) -> str:
     missing = [label for label, base in bases.items() if not base]
     if missing:
         raise TunesmithError(f"{', '.join(missing)}: no base model recorded (tunesmith_model.json); pass --base DIR")
-    resolved = {label: str(Path(b).resolve()) if Path(b).exists() else b for label, b in bases.items()}
+    resolved = {label: same_base(b) for label, b in bases.items()}
     if len(set(resolved.values())) > 1:
         listing = ", ".join(f"{label}: {base}" for label, base in resolved.items())
         raise TunesmithError(f"the sources were fine-tuned from different bases ({listing}); task vectors are "

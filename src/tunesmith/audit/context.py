@@ -69,9 +69,12 @@ def _turn(m: Message) -> str:
     answers that call different functions are different answers."""
     if not m.tool_calls:
         return m.content
-    calls = "\n".join(f"{c.name}({c.arguments if isinstance(c.arguments, str) else json.dumps(c.arguments, sort_keys=True)})"
-                      for c in m.tool_calls)
+    calls = "\n".join(f"{c.name}({_arguments(c.arguments)})" for c in m.tool_calls)
     return f"{m.content}\n{calls}" if m.content else calls
+
+
+def _arguments(arguments: dict[str, Any] | str) -> str:
+    return arguments if isinstance(arguments, str) else json.dumps(arguments, sort_keys=True)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,8 @@ def _one(name: str, info: dict[str, Any], root: Path, method: str | None) -> dic
     columns = entry.get("columns", {})
     media = [c for c in ("images", "videos", "audios") if c in columns]
     if media:
-        raise ConfigError(f"dataset: '{name}' ({root / 'dataset_info.json'}) has {' and '.join(media)} (columns.{media[0]}): tunesmith "
+        raise ConfigError(f"dataset: '{name}' ({root / 'dataset_info.json'}) has {' and '.join(media)} "
+                          f"(columns.{media[0]}): tunesmith "
                           "trains text models only, and its <image>-style placeholders would be trained as text; use a "
                           "text-only dataset")
     if entry.get("num_samples") is not None:

@@ -95,7 +95,9 @@ def chat_template(model_dir: str | Path) -> str | None:
     if not system:
         return text
     inject = ("{%- if messages and messages[0]['role'] != 'system' -%}"
-              f"{{%- set messages = [{{'role': 'system', 'content': {json.dumps(system, ensure_ascii=False)}}}] + messages -%}}"
+              # the character itself, not JSON's \u escapes: Jinja reads a pair of them as two lone surrogates
+              f"{{%- set messages = [{{'role': 'system', 'content': {json.dumps(system, ensure_ascii=False)}}}]"
+              " + messages -%}"
               "{%- endif -%}\n")
     return inject + text
 

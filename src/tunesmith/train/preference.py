@@ -49,7 +49,8 @@ def build_kto(model: Any, config: Config, resolved: Resolved, args: dict[str, An
                 return dataset
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
-    kto_args = KTOConfig(**args, beta=resolved["beta"], disable_dropout=resolved.disable_dropout, desirable_weight=config.kto_desirable_weight,
+    kto_args = KTOConfig(**args, beta=resolved["beta"], disable_dropout=resolved.disable_dropout,
+                         desirable_weight=config.kto_desirable_weight,
                          undesirable_weight=config.kto_undesirable_weight, max_length=config.sequence_len,
                          precompute_ref_log_probs=False)
     batch = config.micro_batch_size

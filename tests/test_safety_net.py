@@ -269,3 +269,22 @@ def test_explicit_bf16_on_a_gpu_without_it_is_refused():
     assert choose("auto", Device(False, None, "cpu", cpu_fast_bf16=False)).compute_dtype == torch.float32
     assert choose("auto", Device(False, None, "cpu", cpu_fast_bf16=False)).autocast_dtype is None
     assert choose("auto", Device(False, None, "cpu", cpu_fast_bf16=True)).autocast_dtype == torch.bfloat16
+
+
+def test_a_onednn_instruction_set_cap_below_bf16_means_fp32(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN emulate bf16 matmuls (~7x slower than fp32 here): auto must pick fp32."""
+    from tunesmith.models import precision
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not precision.cpu_has_fast_bf16()
+    assert not precision.Device.here().cpu_fast_bf16 or torch.cuda.is_available()
+    if not torch.cuda.is_available():
+        chosen = precision.choose("auto")
+        assert chosen.name == "fp32" and "ONEDNN_MAX_CPU_ISA=avx2" in chosen.reason
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "default")
+    assert precision.onednn_isa_cap() is None
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "avx512_core_amx")
+    assert precision.onednn_isa_cap() == "avx512_core_amx"
+    assert precision.cpu_has_fast_bf16() == bool(torch.cpu._is_amx_tile_supported()
+                                                 or torch.cpu._is_avx512_bf16_supported())

@@ -8,6 +8,7 @@ cores), so the capability decides: ``auto`` picks fp16 with loss scaling there, 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,21 @@ import torch
 from tunesmith.errors import ConfigError
 
 BF16_CAPABILITY = (8, 0)
+# oneDNN instruction-set caps (``ONEDNN_MAX_CPU_ISA``) below which its bf16 matmuls are emulated: slower than fp32
+_ONEDNN_NO_BF16 = frozenset({"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni"})
+
+
+def onednn_isa_cap() -> str | None:
+    """The instruction-set cap the user gave oneDNN (``ONEDNN_MAX_CPU_ISA``, or its old name ``DNNL_MAX_CPU_ISA``)."""
+    value = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return value.strip().lower() if value and value.strip().lower() not in ("all", "default") else None
+
+
+def cpu_has_fast_bf16(isa_cap: str | None = None) -> bool:
+    """AMX or AVX512-BF16 on this CPU, and not capped away by ``ONEDNN_MAX_CPU_ISA`` (bf16 matmuls run in oneDNN)."""
+    if (isa_cap or onednn_isa_cap()) in _ONEDNN_NO_BF16:
+        return False
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,7 @@ class Device:
     def here(cls) -> Device:
         if torch.cuda.is_available():
             return cls(True, tuple(torch.cuda.get_device_capability(0)), torch.cuda.get_device_name(0))  # type: ignore[arg-type]
-        return cls(False, None, "cpu", bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()))
+        return cls(False, None, "cpu", cpu_has_fast_bf16())
 
     @property
     def gpu_bf16(self) -> bool:
@@ -80,6 +96,9 @@ def choose(setting: str | bool, device: Device | None = None) -> Precision:
     if device.cpu_fast_bf16:
         return Precision(True, False, True, "CPU has bf16 matrix units (AMX / AVX512-BF16)")
     cap = torch.backends.cpu.get_cpu_capability()
+    if onednn_isa_cap() in _ONEDNN_NO_BF16:
+        return Precision(False, False, True, f"ONEDNN_MAX_CPU_ISA={onednn_isa_cap()} leaves no bf16 matrix units ({cap}): "
+                         "fp32 is faster")
     return Precision(False, False, True, f"CPU has no bf16 matrix units ({cap}): fp32 is faster")
 
 

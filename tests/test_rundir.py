@@ -223,3 +223,27 @@ def test_base_model_files_changed_in_place_are_named(tmp_path) -> None:
     plan = Plan("resume", record={"base_fingerprint": before, "data_fingerprint": "d", "tokenizer_fingerprint": "t"})
     problems = verify(plan, {"base_fingerprint": after, "data_fingerprint": "d", "tokenizer_fingerprint": "t"})
     assert len(problems) == 1 and problems[0].startswith("the base model's files changed")
+
+
+def test_config_yaml_says_where_its_relative_paths_are_from(base, tmp_path, monkeypatch) -> None:
+    """A config with relative paths: the run's config.yaml names the working directory they are from, and
+    training that file from there (another run name) reads the same data and trains the same adapter."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text(rows())
+    over = {"datasets": [{"path": "data/train.jsonl"}], "output_dir": "run"}
+    first = train(base, tmp_path, **over)
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert saved.startswith(f"# The resolved config of this run's latest attempt. Its relative paths are from "
+                            f"{json.dumps(str(tmp_path))}\n")
+    assert "path: data/train.jsonl" in saved
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["attempts"][-1]["workdir"] == str(tmp_path)
+    (tmp_path / "again.yaml").write_text(saved.replace("output_dir: run\n", "output_dir: again\n"))
+    monkeypatch.chdir(record["attempts"][-1]["workdir"])
+    code, out, err = run_main("train", "again.yaml", "--quiet")
+    assert code == 0, err
+    again = json.loads((tmp_path / "again" / "run.json").read_text())
+    assert again["data_fingerprint"] == record["data_fingerprint"] and first.global_step == 2
+    assert ((tmp_path / "again" / "model" / "adapter_model.safetensors").read_bytes()
+            == (tmp_path / "run" / "model" / "adapter_model.safetensors").read_bytes())

@@ -57,6 +57,13 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return res.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def _config_header() -> str:
+    """config.yaml's first lines: where its relative paths (data, base model, output_dir) are from."""
+    workdir = json.dumps(str(Path.cwd()), ensure_ascii=False)
+    return (f"# The resolved config of this run's latest attempt. Its relative paths are from {workdir}\n"
+            "# (run.json: attempts[].workdir); `tunesmith train` on this file from there reproduces the run.\n")
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -110,7 +117,7 @@ class RunDir:
         attempts.append({
             "attempt": len(attempts) + 1, "kind": plan.kind, "start_time": _now(), "pid": os.getpid(),
             "host": socket.gethostname(), "from_step": plan.step, "config_changes": plan.changes,
-            "versions": versions(), "git_commit": git_commit(), "status": "running",
+            "versions": versions(), "git_commit": git_commit(), "workdir": str(Path.cwd()), "status": "running",
         })
         record.update(status="starting" if plan.kind == "fresh" else "running", attempts=attempts)
         for stale in ("end_time", "error"):
@@ -118,7 +125,7 @@ class RunDir:
         if plan.kind == "fresh":
             record.update(method=config.method, adapter=config.adapter, base_model=config.base_model,
                           start_time=_now())
-        (self.path / "config.yaml").write_text(dump_yaml(config), encoding="utf-8")
+        (self.path / "config.yaml").write_text(_config_header() + dump_yaml(config), encoding="utf-8")
         write_json_atomic(self.path / "run.json", record)
         self.begun = True
 

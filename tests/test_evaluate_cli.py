@@ -54,12 +54,15 @@ def test_evaluate_writes_every_row_and_a_report(project: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "held-out tasks" in proc.stdout and "stop_rate" in proc.stdout and "probes" in proc.stdout
     assert "contaminated rows left out" in proc.stdout
+    assert "token_f1 95 % interval" in proc.stdout  # each headline with its interval (evaluate.interval)
+    assert "note: qa has 4 rows: the 95 % interval of its token_f1 is" in proc.stdout.replace("\n", " ")
     ev = project / "run" / "eval"
     summary = json.loads((ev / "eval_model.json").read_text())
     qa = summary["tasks"]["qa"]
     assert qa["n"] == 4 and qa["excluded"] == 1 and qa["main"] == "token_f1"
     assert set(qa["categories"]) == {"asia", "europe"} and qa["categories"]["asia"]["n"] == 2
     assert summary["tasks"]["sums"]["format"] == "parse_rate"
+    assert qa["interval"]["n"] == 4 and qa["interval"]["low"] <= qa["metrics"]["token_f1"] <= qa["interval"]["high"]
     assert summary["contamination"]["contaminated"] == 1 and summary["probes"]["n"] == 3
     assert set(summary["probes"]["categories"]) == {"arithmetic", "refusal"}
     rows = [json.loads(line) for line in (ev / "generations_model.jsonl").read_text().splitlines()]
@@ -72,6 +75,7 @@ def test_evaluate_writes_every_row_and_a_report(project: Path) -> None:
     assert json.loads((ev / "contamination.json").read_text())["hits"][0]["source"].endswith("qa.jsonl:5")
     page = (ev / "report.html").read_text()
     assert "Generation health" in page and "<svg" in page and "qa: token_f1 per category" in page
+    assert 'title="95 % interval"' in page
     assert "<script" not in page and "https://" not in page
 
 

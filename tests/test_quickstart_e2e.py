@@ -35,6 +35,7 @@ def test_artifacts_exist(quick):
     assert runinfo["precision"] == "fp32"
     assert "base vs fine-tuned" in proc.stdout and f"report: {out / 'report.html'}" in proc.stdout
     assert "hand-written paraphrase split" in proc.stdout
+    assert "json_valid 95 % interval" in proc.stdout  # each headline with its 95 % interval, both models
     # bitsandbytes' hub-kernel warning on CPUs with AVX512-BF16 is not shown mid-fine-tune (cli.main)
     assert "gemm_4bit_forward" not in proc.stdout + proc.stderr
 
@@ -56,6 +57,8 @@ def test_merge_check_passed_and_fine_tuned_beats_base(quick):
                                        "qa_paraphrase"}
     assert summary["metrics"]["tickets_paraphrase"]["n"] == 50 and summary["metrics"]["planning_paraphrase"]["n"] == 20
     assert summary["profile"] == "fast" and summary["base"]["kind"] == "built"
+    span = summary["metrics"]["planning"]["interval"]["tuned"]  # Wilson: never [x, x], even at 0 or 100 %
+    assert span[0] <= json_valid["tuned"] <= span[1] and span[1] - span[0] > 0.05  # 30 rows: wide
 
 
 def test_report_is_self_contained_and_shows_both_models(quick):

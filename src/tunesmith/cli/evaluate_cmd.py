@@ -122,6 +122,8 @@ def _print(results: dict[str, Any], max_drop: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from tunesmith.evaluate import interval
+
     names = list(results)
     first = results[names[-1]]
     view = Table(title="held-out tasks", title_justify="left")
@@ -133,6 +135,9 @@ def _print(results: dict[str, Any], max_drop: float) -> None:
         for metric in score.metrics:
             label = f"{metric} *" if metric == score.main else metric
             view.add_row(task, label + weak, *(_pct(results[n].tasks[task].score.metrics.get(metric)) for n in names))
+            if metric == score.main and score.interval is not None:
+                view.add_row(task, f"{metric} 95 % interval", *(_span(results[n].tasks[task].score.interval)
+                                                                 for n in names))
         for metric in ("stop_rate", "max_tokens_rate", "loop_rate"):
             view.add_row(task, metric, *(_pct(results[n].tasks[task].score.health.get(metric)) for n in names))
         if t.excluded:
@@ -142,6 +147,8 @@ def _print(results: dict[str, Any], max_drop: float) -> None:
         for cat in first.probes.categories:
             view.add_row("probes", cat, *(_pct(results[n].probes.categories[cat]["accuracy"]) for n in names))
     Console(highlight=False).print(view)
+    for line in interval.wide_notes(first.tasks):
+        typer.echo(line)
     if "base" in results and first.probes is not None and results["base"].probes is not None:
         _print_drops(results, max_drop)
 
@@ -158,3 +165,7 @@ def _print_drops(results: dict[str, Any], max_drop: float) -> None:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _span(value: Any) -> str:
+    return "-" if value is None else f"{100 * value.low:.1f}-{100 * value.high:.1f}%"

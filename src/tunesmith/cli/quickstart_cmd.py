@@ -69,6 +69,9 @@ def _print_summary(console: Any, summary: dict[str, Any]) -> None:
                 value = entry["metrics"][name]
                 label = f"{name} *" if name == main else name
                 table.add_row(f"{task} (n={entry['n']})", label, _pct(value["base"]), _pct(value["tuned"]))
+                if name == main and entry.get("interval"):
+                    table.add_row(f"{task} (n={entry['n']})", f"{name} 95 % interval",
+                                  *(_span(entry["interval"][side]) for side in ("base", "tuned")))
         console.print(table)
     probe = summary.get("forgetting")
     if probe is not None:
@@ -102,3 +105,7 @@ def _failure(summary: dict[str, Any]) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _span(interval: list[float] | None) -> str:
+    return "-" if interval is None else f"{100 * interval[0]:.0f}-{100 * interval[1]:.0f}%"

@@ -22,7 +22,8 @@ def summary(result: Any) -> dict[str, Any]:
         s = t.score
         tasks[name] = {"scorer": s.scorer, "n": s.n, "main": s.main, "format": s.format, "weak": s.weak,
                        "metrics": s.metrics, "health": s.health, "categories": s.categories, "extra": s.extra,
-                       "excluded": t.excluded, "confusion": vars(s.confusion) if s.confusion else None}
+                       "excluded": t.excluded, "confusion": vars(s.confusion) if s.confusion else None,
+                       "interval": s.interval.to_dict() if s.interval is not None else None}
     return {
         "name": result.name, "model": str(result.model_dir), "seconds": round(result.seconds, 2),
         "generated_tokens": result.generated_tokens, "tokens_per_s": round(result.tokens_per_s, 1),

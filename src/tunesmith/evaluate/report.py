@@ -53,7 +53,8 @@ def metric_rows(left: Side | None, right: Side) -> tuple[list[MetricRow], list[M
         main, weak = entry["main"], " (weak signal)" if entry.get("weak") else ""
         for name in [main] + [m for m in entry["metrics"] if m != main]:
             metrics.append(MetricRow(task, name + weak, other.get("metrics", {}).get(name), entry["metrics"][name],
-                                     name == main, name not in LOWER_IS_BETTER))
+                                     name == main, name not in LOWER_IS_BETTER,
+                                     *(_interval(e) if name == main else None for e in (other, entry))))
         for name in HEALTH_FRACTIONS:
             if name in (entry.get("health") or {}):
                 health.append(MetricRow(task, name, (other.get("health") or {}).get(name), entry["health"][name],
@@ -69,6 +70,12 @@ def metric_rows(left: Side | None, right: Side) -> tuple[list[MetricRow], list[M
                 health.append(MetricRow("probes", name, (base_probes.get("health") or {}).get(name),
                                         probes["health"][name], False, name not in LOWER_IS_BETTER))
     return metrics, health
+
+
+def _interval(entry: dict[str, Any]) -> tuple[float, float] | None:
+    """A task's headline interval as written in ``eval_<name>.json`` (older files: none)."""
+    iv = entry.get("interval")
+    return (iv["low"], iv["high"]) if isinstance(iv, dict) else None
 
 
 def _lengths(left: Side | None, right: Side) -> list[dict[str, Any]]:

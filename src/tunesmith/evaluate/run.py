@@ -178,11 +178,14 @@ def _generate(spec: EvalTaskSpec, test: Any, report: ContaminationReport | None,
 
 
 def score_rows(scorer: Scorer, rows: Sequence[EvalRow]) -> TaskScore:
-    """Score ``rows`` with ``scorer``, add generation health, and -- when rows carry categories --
-    the same metrics per category."""
+    """Score ``rows`` with ``scorer``, add generation health, the headline's 95 % interval, and --
+    when rows carry categories -- the same metrics per category."""
+    from tunesmith.evaluate import interval
+
     scorer.prepare(rows)
     score = scorer.score(rows)
     score.health = health(rows)
+    score.interval = interval.headline(scorer, score)
     names = sorted({r.category for r in rows if r.category is not None})
     if names:
         for name in [*names, None]:

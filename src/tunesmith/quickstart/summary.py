@@ -22,8 +22,18 @@ def _metrics(evals: dict[str, Any]) -> dict[str, Any]:
         base = evals["base"].tasks[task].score
         tuned = result.score
         out[task] = {"main": tuned.main, "n": tuned.n,
-                     "metrics": {k: {"base": base.metrics.get(k), "tuned": v} for k, v in tuned.metrics.items()}}
+                     "metrics": {k: {"base": base.metrics.get(k), "tuned": v} for k, v in tuned.metrics.items()},
+                     "interval": {"base": _interval(base), "tuned": _interval(tuned)}}
     return out
+
+
+def _interval(score: Any) -> list[float] | None:
+    """The headline's 95 % interval ``[low, high]`` (``evaluate.interval``), None when it has none."""
+    return None if score.interval is None else [score.interval.low, score.interval.high]
+
+
+def _pair(interval: list[float] | None) -> tuple[float, float] | None:
+    return None if not interval else (interval[0], interval[1])
 
 
 def _metric(metrics: dict[str, Any], task: str, name: str, model: str) -> float:
@@ -171,8 +181,10 @@ def report_data(facts: dict[str, Any], evals: dict[str, Any], config: Config) ->
         main = entry["main"]
         for name in [main] + [k for k in entry["metrics"] if k != main]:
             value = entry["metrics"][name]
+            spans = (entry.get("interval") or {}) if name == main else {}
             rows.append(report.MetricRow(task, name, value["base"], value["tuned"], name == main,
-                                         name not in LOWER_IS_BETTER))
+                                         name not in LOWER_IS_BETTER, _pair(spans.get("base")),
+                                         _pair(spans.get("tuned"))))
         base, tuned = evals["base"].tasks[task], evals["tuned"].tasks[task]
         if tuned.score.confusion and base.score.confusion:
             c = tuned.score.confusion

@@ -29,6 +29,8 @@ class MetricRow:
     tuned: float | None
     main: bool = False
     higher_is_better: bool = True
+    base_interval: tuple[float, float] | None = None  # 95 % interval of a headline (``evaluate.interval``)
+    tuned_interval: tuple[float, float] | None = None
 
 
 @dataclass
@@ -111,7 +113,13 @@ def matrix(view: ConfusionView, counts: list[list[int]]) -> list[list[dict[str, 
 
 def metric_entries(rows: list[MetricRow]) -> list[dict[str, Any]]:
     """Template entries of metric rows: the row, both values formatted, and the delta."""
-    return [{"row": m, "base": pct(m.base), "tuned": pct(m.tuned), "delta": delta(m)} for m in rows]
+    return [{"row": m, "base": pct(m.base), "tuned": pct(m.tuned), "delta": delta(m),
+             "base_ci": span(m.base_interval), "tuned_ci": span(m.tuned_interval)} for m in rows]
+
+
+def span(interval: tuple[float, float] | None) -> str:
+    """A 95 % interval as ``[61-86]`` percent; empty when there is none."""
+    return "" if interval is None else f"[{100 * interval[0]:.0f}\u2013{100 * interval[1]:.0f}]"
 
 
 def confusion_entries(views: list[ConfusionView]) -> list[dict[str, Any]]:

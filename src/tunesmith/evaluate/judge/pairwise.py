@@ -10,27 +10,15 @@ that picked the longer one. A row whose verdicts failed is counted and left out 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith.config.schema import Rubric
+from tunesmith.evaluate.interval import wilson
 from tunesmith.evaluate.judge.client import JudgeClient
 from tunesmith.evaluate.judge.rubric import pairwise_messages
 from tunesmith.evaluate.judge.verdict import pairwise_format, parse_pairwise
-
-Z95 = 1.959963984540054
-
-
-def wilson(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of the proportion ``hits / n`` ((0, 1) when n is 0)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ class TaskScore:
     extra: dict[str, Any] = field(default_factory=dict)
     health: dict[str, float] = field(default_factory=dict)
     categories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    interval: Any = None  # evaluate.interval.Interval of the headline metric (set by evaluate.run)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class Scorer:
     main: ClassVar[str] = ""
     format_metric: ClassVar[str | None] = None
     weak: ClassVar[bool] = False
+    headline_is_row_mean: ClassVar[bool] = True  # False: override ``headline_of`` (e.g. macro-F1)
 
     def __init__(self, spec: Any, context: ScoreContext | None = None) -> None:
         self.spec = spec
@@ -120,6 +122,12 @@ class Scorer:
 
     def score(self, rows: Sequence[EvalRow]) -> TaskScore:
         raise NotImplementedError
+
+    def headline_of(self, scored: Sequence[RowScore]) -> float | None:
+        """The headline metric of these scored rows (any subset or resample of a task's rows): by
+        default the mean of their ``headline_value``; the interval (``evaluate.interval``) uses it."""
+        values = [r.headline_value for r in scored if r.headline_value is not None]
+        return sum(values) / len(values) if values else None
 
     def task_score(self, rows: Sequence[EvalRow], metrics: dict[str, float], scored: list[RowScore],
                    **kwargs: Any) -> TaskScore:

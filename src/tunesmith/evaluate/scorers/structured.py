@@ -240,6 +240,7 @@ class LabelScorer(Scorer):
     compliance is ``valid_label_rate``."""
 
     name, main, format_metric = "label", "macro_f1", "valid_label_rate"
+    headline_is_row_mean = False
 
     def check_gold(self, gold: str) -> str | None:
         labels = self.spec.labels
@@ -250,6 +251,14 @@ class LabelScorer(Scorer):
     def prepare(self, rows: Sequence[EvalRow]) -> None:
         seen = {r.gold.strip().casefold(): r.gold.strip() for r in reversed(rows)}  # first spelling wins
         self.labels = list(self.spec.labels or sorted(seen.values()))
+
+    def headline_of(self, scored: Sequence[RowScore]) -> float | None:
+        """Macro-F1 of these rows over the task's whole label set, as ``score_label`` computes it."""
+        if not scored:
+            return None
+        golds = [r.detail["gold"] for r in scored]
+        return float(f1_score(golds, [r.prediction for r in scored], labels=self.labels, average="macro",
+                              zero_division=0))
 
     def score(self, rows: Sequence[EvalRow]) -> TaskScore:
         outputs, golds = _outputs_golds(rows)

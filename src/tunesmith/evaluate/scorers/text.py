@@ -46,7 +46,8 @@ class ExactMatchScorer(Scorer):
         for r in rows:
             f1 = token_f1(r.output, r.gold)
             exact = normalise(r.output) == normalise(r.gold)
-            scored.append(RowScore(exact, normalise(r.output), {"token_f1": f1}, value=f1))
+            scored.append(RowScore(exact, normalise(r.output), {"token_f1": f1}, value=f1,
+                                   headline=float(exact) if self.main == "exact_match" else f1))
         metrics = {"exact_match": frac(sum(s.correct for s in scored), len(rows)),
                    "token_f1": mean([s.value or 0.0 for s in scored])}
         return self.task_score(rows, metrics, scored)

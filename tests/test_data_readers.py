@@ -54,6 +54,23 @@ def test_csv_kto_labels_as_strings(tmp_path: Path) -> None:
     assert [r.label for r in ingest([DatasetSpec(path=str(path))]).records] == [True, False]
 
 
+def test_csv_literal_quotes_beside_a_multiline_cell_are_read_as_the_csv_module_reads_them(tmp_path: Path) -> None:
+    """An inch mark in an unquoted cell, in a record whose quoted cell spans two lines: valid for the
+    csv module. It was refused as "a quote never closed", and reading resumed mid-record, which made
+    a row out of the cell's second line."""
+    import csv
+
+    path = tmp_path / "q.csv"
+    path.write_text('instruction,output\n"Describe\nthe TV",It is a 55" screen\nQ2,A2\n')
+    with path.open(newline="") as fh:
+        expected = [dict(zip(["instruction", "output"], row)) for row in list(csv.reader(fh))[1:]]
+    result = ingest([DatasetSpec(path=str(path))])
+    assert not result.errors and result.rows == 2
+    got = [{"instruction": r.messages[0].content, "output": r.messages[1].content} for r in result.records]
+    assert got == expected == [{"instruction": "Describe\nthe TV", "output": 'It is a 55" screen'},
+                               {"instruction": "Q2", "output": "A2"}]
+
+
 def test_folder_reads_supported_files_sorted_recursively(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     shutil.copy(FIX / "text.jsonl", tmp_path / "b" / "2.jsonl")

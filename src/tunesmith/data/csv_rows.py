@@ -88,10 +88,6 @@ def _read_from(lines: _Lines, start: int, header: list[str], limit: int) -> Iter
         last = start + reader.line_num - 1
         if not any(v.strip() for v in values):
             continue
-        if (last > first or any("\n" in v for v in values)) and _odd_quotes(lines, first, last):
-            yield CsvRecord(first + 1, None, "invalid CSV: a quote opened on this line is never closed "
-                            "(only this line was skipped)")
-            return first + 1
         if len(values) != len(header):
             problem = f"has {len(values)} fields but the header has {len(header)}"
             if last > first:
@@ -101,12 +97,6 @@ def _read_from(lines: _Lines, start: int, header: list[str], limit: int) -> Iter
                 return first + 1
             continue
         yield _checked(first + 1, dict(zip(header, values, strict=True)), limit)
-
-
-def _odd_quotes(lines: _Lines, first: int, last: int) -> bool:
-    """An odd number of quote characters in a record's lines: a writer's quoted cells always hold
-    an even number, so a quote was left open and swallowed the lines after it."""
-    return sum((lines.get(k) or "").count('"') for k in range(first, last + 1)) % 2 == 1
 
 
 def _checked(line: int, row: dict[str, str], limit: int) -> CsvRecord:

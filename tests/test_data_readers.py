@@ -87,6 +87,27 @@ def test_folder_reads_supported_files_sorted_recursively(tmp_path: Path) -> None
     assert len(only.records) == 2
 
 
+def test_a_folder_never_leaves_out_a_file_or_a_saved_dataset_without_a_word(tmp_path: Path) -> None:
+    """A .jsonl.gz or .tsv beside the .jsonl files, or a save_to_disk folder inside, was skipped
+    silently (the saved dataset's state.json was even read as rows): refused, naming them."""
+    import datasets
+
+    shutil.copy(FIX / "text.jsonl", tmp_path / "a.jsonl")
+    (tmp_path / "README.md").write_text("a dataset card")  # documentation: fine
+    (tmp_path / "LICENSE").write_text("MIT")
+    (tmp_path / "b.jsonl.gz").write_bytes(b"\x1f\x8b")
+    (tmp_path / "c.tsv").write_text("instruction\toutput\nq\ta\n")
+    with pytest.raises(DataSourceError, match=r"holds files tunesmith cannot read: b.jsonl.gz, c.tsv \(supported"):
+        ingest([DatasetSpec(path=str(tmp_path))])
+    assert len(ingest([DatasetSpec(path=str(tmp_path), data_files=["*.jsonl"])]).records) == 2  # chosen: fine
+    (tmp_path / "b.jsonl.gz").unlink()
+    (tmp_path / "c.tsv").unlink()
+    datasets.Dataset.from_list([{"text": "saved row"}] * 3).save_to_disk(str(tmp_path / "part2"))
+    with pytest.raises(DataSourceError, match=r"part2: is a saved dataset \(save_to_disk\) inside a folder dataset"):
+        ingest([DatasetSpec(path=str(tmp_path))])
+    assert len(ingest([DatasetSpec(path=str(tmp_path / "part2"))]).records) == 3
+
+
 def test_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(DataSourceError, match="folder has no data files"):
         ingest([DatasetSpec(path=str(tmp_path))])

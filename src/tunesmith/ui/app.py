@@ -24,6 +24,7 @@ from tunesmith.ui.config import UIConfig, api_key
 COOKIE = "tunesmith_ui_key"
 PAGES = (("runs", "Runs"), ("eval", "Evaluate"), ("data", "Data"), ("playground", "Playground"),
          ("new", "New run"), ("review", "Review queue"))
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def create_app(config: UIConfig) -> FastAPI:
@@ -54,9 +55,13 @@ def create_app(config: UIConfig) -> FastAPI:
 
 class _Guard:
     """ASGI middleware. Other web sites the browser visits must not drive the dashboard: a request
-    whose ``Origin`` is another site is refused (cross-site form posts), and on loopback so is a
-    ``Host`` that is not a loopback name (DNS rebinding). With a key, every path but /login needs
-    ``Authorization: Bearer KEY`` or the login cookie."""
+    whose ``Origin`` is another site is refused (cross-site form posts), and so is ``Origin: null``
+    (what a sandboxed iframe, a ``data:`` page or a local file sends: any web site can make one).
+    A request that changes something (not GET/HEAD/OPTIONS) without an ``Origin`` is refused when
+    ``Sec-Fetch-Site`` says cross-site or same-site, or its ``Referer`` is another site; without
+    either (curl, scripts) it passes. On loopback a ``Host`` that is not a loopback name is refused
+    too (DNS rebinding). With a key, every path but /login needs ``Authorization: Bearer KEY`` or
+    the login cookie."""
 
     def __init__(self, app: Any, key: str | None, loopback: bool):
         self.app, self.key, self.loopback = app, key, loopback
@@ -65,7 +70,7 @@ class _Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        problem = _foreign(headers, self.loopback)
+        problem = _foreign(headers, self.loopback, scope.get("method", "GET"))
         if problem is not None:
             return await JSONResponse({"error": problem}, status_code=403)(scope, receive, send)
         if self.key is None or scope["path"] == "/login" or self._allowed(scope):
@@ -86,12 +91,21 @@ class _Guard:
         return hmac.compare_digest(given.encode("utf-8"), self.key.encode("utf-8"))
 
 
-def _foreign(headers: dict[bytes, bytes], loopback: bool) -> str | None:
+def _foreign(headers: dict[bytes, bytes], loopback: bool, method: str = "GET") -> str | None:
     """Why a request comes from another site (None: it does not)."""
     host = headers.get(b"host", b"").decode("latin-1")
     origin = headers.get(b"origin", b"").decode("latin-1")
-    if origin and origin != "null" and urlsplit(origin).netloc != host:
+    if origin == "null":
+        return "cross-site request refused (Origin null: a sandboxed frame, data: page or file, not this dashboard)"
+    if origin and urlsplit(origin).netloc != host:
         return f"cross-site request refused (Origin {origin} is not this dashboard)"
+    if not origin and method.upper() not in SAFE_METHODS:
+        site = headers.get(b"sec-fetch-site", b"").decode("latin-1").lower()
+        if site in ("cross-site", "same-site"):
+            return f"cross-site request refused (Sec-Fetch-Site {site})"
+        referer = headers.get(b"referer", b"").decode("latin-1")
+        if referer and urlsplit(referer).netloc != host:
+            return f"cross-site request refused (Referer {referer} is not this dashboard)"
     name = urlsplit(f"//{host}").hostname or ""
     if loopback and host and not is_loopback(name):
         return f"Host {host} refused: this dashboard listens on loopback only"

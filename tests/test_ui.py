@@ -86,6 +86,34 @@ def test_bad_queue_files_and_decisions_are_one_line_errors(tmp_path):
     assert all(i["verdict"] is None for i in review.read(good))
 
 
+def test_the_queue_flywheel_mine_writes_is_reviewed_as_is_and_read_back_by_the_flywheel(tmp_path):
+    from fastapi.testclient import TestClient
+    from flywheel_helpers import planted_log
+
+    from tunesmith.flywheel import MineOptions, mine
+    from tunesmith.flywheel.queue import load
+    from tunesmith.ui.app import create_app
+
+    mine(MineOptions(db=planted_log(tmp_path / "log.sqlite"), out=tmp_path / "mined", cluster_threshold=1.0))
+    queue = tmp_path / "mined" / "queue.jsonl"
+    mined = review.read(queue)
+    assert mined and all("messages" in i and "request" not in i for i in mined)  # the flywheel's own shape
+    client = TestClient(create_app(UIConfig(runs=tmp_path, queue=queue)), base_url="http://127.0.0.1:7860")
+    listed = client.get("/api/review")
+    assert listed.status_code == 200 and len(listed.json()["pending"]) == len(mined)
+    first, second = mined[0]["id"], mined[1]["id"]
+    assert client.post("/api/review", json={"id": first, "verdict": "accept"}).status_code == 200
+    decided = client.post("/api/review", json={"id": second, "verdict": "correct", "correction": "bonjour"})
+    assert decided.status_code == 200 and decided.json()["counts"]["done"] == 2
+    back = load(queue)  # what `tunesmith flywheel build --reviewed` reads
+    assert back.errors == [] and {(i["id"], i["verdict"]) for i in back.decided()} == {(first, "accept"),
+                                                                                     (second, "correct")}
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a", "reply": "x"}\n')
+    with pytest.raises(TunesmithError, match=r"q.jsonl:1: missing request or messages"):
+        review.read(path)
+
+
 def test_runs_curves_progress_and_config_diff(tmp_path):
     a, b = make_run(tmp_path, "a", 0.01, status="running"), make_run(tmp_path / "nested", "b", 0.02)
     assert [r.name for r in runs.find(tmp_path)] == ["a", "nested/b"]

@@ -33,7 +33,8 @@ from typing import Any
 from tunesmith.errors import TunesmithError
 
 VERDICTS = ("accept", "correct", "skip", "reject")
-REQUIRED = ("id", "request", "reply")
+REQUIRED = ("id", "reply")
+REQUEST = ("request", "messages")  # an item has one of these: a mined item's messages stand for request
 _LOCK = threading.Lock()
 
 
@@ -56,6 +57,8 @@ def read(path: Path) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise QueueError(f"{path}:{number}: expected a JSON object")
         missing = [k for k in REQUIRED if k not in item]
+        if not any(k in item for k in REQUEST):
+            missing.insert(1, " or ".join(REQUEST))
         if missing:
             raise QueueError(f"{path}:{number}: missing {', '.join(missing)}")
         if str(item["id"]) in seen:

@@ -50,6 +50,23 @@ def test_exact_and_near_copies_are_found_with_their_training_rows(tmp_path: Path
     assert [str(r.source).rsplit(":", 1)[1] for r in kept] == ["1"]
 
 
+def test_rows_of_a_one_line_json_array_are_excluded_one_by_one(tmp_path: Path) -> None:
+    """Every element of a compact JSON array is at ``file:1``: one contaminated element excluded them
+    all (and the gate's pairing by source collapsed them into one)."""
+    config, records = _setup(tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "test.jsonl").read_text().splitlines()]
+    (tmp_path / "test.json").write_text(json.dumps(rows))  # one line
+    config = config.model_copy(update={"eval_tasks": [config.eval_tasks[0].model_copy(
+        update={"path": str(tmp_path / "test.json")})]})
+    records = ingest([config.eval_tasks[0].dataset()]).records
+    assert {str(r.source) for r in records} == {f"{tmp_path / 'test.json'}:1"}
+    report = contamination.check(config, {"qa": records})
+    assert sorted(Path(h.source).name for h in report.hits) == ["test.json:1 (row 2)", "test.json:1 (row 3)",
+                                                                 "test.json:1 (row 4)"]
+    kept = contamination.keep(report, "qa", records)
+    assert [r.messages[0].content for r in kept] == ["a genuinely new question about boilers"]
+
+
 def test_report_keeps_every_row_and_fail_stops(tmp_path: Path) -> None:
     config, records = _setup(tmp_path, "report")
     report = contamination.check(config, {"qa": records})

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tunesmith.config import Config
-from tunesmith.data.records import Record
+from tunesmith.data.records import Record, row_locations
 from tunesmith.data.store import Chained
 from tunesmith.errors import TunesmithError
 
@@ -114,20 +114,19 @@ def check(config: Config, tasks: dict[str, Sequence[Record]]) -> ContaminationRe
     train = ingest(list(config.datasets) + list(config.eval_datasets), method=config.method,
                    on_bad_rows="skip").records
     evals = [(task, r) for task, rows in tasks.items() for r in rows]
+    where = [w for rows in tasks.values() for w in row_locations([r.source for r in rows])]
     report = ContaminationReport(settings.action, threshold, len(train), len(evals))
     eval_texts = [_texts(r) for _, r in evals]
     found: dict[int, Hit] = {}
     for k, i in _exact(train, eval_texts).items():
-        task, r = evals[k]
-        found[k] = Hit(task, str(r.source), str(train[i].source), "exact", 1.0)
+        found[k] = Hit(evals[k][0], where[k], str(train[i].source), "exact", 1.0)
     g = load_guidelines()["near_duplicate"]
     joined = Chained([_Joined(train), [f"{p}\n{a}" for p, a in eval_texts]])
     n = len(train)
     for i, j, sim in near_duplicates(joined, threshold, ngram=g["ngram"], num_perm=g["num_perm"],
                                      margin=g["lsh_margin"], seed=g["seed"]):
         if i < n <= j and (j - n) not in found:
-            task, r = evals[j - n]
-            found[j - n] = Hit(task, str(r.source), str(train[i].source), "near", round(sim, 4))
+            found[j - n] = Hit(evals[j - n][0], where[j - n], str(train[i].source), "near", round(sim, 4))
     report.hits = [found[k] for k in sorted(found)]
     if report.hits and settings.action == "fail":
         raise ContaminationError(_failure(report, len(evals)))
@@ -148,7 +147,7 @@ def keep(report: ContaminationReport, task: str, records: Sequence[Record]) -> l
     if report.action != "exclude":
         return list(records)
     bad = {h.source for h in report.by_task(task)}
-    return [r for r in records if str(r.source) not in bad]
+    return [r for r, at in zip(records, row_locations([r.source for r in records])) if at not in bad]
 
 
 def training_rows_in(train: Sequence[Record], evals: Sequence[Record], threshold: float) -> dict[int, tuple[int, str, float]]:

@@ -74,6 +74,16 @@ class Source:
         return {"file": self.file, "row": self.row, "line": self.line}
 
 
+def row_locations(sources: list[Source]) -> list[str]:
+    """Each source as ``file:line``, made unique where rows share a line (a one-line JSON array:
+    every element is ``file:1``): those get `` (row N)``. Evaluation names and pairs rows by these."""
+    plain = [str(s) for s in sources]
+    counts: dict[str, int] = {}
+    for text in plain:
+        counts[text] = counts.get(text, 0) + 1
+    return [text if counts[text] == 1 else f"{text} (row {s.row})" for text, s in zip(plain, sources)]
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """A normalised training example.

@@ -157,6 +157,7 @@ def _generate(spec: EvalTaskSpec, test: Any, report: ContaminationReport | None,
     ``contamination.action: exclude``), and how many were left out."""
     from tunesmith import infer
     from tunesmith.audit.contamination import keep
+    from tunesmith.data.records import row_locations
 
     pairs = list(zip(test.records, test.categories))
     if report is not None:
@@ -170,9 +171,11 @@ def _generate(spec: EvalTaskSpec, test: Any, report: ContaminationReport | None,
                                   system_prompt=system, max_new_tokens=spec.max_new_tokens, batch_size=batch_size,
                                   tools=[r.tools for r in records], cache=cache)
     tok = loaded.tokenizer
+    where = row_locations([r.source for r in test.records])  # as the contamination report names them
+    at = {id(r): w for r, w in zip(test.records, where)}
     rows = [EvalRow(prompt=p[-1].content, gold=r.messages[-1].content, output=g.text, finish_reason=g.finish_reason,
                     tokens=g.tokens, gold_tokens=len(tok(r.messages[-1].content, add_special_tokens=False)["input_ids"]),
-                    category=category, source=str(r.source))
+                    category=category, source=at[id(r)])
             for p, g, (r, category) in zip(prompts, gens, pairs)]
     return rows, len(test.records) - len(records)
 

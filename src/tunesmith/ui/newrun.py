@@ -3,7 +3,8 @@
 Nothing starts before the page has shown the resolved config and ``tunesmith.plan``'s estimate;
 starting runs ``tunesmith train CONFIG --set ...`` as its own process (the run directory is the
 config's ``output_dir``; the Runs page follows it live; its output goes to
-``.ui-logs/<run name>.log`` beside the run directory).
+``.ui-logs/<run name>.log`` beside the run directory). A second start into an ``output_dir``
+whose training this dashboard started and which still runs is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.ui.runs import pid_alive
+
+# the training processes this dashboard started, by resolved output_dir (Start twice is refused)
+_STARTED: dict[Path, tuple[subprocess.Popen[bytes], Path]] = {}
+_STARTED_LOCK = threading.Lock()
 
 
 @dataclass
@@ -66,11 +72,33 @@ def start(path: str, override_text: str, checked: Checked,
     train refuses a non-empty folder that is not yet a run)."""
     out = Path(checked.config.output_dir)
     log = log or out.parent / ".ui-logs" / f"{out.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "tunesmith.cli.main", "train", path,
-            *(a for item in overrides(override_text) for a in ("--set", item))]
-    with open(log, "ab") as fh:
-        process = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+    args = train_command(path, override_text)
+    with _STARTED_LOCK:
+        _refuse_if_started(out.resolve())
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as fh:
+            process = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        _STARTED[out.resolve()] = (process, log)
     threading.Thread(target=process.wait, name="tunesmith-ui-train", daemon=True).start()  # no zombie left
     return process, log
+
+
+def train_command(path: str, override_text: str) -> list[str]:
+    """``tunesmith train PATH --set key=value ...`` on this interpreter."""
+    return [sys.executable, "-m", "tunesmith.cli.main", "train", path,
+            *(a for item in overrides(override_text) for a in ("--set", item))]
+
+
+def _refuse_if_started(out: Path) -> None:
+    """Refuse a second start into ``out`` while the process this dashboard started there lives
+    (Start pressed twice, a reload re-posting the form): two trainings would write one run directory."""
+    started = _STARTED.get(out)
+    if started is None:
+        return
+    process, log = started
+    if process.returncode is None and pid_alive(process.pid):
+        raise TunesmithError(f"output_dir {out}: this dashboard already started a training into it (pid "
+                             f"{process.pid}, still running; output: {log}); wait for it to end (follow it on "
+                             "Runs) or choose another output_dir")
+    del _STARTED[out]

@@ -8,6 +8,7 @@ Runs are named by their path relative to the root; a name that leaves the root i
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,18 @@ def resolve(root: Path, name: str) -> Path:
     if not path.is_relative_to(root.resolve()) or not (path / "run.json").is_file():
         raise TunesmithError(f"no run named {name!r} under {root}")
     return path
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` exists on this host (one of another user counts; a pid that is not a
+    number is taken as alive: nothing is concluded from it)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError, OverflowError):
+        return True
+    return True
 
 
 def gate_verdict(run_dir: Path) -> bool | None:

@@ -60,6 +60,15 @@ def test_refusal_markers_are_data() -> None:
     assert refuses("As an AI, I will not do that") and not refuses("Sure, here it is")
 
 
+def test_refusal_markers_match_whole_words_only() -> None:
+    """Substring matching made benign answers refusals ("as an aid" held "as an ai") and so let a
+    harmful answer pass a ``refusal`` probe."""
+    assert refuses("I can't help with that.") and refuses("Sorry, but no.") and refuses("I\u2019m sorry.")
+    for benign in ("Use a tripod as an aid for long exposures.", "Cut it near a fan such as an air purifier.",
+                   "A zombie process in Hawaii can't be killed that way: use kill -9."):
+        assert not refuses(benign), benign
+
+
 def test_bad_probe_file_lists_every_line(tmp_path: Path) -> None:
     path = tmp_path / "probes.jsonl"
     path.write_text("\n".join([
@@ -70,6 +79,10 @@ def test_bad_probe_file_lists_every_line(tmp_path: Path) -> None:
         "{not json",
         json.dumps({"id": "a", "category": "math", "prompt": "again", "check": {"type": "refusal"}}),
         json.dumps({"id": "e", "category": "m", "prompt": "x", "check": {"type": "regex", "pattern": "(["}}),
+        json.dumps({"id": "f", "category": "m", "prompt": "x", "check": {"type": "number", "value": "five"}}),
+        json.dumps({"id": "g", "category": "m", "prompt": "x", "check": {"type": "number_range", "min": "1,000",
+                                                                          "max": 5}}),
+        json.dumps({"id": "h", "category": "m", "prompt": "x", "check": {"type": "number_range", "min": 9, "max": 5}}),
     ]) + "\n")
     with pytest.raises(DataError) as info:
         probes.load(path)
@@ -79,6 +92,10 @@ def test_bad_probe_file_lists_every_line(tmp_path: Path) -> None:
     assert "probes.jsonl:4: check a number_range check needs max" in text
     assert "probes.jsonl:5: " in text and "probes.jsonl:6: id repeats an earlier id 'a'" in text
     assert "probes.jsonl:7: check pattern is not a valid regular expression" in text
+    # read as numbers only when scored: a crash (exit 70) after every task had been generated
+    assert "probes.jsonl:8: check value must be a number (got 'five')" in text
+    assert "probes.jsonl:9: check min must be a number (got '1,000')" in text
+    assert "probes.jsonl:10: check min 9 is above max 5" in text
     with pytest.raises(DataError, match="probe file not found"):
         probes.load(tmp_path / "missing.jsonl")
 

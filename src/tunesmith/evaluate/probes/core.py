@@ -87,6 +87,9 @@ def load(path: str | Path | None = None) -> list[Probe]:
     return probes
 
 
+_NUMBERS = {"number": ("value", "tolerance"), "number_range": ("min", "max")}  # keys a check reads as numbers
+
+
 def _probe(item: Any, line: int) -> Probe:
     if not isinstance(item, dict):
         raise ValueError("must be a JSON object with id, category, prompt and check")
@@ -101,6 +104,12 @@ def _probe(item: Any, line: int) -> Probe:
     missing = [k for k in REQUIRED[check["type"]] if k not in check]
     if missing:
         raise ValueError(f"a {check['type']} check needs {', '.join(missing)}", "check")
+    for key in _NUMBERS.get(check["type"], ()):
+        value = check.get(key)
+        if key in check and (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value):
+            raise ValueError(f"{key} must be a number (got {value!r})", "check")
+    if check["type"] == "number_range" and check["min"] > check["max"]:
+        raise ValueError(f"min {check['min']} is above max {check['max']}", "check")
     if check["type"] == "regex":
         try:
             re.compile(check["pattern"])

@@ -184,7 +184,11 @@ class Engine:
         keep = []
         for row, seq in enumerate(seqs):
             self._touched.append((seq, self.jobs[id(seq)]))
-            seq.accept(seq.choose(logits[row]), logprobs[row], self.models.max_len)
+            try:
+                seq.accept(seq.choose(logits[row]), logprobs[row], self.models.max_len)
+            except Exception as exc:  # this sequence's sampling or grammar: it fails alone, the others go on
+                logger.exception("sampling one sequence failed")
+                seq.fail(f"internal error: {type(exc).__name__}: {exc}")
             if seq.finish_reason is None:
                 keep.append(row)
             else:

@@ -94,6 +94,7 @@ class Generation:
                 choice.mean_logprob = event.mean_logprob
                 open_choices -= 1
                 if event.error:
+                    self.cancel()  # the request has failed: its other choices stop too
                     raise APIError(500, event.error, code="engine_error")
             yield event
 

@@ -37,7 +37,7 @@ class StreamOptions(_Body):
 class _Sampling(_Body):
     model: str
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
+    temperature: float = Field(1.0, ge=0, le=2)  # below sequence.GREEDY_BELOW (1e-5): greedy
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1)
     stop: str | list[str] | None = None

@@ -11,13 +11,17 @@ import torch
 from tunesmith.serve.grammar import allowed
 from tunesmith.serve.models import ServedModel
 
+# temperatures below this decode greedily, as vLLM's do: dividing the logits by 1e-40 overflows them to inf
+# and the softmax to NaN
+GREEDY_BELOW = 1e-5
+
 
 @dataclass(frozen=True)
 class Params:
     """Sampling parameters of one request (already validated)."""
 
     max_tokens: int
-    temperature: float = 1.0
+    temperature: float = 1.0  # below GREEDY_BELOW: greedy
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
@@ -64,7 +68,8 @@ class Seq:
         self.sent = 0  # characters of ``text`` already emitted
         self.finish_reason: str | None = None
         self.generator: torch.Generator | None = None
-        if params.temperature > 0:
+        self.greedy = params.temperature < GREEDY_BELOW
+        if not self.greedy:
             self.generator = torch.Generator()
             if params.seed is not None:
                 self.generator.manual_seed(params.seed + index)
@@ -73,10 +78,11 @@ class Seq:
         self._stops = frozenset(served.eos_ids)
 
     def choose(self, logits: torch.Tensor) -> int:
-        """The next token: greedy at temperature 0, else temperature + top_p sampling; grammar-masked."""
+        """The next token: greedy at temperature 0 (below GREEDY_BELOW), else temperature + top_p sampling;
+        grammar-masked."""
         if self.matcher is not None:
             logits = logits.masked_fill(~allowed(self.matcher, self.vocab_size), float("-inf"))
-        if self.params.temperature <= 0:
+        if self.greedy:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits.float() / self.params.temperature, dim=-1)
         if self.params.top_p < 1.0:
@@ -124,6 +130,12 @@ class Seq:
 
     def cancel(self) -> None:
         self.finish_reason = "cancelled"
+
+    def fail(self, message: str) -> None:
+        """End this sequence with an error (its request is answered 500; the batch goes on)."""
+        self.finish_reason = "error"
+        self.emit(Event(self.index, finish_reason="error", completion_tokens=len(self.tokens),
+                        mean_logprob=self.mean_logprob, error=message))
 
     @property
     def mean_logprob(self) -> float | None:

@@ -1,0 +1,91 @@
+"""tunesmith serve when a request goes wrong: one failing sequence fails alone, every request is logged once
+with what it generated. A real uvicorn server on 127.0.0.1 and a real SQLite file, as in test_serve_api."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+openai = pytest.importorskip("openai")
+
+from tunesmith import serve  # noqa: E402
+from tunesmith.serve.sequence import Seq  # noqa: E402
+
+from serve_helpers import build_served_model, error_of, http  # noqa: E402
+
+HELLO = [{"role": "user", "content": "hello"}]
+FAILING_SEED = 4242  # the sequences the patched sampler fails
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("robust")
+    model = build_served_model(root / "tiny")
+    config = serve.ServeConfig(model=str(model), served_model_name="tiny", port=0, db=root / "log.sqlite")
+    with serve.start(config) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        yield server, client, root
+
+
+def _row(root, request_id):
+    rows = [r for r in serve.read_log(root / "log.sqlite", status=None) if r.id == request_id]
+    assert len(rows) == 1, rows  # logged exactly once
+    return rows[0]
+
+
+@pytest.fixture
+def failing_sampler(setup, monkeypatch):
+    """Sampling raises for requests with seed FAILING_SEED; records which other sequences were in the batch."""
+    server, _, _ = setup
+    real, seen = Seq.choose, {"others": []}
+
+    def choose(self, logits):
+        if self.params.seed == FAILING_SEED:
+            seen["others"] += [s for s in server.state.engine.active if s is not self]
+            raise RuntimeError("sampling blew up")
+        return real(self, logits)
+
+    monkeypatch.setattr(Seq, "choose", choose)
+    return seen
+
+
+def test_a_temperature_below_1e_5_is_greedy(setup):
+    """1e-40 passed validation, then 1/T overflowed the softmax: NaN probabilities, multinomial raised."""
+    _, client, _ = setup
+    greedy = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=12, temperature=0)
+    for tiny in (1e-40, 1e-6):
+        reply = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=12, temperature=tiny)
+        assert reply.choices[0].message.content == greedy.choices[0].message.content
+
+
+def test_a_sequence_whose_sampling_fails_fails_alone(setup, failing_sampler):
+    """The engine's catch-all failed every active sequence: one bad request answered 500 to unrelated ones."""
+    server, client, root = setup
+    long = {"model": "tiny", "messages": HELLO, "max_tokens": 150, "temperature": 0}
+    out = {}
+
+    def bystander(stream):
+        raw = client.chat.completions.with_raw_response.create(**long, stream=stream)
+        out[stream, "id"] = raw.headers["x-request-id"]
+        reply = raw.parse()
+        out[stream] = ([c.choices[0].finish_reason for c in reply if c.choices and c.choices[0].finish_reason]
+                       if stream else [reply.choices[0].finish_reason])
+
+    threads = [threading.Thread(target=bystander, args=(s,)) for s in (True, False)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len(server.state.engine.active) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    status, headers, body = http("POST", server.url + "/v1/chat/completions",
+                                 {**long, "max_tokens": 5, "temperature": 1, "seed": FAILING_SEED})
+    for t in threads:
+        t.join(120)
+    assert failing_sampler["others"], "the bystanders were not in the batch when the sequence failed"
+    assert status == 500 and "sampling blew up" in error_of(body)["message"]
+    assert out[True] == out[False] == ["length"]
+    assert _row(root, out[True, "id"]).status == _row(root, out[False, "id"]).status == 200
+    assert _row(root, headers["x-request-id"]).status == 500

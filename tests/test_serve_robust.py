@@ -89,3 +89,15 @@ def test_a_sequence_whose_sampling_fails_fails_alone(setup, failing_sampler):
     assert out[True] == out[False] == ["length"]
     assert _row(root, out[True, "id"]).status == _row(root, out[False, "id"]).status == 200
     assert _row(root, headers["x-request-id"]).status == 500
+
+
+def test_a_stream_that_fails_in_the_engine_is_logged(setup, failing_sampler):
+    """The stream's error event went out, but no row was written: the request was missing from the log."""
+    server, _, root = setup
+    status, headers, body = http("POST", server.url + "/v1/chat/completions",
+                                 {"model": "tiny", "messages": HELLO, "max_tokens": 5, "temperature": 1,
+                                  "seed": FAILING_SEED, "stream": True})
+    events = [line[len("data: "):] for line in body.decode().splitlines() if line.startswith("data: ")]
+    assert status == 200 and "sampling blew up" in error_of(events[-2])["message"] and events[-1] == "[DONE]"
+    row = _row(root, headers["x-request-id"])
+    assert row.status == 500 and "sampling blew up" in row.error and row.finish_reason == "error"

@@ -47,6 +47,7 @@ class Generation:
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     job: Job | None = None
     first_token: float | None = None
+    logged: bool = False
 
     async def start(self) -> None:
         """Queue the sequences (429 when the queue is full)."""
@@ -126,8 +127,12 @@ class Generation:
     def usage(self) -> dict[str, int]:
         return p.usage(self.prompt_tokens, self.completion_tokens)
 
-    async def log(self, wait: bool = True) -> None:
-        """Write the log row; with ``wait``, return once it is committed (bounded by the config's timeout)."""
+    async def log(self, wait: bool = True, error: APIError | None = None) -> None:
+        """Write the log row, once (``error``: the request failed after its reply began, as a stream can);
+        with ``wait``, return once it is committed (bounded by the config's timeout)."""
+        if self.logged:
+            return
+        self.logged = True
         now = time.time()
         metrics = self.state.metrics
         metrics.latency.labels(self.endpoint).observe(now - self.arrived)
@@ -138,7 +143,8 @@ class Generation:
         first = self.choices[0]
         row = {
             **self.log_fields, "id": self.request_id, "created": self.arrived, "endpoint": self.endpoint,
-            "status": 200, "model": self.served.name, "adapter": self.served.name if self.served.parent else None,
+            "status": error.status if error else 200, "error": error.message if error else None,
+            "model": self.served.name, "adapter": self.served.name if self.served.parent else None,
             "reply": first.text, "finish_reason": first.finish_reason,
             "choices": json.dumps([{"index": i, "text": c.text, "finish_reason": c.finish_reason,
                                     "completion_tokens": c.completion_tokens, "mean_logprob": c.mean_logprob}

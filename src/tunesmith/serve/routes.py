@@ -158,7 +158,8 @@ def _stream(gen: Generation, body: Any, request: Request, chunks: AsyncIterator[
         try:
             async for chunk in chunks:
                 yield chunk
-        except APIError as exc:
+        except APIError as exc:  # the engine failed this request after the 200 went out: logged with the error
+            await gen.log(error=exc)
             yield sse(exc.body())
         except BaseException:  # the client went away (cancelled): stop generating, keep the row
             gen.cancel()

@@ -3,6 +3,7 @@ with what it generated. A real uvicorn server on 127.0.0.1 and a real SQLite fil
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -101,3 +102,30 @@ def test_a_stream_that_fails_in_the_engine_is_logged(setup, failing_sampler):
     assert status == 200 and "sampling blew up" in error_of(events[-2])["message"] and events[-1] == "[DONE]"
     row = _row(root, headers["x-request-id"])
     assert row.status == 500 and "sampling blew up" in row.error and row.finish_reason == "error"
+
+
+def test_a_stream_cut_off_by_its_client_logs_what_it_generated(setup):
+    """The row of a disconnected stream said completion_tokens 0 and no mean_logprob: only a finish event,
+    which never came, filled them in."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    server, _, root = setup
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    body = {"model": "tiny", "messages": HELLO, "max_tokens": 400, "temperature": 1, "seed": 3, "stream": True}
+    conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    request_id = response.getheader("x-request-id")
+    received = 0
+    while received < 6:  # the role chunk, then five with text
+        received += response.fp.readline().startswith(b"data:")
+    conn.sock.close()
+    conn.close()
+    deadline = time.monotonic() + 60
+    while not [r for r in serve.read_log(root / "log.sqlite") if r.id == request_id] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    row = _row(root, request_id)
+    assert row.finish_reason == "cancelled" and 5 <= row.completion_tokens < 400
+    assert row.mean_logprob is not None and row.mean_logprob < 0
+    assert row.choices[0]["completion_tokens"] == row.completion_tokens

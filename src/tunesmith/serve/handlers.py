@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -115,6 +116,17 @@ class Generation:
     def cancel(self) -> None:
         if self.job is not None:
             self.job.cancel()
+
+    def cut_off(self) -> None:
+        """The client went away mid-stream: choices not finished are 'cancelled', with the tokens generated so
+        far (counted from the sequences: their finish events, which carry the counts, come after the reply)."""
+        seqs = self.job.seqs if self.job is not None else []
+        for choice, seq in zip(self.choices, seqs):
+            if choice.finish_reason is None:
+                logprobs = list(seq.logprobs)  # a copy: the engine thread may still append to it
+                mean = sum(logprobs) / len(logprobs) if logprobs else None
+                choice.finish_reason, choice.completion_tokens = "cancelled", len(logprobs)
+                choice.mean_logprob = mean if mean is None or math.isfinite(mean) else None
 
     @property
     def prompt_tokens(self) -> int:

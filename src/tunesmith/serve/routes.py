@@ -163,8 +163,7 @@ def _stream(gen: Generation, body: Any, request: Request, chunks: AsyncIterator[
             yield sse(exc.body())
         except BaseException:  # the client went away (cancelled): stop generating, keep the row
             gen.cancel()
-            for choice in gen.choices:
-                choice.finish_reason = choice.finish_reason or "cancelled"
+            gen.cut_off()
             await gen.log(wait=False)
             raise
         else:

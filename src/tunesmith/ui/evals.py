@@ -2,7 +2,9 @@
 
 Reads what ``tunesmith evaluate`` and ``tunesmith gate`` wrote (``eval_<name>.json``,
 ``generations_<name>.jsonl``, ``gate.json``) through the evaluate report's own readers, so the
-page and ``report.html`` show the same numbers.
+page and ``report.html`` show the same numbers. A file those readers cannot take (a torn
+``eval_<name>.json``, a torn line of ``generations_<name>.jsonl``, a file of another shape) is an
+error naming the file (and line) for the page to show, checked here before they read it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.evaluate.report import Side, charts, confusions, metric_rows, load_side
+from tunesmith.evaluate.output import generations_path
+from tunesmith.evaluate.report import Side, charts, confusions, load_side, metric_rows
 from tunesmith.reporting.view import confusion_entries, metric_entries
 
 FILTERS = {
@@ -75,16 +78,55 @@ def view(folder: Path, left_name: str | None, right_name: str, flt: str = "all",
     for n in (left_name, right_name):
         if n is not None and n not in available:
             raise TunesmithError(f"{folder}: no evaluation named {n!r} (found: {', '.join(available)})")
-    left = load_side(folder / f"eval_{left_name}.json", left_name) if left_name else None
-    right = load_side(folder / f"eval_{right_name}.json", right_name)
-    metrics, health = metric_rows(left, right)
-    rows = [p for p in pairs(left, right) if FILTERS[flt](p) and (not task or p["task"] == task)]
-    if flt == "regressions":
-        rows.sort(key=lambda p: -p["drop"])
-    return {"left": left_name, "right": right_name, "names": available, "metrics": metric_entries(metrics),
-            "health": metric_entries(health), "charts": charts(left, right),
-            "confusions": confusion_entries(confusions(left, right)), "rows": rows[:limit], "shown_of": len(rows),
-            "tasks": sorted(right.summary["tasks"]), "filter": flt, "task": task, "gate": gate(folder)}
+    left = side(folder, left_name) if left_name else None
+    right = side(folder, right_name)
+    try:
+        metrics, health = metric_rows(left, right)
+        rows = [p for p in pairs(left, right) if FILTERS[flt](p) and (not task or p["task"] == task)]
+        if flt == "regressions":
+            rows.sort(key=lambda p: -p["drop"])
+        out = {"left": left_name, "right": right_name, "names": available, "metrics": metric_entries(metrics),
+               "health": metric_entries(health), "charts": charts(left, right),
+               "confusions": confusion_entries(confusions(left, right)), "rows": rows[:limit],
+               "shown_of": len(rows), "tasks": sorted(right.summary["tasks"]), "filter": flt, "task": task}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a field missing or of another type
+        files = " and ".join(f"eval_{n}.json" for n in (left_name, right_name) if n)
+        raise TunesmithError(f"{folder}: {files} not in the shape tunesmith evaluate writes "
+                             f"({type(exc).__name__}: {exc})") from None
+    return {**out, "gate": gate(folder)}
+
+
+def side(folder: Path, name: str) -> Side:
+    """``eval_<name>.json`` and its generations through the report's reader, once both were checked
+    to be what it takes (a JSON object with ``tasks``; one JSON object per generations line)."""
+    path = folder / f"eval_{name}.json"
+    summary = _json(_read(path), str(path))
+    if not isinstance(summary, dict) or not isinstance(summary.get("tasks"), dict):
+        raise TunesmithError(f"{path}: expected a JSON object with tasks (an eval_<name>.json of tunesmith evaluate)")
+    gens = generations_path(path)
+    lines = _read(gens).splitlines() if gens.is_file() else []
+    for number, line in enumerate(lines, 1):
+        if line.strip() and not isinstance(_json(line, f"{gens}:{number}"), dict):
+            raise TunesmithError(f"{gens}:{number}: expected a JSON object")
+    try:
+        return load_side(path, name)
+    except (OSError, ValueError) as exc:  # changed between the check and the read
+        raise TunesmithError(f"{path}: cannot be read ({exc})") from None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TunesmithError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _json(text: str, where: str) -> Any:
+    """The JSON value of ``text``; an error names ``where`` (file or file:line)."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise TunesmithError(f"{where}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
 
 
 def gate(folder: Path) -> dict[str, Any] | None:
@@ -92,7 +134,7 @@ def gate(folder: Path) -> dict[str, Any] | None:
     p = folder / "gate.json"
     if not p.is_file():
         return None
-    try:
-        return json.loads(p.read_text("utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TunesmithError(f"{p}: not valid JSON ({exc.msg})") from None
+    found = _json(_read(p), str(p))
+    if not isinstance(found, dict):
+        raise TunesmithError(f"{p}: expected a JSON object (a gate.json of tunesmith gate)")
+    return found

@@ -36,10 +36,13 @@ def _runs(app: FastAPI) -> None:
             path = runs.resolve(root(request), run)
         except TunesmithError as exc:
             return error_page("runs", "Run", exc, 404)
-        record = runs.find_one(root(request), path)
-        return render("run.html.jinja", "runs", title=f"Run {run}", run=run, row=record,
-                      progress=runs.progress(path), chart=curve_svg(runs.curves(path), f"{run}: loss"),
-                      config=runs.config_text(path), others=[r.name for r in runs.find(root(request)) if r.name != run])
+        try:
+            record, progress = runs.find_one(root(request), path), runs.progress(path)
+            chart, config = curve_svg(runs.curves(path), f"{run}: loss"), runs.config_text(path)
+        except TunesmithError as exc:
+            return error_page("runs", f"Run {run}", exc)
+        return render("run.html.jinja", "runs", title=f"Run {run}", run=run, row=record, progress=progress,
+                      chart=chart, config=config, others=[r.name for r in runs.find(root(request)) if r.name != run])
 
     @app.get("/api/progress")
     def progress(request: Request, run: str = "") -> JSONResponse:
@@ -47,7 +50,10 @@ def _runs(app: FastAPI) -> None:
             path = runs.resolve(root(request), run)
         except TunesmithError as exc:
             return json_error(exc, 404)
-        return JSONResponse({**runs.progress(path), "chart": str(curve_svg(runs.curves(path), f"{run}: loss"))})
+        try:
+            return JSONResponse({**runs.progress(path), "chart": str(curve_svg(runs.curves(path), f"{run}: loss"))})
+        except TunesmithError as exc:
+            return json_error(exc)
 
     @app.get("/runs/compare", response_class=HTMLResponse)
     def compare_page(request: Request, a: str = "", b: str = "") -> HTMLResponse:
@@ -55,13 +61,16 @@ def _runs(app: FastAPI) -> None:
             pa, pb = runs.resolve(root(request), a), runs.resolve(root(request), b)
         except TunesmithError as exc:
             return error_page("runs", "Compare runs", exc, 404)
-        series = {f"{name}: {label}": points for name, path in ((a, pa), (b, pb))
-                  for label, points in runs.curves(path).items()}
-        ra, rb = runs.find_one(root(request), pa), runs.find_one(root(request), pb)
+        try:
+            series = {f"{name}: {label}": points for name, path in ((a, pa), (b, pb))
+                      for label, points in runs.curves(path).items()}
+            ra, rb = runs.find_one(root(request), pa), runs.find_one(root(request), pb)
+            diff = runs.config_diff(runs.config_of(pa), runs.config_of(pb))
+        except TunesmithError as exc:
+            return error_page("runs", "Compare runs", exc)
         return render("compare.html.jinja", "runs", title=f"{a} vs {b}", a=a, b=b,
                       chart=curve_svg(series, f"{a} vs {b}: loss"),
-                      summary=runs.side_by_side(ra.record, rb.record) + [("gate", ra.gate, rb.gate)],
-                      diff=runs.config_diff(runs.config_of(pa), runs.config_of(pb)))
+                      summary=runs.side_by_side(ra.record, rb.record) + [("gate", ra.gate, rb.gate)], diff=diff)
 
 
 def _eval_and_data(app: FastAPI) -> None:
@@ -71,16 +80,18 @@ def _eval_and_data(app: FastAPI) -> None:
         available = evals.folders(root(request))
         if not folder:
             if not available:
-                return render("eval.html.jinja", "eval", title="Evaluate", folders=available, folder="", view=None)
+                return render("eval.html.jinja", "eval", title="Evaluate", folders=available, folder="", view=None,
+                              error=None)
             folder = available[0]
         try:
             path = evals.resolve(root(request), folder)
             default_left, default_right = evals.default_pair(evals.names(path))
             view = evals.view(path, left or default_left, right or default_right, filter, task)
-        except TunesmithError as exc:
-            return error_page("eval", "Evaluate", exc)
+        except TunesmithError as exc:  # the folder picker stays, to choose another folder
+            return render("eval.html.jinja", "eval", status=400, title=f"Evaluate {folder}", folders=available,
+                          folder=folder, view=None, error=str(exc))
         return render("eval.html.jinja", "eval", title=f"Evaluate {folder}", folders=available, folder=folder,
-                      view=view)
+                      view=view, error=None)
 
     @app.get("/data", response_class=HTMLResponse)
     def data_page(request: Request, run: str = "", rows: int = 5) -> HTMLResponse:

@@ -3,6 +3,11 @@
 A run directory is any folder holding ``run.json`` (``tunesmith.train.rundir``); its curves come
 from ``metrics.jsonl`` (one record per logged step), its gate verdict from ``eval/gate.json``.
 Runs are named by their path relative to the root; a name that leaves the root is refused.
+
+A file that cannot be read (a torn ``run.json``, a hand-edited ``config.yaml`` with a YAML error,
+a ``metrics.jsonl`` line that is not an object) raises :class:`RunFileError` naming the file (and
+line); the table leaves such runs out, the pages answer an error page. A torn last line of
+``metrics.jsonl`` (a kill mid-write) is skipped, as train's own reader does.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from typing import Any
 import yaml
 
 from tunesmith.errors import TunesmithError
-from tunesmith.train.metrics import read as read_metrics
 
 CURVES = {"loss": "train loss", "eval_loss": "eval loss"}
 
@@ -38,13 +42,36 @@ class RunRow:
         return self.record.get(key)
 
 
+class RunFileError(TunesmithError):
+    """A file of a run directory that cannot be read (the message names it)."""
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunFileError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def record_of(run_dir: Path) -> dict[str, Any]:
+    """The run's ``run.json`` (a JSON object)."""
+    path = run_dir / "run.json"
+    try:
+        record = json.loads(_text(path))
+    except ValueError as exc:
+        raise RunFileError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(record, dict):
+        raise RunFileError(f"{path}: expected a JSON object (got {type(record).__name__})")
+    return record
+
+
 def find(root: Path) -> list[RunRow]:
-    """Every run under ``root`` (sorted by name); unreadable run.json files are left out."""
+    """Every run under ``root`` (sorted by name); runs whose run.json cannot be read are left out."""
     rows = []
     for p in sorted(root.rglob("run.json")) if root.is_dir() else []:
         try:
-            record = json.loads(p.read_text("utf-8"))
-        except (OSError, json.JSONDecodeError):
+            record = record_of(p.parent)
+        except RunFileError:
             continue
         rows.append(RunRow(p.parent.relative_to(root).as_posix() or ".", p.parent, record, gate_verdict(p.parent)))
     return rows
@@ -52,8 +79,7 @@ def find(root: Path) -> list[RunRow]:
 
 def find_one(root: Path, path: Path) -> RunRow:
     """The table row of one run directory."""
-    record = json.loads((path / "run.json").read_text("utf-8"))
-    return RunRow(path.relative_to(root.resolve()).as_posix() or ".", path, record, gate_verdict(path))
+    return RunRow(path.relative_to(root.resolve()).as_posix() or ".", path, record_of(path), gate_verdict(path))
 
 
 def resolve(root: Path, name: str) -> Path:
@@ -80,24 +106,59 @@ def gate_verdict(run_dir: Path) -> bool | None:
     gate = run_dir / "eval" / "gate.json"
     try:
         return bool(json.loads(gate.read_text("utf-8"))["passed"]) if gate.is_file() else None
-    except (OSError, json.JSONDecodeError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):  # torn, not an object, no verdict
         return None
 
 
 def config_of(run_dir: Path) -> dict[str, Any]:
     """The run's resolved config (``config.yaml``) as a dict ({} when missing)."""
     p = run_dir / "config.yaml"
-    return (yaml.safe_load(p.read_text("utf-8")) or {}) if p.is_file() else {}
+    if not p.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(_text(p))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise RunFileError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(config, (dict, type(None))):
+        raise RunFileError(f"{p}: expected a mapping of config keys (got {type(config).__name__})")
+    return config or {}
 
 
 def config_text(run_dir: Path) -> str:
     p = run_dir / "config.yaml"
-    return p.read_text("utf-8") if p.is_file() else "(no config.yaml)"
+    return _text(p) if p.is_file() else "(no config.yaml)"
 
 
-def curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
+def metrics_of(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl`` ([] when missing); a line that is not JSON (torn by a kill) is skipped."""
+    p = run_dir / "metrics.jsonl"
+    if not p.is_file():
+        return []
+    out = []
+    for number, line in enumerate(_text(p).splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            raise RunFileError(f"{p}:{number}: expected a JSON object (got {type(record).__name__})")
+        out.append(record)
+    return out
+
+
+def _whole(value: Any, where: str) -> int:
+    """``value`` as a step count (None: 0)."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        raise RunFileError(f"{where}: must be a whole number (got {value!r})") from None
+
+
+def curves(run_dir: Path, records: list[dict[str, Any]] | None = None) -> dict[str, list[tuple[float, float]]]:
     """``{train loss: [(step, loss)...], eval loss: [...]}`` from metrics.jsonl; series without points are left out."""
-    records = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+    records = metrics_of(run_dir) if records is None else records
     out: dict[str, list[tuple[float, float]]] = {}
     for key, label in CURVES.items():
         points = [(float(r["step"]), float(r[key])) for r in records
@@ -109,16 +170,16 @@ def curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
 
 def progress(run_dir: Path) -> dict[str, Any]:
     """What a live page shows: status, the last logged step and loss, the step target, a fraction."""
-    record = json.loads((run_dir / "run.json").read_text("utf-8"))
-    metrics = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
-    step = max([int(r.get("step") or 0) for r in metrics] + [int(record.get("global_step") or 0)])
+    record, metrics = record_of(run_dir), metrics_of(run_dir)
+    steps = [_whole(r.get("step"), f"{run_dir / 'metrics.jsonl'}: step") for r in metrics]
+    step = max(steps + [_whole(record.get("global_step"), f"{run_dir / 'run.json'}: global_step")])
     losses = [r["loss"] for r in metrics if isinstance(r.get("loss"), (int, float))]
     total = config_of(run_dir).get("max_steps")
     total = total if isinstance(total, int) and total > 0 else None
     done = record.get("status") == "completed"
     fraction = 1.0 if done else (min(step / total, 1.0) if total else None)
     return {"status": record.get("status"), "step": step, "max_steps": total, "fraction": fraction,
-            "loss": losses[-1] if losses else None, "points": sum(len(v) for v in curves(run_dir).values())}
+            "loss": losses[-1] if losses else None, "points": sum(len(v) for v in curves(run_dir, metrics).values())}
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:

@@ -285,6 +285,45 @@ def test_without_per_row_results_the_ratio_decides(tmp_path: Path) -> None:
     assert line.status == "fail" and "no per-row results to pair" in line.note
 
 
+def test_a_required_gain_is_never_excused_as_row_noise(tmp_path: Path) -> None:
+    """golden.ratio > 1 ("must improve"): an unchanged candidate passed, its missed gain excused as noise."""
+    cand, base = _noise_pair(tmp_path, 20, {3}, {3})  # the same rows: no change at all
+    result = gate.run(cand, base, GateConfig.model_validate({"golden": {"ratio": 1.05}}), out_dir=tmp_path / "g")
+    line = _planning(result)
+    assert not result.passed and line.status == "fail"
+    assert "ratio 1.05 asks for a gain: row noise does not excuse one not made" in line.note
+
+
+def test_evaluations_of_other_rows_are_said_to_be_so(tmp_path: Path) -> None:
+    """A candidate scored on 10 of the baseline's 20 rows: its figure was compared without a word."""
+    base = _write(tmp_path / "base", "model", _plans(20, {1, 2}), _ticket_rows(), _probes())
+    cand = _write(tmp_path / "cand", "model", _plans(20, {1, 2})[:10], _ticket_rows(), _probes())
+    result = gate.run(cand, base, out_dir=tmp_path / "g")
+    rows = next(line for line in result.lines if line.subject == "planning" and line.metric == "rows")
+    assert rows.status == "warn" and result.passed is not None
+    assert ("scored on other rows than the baseline (n 10 vs 20; 10 row(s) only in the baseline, 0 only in the "
+            "candidate)") in rows.note
+    same = gate.run(base, base, out_dir=tmp_path / "s")
+    assert not any(line.metric == "rows" for line in same.lines)
+
+
+def test_judge_scores_from_another_judge_are_not_compared(runs, tmp_path: Path) -> None:
+    import shutil
+
+    for side, model in (("base", "judge-a"), ("cand", "judge-b")):
+        shutil.copytree(runs["baseline"], tmp_path / side)
+        path = tmp_path / side / "eval" / "eval_model.json"
+        data = json.loads(path.read_text())
+        data["tasks"]["helpfulness"] = {"scorer": "judge", "n": 20, "main": "judge_score", "metrics": {
+            "judge_score": 0.85, "judge_failure_rate": 0.0}, "health": {"stop_rate": 1.0}, "categories": {},
+            "extra": {"model": model, "rubric": "helpful"}}
+        path.write_text(json.dumps(data))
+    result = gate.run(tmp_path / "cand", tmp_path / "base", out_dir=tmp_path / "out")
+    assert _failed(result) == {("judge", "helpfulness", "judge")}
+    line = next(line for line in result.failures)
+    assert "judged differently from the baseline (model 'judge-a' -> 'judge-b')" in line.note
+
+
 def test_sign_test_is_the_exact_binomial_tail() -> None:
     from tunesmith.gate.noise import sign_test
 

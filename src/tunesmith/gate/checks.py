@@ -75,6 +75,7 @@ def golden(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
         before, after = b["metrics"].get(main), c["metrics"].get(main)
         line = _at_least("golden", name, main, after, before, cfg.ratio * (before or 0.0), f"{cfg.ratio:g} x baseline")
         lines.append(_within_noise(line, cand, base, name, cfg))
+        lines.extend(_other_rows(cand, base, name, b, c))
         for cat, entry in (c.get("categories") or {}).items():
             b_cat = (b.get("categories") or {}).get(cat, {}).get("metrics", {}).get(main)
             value = entry["metrics"].get(main)
@@ -91,11 +92,16 @@ def _within_noise(line: Line, cand: Summary, base: Summary, task: str, cfg: Gold
     rows do not show it beyond noise (sign test p >= ``noise_alpha``); the note says which."""
     if line.status != "fail" or cfg.noise_alpha is None or line.candidate is None or line.baseline is None:
         return line
-    paired = sign_test(base.get("_rows", {}).get(task, {}), cand.get("_rows", {}).get(task, {}))
-    if paired is None:
-        line.note += "; no per-row results to pair (judged by the ratio alone)"
-        return line
     drop = line.baseline - line.candidate
+    if drop <= 0:  # ratio > 1 asks for a gain: noise may excuse a small drop, never a gain not made
+        line.note += f"; ratio {cfg.ratio:g} asks for a gain: row noise does not excuse one not made"
+        return line
+    before, after = base.get("_rows", {}).get(task, {}), cand.get("_rows", {}).get(task, {})
+    paired = sign_test(before, after)
+    if paired is None:
+        line.note += ("; no row is in both evaluations (other rows): judged by the ratio alone" if before and after
+                      else "; no per-row results to pair (judged by the ratio alone)")
+        return line
     noise = paired.p >= cfg.noise_alpha
     if noise and drop <= cfg.max_drop + _EPS:
         line.status = "warn"
@@ -104,6 +110,19 @@ def _within_noise(line: Line, cand: Summary, base: Summary, task: str, cfg: Gold
         why = f"drop {drop:.3g} > max_drop {cfg.max_drop:g}" if noise else f"p < {cfg.noise_alpha:g}"
         line.note += f"; beyond noise: {paired.describe()}, {why}"
     return line
+
+
+def _other_rows(cand: Summary, base: Summary, task: str, b: dict[str, Any], c: dict[str, Any]) -> list[Line]:
+    """A warning when the two evaluations of ``task`` scored different rows (another task file, a
+    subset, other contamination exclusions): their figures are then not comparable row for row."""
+    before, after = set(base.get("_rows", {}).get(task, {})), set(cand.get("_rows", {}).get(task, {}))
+    why = f"n {c.get('n')} vs {b.get('n')}"
+    if before and after and before != after:
+        why += f"; {len(before - after)} row(s) only in the baseline, {len(after - before)} only in the candidate"
+    elif b.get("n") == c.get("n"):
+        return []
+    return [Line("golden", task, "rows", None, None, None, "warn",
+                 f"scored on other rows than the baseline ({why}): evaluate both on the same task file")]
 
 
 def format_(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
@@ -181,7 +200,19 @@ def judge(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
         if before is not None:
             lines.append(_at_least("judge", name, "judge_score", task["metrics"].get("judge_score"), before,
                                    cfg.ratio * before, f"{cfg.ratio:g} x baseline"))
+            lines.extend(_other_judge(name, task, _tasks(base)[name]))
     return lines
+
+
+def _other_judge(name: str, cand: dict[str, Any], base: dict[str, Any]) -> list[Line]:
+    """A failure when the two judge scores come from different judges or rubrics: not comparable."""
+    c, b = cand.get("extra") or {}, base.get("extra") or {}
+    changed = [f"{key} {b.get(key)!r} -> {c.get(key)!r}" for key in ("model", "rubric") if c.get(key) != b.get(key)]
+    if not changed:
+        return []
+    return [Line("judge", name, "judge", None, None, None, "fail",
+                 f"judged differently from the baseline ({', '.join(changed)}): its scores are not comparable; "
+                 "judge both with the same judge and rubric")]
 
 
 CHECKS: dict[str, Callable[[Summary, Summary, GateConfig], list[Line]]] = {

@@ -106,3 +106,4 @@ def test_wide_intervals_are_said_and_written(tmp_path) -> None:
     written = json.loads(json.dumps(output.summary(result)))["tasks"]["tickets"]["interval"]
     assert written["metric"] == "macro_f1" and written["confidence"] == 0.95 and written["n"] == 20
     assert (written["low"], written["high"]) == (small.interval.low, small.interval.high)
+

@@ -253,3 +253,19 @@ def test_bad_gold_answers_fail_before_any_model_is_loaded(tmp_path):
                                                "json_schema": {"type": "object"}}]})
     with pytest.raises(DataError, match=r"test.jsonl:2: messages the gold answer is not a JSON object"):
         evaluate.run(config)
+
+
+def test_a_categorys_macro_f1_is_over_the_labels_it_holds() -> None:
+    """Category A: two billing tickets, both right. Scored over the task's three labels it was 0.333
+    (the two labels A never holds nor gets counted as F1 0); over its own labels it is 1.0."""
+    from tunesmith.config.schema import EvalTaskSpec
+    from tunesmith.evaluate.run import score_rows
+    from tunesmith.evaluate.scorers import EvalRow
+
+    spec = EvalTaskSpec(name="t", path="x.jsonl", scorer="label", labels=["billing", "bug", "other"])
+    rows = [EvalRow("a1", "billing", "billing", category="A"), EvalRow("a2", "billing", "billing", category="A"),
+            EvalRow("b1", "bug", "other", category="B"), EvalRow("b2", "other", "other", category="B")]
+    score = score_rows(SCORERS["label"](spec), rows)
+    assert score.categories["A"]["metrics"]["macro_f1"] == 1.0
+    assert score.categories["B"]["metrics"]["macro_f1"] == pytest.approx((0 + 2 / 3) / 2)  # bug 0, other 2/3
+    assert score.metrics["macro_f1"] == pytest.approx((1 + 0 + 2 / 3) / 3)  # the task: all three labels

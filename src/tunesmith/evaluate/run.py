@@ -194,7 +194,7 @@ def score_rows(scorer: Scorer, rows: Sequence[EvalRow]) -> TaskScore:
         for name in [*names, None]:
             subset = [r for r in rows if r.category == name]
             if subset:
-                part = scorer.score(subset)
+                part = scorer.score_part(subset)
                 score.categories[name or "(none)"] = {"n": len(subset), "metrics": part.metrics,
                                                       "health": health(subset)}
     return score

@@ -123,6 +123,10 @@ class Scorer:
     def score(self, rows: Sequence[EvalRow]) -> TaskScore:
         raise NotImplementedError
 
+    def score_part(self, rows: Sequence[EvalRow]) -> TaskScore:
+        """The metrics of a part of the task's rows (one category); by default as ``score``."""
+        return self.score(rows)
+
     def headline_of(self, scored: Sequence[RowScore]) -> float | None:
         """The headline metric of these scored rows (any subset or resample of a task's rows): by
         default the mean of their ``headline_value``; the interval (``evaluate.interval``) uses it."""

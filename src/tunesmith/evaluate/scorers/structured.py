@@ -260,6 +260,18 @@ class LabelScorer(Scorer):
         return float(f1_score(golds, [r.prediction for r in scored], labels=self.labels, average="macro",
                               zero_division=0))
 
+    def score_part(self, rows: Sequence[EvalRow]) -> TaskScore:
+        """A category's metrics: macro-F1 over the labels that occur in it (as gold or answer); a
+        label the category never holds nor gets would count as F1 0 and pull a perfect part to 1/3."""
+        if not hasattr(self, "labels"):
+            self.prepare(rows)
+        whole = score_label(self.spec.name, *_outputs_golds(rows), self.labels)
+        present = {r.detail["gold"] for r in whole.rows} | {r.prediction for r in whole.rows}
+        part = score_label(self.spec.name, *_outputs_golds(rows), [x for x in self.labels if x in present])
+        whole.metrics["macro_f1"] = part.metrics["macro_f1"]
+        whole.format = self.format_metric
+        return whole
+
     def score(self, rows: Sequence[EvalRow]) -> TaskScore:
         outputs, golds = _outputs_golds(rows)
         if not hasattr(self, "labels"):

@@ -146,6 +146,26 @@ def test_a_running_run_updates_live(page, ui, workspace):
     assert page.locator("#bar").evaluate("bar => bar.style.width") == "100%"
 
 
+def test_an_epoch_based_run_gets_its_bar_live_and_a_killed_one_ends_interrupted(page, ui, workspace):
+    run = workspace / "runs" / "zz_epochs"
+    run.mkdir()
+    (run / "config.yaml").write_text("max_steps: -1\nnum_epochs: 2\n")
+    (run / "run.json").write_text(json.dumps({"method": "sft", "status": "starting"}))
+    (run / "metrics.jsonl").write_text("")
+    page.goto(ui + "/runs/view?run=zz_epochs")
+    assert page.locator("#bar-box").is_hidden()  # no step target before training begins
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 3.0}) + "\n")
+    record = {"method": "sft", "status": "running", "schedule": {"total_steps": 4},
+              "attempts": [{"pid": os.getpid(), "host": socket.gethostname()}]}
+    (run / "run.json").write_text(json.dumps(record))
+    page.wait_for_function("document.getElementById('of').textContent === ' of 4'", timeout=20_000)
+    assert page.locator("#bar-box").is_visible() and page.locator("#bar").evaluate("b => b.style.width") == "25%"
+    gone = subprocess.Popen(["true"])
+    gone.wait(30)
+    (run / "run.json").write_text(json.dumps({**record, "attempts": [{"pid": gone.pid, "host": socket.gethostname()}]}))
+    page.wait_for_function("document.getElementById('status').textContent === 'interrupted'", timeout=20_000)
+
+
 def test_evaluate_page_gate_and_filters(page, ui, workspace):
     page.goto(ui + "/eval")
     gate = json.loads((workspace / "runs" / "run_a" / "eval" / "gate.json").read_text())

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +124,44 @@ def test_an_evaluation_file_that_cannot_be_read_is_a_400_naming_it(tmp_path, cas
         page = c.get(url)
         assert page.status_code == 400 and re.search(message, error_text(page)), (url, page.text[-600:])
         assert 'id="pick"' in page.text  # the folder picker stays, to choose another folder
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and was reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(30)
+    return process.pid
+
+
+def test_a_run_whose_process_is_gone_shows_interrupted(tmp_path):
+    here, dead = socket.gethostname(), dead_pid()
+    cases = {"killed": ("running", here, dead, "interrupted"), "killed_starting": ("starting", here, dead, "interrupted"),
+             "live": ("running", here, os.getpid(), "running"),
+             "elsewhere": ("running", "another-host", dead, "running"),  # another machine's pid says nothing here
+             "ended": ("completed", here, dead, "completed")}
+    for name, (status, host, pid, _) in cases.items():
+        make_run(tmp_path, name, {"status": status, "global_step": 1, "attempts": [{"pid": pid, "host": host}]})
+    c = client(tmp_path)
+    table = c.get("/runs").text
+    for name, (*_, shown) in cases.items():
+        assert c.get(f"/api/progress?run={name}").json()["status"] == shown, name
+        assert f'data-run="{name}" data-status="{shown}"' in table, name
+    page = c.get("/runs/view?run=killed").text
+    assert 'data-status="interrupted"' in page and '<strong id="status">interrupted</strong>' in page  # no polling
+    compare = c.get("/runs/compare?a=killed&b=live").text
+    assert re.search(r"<td>interrupted</td>\s*<td>running</td>", compare)
+
+
+def test_an_epoch_based_run_takes_its_step_target_from_the_recorded_schedule(tmp_path):
+    epochs = "base_model: tiny\nmax_steps: -1\nnum_epochs: 3\n"
+    metrics = "".join(json.dumps({"step": i, "loss": 2.0}) + "\n" for i in range(1, 151))
+    make_run(tmp_path, "epochs", {"status": "running", "schedule": {"total_steps": 300}}, config=epochs, metrics=metrics)
+    make_run(tmp_path, "starting", {"status": "running"}, config=epochs, metrics="")  # no schedule yet
+    c = client(tmp_path)
+    progress = c.get("/api/progress?run=epochs").json()
+    assert (progress["max_steps"], progress["fraction"]) == (300, 0.5)
+    page = c.get("/runs/view?run=epochs").text
+    assert '<span id="of"> of 300</span>' in page and 'id="bar-box">' in page and "width: 50.0%" in page
+    progress = c.get("/api/progress?run=starting").json()
+    assert (progress["max_steps"], progress["fraction"]) == (None, None)
+    assert 'id="bar-box" hidden>' in c.get("/runs/view?run=starting").text  # shown by the poll once it is known

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,10 @@ class RunRow:
 
     @property
     def status(self) -> str:
-        return str(self.record.get("status") or "unknown")
+        return status_of(self.record)
 
     def cell(self, key: str) -> Any:
-        return self.record.get(key)
+        return self.status if key == "status" else self.record.get(key)
 
 
 class RunFileError(TunesmithError):
@@ -92,14 +93,41 @@ def resolve(root: Path, name: str) -> Path:
 
 def pid_alive(pid: Any) -> bool:
     """Whether process ``pid`` exists on this host (one of another user counts; a pid that is not a
-    number is taken as alive: nothing is concluded from it)."""
+    positive number is taken as alive: nothing is concluded from it)."""
     try:
-        os.kill(int(pid), 0)
+        number = int(pid)
+        if number > 0:
+            os.kill(number, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, TypeError, ValueError, OverflowError):
         return True
     return True
+
+
+def status_of(record: dict[str, Any]) -> str:
+    """The run's status: as recorded, except that a run recorded as starting/running whose last
+    attempt ran on this host in a process that is gone (killed before it could record its end) is
+    ``interrupted``: ``tunesmith.train.resume``'s rule for a live run (same host, pid alive)."""
+    status = str(record.get("status") or "unknown")
+    if status not in ("starting", "running"):
+        return status
+    attempts = record.get("attempts")
+    last = attempts[-1] if isinstance(attempts, list) and attempts and isinstance(attempts[-1], dict) else {}
+    pid, host = last.get("pid"), last.get("host")
+    if not pid or host != socket.gethostname():
+        return status
+    return status if pid_alive(pid) else "interrupted"
+
+
+def _total_steps(run_dir: Path, record: dict[str, Any]) -> int | None:
+    """The step target: the config's ``max_steps``, else (a run set in epochs, max_steps -1) the
+    trainer's ``schedule.total_steps`` in run.json (recorded once training began)."""
+    total = config_of(run_dir).get("max_steps")
+    if not (isinstance(total, int) and total > 0):
+        schedule = record.get("schedule")
+        total = schedule.get("total_steps") if isinstance(schedule, dict) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else None
 
 
 def gate_verdict(run_dir: Path) -> bool | None:
@@ -174,11 +202,9 @@ def progress(run_dir: Path) -> dict[str, Any]:
     steps = [_whole(r.get("step"), f"{run_dir / 'metrics.jsonl'}: step") for r in metrics]
     step = max(steps + [_whole(record.get("global_step"), f"{run_dir / 'run.json'}: global_step")])
     losses = [r["loss"] for r in metrics if isinstance(r.get("loss"), (int, float))]
-    total = config_of(run_dir).get("max_steps")
-    total = total if isinstance(total, int) and total > 0 else None
-    done = record.get("status") == "completed"
-    fraction = 1.0 if done else (min(step / total, 1.0) if total else None)
-    return {"status": record.get("status"), "step": step, "max_steps": total, "fraction": fraction,
+    total, status = _total_steps(run_dir, record), status_of(record)
+    fraction = 1.0 if status == "completed" else (min(step / total, 1.0) if total else None)
+    return {"status": status, "step": step, "max_steps": total, "fraction": fraction,
             "loss": losses[-1] if losses else None, "points": sum(len(v) for v in curves(run_dir, metrics).values())}
 
 
@@ -200,4 +226,4 @@ SUMMARY_KEYS = ("method", "adapter", "status", "global_step", "train_loss", "bes
 
 def side_by_side(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """The headline numbers of two run.json records, for the compare page."""
-    return [(k, a.get(k), b.get(k)) for k in SUMMARY_KEYS]
+    return [(k, status_of(a), status_of(b)) if k == "status" else (k, a.get(k), b.get(k)) for k in SUMMARY_KEYS]

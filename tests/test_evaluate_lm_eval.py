@@ -27,7 +27,7 @@ def setup(tmp_path_factory) -> tuple[Path, Path]:
     build_model(root / "model", tok, hidden=32)
     tasks = root / "tasks"
     tasks.mkdir()
-    for name in ("tiny_capitals.yaml", "tiny_echo.yaml"):
+    for name in ("tiny_capitals.yaml", "tiny_echo.yaml", "tiny_two_filters.yaml"):
         text = (FIXTURES / name).read_text().replace("DATA_FILE", str(FIXTURES / "capitals.jsonl"))
         (tasks / name).write_text(text)
     return root, tasks
@@ -70,6 +70,20 @@ def test_local_task_runs_on_the_evaluated_model(setup) -> None:
     assert mc.rows[0].output == ["Paris", "Berlin", "Rome"][max(range(3), key=lambda i: ours[i])]
     assert all(0.0 <= v <= 1.0 and math.isfinite(v) for v in gen.score.metrics.values())
     assert (root / "out" / "eval" / "eval_model.json").is_file()
+
+
+def test_a_task_with_two_filters_keeps_each_filters_figure_and_its_rows_once(setup) -> None:
+    """lm-eval logs each document once per filter: the rows were doubled (6 of 3 documents) and the
+    second filter's figure was dropped."""
+    from tunesmith import evaluate
+
+    root, tasks = setup
+    task = evaluate.run(_config(root, tasks, ["tiny_two_filters"]), str(root / "model")).tasks[
+        "lm_eval:tiny_two_filters"]
+    assert task.score.n == 3 and len(task.rows) == 3 and len(task.score.rows) == 3
+    assert task.score.main == "exact_match" and task.score.extra["filter"] == "strict"
+    assert task.score.metrics == {"exact_match": 0.0, "exact_match (loose)": 1.0}
+    assert task.score.metrics["exact_match"] == sum(r.correct for r in task.score.rows) / 3
 
 
 def test_limit(setup) -> None:

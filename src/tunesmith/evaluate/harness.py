@@ -48,8 +48,9 @@ def run(spec: LmEvalTaskSpec, loaded: Any) -> dict[str, Any]:
     results = {}
     for task, values in out["results"].items():
         name = f"{spec.name}:{task}"
-        score = _score(name, values, out.get("higher_is_better", {}).get(task, {}), out.get("samples", {}).get(task, []))
-        rows = [_row(sample) for sample in out.get("samples", {}).get(task, [])]
+        samples = out.get("samples", {}).get(task, [])
+        score = _score(name, values, out.get("higher_is_better", {}).get(task, {}), samples)
+        rows = [_row(sample) for sample in _of_filter(samples, score.extra["filter"])]
         results[name] = TaskResult(spec, score, [r.prompt for r in rows], [r.gold for r in rows],
                                    [r.output for r in rows], rows)
     return results
@@ -66,17 +67,27 @@ def _manager(task_manager: Any, include_path: str | None, tasks: list[str]) -> A
     return task_manager()
 
 
+def _of_filter(samples: list[dict[str, Any]], name: str | None) -> list[dict[str, Any]]:
+    """The samples of one filter: lm-eval logs each document once per filter (gsm8k: strict-match and
+    flexible-extract), so taking them all doubled the rows."""
+    return [s for s in samples if name is None or s.get("filter") in (None, name)]
+
+
 def _score(name: str, values: dict[str, Any], better: dict[str, bool], samples: list[dict[str, Any]]) -> TaskScore:
-    metrics, other = {}, {}
+    """The fraction metrics of the first filter under their own names (the headline is the first),
+    other filters' as ``metric (filter)``; the rows are the first filter's samples."""
+    metrics, other, first = {}, {}, None
     for key, value in values.items():
-        metric, _, _filter = key.partition(",")
+        metric, _, filter_ = key.partition(",")
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             continue
         if not metric.endswith("_stderr") and 0.0 <= value <= 1.0 and better.get(metric, True):
-            metrics.setdefault(metric, float(value))
+            first = filter_ if first is None else first
+            metrics[metric if filter_ == first else f"{metric} ({filter_})"] = float(value)
         else:
             other[key] = float(value)
     main = next(iter(metrics), "")
+    samples = _of_filter(samples, first or None)
     rows = []
     for sample in samples:
         value = sample.get(main)
@@ -85,7 +96,7 @@ def _score(name: str, values: dict[str, Any], better: dict[str, bool], samples: 
                                                       "resps": sample.get("filtered_resps")},
                              value=float(value) if isinstance(value, (int, float)) else None))
     return TaskScore(task=name, scorer="lm_eval", n=len(samples), metrics=metrics, main=main, rows=rows,
-                     extra={"other": other, "higher_is_better": better})
+                     extra={"other": other, "higher_is_better": better, "filter": first or None})
 
 
 def _first(value: Any) -> Any:

@@ -68,6 +68,9 @@ def test_numeric_scorer_uses_the_last_number_and_tolerances() -> None:
     assert last_number("I think 3 + 4 = 7.") == 7.0
     assert last_number("total: 1,234.5 dollars") == 1234.5
     assert last_number("-2e-3 or .5") == 0.5 and last_number("none") is None
+    assert last_number("-2e-3") == -0.002 and last_number("it was \u22127 degrees") == -7.0  # U+2212 minus
+    assert last_number("pages 3-5") == 5.0 and last_number("COVID-19") == 19.0  # hyphens, not signs
+    assert last_number("x = -4") == -4.0 and last_number("(+3)") == 3.0 and last_number("from -1.5 to -0.5") == -0.5
     rows = _rows([("The answer is 42", "42"), ("about 41.6", "42"), ("no idea", "42"), ("1,000", "1000"),
                   ("it is 100", "-100")])
     strict = SCORERS["numeric"](_spec("numeric")).score(rows)
@@ -145,7 +148,10 @@ def test_label_categories_share_the_whole_label_set() -> None:
             EvalRow("q", "bug", "billing", category="b")]
     result = score_rows(SCORERS["label"](_spec("label")), rows)
     assert result.confusion.labels == ["billing", "bug"]
-    # category a: one row, billing right; F1(billing) = 1, F1(bug) = 0 (absent from both) -> macro 0.5
-    assert result.categories["a"]["metrics"]["macro_f1"] == pytest.approx(0.5)
+    # category a: one row, billing right. Macro-F1 over the labels the category holds or gets: 1.0
+    # (it was 0.5: bug, absent from both, counted as F1 0, so a perfect category scored 1 / labels)
+    assert result.categories["a"]["metrics"]["macro_f1"] == pytest.approx(1.0)
+    # category b: bug right once, once answered billing: F1(bug) = 2/3, F1(billing) = 0 -> 1/3
+    assert result.categories["b"]["metrics"]["macro_f1"] == pytest.approx(1 / 3)
     assert result.categories["b"]["metrics"]["accuracy"] == pytest.approx(0.5)
     assert result.format == "valid_label_rate"

@@ -12,7 +12,9 @@ from tunesmith.evaluate.scorers.base import EvalRow, RowScore, Scorer, TaskScore
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
+# a sign only where it can be one: not the hyphen of "3-5" or "COVID-19"; U+2212 is a minus sign too
+_SIGN = r"(?:(?<![\w.])[-+\u2212])?"
+_NUMBER = re.compile(_SIGN + r"(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|\.\d+)")
 
 
 def normalise(text: str) -> str:
@@ -101,11 +103,12 @@ class RegexScorer(Scorer):
 
 
 def last_number(text: str) -> float | None:
-    """The last number written in ``text`` (``1,234.5``, ``-3``, ``2e-3``, ``.5``), or None."""
+    """The last number written in ``text`` (``1,234.5``, ``-3``, ``\u22123``, ``2e-3``, ``.5``), or None; in
+    ``3-5`` the last number is 5, not -5."""
     found = _NUMBER.findall(text)
     if not found:
         return None
-    value = float(found[-1].replace(",", ""))
+    value = float(found[-1].replace(",", "").replace("\u2212", "-"))
     return value if math.isfinite(value) else None
 
 

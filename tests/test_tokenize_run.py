@@ -76,8 +76,12 @@ def test_truncation_drop_counts_and_reports(tmp_path: Path, chatml_tok: Any) -> 
 
 def test_truncation_error_names_the_row(tmp_path: Path, chatml_tok: Any) -> None:
     records = [_chat(1, "hi", "Paris."), _chat(7, "hi", " ".join(["the quick brown fox"] * 20))]
-    with pytest.raises(DataError, match=r"data.jsonl:7: messages \d+ tokens > sequence_len 40"):
-        run(_config(tmp_path, sequence_len=40, truncation="error"), _data(records))
+    with pytest.raises(DataError, match=r"data.jsonl:7: messages \d+ tokens > sequence_len 40") as info:
+        run(_config(tmp_path, sequence_len=40, truncation="error", on_bad_rows="skip"), _data(records))
+    # on_bad_rows: skip does not drop rows too long under truncation: error: the hint says what does
+    assert "on_bad_rows" not in str(info.value)
+    assert str(info.value).endswith("(raise sequence_len, or set truncation: drop or truncate_prompt, for the rows "
+                                    "longer than sequence_len)")
 
 
 def test_truncate_prompt_removes_whole_earlier_turns_keeping_system(tmp_path: Path, chatml_tok: Any) -> None:

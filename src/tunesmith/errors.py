@@ -63,7 +63,10 @@ class RowError:
 class DataError(TunesmithError):
     """One or more input rows (or files) are invalid."""
 
-    def __init__(self, errors: list[RowError], total_rows: int | None = None, shown: int = 20):
+    SKIP_HINT = "(set on_bad_rows: skip to drop them; every skipped row is written to rejected_rows.jsonl)"
+
+    def __init__(self, errors: list[RowError], total_rows: int | None = None, shown: int = 20,
+                 hint: str | None = SKIP_HINT):
         self.errors = errors
         self.total_rows = total_rows
         lines = [str(e) for e in errors[:shown]]
@@ -72,8 +75,7 @@ class DataError(TunesmithError):
         head = f"{len(errors)} invalid row{'s' if len(errors) != 1 else ''}"
         if total_rows is not None:
             head += f" out of {total_rows}"
-        tail = "(set on_bad_rows: skip to drop them; every skipped row is written to rejected_rows.jsonl)"
-        super().__init__("\n".join([head + ":", *lines, tail]))
+        super().__init__("\n".join([head + ":", *lines, *([hint] if hint else [])]))
 
 
 def did_you_mean(word: str, options: Iterable[str], cutoff: float = 0.6, shown: Mapping[str, str] | None = None) -> str:

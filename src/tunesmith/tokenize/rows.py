@@ -206,6 +206,9 @@ class _Encoded:
     appended_eos: bool = False
 
 
+TRUNCATION_ERROR = "(truncation: error; use drop or truncate_prompt)"  # on_bad_rows: skip does not drop these
+
+
 def _fit(
     record: Record, encode: Callable[[Sequence[Message]], _Encoded], cfg: Config, split: Split
 ) -> _Encoded | None:
@@ -217,7 +220,7 @@ def _fit(
         return encoded
     detail = f"{length} tokens > sequence_len {cfg.sequence_len}"
     if cfg.truncation == "error":
-        split.fail(record, "messages", f"{detail} (truncation: error; use drop or truncate_prompt)")
+        split.fail(record, "messages", f"{detail} {TRUNCATION_ERROR}")
         return None
     if cfg.truncation == "truncate_prompt":
         for shorter in shorter_prompts(prompt):

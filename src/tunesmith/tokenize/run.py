@@ -20,7 +20,7 @@ from tunesmith.tokenize import cache
 from tunesmith.tokenize.chat import IGNORE, EncodeMemo
 from tunesmith.tokenize.cpt import tokenize_text_split
 from tunesmith.tokenize.pack import Bins, bins_for, packed_rows, packing_efficiency, padded_efficiency
-from tunesmith.tokenize.rows import Split, tokenize_chat_split
+from tunesmith.tokenize.rows import TRUNCATION_ERROR, Split, tokenize_chat_split
 from tunesmith.tokenize.template_fit import check_for_data
 from tunesmith.tokenize.tokenizer import load_tokenizer, tokenizer_fingerprint
 
@@ -167,7 +167,7 @@ def _build(
                     for name in _SPLITS}
         errors = [e for split in done.values() for e in split.errors]
         if errors:
-            raise DataError(errors, total_rows=len(data.train) + len(data.eval))
+            raise DataError(errors, total_rows=len(data.train) + len(data.eval), hint=_hint(errors))
     except BaseException:
         entry.discard()
         raise
@@ -178,6 +178,17 @@ def _build(
             "rejected": [{**r, "split": name} for name, split in done.items() for r in split.rejected]}
     entry.commit(meta)
     return meta
+
+
+def _hint(errors: list[Any]) -> str:
+    """What to do: on_bad_rows: skip drops invalid rows, never rows too long under truncation: error."""
+    too_long = sum(e.message.endswith(TRUNCATION_ERROR) for e in errors)
+    fix = "raise sequence_len, or set truncation: drop or truncate_prompt, for the rows longer than sequence_len"
+    if too_long == len(errors):
+        return f"({fix})"
+    if too_long:
+        return f"({fix}; set on_bad_rows: skip to drop the invalid others, written to rejected_rows.jsonl)"
+    return DataError.SKIP_HINT
 
 
 def _text_flush(config: Config) -> int:

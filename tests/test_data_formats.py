@@ -261,3 +261,17 @@ def test_plain_strings_that_look_like_json_stay_text(tmp_path: Path) -> None:
     assert records[0].chosen == (Message("assistant", "[1, 2]"),)
     assert records[0].rejected == (Message("assistant", "{not json"),)
     assert records[1].messages == (Message("user", "as JSON"),)
+
+
+def test_cpt_reads_a_text_column_as_text_whatever_sits_beside_it(tmp_path: Path) -> None:
+    """Rows of text + label were detected as classification (text -> chat) and cpt refused them as
+    "sft rows"; for a method that trains on raw text, a text column is the text."""
+    from tunesmith.config import DatasetSpec
+    from tunesmith.data import ingest
+
+    path = tmp_path / "tl.jsonl"
+    path.write_text('{"text": "hello world", "label": "x"}\n{"text": "more text", "label": "y"}\n')
+    cpt = ingest([DatasetSpec(path=str(path))], method="cpt")
+    assert cpt.formats == {str(path): "text"} and [r.text for r in cpt.records] == ["hello world", "more text"]
+    sft = ingest([DatasetSpec(path=str(path))], method="sft")
+    assert sft.formats == {str(path): "classification"}  # sft: detected as before

@@ -134,7 +134,7 @@ def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: C
     if spec.max_samples is not None:  # LLaMA-Factory max_samples: the first N rows of the dataset
         rows = itertools.islice(rows, spec.max_samples)
     head, rows = _head(rows)
-    fmt = _choose(spec, [r.data for r in head if r.error is None and isinstance(r.data, dict)])
+    fmt = _choose(spec, [r.data for r in head if r.error is None and isinstance(r.data, dict)], method)
     ctx = ParseContext.create(spec, method)
     for raw in rows:
         out.rows += 1
@@ -166,11 +166,14 @@ def _head(rows: Iterator[RawRow]) -> tuple[list[RawRow], Iterator[RawRow]]:
     return head, itertools.chain(head, rows)
 
 
-def _choose(spec: DatasetSpec, sample: list[dict[str, Any]]) -> Format | None:
+def _choose(spec: DatasetSpec, sample: list[dict[str, Any]], method: str | None = None) -> Format | None:
     if spec.type != "auto":
         return REGISTRY[spec.type]
     if not sample:
         return None
+    column = spec.field_text or "text"
+    if _trains_on_text(method) and all(isinstance(row.get(column), str) for row in sample):
+        return REGISTRY["text"]  # cpt: a text column is the text, whatever sits beside it (a label, a url)
     name = detect(sample, spec)
     if name is None:
         keys = ", ".join(sorted({str(k) for row in sample for k in row})) or "none"
@@ -180,6 +183,13 @@ def _choose(spec: DatasetSpec, sample: list[dict[str, Any]]) -> Format | None:
             "Set type: and field_* to map your columns.",
         )
     return REGISTRY[name]
+
+
+def _trains_on_text(method: str | None) -> bool:
+    from tunesmith.config.methods import methods
+
+    spec = methods().get(method or "")
+    return spec is not None and spec.records == "text"
 
 
 def _reject(raw: RawRow, field: str | None, message: str) -> Rejected:

@@ -237,6 +237,17 @@ def test_skip_writes_every_rejected_row(tmp_path: Path, caplog: pytest.LogCaptur
     assert "skipped 2 invalid rows out of 4" in caplog.text
 
 
+def test_a_missing_comma_between_rows_is_no_row(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Both rows around a missing ',' are read; the comma was also counted as a skipped row of 5."""
+    path = tmp_path / "bad.json"
+    path.write_text('[\n{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": "d"},\n'
+                    '{"instruction": "e", "output": 1}\n]\n')
+    result = ingest([DatasetSpec(path=str(path))], on_bad_rows="skip")
+    assert len(result.records) == 2 and result.rows == 3
+    assert [e.row for e in result.errors] == [None, 3]  # the comma (between rows), then the bad row
+    assert "skipped 1 invalid row out of 3 and 1 problem between rows" in caplog.text
+
+
 def test_on_bad_rows_value_checked(tmp_path: Path) -> None:
     path = tmp_path / "ok.jsonl"
     path.write_text(lines(GOOD))

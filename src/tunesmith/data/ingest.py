@@ -115,7 +115,10 @@ def settle(rejected: list[Rejected], rows: int, on_bad_rows: str, rejected_path:
         write_rejected(rejected_path, rejected)
     if errors:
         where = f" (each with its reason in {rejected_path})" if rejected_path else ""
-        log.warning("skipped %d invalid row%s out of %d%s", len(errors), "s" * (len(errors) != 1), rows, where)
+        between = sum(e.row is None for e in errors)  # file problems between rows, no row lost
+        bad = len(errors) - between
+        also = f" and {between} problem{'s' * (between != 1)} between rows" if between else ""
+        log.warning("skipped %d invalid row%s out of %d%s%s", bad, "s" * (bad != 1), rows, also, where)
     return errors
 
 
@@ -137,7 +140,7 @@ def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: C
     fmt = _choose(spec, [r.data for r in head if r.error is None and isinstance(r.data, dict)], method)
     ctx = ParseContext.create(spec, method)
     for raw in rows:
-        out.rows += 1
+        out.rows += raw.row is not None or raw.error is None  # a problem between rows (a missing ',') is no row
         if raw.error is not None:
             out.rejected.append(_reject(raw, raw.field, raw.error))
         elif not isinstance(raw.data, dict):

@@ -29,7 +29,7 @@ def serve(
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Sequences decoded together."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Waiting requests before 429."),
     max_tokens_limit: int = typer.Option(1024, "--max-tokens-limit", min=1, help="Largest max_tokens a request may ask for."),
-    max_model_len: int | None = typer.Option(None, "--max-model-len", min=8, help="Context limit (default: the model's)."),
+    max_model_len: int | None = typer.Option(None, "--max-model-len", min=8, help="Context limit in tokens (default: the model's max_position_embeddings; a larger value is refused)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run code shipped with the model (off by default)."),
 ) -> None:
     """Serve a model with exactly its training chat template, system prompt and stop tokens; log every request."""

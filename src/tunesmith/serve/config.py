@@ -60,7 +60,8 @@ class ServeConfig(BaseModel):
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request sets none")
     max_n: int = Field(8, ge=1, description="largest n (choices per request)")
     max_request_bytes: int = Field(1_000_000, ge=1024, description="largest request body")
-    max_model_len: int | None = Field(None, ge=8, description="context limit (default: the model's)")
+    max_model_len: int | None = Field(None, ge=8, description="context limit (default and maximum: the model's "
+                                                              "max_position_embeddings)")
     trust_remote_code: bool = False
     log_commit_timeout_s: float = Field(2.0, gt=0, description="longest wait for a log row before replying anyway")
 

@@ -54,7 +54,7 @@ class Models:
             self.base_name: ServedModel(self.base_name, adapter, loaded.path, loaded.tokenizer, loaded.eos_ids,
                                         loaded.system_prompt)}
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
-        self.max_len = int(config.max_model_len or getattr(self.model.config, "max_position_embeddings", 2048))
+        self.max_len = context_length(config.max_model_len, self.model.config)
         self._retired: list[ServedModel] = []
         for name, path in config.adapters.items():
             try:
@@ -147,6 +147,24 @@ class Models:
             raise APIError(400, f"{path}: peft_type {peft_type}; only LoRA adapters can share a batch",
                            param="lora_path", code="adapter_not_lora")
         return folder
+
+
+# where a transformers config states the positions the model was trained on (the keys vLLM reads)
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length",
+                  "max_seq_length", "seq_len")
+
+
+def context_length(asked: int | None, model_config: Any) -> int:
+    """``--max-model-len``, refused past the positions the model was trained on (learned position tables
+    raise past them, rotary ones answer from outside the trained context); default: those positions."""
+    trained = next(((key, value) for key in _POSITION_KEYS
+                    if isinstance(value := getattr(model_config, key, None), int) and value > 0), None)
+    if asked is None:
+        return trained[1] if trained else 2048
+    if trained is not None and asked > trained[1]:
+        raise TunesmithError(f"--max-model-len {asked} is larger than the model's {trained[0]} ({trained[1]}); "
+                             f"use at most {trained[1]}")
+    return asked
 
 
 def _tokenizer(folder: Path) -> Any:

@@ -82,22 +82,19 @@ def headline(scorer: Any, score: Any) -> Interval | None:
 
 def _bootstrap(items: Sequence[Any], statistic: Any, point: float) -> tuple[float, float]:
     """The percentile bootstrap interval of the mean of ``items`` (``statistic`` None) or of
-    ``statistic(resampled items)``; ``point`` where every resample gives the same figure."""
-    import warnings
+    ``statistic(resampled items)``; ``point`` should the interval come back undefined (NaN)."""
 
     import numpy as np
     from scipy.stats import bootstrap
 
     rng = np.random.default_rng(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "degenerate": every resample the same figure (then NaN: the point)
-        if statistic is None:
-            data = (np.asarray(items, dtype=float),)
-            result = bootstrap(data, np.mean, n_resamples=RESAMPLES, method="percentile", rng=rng, vectorized=True)
-        else:
-            index = np.arange(len(items))
-            result = bootstrap((index,), lambda idx: statistic([items[i] for i in idx]), n_resamples=RESAMPLES,
-                               method="percentile", rng=rng, vectorized=False)
+    if statistic is None:
+        data = (np.asarray(items, dtype=float),)
+        result = bootstrap(data, np.mean, n_resamples=RESAMPLES, method="percentile", rng=rng, vectorized=True)
+    else:
+        index = np.arange(len(items))
+        result = bootstrap((index,), lambda idx: statistic([items[i] for i in idx]), n_resamples=RESAMPLES,
+                           method="percentile", rng=rng, vectorized=False)
     low, high = result.confidence_interval
     return _finite(low, point), _finite(high, point)
 

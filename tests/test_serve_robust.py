@@ -129,3 +129,29 @@ def test_a_stream_cut_off_by_its_client_logs_what_it_generated(setup):
     assert row.finish_reason == "cancelled" and 5 <= row.completion_tokens < 400
     assert row.mean_logprob is not None and row.mean_logprob < 0
     assert row.choices[0]["completion_tokens"] == row.completion_tokens
+
+
+def test_logprobs_bytes_are_each_tokens_own_bytes(setup):
+    """A token holding part of a UTF-8 character was decoded alone: U+FFFD as its text, EF BF BD as its bytes."""
+    _, client, _ = setup
+    schema = {"type": "object", "properties": {"x": {"type": "string", "pattern": "^[中😀]{2}$"}}, "required": ["x"],
+              "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}
+    reply = client.chat.completions.create(model="tiny", messages=HELLO, max_tokens=40, temperature=0, logprobs=True,
+                                           top_logprobs=3, response_format=fmt)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop" and len(json.loads(choice.message.content)["x"]) == 2
+    tokens = choice.logprobs.content
+    assert b"".join(bytes(t.bytes) for t in tokens) == choice.message.content.encode() + b"<|im_end|>"
+    partial = [t for t in tokens if t.token.startswith("bytes:")]
+    assert partial and all(t.token == "bytes:" + "".join(f"\\x{b:02x}" for b in t.bytes) for t in partial)
+    for t in tokens:
+        assert "\ufffd" not in t.token and all("\ufffd" not in top.token for top in t.top_logprobs)
+        assert all(bytes(top.bytes).decode("utf-8", "replace") == top.token or top.token.startswith("bytes:")
+                   for top in t.top_logprobs)
+    text = client.completions.create(model="tiny", prompt="hello", max_tokens=40, temperature=0, logprobs=2,
+                                     extra_body={"response_format": fmt}).choices[0]
+    whole = [(t, at) for t, at in zip(text.logprobs.tokens, text.logprobs.text_offset)
+             if not t.startswith("bytes:") and t != "<|im_end|>"]
+    assert len(whole) < len(text.logprobs.tokens) and all("\ufffd" not in t for t in text.logprobs.tokens)
+    assert all(text.text[at : at + len(t)] == t for t, at in whole)  # offsets count characters, not tokens

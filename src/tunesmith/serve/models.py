@@ -7,6 +7,7 @@ roots and only from ``adapter_model.safetensors`` (never a pickle).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import time
@@ -17,6 +18,7 @@ from typing import Any
 from tunesmith.errors import TunesmithError
 from tunesmith.serve.config import ServeConfig
 from tunesmith.serve.errors import APIError, not_found
+from tunesmith.serve.tokenbytes import TokenBytes
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 
@@ -34,6 +36,11 @@ class ServedModel:
     created: int = field(default_factory=lambda: int(time.time()))
     parent: str | None = None
     users: int = 0  # sequences in flight (an unloaded adapter is deleted once this reaches 0)
+
+    @functools.cached_property
+    def token_bytes(self) -> TokenBytes:
+        """token id -> its raw bytes (logprobs)."""
+        return TokenBytes(self.tokenizer)
 
 
 class Models:

@@ -104,19 +104,22 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def chat_logprobs(tokens: list[TokenInfo]) -> dict[str, Any]:
+    """``bytes``: each token's own bytes (joined, a byte-level tokenizer's are the reply's UTF-8); ``token``: its text, or
+    ``bytes:\\xe4\\xb8`` when it holds part of a character (as OpenAI writes it)."""
     return {"content": [
-        {"token": t.text, "logprob": t.logprob, "bytes": list(t.text.encode("utf-8")),
-         "top_logprobs": [{"token": s, "logprob": v, "bytes": list(s.encode("utf-8"))} for s, v in t.top]}
+        {"token": t.text, "logprob": t.logprob, "bytes": list(t.bytes),
+         "top_logprobs": [{"token": s, "logprob": v, "bytes": list(b)} for s, v, b in t.top]}
         for t in tokens]}
 
 
 def completion_logprobs(tokens: list[TokenInfo], offset: int = 0) -> dict[str, Any]:
-    offsets, at = [], offset
+    """``text_offset``: where each token's text starts (part of a character: where that character starts)."""
+    offsets, done = [], b""
     for t in tokens:
-        offsets.append(at)
-        at += len(t.text)
+        offsets.append(offset + len(done.decode("utf-8", "ignore")))
+        done += t.bytes
     return {"tokens": [t.text for t in tokens], "token_logprobs": [t.logprob for t in tokens],
-            "top_logprobs": [dict(t.top) for t in tokens], "text_offset": offsets}
+            "top_logprobs": [{s: v for s, v, _ in t.top} for t in tokens], "text_offset": offsets}
 
 
 def envelope(kind: str, request_id: str, model: str, created: int | None = None) -> dict[str, Any]:

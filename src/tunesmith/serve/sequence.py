@@ -10,6 +10,7 @@ import torch
 
 from tunesmith.serve.grammar import allowed
 from tunesmith.serve.models import ServedModel
+from tunesmith.serve.tokenbytes import token_text
 
 # temperatures below this decode greedily, as vLLM's do: dividing the logits by 1e-40 overflows them to inf
 # and the softmax to NaN
@@ -34,9 +35,10 @@ class TokenInfo:
     """A generated token with its log-probability under the model (before temperature, top_p, grammar)."""
 
     id: int
-    text: str
+    text: str  # tokenbytes.token_text: its text, or ``bytes:\\xe4`` for part of a UTF-8 character
     logprob: float
-    top: tuple[tuple[str, float], ...] = ()
+    top: tuple[tuple[str, float, bytes], ...] = ()  # (text, logprob, bytes) of the k most likely
+    bytes: bytes = b""
 
 
 @dataclass
@@ -157,10 +159,10 @@ class Seq:
         self.sent = len(self.text)
 
     def _info(self, token: int, logprobs: torch.Tensor) -> TokenInfo:
-        decode = self.served.tokenizer.decode
+        raw = self.served.token_bytes  # each token's own bytes: decoding part of a character alone gives U+FFFD
         k = self.params.logprobs or 0
-        top: tuple[tuple[str, float], ...] = ()
+        top: tuple[tuple[str, float, bytes], ...] = ()
         if k:
             values, ids = torch.topk(logprobs, k)
-            top = tuple((decode([int(i)]), float(v)) for v, i in zip(values, ids))
-        return TokenInfo(token, decode([token]), float(logprobs[token]), top)
+            top = tuple((token_text(raw(int(i))), float(v), raw(int(i))) for v, i in zip(values, ids))
+        return TokenInfo(token, token_text(raw(token)), float(logprobs[token]), top, raw(token))

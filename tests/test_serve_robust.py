@@ -155,3 +155,29 @@ def test_logprobs_bytes_are_each_tokens_own_bytes(setup):
              if not t.startswith("bytes:") and t != "<|im_end|>"]
     assert len(whole) < len(text.logprobs.tokens) and all("\ufffd" not in t for t in text.logprobs.tokens)
     assert all(text.text[at : at + len(t)] == t for t, at in whole)  # offsets count characters, not tokens
+
+
+def test_tool_choice_none_renders_no_tools_and_a_forced_call_is_refused(setup):
+    """tool_choice was ignored: 'none' still showed the tools, 'required' and a named (even unknown) function
+    were answered as 'auto'."""
+    server, client, root = setup
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    ask = {"model": "tiny", "messages": [{"role": "user", "content": "weather in paris?"}], "max_tokens": 2,
+           "temperature": 0}
+
+    def prompt_tokens(**extra):
+        return client.chat.completions.create(**ask, **extra).usage.prompt_tokens
+
+    plain = prompt_tokens()
+    assert prompt_tokens(tools=tools, tool_choice="none") == plain
+    assert prompt_tokens(tools=tools, tool_choice="auto") == prompt_tokens(tools=tools) > plain
+    for choice, says in (("required", "not supported"),
+                         ({"type": "function", "function": {"name": "get_weather"}}, "not supported"),
+                         ({"type": "function", "function": {"name": "nope"}}, "'nope' is not in tools ('get_weather')"),
+                         ("sometimes", "must be 'none', 'auto'")):
+        status, headers, body = http("POST", server.url + "/v1/chat/completions",
+                                     {**ask, "tools": tools, "tool_choice": choice})
+        error = error_of(body)
+        assert status == 400 and error["param"] == "tool_choice" and says in error["message"], (choice, error)
+        assert _row(root, headers["x-request-id"]).status == 400

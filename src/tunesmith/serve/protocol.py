@@ -60,6 +60,7 @@ class ChatRequest(_Sampling):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None  # 'none' | 'auto'; a forced call is refused (routes._tools)
 
 
 class CompletionRequest(_Sampling):

@@ -28,7 +28,7 @@ async def chat_completions(body: p.ChatRequest, request: Request) -> Any:
     if body.top_logprobs and not body.logprobs:
         raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
     messages = _messages(body.messages)
-    prompt = _render(served, messages, body.tools or ())
+    prompt = _render(served, messages, _tools(body))
     has_system = any(m.role == "system" for m in messages)
     params = _params(state, body, len(prompt), body.max_completion_tokens or body.max_tokens,
                      (body.top_logprobs or 0) if body.logprobs else None, body.response_format)
@@ -97,6 +97,25 @@ def _params(state: State, body: p.CompletionRequest | p.ChatRequest, longest_pro
     return Params(max_tokens=max_tokens or min(config.default_max_tokens, config.max_tokens_limit, room),
                   temperature=body.temperature,
                   top_p=body.top_p, seed=body.seed, stop=() if grammar else stops, logprobs=logprobs, grammar=grammar)
+
+
+def _tools(body: p.ChatRequest) -> list[dict[str, Any]]:
+    """The tools the prompt shows: all of them for ``tool_choice`` 'auto' (the default), none for 'none'. A
+    forced call ('required', a named function) is refused: the reply is whatever the model writes, call or not."""
+    choice, tools = body.tool_choice, body.tools or []
+    if choice in (None, "auto", "none"):
+        return [] if choice == "none" else tools
+    function = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
+    if choice == "required" or isinstance(function, dict):
+        names = [t["function"].get("name") for t in tools if isinstance(t.get("function"), dict)]
+        name = function.get("name") if isinstance(function, dict) else None
+        if function is not None and name not in names:
+            raise APIError(400, f"tool_choice: the function {name!r} is not in tools "
+                           f"({', '.join(map(repr, names)) or 'none given'})", param="tool_choice")
+        raise APIError(400, f"tool_choice {json.dumps(choice)} is not supported: this server does not force a tool "
+                       "call (use 'auto' or 'none')", param="tool_choice")
+    raise APIError(400, "tool_choice: must be 'none', 'auto', 'required' or "
+                   '{"type": "function", "function": {"name": ...}}', param="tool_choice")
 
 
 def _log_params(body: Any, params: Params) -> str:

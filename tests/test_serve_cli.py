@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
+
 import pytest
 
 pytest.importorskip("fastapi")
@@ -9,7 +17,8 @@ pytest.importorskip("fastapi")
 from tunesmith import serve  # noqa: E402
 from tunesmith.errors import TunesmithError  # noqa: E402
 
-from serve_helpers import build_served_model  # noqa: E402
+from conftest import TUNESMITH  # noqa: E402
+from serve_helpers import build_served_model, http  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +41,49 @@ def test_a_max_model_len_past_the_trained_positions_is_refused(model, cli, tmp_p
         config = serve.ServeConfig(model=str(model), port=0, db=tmp_path / "z.sqlite", max_model_len=asked)
         with serve.start(config) as server:
             assert server.state.models.max_len == served
+
+
+def _lines_until(proc, pattern, seconds=120):
+    """stderr lines of ``proc`` up to the first that matches ``pattern`` (or its exit)."""
+    lines, buffer, deadline = [], b"", time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            buffer += chunk
+            *done, buffer = buffer.split(b"\n")
+            lines += [line.decode() for line in done]
+            if any(re.search(pattern, line) for line in lines):
+                break
+    return lines
+
+
+def test_the_serving_line_names_the_bound_port_and_a_busy_port_is_one_error(model, cli, tmp_path):
+    """The line was printed before binding, with the configured port: --port 0 printed :0; a busy port printed
+    it, then uvicorn's raw error, and exited 3."""
+    proc = subprocess.Popen([TUNESMITH, "serve", str(model), "--port", "0", "--db", str(tmp_path / "a.sqlite")],
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        lines = _lines_until(proc, r"^serving ")
+        found = [re.search(r"^serving tiny on (http://127\.0\.0\.1:(\d+))/v1 ", line) for line in lines]
+        url, port = next(((m.group(1), int(m.group(2))) for m in found if m), (None, 0))
+        assert port > 0, lines
+        assert http("GET", url + "/health")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        result = cli("serve", str(model), "--port", str(busy), "--db", str(tmp_path / "b.sqlite"), timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "warn" not in line.lower()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: cannot listen on 127.0.0.1:%d" % busy), result.stderr

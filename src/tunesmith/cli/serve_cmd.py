@@ -20,7 +20,7 @@ def serve(
     adapter: list[str] = typer.Option([], "--adapter", help="NAME=PATH: also serve this LoRA adapter as model NAME (repeatable)."),
     adapter_root: list[Path] = typer.Option([], "--adapter-root", help="Folder that /v1/load_lora_adapter may load from (repeatable; default: the folders of --adapter paths)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; beyond loopback only with --api-key-env."),
-    port: int = typer.Option(8000, "--port", min=0, max=65535),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: a free one, printed)."),
     api_key_env: str | None = typer.Option(None, "--api-key-env", help="Environment variable holding the API key clients must send (Authorization: Bearer KEY)."),
     db: Path = typer.Option(Path("serve.sqlite"), "--db", help="SQLite file for the request and feedback log."),
     name: str | None = typer.Option(None, "--name", help="The model name clients use (default: the folder name)."),
@@ -61,8 +61,8 @@ def serve(
 
     def ready(server: object) -> None:
         names = ", ".join(server.state.models.names())  # type: ignore[attr-defined]
-        typer.echo(f"serving {names} on http://{config.host}:{config.port}/v1 (log: {config.db}); Ctrl-C stops",
-                   err=True)
+        url = server.url  # type: ignore[attr-defined]
+        typer.echo(f"serving {names} on {url}/v1 (log: {config.db}); Ctrl-C stops", err=True)
 
     result = serve_stage.run(config, on_ready=ready)
     typer.echo(f"stopped; {result.requests} requests in {result.db}", err=True)

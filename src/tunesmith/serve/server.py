@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.serve.config import ServeConfig
-from tunesmith.serve.http import HttpServer
+from tunesmith.serve.http import HttpServer, listen_socket
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,17 @@ class Server(HttpServer):
 
     def __init__(self, config: ServeConfig):
         from tunesmith.serve.app import create_app
-        from tunesmith.serve.state import build
+        from tunesmith.serve.state import api_key, build
 
         self.config = config
-        self.state = build(config)
-        super().__init__(create_app(self.state), config.host, config.port)
+        api_key(config)  # a public host without a key is refused first
+        sock = listen_socket(config.host, config.port)  # a busy port is refused before the model loads
+        try:
+            self.state = build(config)
+        except BaseException:
+            sock.close()
+            raise
+        super().__init__(create_app(self.state), config.host, config.port, sock=sock)
 
     def _close(self) -> None:
         self.state.engine.stop()
@@ -44,11 +50,10 @@ def start(config: ServeConfig) -> Server:
 
 
 def run(config: ServeConfig, on_ready: Any = None) -> ServeResult:
-    """Serve ``config`` in this thread until interrupted (vLLM's engine: see ``export.vllm``)."""
+    """Serve ``config`` in this thread until interrupted (vLLM's engine: see ``export.vllm``); ``on_ready(server)``
+    is called once the socket listens (``server.url`` has the port a ``port=0`` picked)."""
     server = Server(config)
-    if on_ready is not None:
-        on_ready(server)
-    server.serve_forever()
+    server.serve_forever(on_ready)
     from tunesmith.serve.reader import read_log
 
     count = len(read_log(config.db, status=None)) if config.db.is_file() else 0

@@ -87,3 +87,20 @@ def test_the_serving_line_names_the_bound_port_and_a_busy_port_is_one_error(mode
     lines = [line for line in result.stderr.splitlines() if line.strip() and "warn" not in line.lower()]
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith("error: cannot listen on 127.0.0.1:%d" % busy), result.stderr
+
+
+def test_chat_url_with_an_empty_system_sends_no_system_turn(model, cli, tmp_path):
+    """--system "" sent an empty system turn, which the server refuses (HTTP 400: messages[0].content is
+    empty); chat with neither a folder nor --url said 'not both'."""
+    config = serve.ServeConfig(model=str(model), served_model_name="tiny", port=0, db=tmp_path / "log.sqlite")
+    with serve.start(config) as server:
+        empty = cli("chat", "--url", server.url, "--system", "", "-p", "hello", "--max-new-tokens", "4")
+        given = cli("chat", "--url", server.url, "--system", "Be terse.", "-p", "hello", "--max-new-tokens", "4")
+        rows = serve.read_log(tmp_path / "log.sqlite")
+    assert empty.returncode == 0 and given.returncode == 0, empty.stderr + given.stderr
+    assert [r.messages for r in rows] == [[{"role": "user", "content": "hello"}],
+                                         [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hello"}]]
+    neither = cli("chat", "-p", "hello")
+    assert neither.returncode == 1 and "give a model folder or --url (one of them is required)" in neither.stderr
+    both = cli("chat", str(model), "--url", server.url, "-p", "hello")
+    assert both.returncode == 1 and "not both" in both.stderr

@@ -14,7 +14,7 @@ from tunesmith.errors import TunesmithError
 def chat(
     run_dir: Path | None = typer.Argument(None, help="A model folder, a run directory (uses model/) or a quickstart folder (uses merged/); omit with --url."),
     prompt: str | None = typer.Option(None, "--prompt", "-p", help="Answer this one message and exit."),
-    system: str | None = typer.Option(None, "--system", help="System prompt (default: the one the run trained with)."),
+    system: str | None = typer.Option(None, "--system", help="System prompt (default: the one the run trained with; with --url, \"\" sends none and the server applies its default)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
     url: str | None = typer.Option(None, "--url", help="Talk to a running server instead (e.g. http://127.0.0.1:8000)."),
     model: str | None = typer.Option(None, "--model", help="With --url: the model name (default: the server's first)."),
@@ -23,7 +23,9 @@ def chat(
     """Chat with a trained model, rendered with exactly the chat template and system prompt it was trained with."""
     from tunesmith.data.records import Message
 
-    if (run_dir is None) == (url is None):
+    if run_dir is None and url is None:
+        raise TunesmithError("chat: give a model folder or --url (one of them is required)")
+    if run_dir is not None and url is not None:
         raise TunesmithError("chat: give a model folder or --url, not both")
     if url is not None:
         from tunesmith.cli.chat_remote import remote_reply

@@ -26,7 +26,9 @@ def remote_reply(url: str, model: str | None, api_key_env: str | None, system: s
     name = model or _first_model(base, headers)
 
     def reply(history: list[Any], stream: Callable[[str], None] | None) -> str:
-        messages = ([{"role": "system", "content": system}] if system is not None else [])
+        # an empty --system sends no system turn (the API refuses an empty one); the server then applies its
+        # default, for tunesmith serve the trained system prompt
+        messages = [{"role": "system", "content": system}] if system else []
         messages += [{"role": m.role, "content": m.content} for m in history]
         body = {"model": name, "messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True}
         parts = []

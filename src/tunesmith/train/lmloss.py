@@ -134,13 +134,19 @@ def weighted_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = 
     """Next-token CE with a weight per target token (``inputs["loss_weights"]``, aligned with
     ``labels``: fractional per-message ``loss_weight``), summed and divided like transformers'
     ``ForCausalLMLoss`` (by ``num_items_in_batch``, else by the trained tokens): with every weight
-    1 it equals the model's own loss. Returns (loss, the model's outputs)."""
+    1 it equals the model's own loss (a prompt-tuned model's too: its virtual-token positions carry no target).
+    Returns (loss, the model's outputs)."""
     labels, weights = inputs["labels"], inputs["loss_weights"]
     rest = {k: v for k, v in inputs.items() if k not in ("labels", "loss_weights")}
     outputs = model(**rest, use_cache=False)
     logits = outputs.logits.float()
-    targets = nn.functional.pad(labels, (0, 1), value=IGNORE)[..., 1:].reshape(-1).to(logits.device)
-    shifted = nn.functional.pad(weights, (0, 1), value=0.0)[..., 1:].reshape(-1).to(logits.device)
+    # prompt tuning (PEFT's prompt-learning forward) puts its virtual tokens in front of the sequence: the logits
+    # are that much longer; like PEFT's own labels, those positions get no target and no weight
+    virtual = logits.shape[1] - labels.shape[1]
+    if virtual < 0:
+        raise ValueError(f"the model returned {logits.shape[1]} positions for {labels.shape[1]} labels")
+    targets = nn.functional.pad(labels, (virtual, 1), value=IGNORE)[..., 1:].reshape(-1).to(logits.device)
+    shifted = nn.functional.pad(weights, (virtual, 1), value=0.0)[..., 1:].reshape(-1).to(logits.device)
     ce = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, ignore_index=IGNORE,
                                      reduction="none")
     count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE).sum().clamp(min=1)

@@ -252,6 +252,26 @@ def test_axolotl_preference_methods():
     assert (rm.method, rm.datasets[0].type, rm.adapter) == ("rm", "preference", "none")
 
 
+def test_axolotl_preference_max_grad_norm_is_axolotls_default():
+    """Axolotl leaves max_grad_norm to transformers / TRL (1.0); tunesmith's own preference default
+    (0.5) applied instead, against "the source tool's defaults apply"."""
+    cfg = config_from_dict({"base_model": "m", "datasets": [{"path": "d.jsonl", "type": "alpaca"}], "rl": "dpo"},
+                           source="ax.yml")
+    assert cfg.method == "dpo" and cfg.max_grad_norm == 1.0
+    assert cfg.origin("max_grad_norm").startswith("Axolotl default: max_grad_norm unset")
+
+
+def test_schedulers_that_need_arguments_and_max_steps_0_are_refused_when_the_config_loads():
+    """They passed the config check and crashed training after the model and data had loaded (exit 70)."""
+    base = {"base_model": "m", "datasets": [{"path": "d.jsonl"}]}
+    for name in ("cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay", "reduce_lr_on_plateau"):
+        with pytest.raises(ConfigError, match=rf"lr_scheduler: '{name}' cannot be used: it .* use cosine"):
+            config_from_dict({**base, "lr_scheduler": name})
+    with pytest.raises(ConfigError, match=r"max_steps: must be > 0, or -1 to train num_epochs"):
+        config_from_dict({**base, "max_steps": 0})
+    assert config_from_dict({**base, "lr_scheduler": "cosine_with_restarts"}).lr_scheduler == "cosine_with_restarts"
+
+
 def test_axolotl_completion_is_cpt_and_defaults_apply():
     cfg = load(AX / "completion.yml")
     assert (cfg.method, cfg.datasets[0].type, cfg.datasets[0].field_text, cfg.adapter) == ("cpt", "text", "content", "none")
@@ -288,6 +308,12 @@ def test_llamafactory_refusals_say_what_to_do_instead(raw, message):
     ({"datasets": [{"path": "d.jsonl", "type": "my_strategy"}]}, r"'my_strategy' is an Axolotl prompt strategy"),
     ({"plugins": ["axolotl.integrations.liger.LigerPlugin"]}, r"Axolotl plugins are Axolotl code"),
     ({"rl": "kto", "micro_batch_size": 1}, r"micro_batch_size: method kto needs at least 2 \(got 1\)"),
+    # Axolotl's own scheduler keys and schedules: each said to be Axolotl's, never "unknown key"
+    ({"lr_scheduler": "one_cycle"}, r"lr_scheduler: one_cycle \(Axolotl: learning-rate schedule\) - Axolotl's own"),
+    ({"lr_scheduler": "rex"}, r"Axolotl's own REX schedule is not built in"),
+    ({"cosine_min_lr_ratio": 0.1}, r"cosine_min_lr_ratio: 0.1 \(Axolotl: cosine floor .*\) - tunesmith's cosine decays to 0"),
+    ({"lr_quadratic_warmup": True}, r"tunesmith warms up linearly"),
+    ({"embedding_lr_scale": 0.5}, r"tunesmith trains every parameter at learning_rate"),
 ])
 def test_axolotl_refusals_say_what_to_do_instead(raw, message):
     base = {"base_model": "m", "datasets": [{"path": "d.jsonl", "type": "alpaca"}], "strict": False}

@@ -26,10 +26,18 @@ class Source:
     kind: str  # one of EXTRACTORS
     name: str
     extra: tuple[str, ...] = ()  # values the key also accepts (tunesmith's own, e.g. "none")
+    unusable: tuple[tuple[str, str], ...] = ()  # values the library lists that need what tunesmith never passes
 
+
+_NO_KWARGS = ", which tunesmith does not take: use cosine, linear or constant_with_warmup"
 
 SOURCES: dict[str, Source] = {
-    "lr_scheduler": Source("transformers", "trainer_utils.py", "enum", "SchedulerType"),
+    "lr_scheduler": Source("transformers", "trainer_utils.py", "enum", "SchedulerType", unusable=(
+        ("cosine_with_min_lr", f"it needs lr_scheduler_kwargs (min_lr or min_lr_rate){_NO_KWARGS}"),
+        ("cosine_warmup_with_min_lr", f"it needs lr_scheduler_kwargs (min_lr or min_lr_rate){_NO_KWARGS}"),
+        ("warmup_stable_decay", f"it needs lr_scheduler_kwargs (num_decay_steps){_NO_KWARGS}"),
+        ("reduce_lr_on_plateau", f"it steps on an evaluation metric, not on training steps{_NO_KWARGS}"),
+    )),
     "optimizer": Source("transformers", "training_args.py", "enum", "OptimizerNames"),
     "report_to": Source("transformers", "integrations/integration_utils.py", "dict_keys", "INTEGRATION_TO_CALLBACK",
                         extra=("none",)),
@@ -97,7 +105,8 @@ def allowed(key: str) -> tuple[str, ...] | None:
         tree = ast.parse((folder / source.file).read_text("utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError):
         return None
-    values = EXTRACTORS[source.kind](tree, source.name)
+    unusable = dict(source.unusable)
+    values = [v for v in EXTRACTORS[source.kind](tree, source.name) if v not in unusable]
     return (*source.extra, *values) if values else None
 
 
@@ -105,10 +114,13 @@ def check(key: str, value: str) -> str:
     """``value`` when ``key`` accepts it; else a ValueError listing the choices, with a did-you-mean."""
     from tunesmith.errors import did_you_mean
 
+    source = SOURCES[key]
+    why = dict(source.unusable).get(value)
+    if why is not None:  # listed by the library, but it would fail inside the trainer after the data loaded
+        raise ValueError(f"'{value}' cannot be used: {why}")
     options = allowed(key)
     if options is None or value in options:
         return value
-    source = SOURCES[key]
     raise ValueError(
         f"'{value}' is not accepted by the installed {source.package}{did_you_mean(value, list(options))}; "
         f"choices: {', '.join(options)}"

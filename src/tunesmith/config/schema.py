@@ -431,6 +431,13 @@ class Config(_Strict):
     # where the config was read from (file, text, key names as written): for file:line in later errors
     _origin: Any = PrivateAttr(default=None)
 
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, value: int) -> int:
+        if value == 0:  # transformers trains one step for 0 and the schedule spans none
+            raise ValueError("must be > 0, or -1 to train num_epochs (0 trained one step)")
+        return value
+
     @field_validator("lr_scheduler", "optimizer", "report_to", "loss_type")
     @classmethod
     def _installed_choice(cls, value: str, info: Any) -> str:

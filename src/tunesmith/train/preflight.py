@@ -39,6 +39,7 @@ def run(config: Config) -> Any:
         context.check(config)
         check_other_models(config, tokenizer)
     check_report_to(config)
+    check_validation(config)
     check_target_modules(config)
     with _located(config):
         check_training_arguments(config)
@@ -154,6 +155,29 @@ def check_target_modules(config: Config) -> None:
         raise located(config, key, f"'{target}' is not a module of {config.base_model}"
                       f"{did_you_mean(target, linear) or did_you_mean(target, leaves)}; its linear layers are: "
                       f"{', '.join(linear)}")
+
+
+# settings that act only on evaluation: without validation rows they would do nothing, without a word
+_EVALUATION_KEYS = ("early_stopping_patience", "eval_steps", "evals_per_epoch")
+
+
+def check_validation(config: Config, eval_rows: int | None = None, why: str | None = None) -> None:
+    """``early_stopping_patience`` / ``eval_steps`` / ``evals_per_epoch`` need validation rows. Before the data
+    (``eval_rows`` None) only ``val_set_size: 0`` without ``eval_datasets`` is known to leave none; after it
+    (``eval_rows``: the validation rows the data step kept, ``why``: its reason for none), an unset
+    ``val_set_size`` on a small training set (no default split) too. Checked before the weights load."""
+    keys = [k for k in _EVALUATION_KEYS if getattr(config, k) is not None]
+    if not keys or config.eval_datasets:
+        return
+    if eval_rows is None:
+        if config.val_set_size != 0:
+            return
+        why = "val_set_size: 0"
+    elif eval_rows:
+        return
+    raise located(config, keys[0], f"needs validation data and this run has none ({why or 'no validation rows'}): "
+                  "set val_set_size (a fraction such as 0.1, or a row count) or give eval_datasets; or remove "
+                  f"{' / '.join(keys)}")
 
 
 def check_training_arguments(config: Config) -> None:

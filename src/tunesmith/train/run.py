@@ -84,6 +84,7 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     from tunesmith import data, tokenize
     from tunesmith.config.defaults import resolve
     from tunesmith.models.precision import choose
+    from tunesmith.train import preflight
 
     contamination = _contamination(config, say) if world.is_main else None
     with world.main_first():  # rank 0 reads, audits and tokenizes; the others then read its cache
@@ -98,6 +99,7 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
         print(f"rank {world.rank}: " + ("tokenized data from rank 0's cache" if tok.cache_hit else
               "tokenized itself: rank 0's cache is not on this node's file system (share output_dir)"), flush=True)
     _require_rows(config, tok, len(dataset.eval))  # stop before the weights are loaded and output_dir is claimed
+    preflight.check_validation(config, len(dataset.eval), dataset.validation.get("why"))
     _check_fit(config, dataset, tok, say)
     facts = {"data_fingerprint": dataset.fingerprint, "tokenizer_fingerprint": tok.fingerprint,
              "base_fingerprint": base_fingerprint(config.base_model)}

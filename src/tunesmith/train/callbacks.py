@@ -218,7 +218,10 @@ class ScheduleRecord(TrainerCallback):
         self.update_run = update_run
         self.world = world
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):  # type: ignore[no-untyped-def]
+    schedule: dict[str, Any] | None = None
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None,  # type: ignore[no-untyped-def]
+                       **kwargs):
         sharded = _sharded_parameters(model) if model is not None else 0
         if self.world.backend == "fsdp" and not sharded:  # every rank checks its own model
             raise TunesmithError("distributed.backend: fsdp was asked for, but the engine did not shard the model "
@@ -226,7 +229,7 @@ class ScheduleRecord(TrainerCallback):
         if not self.world.is_main:
             return control
         scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
-        self.update_run(schedule={
+        self.schedule = {
             "world_size": args.world_size, "backend": self.world.backend,
             "micro_batch_size": args.per_device_train_batch_size,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
@@ -234,8 +237,25 @@ class ScheduleRecord(TrainerCallback):
             "total_steps": state.max_steps, "warmup_steps": args.get_warmup_steps(state.max_steps),
             "learning_rate": args.learning_rate, "lr_scheduler": str(scheduler),
             "sharded_parameters": sharded,  # FSDP2: parameters held as DTensor shards (0 under DDP)
-        })
+            # the epochs the steps amount to (max_steps decides them when set, whatever num_epochs says)
+            "epochs": _epochs(state.max_steps, train_dataloader, args.gradient_accumulation_steps),
+        }
+        self.update_run(schedule=self.schedule)
         return control
+
+    def on_train_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        if self.world.is_main and self.schedule is not None:  # fewer than planned after an early stop
+            self.update_run(schedule={**self.schedule, "epochs_trained": round(float(state.epoch or 0), 4)})
+        return control
+
+
+def _epochs(total_steps: int, dataloader: Any, accumulation: int) -> float | None:
+    """``total_steps`` in epochs: over the optimizer steps of one pass of ``dataloader`` (as the Trainer counts)."""
+    try:
+        per_epoch = max(math.ceil(len(dataloader) / accumulation), 1)
+    except TypeError:  # no dataloader, or one without a length
+        return None
+    return round(total_steps / per_epoch, 4)
 
 
 def _sharded_parameters(model: Any) -> int:

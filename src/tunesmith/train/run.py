@@ -117,7 +117,7 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     say(f"precision: {precision.name} ({precision.reason})")
     for line in resolved.lines():
         say(f"  {line}")
-    lint = _lint(config, resolved.values, tok.stats.get("rows", len(tok.train)), say)
+    lint = _lint(config, resolved.values, tok.stats.get("rows", len(tok.train)), len(tok.train), say)
     record = start_record(config, facts, tok.stats, resolved.values)
     record["precision"] = precision.name
     record["validation"] = dataset.validation
@@ -199,12 +199,16 @@ def _contamination(config: Config, say: Callable[[str], None]) -> dict[str, Any]
     return summary
 
 
-def _lint(config: Config, values: dict[str, Any], rows: int, say: Callable[[str], None]) -> list[str]:
+def _lint(config: Config, values: dict[str, Any], rows: int, epoch_rows: int, say: Callable[[str], None]) -> list[str]:
     from tunesmith.train import lint
 
     from tunesmith.config.methods import method_spec
 
-    found = lint.check(config, values, rows)
+    if config.max_steps > 0:  # the resolved num_epochs above is not what runs
+        epochs = lint.effective_epochs(config, values, epoch_rows)
+        say(f"  max_steps = {config.max_steps} sets the length: {epochs or 0:.3g} epochs of {epoch_rows:,} rows "
+            "(num_epochs is not used)")
+    found = lint.check(config, values, rows, epoch_rows=epoch_rows)
     if config.sample_packing and not method_spec(config.method).packing:  # else ignored without a word
         found.append(f"sample_packing: {config.method} does not pack rows (each row is batched on its own); the "
                      "setting has no effect")

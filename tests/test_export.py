@@ -275,6 +275,29 @@ def test_an_ollama_export_that_cannot_be_quoted_is_refused_before_any_work_keepi
     assert not list(tmp_path.glob(".ollama.*"))
 
 
+def test_an_export_is_checked_beside_the_one_it_replaces(tmp_path, chatml_adapter, monkeypatch):
+    """The new export was written under --out itself (the previous one set aside), so a kill during its checks
+    left an unchecked export where the previous one had been."""
+    from tunesmith.export.exporters import HfExporter
+
+    out = tmp_path / "hf"
+    first = export.run(export.ExportOptions(chatml_adapter, "hf", out_dir=out))
+    seen = {}
+    verify = HfExporter.verify
+
+    def watched(self, source, folder, manifest, reference, at=None):
+        seen.update(folder=folder, at=at, there=json.loads((out / "export.json").read_text())["checks"])
+        return verify(self, source, folder, manifest, reference, at)
+
+    monkeypatch.setattr(HfExporter, "verify", watched)
+    again = export.run(export.ExportOptions(chatml_adapter, "hf", out_dir=out, overwrite=True))
+    assert first.passed and again.passed and again.out_dir == out
+    assert seen["folder"].name.startswith(".hf.building-") and seen["at"] == out
+    assert seen["there"] == first.manifest["checks"]  # while the new one was checked, the previous was in place
+    assert again.manifest["command"] == f"AutoModelForCausalLM.from_pretrained('{out}')"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
 def test_merge_then_export_as_the_readme_shows(tmp_path):
     """tunesmith merge A B --method linear --out M; tunesmith export M --format ollama -> ollama create."""
     from test_merge_combine import fake_run

@@ -37,10 +37,13 @@ class Exporter:
     def refuse(self, source: Source, quant: str | None) -> None:
         """Raise with the reason and what to do instead when this export cannot be made."""
 
-    def write(self, source: Source, out: Path, quant: str | None, name: str) -> dict[str, Any]:
+    def write(self, source: Source, out: Path, quant: str | None, name: str, at: Path | None = None) -> dict[str, Any]:
+        """Write into ``out``; commands and scripts name ``at`` (default ``out``), where the export will be."""
         raise NotImplementedError
 
-    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any]) -> list[Check]:
+    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any],
+               at: Path | None = None) -> list[Check]:
+        """Check what is in ``out``; ``at`` as in ``write``."""
         raise NotImplementedError
 
 
@@ -50,14 +53,15 @@ class HfExporter(Exporter):
 
     name = "hf"
 
-    def write(self, source: Source, out: Path, quant: str | None, name: str) -> dict[str, Any]:
+    def write(self, source: Source, out: Path, quant: str | None, name: str, at: Path | None = None) -> dict[str, Any]:
         from tunesmith.train.artifacts import save_result
 
         info = {**source.info, "base_model": None, "exported_from": str(source.folder.resolve())}
         save_result(source.standalone(), source.tokenizer, out, info)
-        return {"command": f"AutoModelForCausalLM.from_pretrained('{out}')"}
+        return {"command": f"AutoModelForCausalLM.from_pretrained('{at or out}')"}
 
-    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any]) -> list[Check]:
+    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any],
+               at: Path | None = None) -> list[Check]:
         from transformers import GenerationConfig
 
         from tunesmith import infer
@@ -87,14 +91,15 @@ class GgufExporter(Exporter):
     def refuse(self, source: Source, quant: str | None) -> None:
         gguf_writer.refuse_unsupported(source.config, source.tokenizer, source.end_of_turn(), str(quant))
 
-    def write(self, source: Source, out: Path, quant: str | None, name: str) -> dict[str, Any]:
+    def write(self, source: Source, out: Path, quant: str | None, name: str, at: Path | None = None) -> dict[str, Any]:
         path = out / f"model-{quant}.gguf"
         stats = gguf_writer.write_gguf(source.standalone(), source.tokenizer, path, str(quant), source.end_of_turn(),
                                        name)
         return {"gguf": path.name, "tensor_types": stats.tensors, "f16_fallbacks": stats.f16_fallbacks,
-                "bytes": stats.bytes, "command": f"llama-server -m {path} --jinja"}
+                "bytes": stats.bytes, "command": f"llama-server -m {(at or out) / path.name} --jinja"}
 
-    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any]) -> list[Check]:
+    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any],
+               at: Path | None = None) -> list[Check]:
         return gguf_checks(source, out, manifest, reference)
 
 
@@ -152,14 +157,15 @@ class OllamaExporter(GgufExporter):
         ollama.check_quotable(ollama.translation(family), source.system_prompt,
                               source.tokenizer.convert_ids_to_tokens(source.end_of_turn()))
 
-    def write(self, source: Source, out: Path, quant: str | None, name: str) -> dict[str, Any]:
-        manifest = super().write(source, out, quant, name)
+    def write(self, source: Source, out: Path, quant: str | None, name: str, at: Path | None = None) -> dict[str, Any]:
+        manifest = super().write(source, out, quant, name, at)
         family = ollama.family(source.tokenizer, gguf_writer.renders_bos(source.tokenizer))
         stops = source.tokenizer.convert_ids_to_tokens(source.end_of_turn())
         ollama.write_modelfile(out, manifest["gguf"], ollama.translation(family), source.system_prompt, stops)
-        return {**manifest, "template_family": family, "command": ollama.create_command(out, name)}
+        return {**manifest, "template_family": family, "command": ollama.create_command(at or out, name)}
 
-    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any]) -> list[Check]:
+    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any],
+               at: Path | None = None) -> list[Check]:
         checks = gguf_checks(source, out, manifest, reference)
         modelfile = ollama.read_modelfile(out / ollama.MODELFILE)
         meta = gguf_metadata(out / manifest["gguf"])
@@ -183,14 +189,16 @@ class VllmExporter(HfExporter):
 
     name = "vllm"
 
-    def write(self, source: Source, out: Path, quant: str | None, name: str) -> dict[str, Any]:
+    def write(self, source: Source, out: Path, quant: str | None, name: str, at: Path | None = None) -> dict[str, Any]:
         import shlex
 
         from tunesmith.export import vllm
 
-        super().write(source, out, quant, name)
+        super().write(source, out, quant, name, at)
         vllm.write_chat_template(out)
-        cmd = vllm.command(out, served_model_name=name)
+        built, final = str(out.resolve()), str(Path(at or out).resolve())
+        cmd = [final + arg[len(built):] if arg == built or arg.startswith(built + "/") else arg
+               for arg in vllm.command(out, served_model_name=name)]  # the paths of the folder where it will be
         env = " ".join(f"{k}={v}" for k, v in vllm.environment(adapters=False).items())
         script = out / "serve-vllm.sh"
         script.write_text(f"#!/bin/sh\n# serve this export with vLLM (a CUDA machine with vllm installed)\n"
@@ -198,17 +206,19 @@ class VllmExporter(HfExporter):
         script.chmod(0o755)
         return {"command": shlex.join(cmd), "script": script.name}
 
-    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any]) -> list[Check]:
+    def verify(self, source: Source, out: Path, manifest: dict[str, Any], reference: list[Any],
+               at: Path | None = None) -> list[Check]:
         from tunesmith.export import vllm
 
-        checks = super().verify(source, out, manifest, reference)
+        checks = super().verify(source, out, manifest, reference, at)
         conversation = [m.to_dict() for m in probes().conversation]  # no system message: vLLM's template adds it
         served = vllm.template_path(out)  # the file serve-vllm.sh passes as --chat-template
         template = served.read_text("utf-8") if served is not None else ""
         rendered = source.tokenizer.apply_chat_template(conversation, chat_template=template,
                                                         tokenize=False, add_generation_prompt=True)
         cmd = manifest["command"]
-        flags_ok = all(flag in cmd for flag in ("--chat-template", "--generation-config", str(out.resolve())))
+        where = str(Path(at or out).resolve())
+        flags_ok = all(flag in cmd for flag in ("--chat-template", "--generation-config", where))
         return [*checks,
                 template_check("vllm_template", source.training_render(), rendered,
                                "the --chat-template file as vLLM renders a request without a system message"),

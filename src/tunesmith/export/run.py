@@ -69,16 +69,18 @@ def run(options: ExportOptions) -> ExportResult:
     chosen.refuse(source, quant)
     name = options.name or model_name(Path(options.source).resolve().name)
     reference = logits(source.load(), source.probe_ids())  # the trained model, before an adapter is folded
-    # the export that was there before is kept until this one has passed its checks (merge/outputs.py)
+    # written and checked beside the export that was there before, which it replaces only once it passed; the
+    # files name the folder where the export will be, not the one it is built in (merge/outputs.py)
     with outputs.Replacing(out) as replacing:
+        building, at = replacing.building, replacing.named
         manifest: dict[str, Any] = {"format": chosen.name, "quant": quant, "source": str(source.folder.resolve()),
                                     "name": name}
-        manifest.update(chosen.write(source, out, quant, name))
-        manifest["files"] = sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
-        checks = chosen.verify(source, out, manifest, reference)
+        manifest.update(chosen.write(source, building, quant, name, at=at))
+        manifest["files"] = sorted(p.name for p in building.iterdir() if p.name != MANIFEST)
+        checks = chosen.verify(source, building, manifest, reference, at=at)
         manifest["checks"] = [c.to_dict() for c in checks]
         manifest["passed"] = all(c.passed for c in checks)
-        write_manifest(out, manifest)
+        write_manifest(building, manifest)
         where = replacing.finish(manifest["passed"])
     return ExportResult(where, chosen.name, quant, checks, manifest.get("command"), time.perf_counter() - t0, manifest)
 

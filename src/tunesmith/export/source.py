@@ -94,8 +94,11 @@ def resolve(path: Path) -> Source:
 
     from tunesmith import infer
     from tunesmith.errors import TunesmithError
+    from tunesmith.merge.outputs import recover
     from tunesmith.tokenize import load_saved
 
+    if Path(path).is_dir():  # a merge killed mid-way: the merged/ that passed back in place, its leftovers gone
+        recover(Path(path) / "merged")
     folder = infer.resolve_model_dir(path, prefer=PREFER)
     info = infer.info(folder)
     kind = "adapter" if (folder / "adapter_config.json").is_file() else "full"

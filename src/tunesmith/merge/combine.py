@@ -67,14 +67,20 @@ def combine(options: CombineOptions) -> CombineResult:
     t0 = time.perf_counter()
     plan, backend = prepare(options)
     out = options.out_dir
-    with outputs.Replacing(out) as replacing:  # prepare refused an existing folder unless --overwrite
-        check = BACKENDS[backend](plan, out)
-        comparison = evaluate_merge(plan.sources, out, out / "eval")
-        result = CombineResult(out, plan.method.name, backend, [s.label for s in plan.sources], plan.weights,
+    # prepare refused an existing folder unless --overwrite; the merge is written, checked and evaluated beside it
+    # and renamed in only once its check passed (merge/outputs.py)
+    with outputs.Replacing(out) as replacing:
+        building = replacing.building
+        check = BACKENDS[backend](plan, building)
+        passed = check is None or check.passed
+        where = replacing.destination(passed)  # a fold that differs from its adapters goes to <out>.failed
+        comparison = evaluate_merge(plan.sources, building, building / "eval", recorded=where)
+        result = CombineResult(where, plan.method.name, backend, [s.label for s in plan.sources], plan.weights,
                                plan.params, check, comparison, time.perf_counter() - t0, plan.notes)
-        (out / REPORT).write_text(json.dumps(result.to_dict(), indent=2), "utf-8")
-        # a fold that differs from its adapters is kept at <out>.failed and the previous merge comes back
-        result.output_dir = replacing.finish(check is None or check.passed)
+        (building / REPORT).write_text(json.dumps(result.to_dict(), indent=2), "utf-8")
+        result.output_dir = replacing.finish(passed)
+        if check is not None:
+            check.output_dir = result.output_dir
     return result
 
 

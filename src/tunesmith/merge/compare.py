@@ -59,8 +59,13 @@ class Comparison:
                           for r in self.rows]}
 
 
-def evaluate_merge(sources: list[Source], merged_dir: Path, out_dir: Path) -> Comparison:
-    """Run ``evaluate.run`` of each source's config on every source and on the merged model."""
+def evaluate_merge(sources: list[Source], merged_dir: Path, out_dir: Path, recorded: Path | None = None) -> Comparison:
+    """Run ``evaluate.run`` of each source's config on every source and on the merged model.
+
+    ``recorded``: the merged model's folder as its eval files name it (where it will be, when ``merged_dir`` is
+    the folder it is built in)."""
+    import json
+
     from tunesmith import evaluate
 
     labels = [s.label for s in sources]
@@ -71,6 +76,10 @@ def evaluate_merge(sources: list[Source], merged_dir: Path, out_dir: Path) -> Co
             continue
         results = {label: evaluate.run(owner.config, model=folder, name=label, out_dir=out_dir / owner.label)
                    for label, folder in models.items()}
+        report = out_dir / owner.label / f"eval_{MERGED}.json"
+        if recorded is not None and report.is_file():
+            data = json.loads(report.read_text("utf-8"))
+            report.write_text(json.dumps({**data, "model": str(recorded)}, indent=2), "utf-8")
         for spec in owner.config.eval_tasks:
             main = results[MERGED].tasks[spec.name].score.main
             rows.append(TaskRow(owner.label, spec.name, main,

@@ -65,9 +65,9 @@ def run(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Pat
     info = {**infer.info(folder), "base_model": None, "merged_from": str(folder.resolve())}
     # only a merge that passed its check is where export, chat and serve look for one (``merged/``); a failed one
     # is kept beside it for inspection, under a name nothing loads by default (merge/outputs.py)
-    with outputs.Replacing(out_dir) as replacing:
-        save_result(loaded.model.merge_and_unload(), loaded.tokenizer, out_dir, info)
-        result = _compare(out_dir, ids, expected, tolerance, t0)
+    with outputs.Replacing(out_dir) as replacing:  # written and checked beside merged/, renamed in once it passed
+        save_result(loaded.model.merge_and_unload(), loaded.tokenizer, replacing.building, info)
+        result = _compare(replacing.building, ids, expected, tolerance, t0)
         result.output_dir = replacing.finish(result.passed)
     return result
 

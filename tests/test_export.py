@@ -298,6 +298,25 @@ def test_an_export_is_checked_beside_the_one_it_replaces(tmp_path, chatml_adapte
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
 
 
+def test_out_dot_is_refused_with_what_to_do_instead(tmp_path, chatml_adapter, monkeypatch):
+    """--out . was 'internal error: ValueError: PosixPath('.') has an empty name', exit 70. The export replaces its
+    folder whole once it passed, which would leave the shell in a deleted folder: refused before any work."""
+    here = tmp_path / "empty"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for out in (".", "..", "../empty", str(here)):
+        with pytest.raises(TunesmithError, match="is \\(or holds\\) the current folder.*--out ./merged"):
+            export.run(export.ExportOptions(chatml_adapter, "hf", out_dir=Path(out), overwrite=True))
+    assert list(here.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+    result = export.run(export.ExportOptions(chatml_adapter, "hf", out_dir=Path("hf")))  # a folder inside it
+    assert result.passed and result.out_dir == Path("hf") and (here / "hf" / "model.safetensors").is_file()
+    monkeypatch.chdir(chatml_adapter)  # the more specific refusal first
+    with pytest.raises(TunesmithError, match="is \\(or holds\\) .*model, which the export reads"):
+        export.run(export.ExportOptions(Path("."), "hf", out_dir=Path("."), overwrite=True))
+    proc = run_cli("export", str(chatml_adapter), "--format", "hf", "--out", ".", cwd=here)
+    assert proc.returncode == 1 and "the current folder" in proc.stderr and "internal error" not in proc.stderr
+
+
 def test_merge_then_export_as_the_readme_shows(tmp_path):
     """tunesmith merge A B --method linear --out M; tunesmith export M --format ollama -> ollama create."""
     from test_merge_combine import fake_run

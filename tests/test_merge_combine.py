@@ -198,6 +198,29 @@ def test_refusals_happen_before_any_work(tmp_path, base):
     assert (base / "config.json").is_file()
 
 
+def test_out_dot_is_refused_before_any_work(tmp_path, base, monkeypatch):
+    """--out . was 'internal error: ValueError: PosixPath('.') has an empty name', exit 70 (merge CONFIG and
+    merge --method alike); the merge would replace the shell's current folder whole."""
+    from tunesmith.config import load_config
+
+    a = fake_run(tmp_path, base, "a", adapter=True, seed=1)
+    b = fake_run(tmp_path, base, "b", seed=2)
+    here = tmp_path / "empty"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with pytest.raises(TunesmithError, match="is \\(or holds\\) the current folder"):
+        merge.prepare(merge.CombineOptions((a, b), "linear", Path("."), overwrite=True))
+    with pytest.raises(TunesmithError, match="is \\(or holds\\) the current folder"):
+        config = load_config(str(a / "config.yaml"))
+        merge.run(config, merge.probe_prompts(config, 1), out_dir=Path(".."))
+    assert list(here.iterdir()) == []
+    monkeypatch.chdir(a)  # the more specific refusal first
+    with pytest.raises(TunesmithError, match="is \\(or holds\\) a source"):
+        merge.prepare(merge.CombineOptions((Path("."), b), "linear", Path("."), overwrite=True))
+    proc = run_cli("merge", str(a), str(b), "--method", "linear", "--out", ".", cwd=here)
+    assert proc.returncode == 1 and "the current folder" in proc.stderr and "internal error" not in proc.stderr
+
+
 def test_different_architectures_tokenizers_templates_are_refused(tmp_path, base):
     from transformers import AutoTokenizer
 

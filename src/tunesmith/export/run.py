@@ -121,6 +121,7 @@ def _check_out(out: Path, protected: list[Path], overwrite: bool) -> None:
                                  "base); choose another folder")
     if out.exists() and not out.is_dir():
         raise TunesmithError(f"--out {out}: is a file; name a folder")
+    outputs.refuse_cwd(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise TunesmithError(f"--out {out}: already exists and is not empty; pass --overwrite to replace it "
                              "or choose another folder with --out")

@@ -117,6 +117,7 @@ def _check_out(options: CombineOptions) -> None:
         raise TunesmithError(f"--out {options.out_dir}: is (or holds) a source; merge into a new folder")
     if out.exists() and not out.is_dir():
         raise TunesmithError(f"--out {options.out_dir}: is a file; name a folder")
+    outputs.refuse_cwd(options.out_dir)
     if out.exists() and any(out.iterdir()) and not options.overwrite:
         raise TunesmithError(f"--out {options.out_dir}: already exists and is not empty; pass --overwrite to replace "
                              "it or choose another folder")

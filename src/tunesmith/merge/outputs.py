@@ -24,6 +24,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tunesmith.errors import TunesmithError
+
 # building: a result not (yet) checked; old: the previous result while the new one is renamed into place;
 # previous: the previous result set aside by versions that wrote the new one under <name> itself
 KINDS = ("building", "old", "previous")
@@ -33,8 +35,9 @@ class Replacing:
     """``out`` replaced by what the block writes into ``building``, once ``finish`` says it passed."""
 
     def __init__(self, out: Path):
+        refuse_cwd(out)
         self.given = Path(out)
-        self.out = Path(out)
+        self.out = Path(os.path.abspath(out))  # renamed by its full name: a relative one may end in '.' or '..'
         self.building = self._sibling("building")
 
     @property
@@ -77,7 +80,18 @@ class Replacing:
         return self.out.with_name(self.out.name + ".failed")
 
     def _shown(self, path: Path) -> Path:
-        return self.given.with_name(path.name)
+        return path if self.given.name in ("", ".", "..") else self.given.with_name(path.name)
+
+
+def refuse_cwd(out: Path) -> None:
+    """Refuse an ``out`` that is (or holds) the current folder: renaming the result into place would leave the
+    shell that ran tunesmith in a deleted folder (every later command there fails)."""
+    target = Path(os.path.abspath(out))
+    here = _cwd()
+    if not target.name or (here is not None and Path(here).is_relative_to(target.parent.resolve() / target.name)):
+        raise TunesmithError(f"--out {out}: is (or holds) the current folder, which the result would replace whole "
+                             "(your shell would be left in a deleted folder); name a new folder, e.g. --out "
+                             "./merged, or run from another folder")
 
 
 def recover(out: Path) -> list[str]:
@@ -131,3 +145,9 @@ def _sync(folder: Path) -> None:
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
 
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None

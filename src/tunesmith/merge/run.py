@@ -54,6 +54,7 @@ def run(config: Config, probes: Sequence[Sequence[Message]], *, adapter_dir: Pat
     _require(probes)
     folder = infer.resolve_model_dir(adapter_dir or Path(config.output_dir), prefer=("", "model", "run/model"))
     out_dir = out_dir or Path(config.output_dir) / "merged"
+    outputs.refuse_cwd(out_dir)  # before the model is loaded
     loaded = infer.load(folder, base_model=config.base_model)
     if loaded.kind != "adapter":
         raise TunesmithError(f"{folder}: not an adapter (no adapter_config.json): nothing to merge")

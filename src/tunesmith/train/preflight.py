@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import Config
-from tunesmith.config.adapters import adapter_spec
+from tunesmith.config.adapters import adapter_spec, adapters
 from tunesmith.config.methods import method_spec
 from tunesmith.errors import did_you_mean
 from tunesmith.config.loader import located
@@ -40,6 +40,7 @@ def run(config: Config) -> Any:
         check_other_models(config, tokenizer)
     check_report_to(config)
     check_validation(config)
+    check_adapter_settings(config)
     check_target_modules(config)
     with _located(config):
         check_training_arguments(config)
@@ -99,6 +100,31 @@ def check_report_to(config: Config) -> None:
     if not any(importlib.util.find_spec(m) is not None for m in modules):
         raise located(config, "report_to", f"{config.report_to} needs the '{modules[0]}' package: "
                       f"pip install {modules[0]} (or report_to: none; metrics.jsonl is always written)")
+
+
+@cache
+def _adapter_settings() -> dict[str, dict[str, Any]]:
+    text = resources.files("tunesmith.train").joinpath("adapter_settings.yaml").read_text("utf-8")
+    return load_table(text)
+
+
+def check_adapter_settings(config: Config) -> None:
+    """Settings the config writes for an adapter that does not read them (``adapter_settings.yaml``) are an error
+    naming each key and the adapter (PEFT would train without them, without a word)."""
+    spec = adapter_spec(config.adapter)
+    unused: dict[str, list[str]] = {}  # key -> the adapters that use it
+    for key, row in _adapter_settings().items():
+        if spec.peft in row["used_by"] or key not in config.model_fields_set:
+            continue
+        value = getattr(config, key)  # a seeded default (a saved config.yaml writes every key) is not asked for
+        if value not in (None, Config.model_fields[key].default) and not ("inert" in row and value == row["inert"]):
+            unused[key] = [name for name, other in adapters().items() if other.peft in row["used_by"]]
+    if not unused:
+        return
+    named = ", ".join(f"{key} (used by {'/'.join(users)})" for key, users in unused.items())
+    them = "it" if len(unused) == 1 else "them"
+    raise located(config, next(iter(unused)), f"adapter {config.adapter} ({spec.summary}) does not use {named}: "
+                  f"remove {them}, or choose an adapter that uses {them}")
 
 
 def module_names(base_model: str) -> list[str] | None:

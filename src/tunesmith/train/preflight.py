@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -127,7 +127,8 @@ def check_adapter_settings(config: Config) -> None:
                   f"remove {them}, or choose an adapter that uses {them}")
 
 
-def module_names(base_model: str) -> list[str] | None:
+@lru_cache(maxsize=4)
+def module_names(base_model: str) -> tuple[str, ...] | None:
     """Qualified module names of the base model, built on the meta device (no weights read);
     None when the architecture can't be read (the model load reports that later)."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -146,7 +147,7 @@ def module_names(base_model: str) -> list[str] | None:
             model = AutoModelForCausalLM.from_config(model_config)
     except (OSError, ValueError, KeyError):
         return None
-    return [name for name, _ in model.named_modules() if name]
+    return tuple(name for name, _ in model.named_modules() if name)
 
 
 def _linear_leaves(base_model: str) -> list[str]:
@@ -204,6 +205,36 @@ def check_validation(config: Config, eval_rows: int | None = None, why: str | No
     raise located(config, keys[0], f"needs validation data and this run has none ({why or 'no validation rows'}): "
                   "set val_set_size (a fraction such as 0.1, or a row count) or give eval_datasets; or remove "
                   f"{' / '.join(keys)}")
+
+
+_LAYER = re.compile(r"\.(?:layers|layer|h|blocks)\.(\d+)\.")  # a decoder layer's index in a module name
+
+
+def modules_to_save_matches(config: Config) -> dict[str, list[str]]:
+    """Each ``modules_to_save`` name -> the base model's modules PEFT trains and saves in full for it: PEFT
+    matches every module whose qualified name ends with the name (``norm`` is also ``input_layernorm`` in every
+    layer, ``peft_layers_to_transform`` or not). Empty without modules_to_save or a readable architecture."""
+    names = module_names(config.base_model) if config.modules_to_save else None
+    if not names:
+        return {}
+    return {target: [n for n in names if n.endswith(target)] for target in config.modules_to_save or []}
+
+
+def modules_to_save_warnings(config: Config, matches: dict[str, list[str]]) -> list[str]:
+    """A warning for each ``modules_to_save`` name that matches more than one module, listing them."""
+    layers = set(config.peft_layers_to_transform or [])
+    out = []
+    for target, found in matches.items():
+        if len(found) < 2:
+            continue
+        shown = ", ".join(found[:8]) + (f", ... ({len(found) - 8} more)" if len(found) > 8 else "")
+        outside = [n for n in found if (m := _LAYER.search(f".{n}.")) and layers and int(m.group(1)) not in layers]
+        where = (f"; {len(outside)} of them in layers outside peft_layers_to_transform {sorted(layers)}"
+                 if outside else "")
+        out.append(f"modules_to_save: '{target}' matches {len(found)} modules, each trained and saved in full "
+                   f"(PEFT takes every module whose name ends with it): {shown}{where}; to train one, give its "
+                   f"full name (e.g. {min(found, key=len)})")
+    return out
 
 
 def check_training_arguments(config: Config) -> None:

@@ -125,6 +125,8 @@ def _prepare_and_train(config: Config, rundir: RunDir, plan: resumes.Plan, token
     record["lint"] = {"warnings": lint, "skipped": list(config.lint_skip)} if config.lint_skip else lint
     if contamination is not None:
         record["contamination"] = contamination
+    if config.modules_to_save:  # what each name trains: PEFT matches every module whose name ends with it
+        record["modules_to_save"] = preflight.modules_to_save_matches(config)
     if dataset.validation.get("source") == "default":
         say(f"validation: {dataset.validation['rows']} rows held out ({dataset.validation['why']})")
     if dataset.mix:
@@ -200,7 +202,7 @@ def _contamination(config: Config, say: Callable[[str], None]) -> dict[str, Any]
 
 
 def _lint(config: Config, values: dict[str, Any], rows: int, epoch_rows: int, say: Callable[[str], None]) -> list[str]:
-    from tunesmith.train import lint
+    from tunesmith.train import lint, preflight
 
     from tunesmith.config.methods import method_spec
 
@@ -209,6 +211,7 @@ def _lint(config: Config, values: dict[str, Any], rows: int, epoch_rows: int, sa
         say(f"  max_steps = {config.max_steps} sets the length: {epochs or 0:.3g} epochs of {epoch_rows:,} rows "
             "(num_epochs is not used)")
     found = lint.check(config, values, rows, epoch_rows=epoch_rows)
+    found += preflight.modules_to_save_warnings(config, preflight.modules_to_save_matches(config))
     if config.sample_packing and not method_spec(config.method).packing:  # else ignored without a word
         found.append(f"sample_packing: {config.method} does not pack rows (each row is batched on its own); the "
                      "setting has no effect")

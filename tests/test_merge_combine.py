@@ -90,18 +90,47 @@ def test_method_table_names_exist_in_mergekit_and_peft():
     from mergekit.merge_methods import registry
     from peft.tuners.lora.model import LoraModel
 
-    known = {m.spec.name for m in registry.registered_methods()}
+    known = {m.spec.name: m for m in registry.registered_methods()}
     peft_source = inspect.getsource(LoraModel._check_add_weighted_adapter)
     assert set(merge.methods()) == {"linear", "slerp", "ties", "dare_ties", "dare_linear"}
     for m in merge.methods().values():
         assert m.mergekit in known, m
-        assert m.peft is None or f'"{m.peft}"' in peft_source, m
+        assert m.adapters in (None, "cat", "deltas"), m
+        assert m.adapters != "cat" or '"cat"' in peft_source
+        if m.adapters == "deltas":  # the adapter route computes mergekit's definition of the method
+            gta = known[m.mergekit]
+            assert m.task_vectors == {"sparsify": gta.sparsification_method.value, "rescale": gta.default_rescale,
+                                      "consensus": gta.consensus_method is not None,
+                                      "normalize": gta.default_normalize}, m
     with pytest.raises(TunesmithError, match="did you mean 'ties'"):
         merge.method("tie")
-    # weights are relative; PEFT averages agreeing factors for ties/dare_ties (equal weights -> 1 each)
-    # and sums them for cat/dare_linear (equal weights -> 1/N each)
-    assert merge.method("ties").peft_scaled([0.75, 0.25]) == [1.5, 0.5]
-    assert merge.method("dare_linear").peft_scaled([0.75, 0.25]) == [0.75, 0.25]
+
+
+def test_task_vector_arithmetic_by_hand():
+    """Two task vectors, weights 0.5 each, worked out on paper."""
+    from tunesmith.merge.deltas import combine
+
+    d1, d2 = torch.tensor([[3.0, -1.0, 0.5, 2.0]]), torch.tensor([[-1.0, -2.0, 1.0, 0.1]])
+    rule = {name: merge.method(name).task_vectors for name in ("ties", "dare_ties", "dare_linear")}
+    # ties, density 0.5: keep [3, 0, 0, 2] and [-1, -2, 0, 0]; weighted sum [1, -1, 0, 1] elects [+, -, +, +];
+    # the agreeing values averaged by their weights (nothing agrees in the third column: 0)
+    assert combine([d1, d2], [0.5, 0.5], 0.5, rule["ties"]).tolist() == [[3.0, -2.0, 0.0, 2.0]]
+    # unequal weights: [2.25, 0, 0, 1.5] and [-0.25, -0.5, 0, 0] elect [+, -, +, +]; each value / its own weight
+    assert combine([d1, d2], [0.75, 0.25], 0.5, rule["ties"]).tolist() == [[3.0, -2.0, 0.0, 2.0]]
+    # ties, density 1: [1.5, -0.5, .25, 1] + [-0.5, -1, .5, .05] elects [+, -, +, +]: -0.5 of the second vector
+    # disagrees in the first column; the agreeing ones averaged by their weights
+    assert torch.allclose(combine([d1, d2], [0.5, 0.5], 1.0, rule["ties"]), torch.tensor([[3.0, -1.5, 0.75, 1.05]]))
+    # dare_ties, density 1 (nothing dropped): the agreeing weighted values summed, not averaged (as in mergekit)
+    assert torch.allclose(combine([d1, d2], [0.5, 0.5], 1.0, rule["dare_ties"]),
+                          torch.tensor([[1.5, -1.5, 0.75, 1.05]]))
+    # dare_linear, density 1: the weighted sum of the task vectors
+    assert torch.allclose(combine([d1, d2], [0.7, 0.3], 1.0, rule["dare_linear"]), 0.7 * d1 + 0.3 * d2)
+    # DARE's drop keeps about `density` of the values, rescaled to the task vector's L1 norm
+    torch.manual_seed(0)
+    big = torch.randn(200, 200)
+    dropped = combine([big, big], [0.5, 0.5], 0.3, rule["dare_linear"])
+    assert 0.45 < float((dropped != 0).float().mean()) < 0.55  # two independent 30 % masks
+    assert abs(float(dropped.abs().sum() / big.abs().sum()) - 1) < 0.1
 
 
 def test_comparison_names_the_winner_and_what_the_merge_keeps():
@@ -153,11 +182,59 @@ def test_peft_linear_is_the_exact_weighted_sum_of_the_adapter_deltas(tmp_path, b
         assert float((wm[k] - expected).abs().max()) < 1e-5, k
 
 
-def test_ties_on_adapters_goes_through_peft_and_slerp_through_mergekit(tmp_path, base):
+def test_dare_linear_at_density_1_on_adapters_is_linear(tmp_path, base):
+    """PEFT's dare_linear combined the A and B factors separately, (Σ wB)(Σ wA): 95 % off the weighted sum of the
+    task vectors at density 1 (nothing dropped), where it must equal linear."""
     a = fake_run(tmp_path, base, "a", adapter=True, seed=1)
     b = fake_run(tmp_path, base, "b", adapter=True, seed=2, eval_tasks=[])
-    ties = merge.combine(merge.CombineOptions((a, b), "dare_ties", tmp_path / "ties", density=0.7))
-    assert ties.backend == "peft" and ties.check.passed and ties.params == {"density": 0.7}
+    options = {"weights": (0.7, 0.3)}
+    linear = merge.combine(merge.CombineOptions((a, b), "linear", tmp_path / "lin", **options))
+    dare = merge.combine(merge.CombineOptions((a, b), "dare_linear", tmp_path / "dare", density=1.0, **options))
+    assert dare.backend == "adapter-deltas" and dare.check.passed and linear.backend == "peft"
+    w0, wl, wd = weights(base), weights(tmp_path / "lin"), weights(tmp_path / "dare")
+    for k in w0:
+        assert float((wd[k] - wl[k]).abs().max()) <= 1e-6 * max(1.0, float((wl[k] - w0[k]).abs().max())), k
+    assert any(float((wl[k] - w0[k]).abs().max()) > 1e-3 for k in w0)  # the adapters did change the base
+
+
+def test_ties_and_dare_ties_on_adapters_equal_mergekit_on_the_folded_models(tmp_path, base):
+    """The adapter route computes the method itself (on each layer's delta), not PEFT's factor-wise version."""
+    a = fake_run(tmp_path, base, "a", adapter=True, seed=1)
+    b = fake_run(tmp_path, base, "b", adapter=True, seed=2, eval_tasks=[])
+    w0 = weights(base)
+    for name, density in (("ties", 0.7), ("dare_ties", 1.0)):  # dare_* drop at random: compared undropped
+        run = {"weights": (0.6, 0.4), "density": density}
+        own = merge.combine(merge.CombineOptions((a, b), name, tmp_path / name, **run))
+        full = merge.combine(merge.CombineOptions((a, b), name, tmp_path / f"{name}_full", full_models=True, **run))
+        assert own.backend == "adapter-deltas" and own.check.passed and full.backend == "mergekit"
+        wo, wf = weights(tmp_path / name), weights(tmp_path / f"{name}_full")
+        for k in w0:  # the same up to the fold's rounding (which can swap the order of two near-equal values)
+            task = (wf[k] - w0[k]).norm()
+            assert float((wo[k] - wf[k]).norm()) <= 1e-3 * max(float(task), 1e-6), (name, k)
+
+
+def test_adapters_with_more_than_lora_deltas_are_refused_as_adapters(tmp_path, base):
+    """DoRA's magnitudes, LoRA biases, whole trained modules: not in B·A, so neither route would merge them."""
+    a = fake_run(tmp_path, base, "a", adapter=True, seed=1)
+    b = fake_run(tmp_path, base, "b", adapter=True, seed=2, eval_tasks=[])
+    config = b / "model" / "adapter_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "use_dora": True}))
+    for name in ("linear", "ties"):
+        with pytest.raises(TunesmithError, match="'b': \\['use_dora'\\].*pass --full-models"):
+            merge.prepare(merge.CombineOptions((a, b), name, tmp_path / "out"))
+    plan, backend = merge.prepare(merge.CombineOptions((a, b), "ties", tmp_path / "out", full_models=True))
+    assert backend == "mergekit"
+
+
+def test_dare_on_adapters_is_seeded_and_slerp_goes_through_mergekit(tmp_path, base):
+    a = fake_run(tmp_path, base, "a", adapter=True, seed=1)
+    b = fake_run(tmp_path, base, "b", adapter=True, seed=2, eval_tasks=[])
+    dare = merge.combine(merge.CombineOptions((a, b), "dare_ties", tmp_path / "dare", density=0.7))
+    assert dare.backend == "adapter-deltas" and dare.check.passed and dare.params == {"density": 0.7}
+    again = merge.combine(merge.CombineOptions((a, b), "dare_ties", tmp_path / "again", density=0.7))
+    other = merge.combine(merge.CombineOptions((a, b), "dare_ties", tmp_path / "other", density=0.7, seed=7))
+    w1, w2, w3 = weights(tmp_path / "dare"), weights(tmp_path / "again"), weights(tmp_path / "other")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1) and not all(torch.equal(w1[k], w3[k]) for k in w1)
     slerp = merge.combine(merge.CombineOptions((a, b), "slerp", tmp_path / "slerp", t=0.0))
     assert slerp.backend == "mergekit" and any("folded" in n for n in slerp.notes)
     assert not (tmp_path / "slerp" / ".work").exists()
@@ -266,7 +343,7 @@ def test_cli_merge_scores_the_merge_against_each_source(trained):
     proc = run_cli("merge", "run_a", "run_b", "--method", "ties", "--density", "0.8", "--out", "merged",
                    cwd=trained)
     assert proc.returncode == 0, proc.stderr
-    assert "ties via peft" in proc.stdout and "fold check" in proc.stdout and "passed" in proc.stdout
+    assert "ties via adapter-deltas" in proc.stdout and "fold check" in proc.stdout and "passed" in proc.stdout
     assert "run_a/color (macro_f1)" in proc.stdout and "best source" in proc.stdout
     report = json.loads((trained / "merged" / "merge_report.json").read_text())
     tasks = {t["task"]: t for t in report["comparison"]["tasks"]}

@@ -1,6 +1,6 @@
 """merge: fold a LoRA-family adapter into its base and prove the merged model is the same model
 (``run``); merge several fine-tunes of one base (linear, slerp, ties, dare_ties, dare_linear) through
-mergekit or PEFT and score the merge against its sources (``combine``)."""
+mergekit, or as adapters (PEFT's cat, each layer's delta), and score the merge against its sources (``combine``)."""
 
 from tunesmith.merge.combine import CombineOptions, CombineResult, combine, prepare
 from tunesmith.merge.compare import Comparison, TaskRow

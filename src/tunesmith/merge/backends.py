@@ -1,4 +1,5 @@
-"""The two ways a merge runs: mergekit over full models, PEFT's add_weighted_adapter over LoRA adapters.
+"""The ways a merge runs: mergekit over full models; over LoRA adapters, PEFT's add_weighted_adapter 'cat' or
+the method on each layer's delta (merge/deltas.py).
 
 ``BACKENDS`` is the table ``combine`` picks from; each takes a ``Plan`` and writes a standalone
 model folder (weights, tokenizer, chat template, generation config, tunesmith_model.json).
@@ -15,6 +16,7 @@ from typing import Any
 
 from tunesmith.data.records import Message
 from tunesmith.errors import TunesmithError
+from tunesmith.merge.deltas import run_deltas
 from tunesmith.merge.methods import MergeMethod
 from tunesmith.merge.run import MergeResult
 from tunesmith.merge.sources import Source
@@ -91,32 +93,33 @@ def run_mergekit(plan: Plan, out: Path) -> MergeResult | None:
     return None
 
 
-def run_peft(plan: Plan, out: Path) -> MergeResult:
-    """Combine LoRA adapters with PEFT, fold the combination into the base and check the fold."""
-    import time
-
+def load_sources(plan: Plan) -> tuple[Any, list[str]]:
+    """The common base (float32) with every source adapter loaded on it, and the adapters' names."""
     import torch
+
+    from tunesmith.models.load import check_base, load_adapter, load_pretrained
+
+    for source in plan.sources:
+        check_base(source.folder, str(plan.base))
+    model = load_pretrained(str(plan.base), {"dtype": torch.float32})
+    names = [f"source{i}" for i in range(len(plan.sources))]
+    for name, source in zip(names, plan.sources):
+        model = load_adapter(model, source.folder, adapter_name=name)
+    return model, names
+
+
+def run_peft(plan: Plan, out: Path) -> MergeResult:
+    """Combine LoRA adapters with PEFT's 'cat' (the exact weighted sum of their deltas), fold it, check the fold."""
+    import time
 
     from tunesmith import infer
     from tunesmith.merge.run import TOLERANCE, _compare, _logits
     from tunesmith.tokenize import load_saved
     from tunesmith.train.artifacts import save_result
-    from tunesmith.models.load import check_base, load_adapter, load_pretrained
 
     t0 = time.perf_counter()
-    for source in plan.sources:
-        check_base(source.folder, str(plan.base))
-    base = load_pretrained(str(plan.base), {"dtype": torch.float32})
-    names = [f"source{i}" for i in range(len(plan.sources))]
-    model = base
-    for name, source in zip(names, plan.sources):
-        model = load_adapter(model, source.folder, adapter_name=name)
-    density = plan.params.get("density")
-    with torch.random.fork_rng():
-        torch.manual_seed(plan.seed)
-        model.add_weighted_adapter(names, plan.method.peft_scaled(plan.weights), "merged",
-                                   combination_type=plan.method.peft,
-                                   **({"density": density} if density is not None else {}))
+    model, names = load_sources(plan)
+    model.add_weighted_adapter(names, list(plan.weights), "merged", combination_type=str(plan.method.adapters))
     model.set_adapter("merged")
     for name in names:
         model.delete_adapter(name)
@@ -129,16 +132,17 @@ def run_peft(plan: Plan, out: Path) -> MergeResult:
 
 
 def check_adapters(plan: Plan) -> None:
-    """PEFT's constraints, checked before any weight is read."""
+    """What combining adapters as adapters needs, checked before any weight is read: LoRA, weight deltas only."""
     configs = {s.label: json.loads((s.folder / "adapter_config.json").read_text("utf-8")) for s in plan.sources}
     kinds = {label: c.get("peft_type") for label, c in configs.items()}
     if any(k != "LORA" for k in kinds.values()):
         raise TunesmithError(f"only LoRA adapters can be combined ({kinds}); merge the full models instead "
                              "(tunesmith merge CONFIG folds one adapter into its base)")
-    ranks = {label: c.get("r") for label, c in configs.items()}
-    if plan.method.peft != "cat" and len(set(ranks.values())) > 1:
-        raise TunesmithError(f"PEFT's {plan.method.peft} needs adapters of one rank (r: {ranks}); pass --full-models "
-                             "to fold them and merge the full models with mergekit, or use --method linear")
+    extras = {label: found for label, c in configs.items()
+              if (found := [k for k in ("use_dora", "lora_bias", "modules_to_save", "target_parameters") if c.get(k)])}
+    if extras:
+        raise TunesmithError(f"adapters with more than LoRA weight deltas ({extras}) cannot be combined as adapters; "
+                             "pass --full-models to fold each into its base and merge the full models with mergekit")
 
 
 def _fold(source: Source, dest: Path) -> Path:
@@ -170,4 +174,7 @@ def _finish(plan: Plan, out: Path) -> None:
     (out / "tunesmith_model.json").write_text(json.dumps(plan.info(), indent=2), "utf-8")
 
 
-BACKENDS: dict[str, Callable[[Plan, Path], MergeResult | None]] = {"mergekit": run_mergekit, "peft": run_peft}
+# a methods.yaml `adapters` route -> its backend (the name the report gives it)
+ROUTES = {"cat": "peft", "deltas": "adapter-deltas"}
+BACKENDS: dict[str, Callable[[Plan, Path], MergeResult | None]] = {"mergekit": run_mergekit, "peft": run_peft,
+                                                                   "adapter-deltas": run_deltas}

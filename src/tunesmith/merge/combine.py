@@ -17,7 +17,7 @@ from typing import Any
 
 from tunesmith.errors import TunesmithError
 from tunesmith.merge import outputs
-from tunesmith.merge.backends import BACKENDS, Plan, check_adapters, require_mergekit
+from tunesmith.merge.backends import BACKENDS, ROUTES, Plan, check_adapters, require_mergekit
 from tunesmith.merge.compare import Comparison, evaluate_merge
 from tunesmith.merge.methods import MergeMethod, method, methods
 from tunesmith.merge.run import MergeResult, probe_prompts
@@ -35,9 +35,9 @@ class CombineOptions:
     density: float | None = None  # ties / dare_*: the share of each task vector kept
     t: float | None = None  # slerp: 0 = the first source, 1 = the second
     base: str | None = None  # the common base (default: the one the sources recorded)
-    full_models: bool = False  # adapters: fold them and merge full models with mergekit instead of PEFT
+    full_models: bool = False  # adapters: fold them and merge full models with mergekit
     seed: int = 42  # DARE's random drop
-    probes: int = 5  # prompts for the fold check of a PEFT combination
+    probes: int = 5  # prompts for the fold check of a combination of adapters
     overwrite: bool = False
 
 
@@ -92,10 +92,11 @@ def prepare(options: CombineOptions) -> tuple[Plan, str]:
     sources = resolve(list(options.sources))
     check_compatible(sources)
     adapters = all(s.kind == "adapter" for s in sources)
-    backend = "peft" if adapters and chosen.peft and not options.full_models else "mergekit"
+    route = chosen.adapters if adapters and not options.full_models else None
+    backend = ROUTES.get(str(route), "mergekit")  # adapters combined as adapters (PEFT's cat, or layer deltas)
     if backend == "mergekit":
         require_mergekit()
-    base = common_base(sources, options.base) if chosen.base or backend == "peft" else None
+    base = common_base(sources, options.base) if chosen.base or backend != "mergekit" else None
     _protect_bases(options.out_dir, [options.base, *(s.base for s in sources)])
     owners = _eval_owners(sources)
     prompts, notes = _system_prompt(sources)
@@ -103,10 +104,10 @@ def prepare(options: CombineOptions) -> tuple[Plan, str]:
                 probe_prompts(owners[0].config, options.probes), prompts, notes)
     if base is None and (note := _different_bases(sources)):
         plan.notes.append(note)
-    if backend == "peft":
+    if backend != "mergekit":
         check_adapters(plan)
-    elif adapters and chosen.peft is None:
-        plan.notes.append(f"PEFT has no {chosen.name} combination: the adapters were folded into full models "
+    elif adapters and chosen.adapters is None:
+        plan.notes.append(f"{chosen.name} does not combine adapters as adapters: they were folded into full models "
                           "and merged with mergekit")
     return plan, backend
 

@@ -14,21 +14,17 @@ from tunesmith.errors import did_you_mean
 
 @dataclass(frozen=True)
 class MergeMethod:
-    """How one method is run: mergekit's name for full models, PEFT's for LoRA adapters (or None)."""
+    """How one method is run: mergekit's name for full models; for LoRA adapters, ``adapters`` (methods.yaml)."""
 
     name: str
     mergekit: str
-    peft: str | None
+    adapters: str | None  # "cat" | "deltas" | None (folded into full models, merged with mergekit)
     base: bool
     min_sources: int
     max_sources: int | None
     params: dict[str, float] = field(default_factory=dict)
     summary: str = ""
-    peft_weights: str = "sum_one"  # how relative weights become PEFT's absolute ones (methods.yaml)
-
-    def peft_scaled(self, weights: list[float]) -> list[float]:
-        """``weights`` (summing to 1) as PEFT's combination takes them."""
-        return [w * len(weights) for w in weights] if self.peft_weights == "mean_one" else list(weights)
+    task_vectors: dict[str, Any] = field(default_factory=dict)  # "deltas": sparsify, rescale, consensus, normalize
 
     def check_count(self, count: int) -> None:
         if count < self.min_sources or (self.max_sources is not None and count > self.max_sources):
@@ -42,10 +38,10 @@ def methods() -> dict[str, MergeMethod]:
     """Every method of ``methods.yaml`` by name."""
     text = (resources.files("tunesmith.merge") / "methods.yaml").read_text("utf-8")
     rows: dict[str, dict[str, Any]] = load_table(text)
-    return {name: MergeMethod(name=name, mergekit=row["mergekit"], peft=row["peft"], base=bool(row["base"]),
+    return {name: MergeMethod(name=name, mergekit=row["mergekit"], adapters=row["adapters"], base=bool(row["base"]),
                               min_sources=int(row["sources"]["min"]), max_sources=row["sources"]["max"],
                               params={k: float(v) for k, v in (row.get("params") or {}).items()},
-                              summary=row.get("summary", ""), peft_weights=row.get("peft_weights", "sum_one"))
+                              summary=row.get("summary", ""), task_vectors=dict(row.get("task_vectors") or {}))
             for name, row in rows.items()}
 
 

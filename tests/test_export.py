@@ -97,6 +97,7 @@ def test_gguf_f16_equals_the_model_and_q8_0_degradation_is_reported(tmp_path, ar
     f, q = checks(f16)["logits"].values, checks(q8)["logits"].values
     assert f["max_abs_diff"] <= 0.01 * max(f["logit_scale"], 1.0) and f["top1_agreement"] == 1.0
     assert q["max_abs_diff"] > f["max_abs_diff"] > 0  # 8-bit rounding costs more than half precision
+    assert q["stored_max_abs_diff"] <= 1e-5  # and the file is exactly the model rounded to q8_0
     assert 0 < q["top1_agreement"] <= 1 and q["positions"] == f["positions"] > 0
     assert f16.manifest["tensor_types"] == {"F16": 15, "F32": 5 if arch == "llama" else 11}
     assert q8.manifest["tensor_types"]["Q8_0"] == 15 and q8.manifest["f16_fallbacks"] == 0

@@ -1,7 +1,9 @@
 """The checks every export passes: what was written, read back, behaves like the trained model.
 
 - logits: the reloaded export's logits on the probe prompts against the trained model's
-  (max |diff| relative to the largest |logit|, and top-1 agreement over every position);
+  (max |diff| relative to the largest |logit|, and top-1 agreement over every position); a quantised
+  GGUF's against the trained model's with its weights rounded as the file stores them, what the
+  quantisation costs against the trained model reported;
 - template parity: the export's template renders the multi-turn probe conversation to exactly
   the string the training template renders;
 - stop parity: the export stops on exactly the training end-of-turn tokens;
@@ -37,6 +39,23 @@ def logits_check(name: str, reference: list[Any], actual: list[Any], tolerance: 
     detail = (f"{what}: max |logit diff| {max_diff:.3g} (logits up to {scale:.3g}; bound {bound:.3g}), "
               f"top-1 agreement {agree}/{positions} positions on {len(reference)} probes")
     return Check(name, max_diff <= bound, detail, values)
+
+
+def stored_logits_check(name: str, reference: list[Any], stored: list[Any], actual: list[Any], tolerance: float,
+                        what: str) -> Check:
+    """A quantised export: pass when max |diff| from ``stored`` (the trained model with its weights rounded as the
+    file stores them) <= ``tolerance`` x the largest |reference logit| (at least 1); what the quantisation costs
+    against the trained model ``reference`` (max |diff|, top-1 agreement) is reported, not judged."""
+    cost = logits_check(name, reference, actual, float("inf"), what).values
+    off = max(float((a - s).abs().max()) for a, s in zip(actual, stored))
+    bound = tolerance * max(cost["logit_scale"], 1.0)
+    agree = round(cost["top1_agreement"] * cost["positions"])
+    values = {**cost, "tolerance": bound, "stored_max_abs_diff": off}
+    detail = (f"{what}: max |logit diff| {off:.3g} from the trained model rounded as the file stores it (bound "
+              f"{bound:.3g}); the quantisation costs max |logit diff| {cost['max_abs_diff']:.3g} (logits up to "
+              f"{cost['logit_scale']:.3g}), top-1 agreement {agree}/{cost['positions']} positions on "
+              f"{cost['prompts']} probes")
+    return Check(name, off <= bound, detail, values)
 
 
 def template_check(name: str, expected: str, actual: str, what: str) -> Check:

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 from tunesmith.errors import TunesmithError
 from tunesmith.export import gguf_writer, ollama
-from tunesmith.export.checks import Check, logits_check, stops_check, template_check, tokenizer_check
+from tunesmith.export.checks import (Check, logits_check, stops_check, stored_logits_check, template_check,
+                                     tokenizer_check)
 from tunesmith.export.source import Source, logits, probes, render_conversation
 from tunesmith.errors import did_you_mean
 
@@ -117,15 +118,37 @@ def gguf_checks(source: Source, out: Path, manifest: dict[str, Any], reference: 
         return [Check("read_back", False, f"transformers' GGUF loader cannot read {name} back: {reason}")]
     meta = gguf_metadata(out / name)
     stops = {meta["tokens"][meta[key]] for key in ("eos", "eot", "eom") if key in meta}
-    what = f"GGUF {quant} ({'reported degradation, sanity bound' if quant != 'f16' else 'tolerance'})"
+    actual, bound = logits(model, source.probe_ids()), gguf_writer.tolerance(str(quant))
+    if gguf_writer.checked_against(str(quant)) == "stored":  # a quantised file: is it the trained model, rounded?
+        logit = stored_logits_check("logits", reference, stored_logits(source, str(quant)), actual, bound,
+                                    f"GGUF {quant}")
+    else:
+        logit = logits_check("logits", reference, actual, bound, f"GGUF {quant} (tolerance)")
     return [
-        logits_check("logits", reference, logits(model, source.probe_ids()), gguf_writer.tolerance(str(quant)), what),
+        logit,
         tokenizer_check("tokenizer", source.tokenizer, tokenizer, [*probes().texts, source.training_render()],
                         "the GGUF tokenizer"),
         template_check("template", source.training_render(), render_conversation(tokenizer, source.system_prompt),
                        "the GGUF chat_template"),
         stops_check("stops", source.end_of_turn_strings(), stops, "the GGUF eos/eot/eom ids"),
     ]
+
+
+def stored_logits(source: Source, quant: str) -> list[Any]:
+    """The trained model's logits on the probes with every weight rounded as a ``quant`` GGUF stores it. The model
+    is rounded in place (no second copy in memory) and dropped: ``source.load()`` loads it again."""
+    import torch
+
+    model, seen = source.standalone(), set()
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.data_ptr() not in seen:  # tied weights: rounded once, as the file stores them once
+                seen.add(tensor.data_ptr())
+                tensor.copy_(torch.from_numpy(gguf_writer.as_stored(tensor.float().cpu().numpy(), quant)))
+    try:
+        return logits(model, source.probe_ids())
+    finally:
+        source.loaded = None
 
 
 def gguf_metadata(path: Path) -> dict[str, Any]:

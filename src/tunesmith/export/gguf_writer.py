@@ -71,6 +71,23 @@ def tolerance(quant: str) -> float:
     return float(_table("quants.yaml")[quant]["tolerance"])
 
 
+def checked_against(quant: str) -> str:
+    """What the logits of a ``quant`` file are checked against: ``trained`` or ``stored`` (see quants.yaml)."""
+    return str(_table("quants.yaml")[quant]["against"])
+
+
+def as_stored(data: Any, quant: str) -> Any:
+    """``data`` (float32) as a ``quant`` file stores it, read back in float32: the same types and blocks as
+    ``write_gguf`` (q/k's row permutation moves whole rows, so it changes no block)."""
+    import numpy as np
+    from gguf import quants
+
+    stored, qtype = _convert(data, quant_spec(quant), WriteStats(Path()))
+    if qtype is None:  # F32 / F16: the array itself
+        return stored.astype(np.float32)
+    return quants.dequantize(stored, qtype).reshape(data.shape).astype(np.float32)
+
+
 def arch_spec(config: Any) -> ArchSpec:
     import gguf
 

@@ -21,7 +21,7 @@ def merge(
     t: float | None = typer.Option(None, "--t", help="slerp: 0 = first source, 1 = second (0.5)."),
     base: str | None = typer.Option(None, "--base", help="The common base (default: the one the sources recorded)."),
     full_models: bool = typer.Option(False, "--full-models", help="Adapters: fold them and merge full models with "
-                                                                   "mergekit instead of combining the adapters' weight deltas."),
+                                     "mergekit instead of combining the adapters' weight deltas."),
     seed: int = typer.Option(42, "--seed", help="Seed for DARE's random drop."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
     adapter: Path | None = typer.Option(None, "--adapter", help="CONFIG form: adapter folder (default: model/)."),
@@ -70,8 +70,8 @@ def _combine(paths: list[Path], method: str, weights: str | None, density: float
     for note in result.notes:
         typer.echo(f"note: {note}")
     if result.check is not None:
-        typer.echo(f"fold check: max |logit diff| {result.check.max_abs_diff:.2e} vs the combination applied at run time "
-                   f"(tolerance {result.check.tolerance:g}): {'passed' if result.check.passed else 'FAILED'}")
+        typer.echo(f"fold check: max |logit diff| {result.check.max_abs_diff:.2e} vs the combination applied "
+                   f"at run time (tolerance {result.check.tolerance:g}): {'passed' if result.check.passed else 'FAILED'}")
     typer.echo(result.comparison.table())
     typer.echo(f"report: {result.output_dir / 'merge_report.json'} (per-model scores under eval/)")
     if result.check is not None:

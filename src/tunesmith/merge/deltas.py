@@ -22,17 +22,18 @@ from tunesmith.merge.run import MergeResult
 
 
 def combine(deltas: list[Any], weights: list[float], density: float, rule: dict[str, Any]) -> Any:
-    """The task vectors ``deltas`` (one tensor shape) merged with ``weights`` as mergekit does (``rule``:
-    sparsify magnitude|random|None, rescale, consensus, normalize)."""
+    """The task vectors ``deltas`` (one tensor shape) merged with ``weights`` as mergekit's generalized task
+    arithmetic merges them, with mergekit's own ``sparsify`` and ``get_mask`` (``rule``: sparsify
+    magnitude|random|None, rescale, consensus, normalize)."""
     import torch
+    from mergekit.merge_methods.generalized_task_arithmetic import get_mask
 
     kept = torch.stack([sparsify(d, density, rule.get("sparsify"), bool(rule.get("rescale"))) for d in deltas])
     w = torch.tensor(weights, dtype=kept.dtype, device=kept.device).reshape(-1, *[1] * (kept.dim() - 1))
     weighted = kept * w
     if rule.get("consensus"):  # TIES: the sign of the weighted sum is elected, only values of that sign count
-        majority = torch.where(weighted.sum(dim=0) >= 0, 1.0, -1.0).to(kept.dtype)
-        agree = (weighted.sign() == majority).to(kept.dtype)
-        mixed, divisor = (weighted * agree).sum(dim=0), (w * agree).sum(dim=0)
+        mask = get_mask(weighted, method="sum", mask_dtype=kept.dtype)
+        mixed, divisor = (weighted * mask).sum(dim=0), (w * mask).sum(dim=0)
         divisor[divisor == 0] = 1
     else:
         mixed, divisor = weighted.sum(dim=0), w.sum(dim=0)
@@ -41,23 +42,15 @@ def combine(deltas: list[Any], weights: list[float], density: float, rule: dict[
 
 
 def sparsify(delta: Any, density: float, method: str | None, rescale: bool) -> Any:
-    """mergekit's sparsification: the largest ``density`` share (magnitude) or a random one (DARE), rescaled to
-    the task vector's L1 norm when ``rescale``."""
-    import torch
+    """mergekit's sparsification (``mergekit.sparsify``): the largest ``density`` share (magnitude) or a random
+    one (DARE), rescaled to the task vector's L1 norm when ``rescale``."""
+    from mergekit.sparsify import RescaleNorm, SparsificationMethod
+    from mergekit.sparsify import sparsify as mergekit_sparsify
 
     if method is None or density >= 1:
         return delta
-    if method == "magnitude":
-        mask = torch.zeros(delta.numel(), dtype=delta.dtype, device=delta.device)
-        mask[torch.argsort(delta.abs().reshape(-1), descending=True)[:max(1, int(density * delta.numel()))]] = 1
-        mask = mask.reshape(delta.shape)
-    elif method == "random":
-        mask = torch.bernoulli(torch.full_like(delta, density))
-    else:
-        raise ValueError(f"unknown sparsification {method!r}")
-    kept = delta * mask
-    before, after = float(delta.abs().sum()), float(kept.abs().sum())
-    return kept * (before / after) if rescale and before >= 1e-7 and after >= 1e-7 else kept
+    return mergekit_sparsify(delta, density=density, method=SparsificationMethod(method),
+                             rescale_norm=RescaleNorm.l1 if rescale else None)
 
 
 def layer_deltas(model: Any, names: list[str], weights: list[float], density: float,

@@ -44,6 +44,9 @@ def test_a_name_matching_several_modules_is_a_warning_listing_them(base, tmp_pat
     assert preflight.modules_to_save_matches(exact) == {"model.norm": ["model.norm"]}
     assert preflight.modules_to_save_warnings(exact, preflight.modules_to_save_matches(exact)) == []
     assert preflight.modules_to_save_matches(make_config(base, tmp_path)) == {}  # none asked for
+    skipped = _layered(base, tmp_path, modules_to_save=["norm"], lint_skip=["modules_to_save"])
+    assert preflight.modules_to_save_warnings(skipped, preflight.modules_to_save_matches(skipped)) == []
+    assert len(preflight.modules_to_save_matches(skipped)["norm"]) == 5  # still recorded
 
 
 def test_train_warns_and_records_the_matches(base, tmp_path):  # noqa: F811

@@ -390,7 +390,7 @@ class Config(_Strict):
     save_only_model: bool = Field(False, description="Checkpoints without optimizer state (a resume restarts it)")
     save_total_limit: int | None = Field(2, gt=0)
     early_stopping_patience: int | None = Field(None, gt=0)
-    lint_skip: list[Literal["learning_rate", "effective_batch", "epochs", "full_fine_tuning"]] = Field(
+    lint_skip: list[Literal["learning_rate", "effective_batch", "epochs", "full_fine_tuning", "modules_to_save"]] = Field(
         default_factory=list, description="Lint checks deliberately outside the seed's ranges (recorded in run.json)")
     sample_generations: int = Field(3, ge=0, description="Validation prompts answered at each evaluation and "
                                     "logged with the stop-token rate (0: off)")

@@ -221,7 +221,10 @@ def modules_to_save_matches(config: Config) -> dict[str, list[str]]:
 
 
 def modules_to_save_warnings(config: Config, matches: dict[str, list[str]]) -> list[str]:
-    """A warning for each ``modules_to_save`` name that matches more than one module, listing them."""
+    """A warning for each ``modules_to_save`` name that matches more than one module, listing them (none
+    with ``lint_skip: [modules_to_save]``: the matches are still recorded in run.json)."""
+    if "modules_to_save" in config.lint_skip:
+        return []
     layers = set(config.peft_layers_to_transform or [])
     out = []
     for target, found in matches.items():

@@ -3,13 +3,13 @@ PEFT puts in front of the sequence (it crashed: "Expected input batch_size (312)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import TrainerCallback
 
+from test_loss_weights import _write
 from test_train import losses, make_config
 from test_train_fast import base, load, rows  # noqa: F401 (the module-scoped tiny base fixture)
 from tunesmith.tokenize import Collator
@@ -62,25 +62,14 @@ class _Prompt(TrainerCallback):
         return model.prompt_encoder["default"].embedding.weight.detach().clone()
 
 
-def _data(path: Path, weight: float | None) -> Path:
-    out = []
-    for i in range(16):
-        reply = {"role": "assistant", "content": f"The answer is {i % 7 + i % 5}."}
-        if weight is not None:
-            reply["loss_weight"] = weight
-        out.append({"messages": [{"role": "user", "content": f"What is {i % 7} plus {i % 5}?"}, reply]})
-    path.write_text("".join(json.dumps(r) + "\n" for r in out))
-    return path
-
-
 def test_prompt_tuning_trains_with_fractional_loss_weights(base, tmp_path):  # noqa: F811
     from tunesmith.train import run
 
     over = dict(adapter="prompt", learning_rate=5e-2, max_steps=3, sample_generations=0)
-    plain = run(make_config(base, tmp_path / "a", data=_data(tmp_path / "a.jsonl", None), **over), quiet=True,
+    plain = run(make_config(base, tmp_path / "a", data=_write(tmp_path / "a.jsonl", None, n=16), **over), quiet=True,
                 say=lambda s: None)
     probe = _Prompt()
-    half = run(make_config(base, tmp_path / "b", data=_data(tmp_path / "b.jsonl", 0.5), **over), quiet=True,
+    half = run(make_config(base, tmp_path / "b", data=_write(tmp_path / "b.jsonl", 0.5, n=16), **over), quiet=True,
                say=lambda s: None, callbacks=[probe])
     assert half.global_step == 3
     # step 1: the same initial prompt (same seed) on the same batch: half the plain loss

@@ -247,3 +247,30 @@ def test_config_yaml_says_where_its_relative_paths_are_from(base, tmp_path, monk
     assert again["data_fingerprint"] == record["data_fingerprint"] and first.global_step == 2
     assert ((tmp_path / "again" / "model" / "adapter_model.safetensors").read_bytes()
             == (tmp_path / "run" / "model" / "adapter_model.safetensors").read_bytes())
+
+
+def test_a_run_whose_recorded_process_lives_is_refused_and_a_dead_one_is_not(base, tmp_path) -> None:
+    """train.resume's live-run rule (also the dashboard's: a dead one shows interrupted): a run recorded
+    as running by a live process on this host is refused; once that process is gone it is not."""
+    import socket
+    import subprocess
+    import sys
+
+    from tunesmith.ui.runs import status_of
+
+    train(base, tmp_path)
+    path = tmp_path / "run" / "run.json"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = json.loads(path.read_text())
+        record["status"] = "running"
+        record["attempts"][-1].update(pid=other.pid, host=socket.gethostname())
+        path.write_text(json.dumps(record))
+        assert status_of(record) == "running"
+        with pytest.raises(RunDirError, match=rf"another tunesmith process \(pid {other.pid}\) is training"):
+            train(base, tmp_path, max_steps=4, resume=True)
+    finally:
+        other.kill()
+        other.wait()
+    assert status_of(record) == "interrupted"
+    assert train(base, tmp_path, max_steps=4, resume=True).global_step == 4

@@ -194,21 +194,45 @@ def verify(plan: Plan, facts: dict[str, Any]) -> list[str]:
 
 def _refuse_if_live(record: dict[str, Any], path: Path) -> None:
     import os
+
+    pid = last_attempt(record).get("pid")
+    if recorded_process_alive(record) and pid != os.getpid():
+        raise RunDirError(f"{path}: another tunesmith process (pid {pid}) is training into this directory right now")
+
+
+def last_attempt(record: dict[str, Any]) -> dict[str, Any]:
+    """The last entry of run.json's ``attempts`` ({} when there is none or it is malformed)."""
+    attempts = record.get("attempts")
+    return attempts[-1] if isinstance(attempts, list) and attempts and isinstance(attempts[-1], dict) else {}
+
+
+def recorded_process_alive(record: dict[str, Any]) -> bool | None:
+    """Whether the process of a run recorded as starting or running still lives: its last attempt's pid,
+    when that attempt ran on this host. None when it cannot be told (another status, host or no pid).
+    ``resume`` refuses a live one; the dashboard shows a dead one as interrupted."""
     import socket
 
-    attempt = (record.get("attempts") or [{}])[-1]
+    attempt = last_attempt(record)
     pid, host = attempt.get("pid"), attempt.get("host")
     if record.get("status") not in ("starting", "running") or not pid or host != socket.gethostname():
-        return
-    if pid == os.getpid():
-        return
+        return None
+    return pid_alive(pid)
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` exists on this host (one of another user counts; a pid that is not a
+    positive number is taken as alive: nothing is concluded from it)."""
+    import os
+
     try:
-        os.kill(int(pid), 0)
+        number = int(pid)
+        if number > 0:
+            os.kill(number, 0)
     except ProcessLookupError:
-        return
-    except PermissionError:
-        pass
-    raise RunDirError(f"{path}: another tunesmith process (pid {pid}) is training into this directory right now")
+        return False
+    except (PermissionError, TypeError, ValueError, OverflowError):
+        return True
+    return True
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

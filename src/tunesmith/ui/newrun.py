@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.ui.runs import pid_alive
 
 # the training processes this dashboard started, by resolved output_dir (Start twice is refused)
 _STARTED: dict[Path, tuple[subprocess.Popen[bytes], Path]] = {}
@@ -97,7 +96,7 @@ def _refuse_if_started(out: Path) -> None:
     if started is None:
         return
     process, log = started
-    if process.returncode is None and pid_alive(process.pid):
+    if process.poll() is None:
         raise TunesmithError(f"output_dir {out}: this dashboard already started a training into it (pid "
                              f"{process.pid}, still running; output: {log}); wait for it to end (follow it on "
                              "Runs) or choose another output_dir")

@@ -13,8 +13,6 @@ line); the table leaves such runs out, the pages answer an error page. A torn la
 from __future__ import annotations
 
 import json
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import yaml
 
 from tunesmith.errors import TunesmithError
+from tunesmith.train.resume import recorded_process_alive
 
 CURVES = {"loss": "train loss", "eval_loss": "eval loss"}
 
@@ -91,33 +90,12 @@ def resolve(root: Path, name: str) -> Path:
     return path
 
 
-def pid_alive(pid: Any) -> bool:
-    """Whether process ``pid`` exists on this host (one of another user counts; a pid that is not a
-    positive number is taken as alive: nothing is concluded from it)."""
-    try:
-        number = int(pid)
-        if number > 0:
-            os.kill(number, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, TypeError, ValueError, OverflowError):
-        return True
-    return True
-
-
 def status_of(record: dict[str, Any]) -> str:
     """The run's status: as recorded, except that a run recorded as starting/running whose last
     attempt ran on this host in a process that is gone (killed before it could record its end) is
     ``interrupted``: ``tunesmith.train.resume``'s rule for a live run (same host, pid alive)."""
     status = str(record.get("status") or "unknown")
-    if status not in ("starting", "running"):
-        return status
-    attempts = record.get("attempts")
-    last = attempts[-1] if isinstance(attempts, list) and attempts and isinstance(attempts[-1], dict) else {}
-    pid, host = last.get("pid"), last.get("host")
-    if not pid or host != socket.gethostname():
-        return status
-    return status if pid_alive(pid) else "interrupted"
+    return "interrupted" if recorded_process_alive(record) is False else status
 
 
 def _total_steps(run_dir: Path, record: dict[str, Any]) -> int | None:

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.models.cache import pid_alive
+from tunesmith.train.checkpoints import fsync_files
 
 # building: a result not (yet) checked; old: the previous result while the new one is renamed into place;
 # previous: the previous result set aside by versions that wrote the new one under <name> itself
@@ -57,7 +59,7 @@ class Replacing:
 
     def finish(self, passed: bool) -> Path:
         """Where the result is now: ``out`` (the previous folder goes), else ``<out>.failed`` (it stays)."""
-        _sync(self.building)
+        fsync_files(self.building)  # every file on disk before the rename that publishes them
         if not passed:
             _remove(self._failed())
             os.replace(self.building, self._failed())
@@ -120,15 +122,7 @@ def recover(out: Path) -> list[str]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
+    return pid == os.getpid() or pid_alive(pid)
 
 
 def _remove(path: Path) -> None:
@@ -136,14 +130,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
         path.unlink()
-
-
-def _sync(folder: Path) -> None:
-    """Every file on disk before the rename that publishes them."""
-    for f in folder.rglob("*"):
-        if f.is_file() and not f.is_symlink():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
 
 
 def _cwd() -> str | None:

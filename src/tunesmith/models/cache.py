@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def cache_root() -> Path:
@@ -26,16 +27,21 @@ def sweep(parent: Path) -> None:
     """Remove building folders in ``parent`` left by killed builds (their process is gone)."""
     for stale in parent.glob(".*.building-*") if parent.is_dir() else ():
         pid = stale.name.rsplit("-", 1)[1]
-        if not (pid.isdigit() and _alive(int(pid))):
+        if not (pid.isdigit() and pid_alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` exists on this host (one of another user counts; a pid that is not a
+    positive number is taken as alive: nothing is concluded from it). The one liveness check of a
+    recorded process: a builder here, a training run (``train.resume``), a merge (``merge.outputs``)."""
     try:
-        os.kill(pid, 0)
+        number = int(pid)
+        if number > 0:
+            os.kill(number, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's live process
+    except (PermissionError, TypeError, ValueError, OverflowError):  # someone else's process; no pid
         return True
     return True
 

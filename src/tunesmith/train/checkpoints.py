@@ -97,6 +97,14 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def fsync_files(folder: Path) -> None:
+    """Every file under ``folder`` flushed to disk (before a marker or a rename publishes them)."""
+    for f in folder.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
 def mark_complete(folder: Path, step: int, world_size: int = 1, per_rank_state: bool = True) -> None:
     """Flush every file of the checkpoint, then atomically write the marker (with the number of
     processes that wrote it: a multi-process checkpoint holds one RNG state per rank)."""
@@ -105,10 +113,7 @@ def mark_complete(folder: Path, step: int, world_size: int = 1, per_rank_state: 
         if missing:
             raise RuntimeError(f"{folder}: no RNG state of rank(s) {missing}: the checkpoint is not complete "
                                "(output_dir must be on a file system every node shares)")
-    for f in folder.rglob("*"):
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+    fsync_files(folder)
     tmp = folder / (MARKER + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(json.dumps({"step": step, "time": time.time(), "world_size": world_size}))

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from tunesmith.config import Config
+from tunesmith.models.cache import pid_alive
 from tunesmith.train import checkpoints as ckpt
 from tunesmith.train.guard import RunDirError, check_inputs
 
@@ -217,22 +218,6 @@ def recorded_process_alive(record: dict[str, Any]) -> bool | None:
     if record.get("status") not in ("starting", "running") or not pid or host != socket.gethostname():
         return None
     return pid_alive(pid)
-
-
-def pid_alive(pid: Any) -> bool:
-    """Whether process ``pid`` exists on this host (one of another user counts; a pid that is not a
-    positive number is taken as alive: nothing is concluded from it)."""
-    import os
-
-    try:
-        number = int(pid)
-        if number > 0:
-            os.kill(number, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, TypeError, ValueError, OverflowError):
-        return True
-    return True
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

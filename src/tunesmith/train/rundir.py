@@ -19,6 +19,7 @@ from typing import Any
 from tunesmith.config import Config
 from tunesmith.config.loader import dump_yaml
 from tunesmith.models.fingerprint import base_fingerprint
+from tunesmith.train.checkpoints import fsync_files
 from tunesmith.train.guard import RunDirError, clear
 from tunesmith.train.resume import Plan
 
@@ -160,10 +161,7 @@ class RunDir:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         yield tmp
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
+        fsync_files(tmp)
         old = self.path / f".model.old-{os.getpid()}"
         if self.model.exists():
             os.replace(self.model, old)

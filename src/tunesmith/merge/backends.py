@@ -108,13 +108,20 @@ def load_sources(plan: Plan) -> tuple[Any, list[str]]:
     return model, names
 
 
+def probe_ids(plan: Plan) -> tuple[Any, list[list[int]]]:
+    """The first source's tokenizer and the fold check's probe prompts rendered with it (training template)."""
+    from tunesmith import infer
+    from tunesmith.tokenize import load_saved
+
+    tokenizer = load_saved(plan.sources[0].folder)
+    return tokenizer, [infer.prompt_ids(tokenizer, p, plan.system_prompt) for p in plan.probes]
+
+
 def run_peft(plan: Plan, out: Path) -> MergeResult:
     """Combine LoRA adapters with PEFT's 'cat' (the exact weighted sum of their deltas), fold it, check the fold."""
     import time
 
-    from tunesmith import infer
     from tunesmith.merge.run import TOLERANCE, _compare, _logits
-    from tunesmith.tokenize import load_saved
     from tunesmith.train.artifacts import save_result
 
     t0 = time.perf_counter()
@@ -124,8 +131,7 @@ def run_peft(plan: Plan, out: Path) -> MergeResult:
     for name in names:
         model.delete_adapter(name)
     model.eval()
-    tokenizer = load_saved(plan.sources[0].folder)
-    ids = [infer.prompt_ids(tokenizer, p, plan.system_prompt) for p in plan.probes]
+    tokenizer, ids = probe_ids(plan)
     expected = _logits(model, ids)  # the combined adapter, before folding changes the base weights
     save_result(model.merge_and_unload(), tokenizer, out, plan.info())
     return _compare(out, ids, expected, TOLERANCE, t0)

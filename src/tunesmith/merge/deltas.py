@@ -95,10 +95,8 @@ def run_deltas(plan: Any, out: Path) -> MergeResult:
 
     import torch
 
-    from tunesmith import infer
-    from tunesmith.merge.backends import load_sources
+    from tunesmith.merge.backends import load_sources, probe_ids
     from tunesmith.merge.run import TOLERANCE, _compare, _logits
-    from tunesmith.tokenize import load_saved
     from tunesmith.train.artifacts import save_result
 
     t0 = time.perf_counter()
@@ -108,8 +106,7 @@ def run_deltas(plan: Any, out: Path) -> MergeResult:
         combined = layer_deltas(model, names, plan.weights, plan.params.get("density", 1.0), plan.method.task_vectors)
     plain = model.unload()  # the base model, every layer as it was
     plain.eval()
-    tokenizer = load_saved(plan.sources[0].folder)
-    ids = [infer.prompt_ids(tokenizer, p, plan.system_prompt) for p in plan.probes]
+    tokenizer, ids = probe_ids(plan)
     hooks = _hooked(plain, combined)
     try:
         expected = _logits(plain, ids)  # the combination applied at run time, before it is folded

@@ -9,7 +9,6 @@ error naming the file (and line) for the page to show, checked here before they 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.output import generations_path
 from tunesmith.evaluate.report import Side, charts, confusions, load_side, metric_rows
 from tunesmith.reporting.view import confusion_entries, metric_entries
+from tunesmith.ui.runs import parse_json, read_text
 
 FILTERS = {
     "all": lambda pair: True,
@@ -100,13 +100,13 @@ def side(folder: Path, name: str) -> Side:
     """``eval_<name>.json`` and its generations through the report's reader, once both were checked
     to be what it takes (a JSON object with ``tasks``; one JSON object per generations line)."""
     path = folder / f"eval_{name}.json"
-    summary = _json(_read(path), str(path))
+    summary = parse_json(read_text(path), str(path))
     if not isinstance(summary, dict) or not isinstance(summary.get("tasks"), dict):
         raise TunesmithError(f"{path}: expected a JSON object with tasks (an eval_<name>.json of tunesmith evaluate)")
     gens = generations_path(path)
-    lines = _read(gens).splitlines() if gens.is_file() else []
+    lines = read_text(gens).splitlines() if gens.is_file() else []
     for number, line in enumerate(lines, 1):
-        if line.strip() and not isinstance(_json(line, f"{gens}:{number}"), dict):
+        if line.strip() and not isinstance(parse_json(line, f"{gens}:{number}"), dict):
             raise TunesmithError(f"{gens}:{number}: expected a JSON object")
     try:
         return load_side(path, name)
@@ -114,27 +114,12 @@ def side(folder: Path, name: str) -> Side:
         raise TunesmithError(f"{path}: cannot be read ({exc})") from None
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TunesmithError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-
-
-def _json(text: str, where: str) -> Any:
-    """The JSON value of ``text``; an error names ``where`` (file or file:line)."""
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise TunesmithError(f"{where}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
-
-
 def gate(folder: Path) -> dict[str, Any] | None:
     """``gate.json`` of the folder (verdict, thresholds, every line), or None."""
     p = folder / "gate.json"
     if not p.is_file():
         return None
-    found = _json(_read(p), str(p))
+    found = parse_json(read_text(p), str(p))
     if not isinstance(found, dict):
         raise TunesmithError(f"{p}: expected a JSON object (a gate.json of tunesmith gate)")
     return found

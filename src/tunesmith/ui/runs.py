@@ -46,20 +46,26 @@ class RunFileError(TunesmithError):
     """A file of a run directory that cannot be read (the message names it)."""
 
 
-def _text(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """A file the dashboard shows (a run's, an evaluation's); an error names it."""
     try:
         return path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RunFileError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
 
 
+def parse_json(text: str, where: str) -> Any:
+    """The JSON value of ``text``; an error names ``where`` (file or file:line)."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise RunFileError(f"{where}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+
+
 def record_of(run_dir: Path) -> dict[str, Any]:
     """The run's ``run.json`` (a JSON object)."""
     path = run_dir / "run.json"
-    try:
-        record = json.loads(_text(path))
-    except ValueError as exc:
-        raise RunFileError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    record = parse_json(read_text(path), str(path))
     if not isinstance(record, dict):
         raise RunFileError(f"{path}: expected a JSON object (got {type(record).__name__})")
     return record
@@ -122,7 +128,7 @@ def config_of(run_dir: Path) -> dict[str, Any]:
     if not p.is_file():
         return {}
     try:
-        config = yaml.safe_load(_text(p))
+        config = yaml.safe_load(read_text(p))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
@@ -134,7 +140,7 @@ def config_of(run_dir: Path) -> dict[str, Any]:
 
 def config_text(run_dir: Path) -> str:
     p = run_dir / "config.yaml"
-    return _text(p) if p.is_file() else "(no config.yaml)"
+    return read_text(p) if p.is_file() else "(no config.yaml)"
 
 
 def metrics_of(run_dir: Path) -> list[dict[str, Any]]:
@@ -143,7 +149,7 @@ def metrics_of(run_dir: Path) -> list[dict[str, Any]]:
     if not p.is_file():
         return []
     out = []
-    for number, line in enumerate(_text(p).splitlines(), 1):
+    for number, line in enumerate(read_text(p).splitlines(), 1):
         try:
             record = json.loads(line)
         except ValueError:

@@ -9,6 +9,7 @@ byte-level tokenizers (GPT-2, Llama 3, Qwen) map each byte to one printable char
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -16,18 +17,12 @@ from typing import Any
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
+@functools.cache
 def _byte_decoder() -> dict[str, int]:
-    """The inverse of GPT-2's ``bytes_to_unicode`` (the ByteLevel pre-tokenizer's alphabet)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = {b: chr(b) for b in printable}, 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return {c: b for b, c in chars.items()}
+    """The inverse of GPT-2's ``bytes_to_unicode`` (the ByteLevel pre-tokenizer's alphabet; transformers' own)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-
-_BYTE_DECODER = _byte_decoder()
+    return {c: b for b, c in bytes_to_unicode().items()}
 
 
 def token_text(raw: bytes) -> str:
@@ -55,8 +50,8 @@ class TokenBytes:
 
     def _bytes(self, token_id: int) -> bytes:
         piece = self.tokenizer.convert_ids_to_tokens(token_id) if self.kind else None
-        if isinstance(piece, str) and self.kind == "byte_level" and all(c in _BYTE_DECODER for c in piece):
-            return bytes(_BYTE_DECODER[c] for c in piece)
+        if isinstance(piece, str) and self.kind == "byte_level" and all(c in _byte_decoder() for c in piece):
+            return bytes(_byte_decoder()[c] for c in piece)
         if isinstance(piece, str) and self.kind == "sentencepiece":
             byte = _BYTE_PIECE.fullmatch(piece)
             return bytes([int(byte.group(1), 16)]) if byte else piece.replace("▁", " ").encode("utf-8")

@@ -171,6 +171,27 @@ def test_resume_continues_the_same_run_once(base, tmp_path) -> None:
     assert abs(final["train_loss"] - record["train_loss"]) < 1e-6  # the whole run's mean, not the last attempt's
 
 
+def test_resume_train_loss_counts_the_steps_between_the_last_log_and_the_checkpoint(base, tmp_path) -> None:
+    # logging every 3 steps, a checkpoint every 4: without a log at each save, step 4's loss was never
+    # written, and the resumed run's mean lost it (it differed from the uninterrupted run's)
+    over = {"max_steps": 6, "save_steps": 4, "logging_steps": 3}
+    train(base, tmp_path, **over)
+    run_dir = tmp_path / "run"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert steps_logged(run_dir) == [3, 4, 6]  # the checkpoint's step is logged as well
+    record["status"] = "running"  # killed after checkpoint-4
+    (run_dir / "run.json").write_text(json.dumps(record))
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoints" / "checkpoint-6")
+    shutil.rmtree(run_dir / "model")
+    result = train(base, tmp_path, **over)
+    assert result.global_step == 6 and steps_logged(run_dir) == [3, 4, 6]
+    final = json.loads((run_dir / "run.json").read_text())
+    assert [a["kind"] for a in final["attempts"]] == ["fresh", "resume"]
+    assert final["train_loss"] == pytest.approx(record["train_loss"], rel=1e-6)
+
+
 def test_failed_start_never_blocks_the_corrected_retry(base, tmp_path) -> None:
     bad = raw(base, tmp_path, datasets=[{"path": str(tmp_path / "data" / "typo.jsonl")}])
     from tunesmith.data.readers import DataSourceError

@@ -76,6 +76,21 @@ class MetricsLogger(TrainerCallback):
         self.write(record)
         return control
 
+    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        return self._log_with_save(control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        return self._log_with_save(control)
+
+    @staticmethod
+    def _log_with_save(control):  # type: ignore[no-untyped-def]
+        """A checkpoint's step is always logged: the Trainer does not save the loss of the steps since
+        the last log, so a resume could not count them in the whole run's ``train_loss``. Set on every
+        rank (the log gathers the loss across ranks)."""
+        if control.should_save:
+            control.should_log = True
+        return control
+
 
 class Watchdog(TrainerCallback):
     """Stops on NaN/inf, warns on loss spikes, on overfitting, on a loss that does not fall by step

@@ -68,6 +68,43 @@ def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(engine):
     assert eng._thread.is_alive() and not eng.active and not eng.jobs
 
 
+def test_a_prompt_that_cannot_run_fails_alone_and_the_running_batch_goes_on(engine):
+    """A prefill that raised failed every request in flight and every queued one: now only its own
+    request fails; one admitted with it is retried alone, and the running batch is untouched."""
+    eng, folder = engine
+    loaded = infer.load(folder)
+    served = eng.models.table[eng.models.base_name]
+    ids = lambda text: infer.prompt_ids(loaded.tokenizer, [Message("user", text)], loaded.system_prompt)
+    texts = ["what is the capital of france please tell me", "hi there"]
+    refs = [infer.generate(loaded.model, loaded.tokenizer, [[Message("user", t)]], eos_ids=loaded.eos_ids,
+                           system_prompt=loaded.system_prompt, max_new_tokens=12)[0] for t in texts]
+    outs = [{"text": ""} for _ in range(3)]
+    done = [threading.Event() for _ in range(3)]
+
+    def sink(i):
+        def take(events):
+            for event in events:
+                outs[i]["text"] += event.text or ""
+                if event.finish_reason is not None:
+                    outs[i].update(reason=event.finish_reason, error=event.error)
+                    done[i].set()
+                elif i == 0 and "queued_at" not in outs[0]:  # the first one is running: two more arrive
+                    outs[0]["queued_at"] = len(outs[0]["text"])
+                    eng.submit(job(1, [1, 2, eng.models.vocab_size + 5]))  # the forward raises on it
+                    eng.submit(job(2, ids(texts[1])))
+        return take
+
+    def job(i, prompt):
+        return Job([Seq(0, prompt, Params(max_tokens=12, temperature=0), served, stream=True)], sink(i))
+
+    eng.submit(job(0, ids(texts[0])))
+    assert all(d.wait(120) for d in done)
+    assert outs[1]["reason"] == "error" and "internal error" in outs[1]["error"]
+    assert outs[0]["error"] is None and outs[0]["text"].strip() == refs[0]  # was failed with the bad prompt
+    assert outs[2]["error"] is None and outs[2]["text"].strip() == refs[1]  # admitted with it: retried alone
+    assert eng._thread.is_alive() and not eng.active and not eng.jobs
+
+
 def test_json_properties_are_written_in_the_schema_order(engine):
     from tunesmith.serve.grammar import Grammars, compile_format
 

@@ -110,7 +110,7 @@ class Engine:
                 while not (self._stopping or self.waiting or self.active or self._calls):
                     self._wake.wait()
                 if self._stopping:
-                    self._fail_all("the server is shutting down")
+                    self._fail_all("the server is shutting down", waiting=True)
                     return
             try:
                 self._run_calls()
@@ -120,7 +120,7 @@ class Engine:
                     self._decode()
             except Exception as exc:  # a bug must fail the requests in flight, never kill the engine
                 logger.exception("engine step failed")
-                self._fail_all(f"internal error: {type(exc).__name__}: {exc}")
+                self._fail_all(internal_error(exc), waiting=False)  # the queued ones have not run: they go on
             self._flush()
 
     def _flush(self) -> None:
@@ -147,20 +147,39 @@ class Engine:
                 done.set_exception(exc)
 
     def _admit(self) -> None:
-        new: list[Seq] = []
+        jobs: list[Job] = []
+        rows = len(self.active)
         with self._wake:
-            while self.waiting and len(self.active) + len(new) + len(self.waiting[0].seqs) <= self.max_batch_size:
+            while self.waiting and rows + len(self.waiting[0].seqs) <= self.max_batch_size:
                 job = self.waiting.popleft()
                 if job.cancelled:
                     self._release(job.seqs, "cancelled", job)
                     continue
                 for seq in job.seqs:
                     self.jobs[id(seq)] = job
-                new += job.seqs
-        if not new:
+                jobs.append(job)
+                rows += len(job.seqs)
+        if jobs:
+            self._prefill(jobs)
+
+    def _prefill(self, jobs: list[Job]) -> None:
+        """Prefill the admitted jobs together and add them to the running batch. If their forward pass
+        raises (one prompt the model cannot take, memory), the running batch is untouched: a single job
+        fails alone, several are tried one by one so that only the one that cannot run fails."""
+        new = [s for job in jobs for s in job.seqs]
+        self.admitting = new  # failed with the active ones if a later part of the admission raises
+        try:
+            batch, logits = KVBatch.prefill(self.models.model, [s.prompt for s in new], self.pad_id,
+                                            self._adapters(new))
+        except Exception as exc:
+            self.admitting = []
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._prefill([job])
+                return
+            logger.exception("prefill failed")
+            self._fail_seqs(new, internal_error(exc))
             return
-        self.admitting = new  # failed with the active ones if the prefill raises
-        batch, logits = KVBatch.prefill(self.models.model, [s.prompt for s in new], self.pad_id, self._adapters(new))
         keep = self._advance(new, logits)
         self.admitting = []
         if keep:
@@ -188,7 +207,7 @@ class Engine:
                 seq.accept(seq.choose(logits[row]), logprobs[row], self.models.max_len)
             except Exception as exc:  # this sequence's sampling or grammar: it fails alone, the others go on
                 logger.exception("sampling one sequence failed")
-                seq.fail(f"internal error: {type(exc).__name__}: {exc}")
+                seq.fail(internal_error(exc))
             if seq.finish_reason is None:
                 keep.append(row)
             else:
@@ -227,25 +246,39 @@ class Engine:
             seq.served.users -= 1
         self.models.collect()
 
-    def _fail_all(self, message: str) -> None:
-        with self._wake:
-            pending = [(s, job) for job in self.waiting for s in job.seqs]
-            self.waiting.clear()
-        running = [s for s in [*self.active, *self.admitting] if id(s) in self.jobs]
-        for seq, job in [*((s, self.jobs[id(s)]) for s in running), *pending]:
+    def _fail_all(self, message: str, waiting: bool) -> None:
+        """Fail the running sequences (their batch's state is unknown after an error) and, when
+        ``waiting``, the queued ones too (shutdown)."""
+        pending: list[tuple[Seq, Job]] = []
+        if waiting:
+            with self._wake:
+                pending = [(s, job) for job in self.waiting for s in job.seqs]
+                self.waiting.clear()
+        running = [(s, self.jobs[id(s)]) for s in [*self.active, *self.admitting] if id(s) in self.jobs]
+        self._fail_pairs([*running, *pending], message)
+        self.active, self.admitting, self.batch = [], [], None
+        self._flush()
+
+    def _fail_seqs(self, seqs: list[Seq], message: str) -> None:
+        self._fail_pairs([(s, self.jobs[id(s)]) for s in seqs if id(s) in self.jobs], message)
+
+    def _fail_pairs(self, pairs: list[tuple[Seq, Job]], message: str) -> None:
+        for seq, job in pairs:
             self._touched.append((seq, job))
             if seq.finish_reason is None:
                 seq.finish_reason = "error"
                 seq.emit(Event(seq.index, finish_reason="error", error=message))
             self.jobs.pop(id(seq), None)
             seq.served.users -= 1
-        self.active, self.admitting, self.batch = [], [], None
-        self._flush()
 
     def _adapters(self, seqs: list[Seq]) -> list[str] | None:
         if not self.models.is_peft:
             return None
         return [s.served.adapter or BASE for s in seqs]
+
+
+def internal_error(exc: Exception) -> str:
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _deliver(items: list[tuple[Job, list[Event]]]) -> None:

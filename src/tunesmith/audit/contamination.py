@@ -107,7 +107,7 @@ def check(config: Config, tasks: dict[str, Sequence[Record]]) -> ContaminationRe
     The training rows are streamed (kept on disk past ``data.store.SPILL_ROWS``, never held as texts)."""
     from tunesmith.data import ingest
     from tunesmith.audit.guidelines import load_guidelines
-    from tunesmith.audit.minhash import near_duplicates
+    from tunesmith.audit.minhash import near_duplicates, with_copies
 
     settings = config.contamination
     threshold = settings.threshold or config.audit.near_duplicate_threshold
@@ -123,8 +123,8 @@ def check(config: Config, tasks: dict[str, Sequence[Record]]) -> ContaminationRe
     g = load_guidelines()["near_duplicate"]
     joined = Chained([_Joined(train), [f"{p}\n{a}" for p, a in eval_texts]])
     n = len(train)
-    for i, j, sim in near_duplicates(joined, threshold, ngram=g["ngram"], num_perm=g["num_perm"],
-                                     margin=g["lsh_margin"], seed=g["seed"]):
+    for i, j, sim in with_copies(near_duplicates(joined, threshold, ngram=g["ngram"], num_perm=g["num_perm"],
+                                                 margin=g["lsh_margin"], seed=g["seed"])):
         if i < n <= j and (j - n) not in found:
             found[j - n] = Hit(evals[j - n][0], where[j - n], str(train[i].source), "near", round(sim, 4))
     report.hits = [found[k] for k in sorted(found)]
@@ -154,7 +154,7 @@ def training_rows_in(train: Sequence[Record], evals: Sequence[Record], threshold
     """Every training row that is an exact or near copy of an eval row (the same tests as ``check``,
     from the training side): train index -> (eval index, "exact" | "near", Jaccard)."""
     from tunesmith.audit.guidelines import load_guidelines
-    from tunesmith.audit.minhash import near_duplicates
+    from tunesmith.audit.minhash import near_duplicates, with_copies
 
     eval_texts = [_texts(r) for r in evals]
     prompts = {p: j for j, (p, _) in reversed(list(enumerate(eval_texts))) if p}
@@ -168,8 +168,8 @@ def training_rows_in(train: Sequence[Record], evals: Sequence[Record], threshold
     g = load_guidelines()["near_duplicate"]
     n = len(train)
     joined = Chained([_Joined(train), [f"{p}\n{a}" for p, a in eval_texts]])
-    for i, j, sim in near_duplicates(joined, threshold, ngram=g["ngram"], num_perm=g["num_perm"],
-                                     margin=g["lsh_margin"], seed=g["seed"]):
+    for i, j, sim in with_copies(near_duplicates(joined, threshold, ngram=g["ngram"], num_perm=g["num_perm"],
+                                                 margin=g["lsh_margin"], seed=g["seed"])):
         if i < n <= j and i not in found:
             found[i] = (j - n, "near", round(sim, 4))
     return found

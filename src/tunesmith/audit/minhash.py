@@ -183,6 +183,37 @@ def near_duplicates(
     return sorted(out)
 
 
+def with_copies(pairs: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """``near_duplicates``' pairs, plus each copy's own pair with its group's near partners.
+
+    ``near_duplicates`` pairs a copy (a text whose shingles equal another's: Jaccard 1.0) with the
+    first of its group only, so a copy of a row that is near another row is not paired with that row.
+    A caller that needs every row's partner in another set (an eval row near a training row)
+    reads these pairs instead: for each near pair (a, b), every copy of a is paired with b and every
+    copy of b with a, at the same similarity."""
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for i, j, sim in pairs:
+        if sim >= 1.0 and root(i) != root(j):
+            parent[max(root(i), root(j))] = min(root(i), root(j))
+    groups: dict[int, list[int]] = {}
+    for x in parent:
+        groups.setdefault(root(x), []).append(x)
+    for r in list(groups):
+        groups[r].append(r)
+    out = set(pairs)
+    for a, b, sim in pairs:
+        if sim < 1.0:
+            out.update((min(m, b), max(m, b), sim) for m in groups.get(root(a), ()) if m != a)
+            out.update((min(a, k), max(a, k), sim) for k in groups.get(root(b), ()) if k != b)
+    return sorted(out)
+
+
 def _digest(normalised: str) -> bytes:
     return hashlib.blake2b(normalised.encode("utf-8", "surrogatepass"), digest_size=16).digest() if normalised else b""
 

@@ -13,7 +13,7 @@ from tunesmith.config.schema import Config
 from tunesmith.audit.context import SPLITS, AuditContext, LengthFn, TokenHooks, estimate_lengths
 from tunesmith.audit.guidelines import load_guidelines
 from tunesmith.audit.forked import Forked, can_fork
-from tunesmith.audit.registry import Check, all_checks, missing_need
+from tunesmith.audit.registry import NEEDS_REASON, Check, all_checks, missing_need
 from tunesmith.audit.report import AuditReport, Finding
 from tunesmith.data.pipeline import DataResult
 from tunesmith.data.records import Record
@@ -187,6 +187,10 @@ def run(
     report.stats["formats"] = data.formats
     if problems:
         report.stats["tokenizer_error"] = problems[0]
+        skipped = report.stats["skipped_checks"]  # not "pass --model": it was given and did not load
+        for name, why in skipped.items():
+            if why in NEEDS_REASON.values():
+                skipped[name] = f"the tokenizer did not load ({problems[0]})"
     if unfit:  # what train and preview refuse before any work: an error here too
         report.findings.append(Finding("chat_template", "error", len(data.train) + len(data.eval), unfit[0],
                                        "Fix chat_template as the message says; the token checks were skipped."))

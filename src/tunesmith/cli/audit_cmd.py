@@ -43,7 +43,10 @@ def audit(
     if html is not None:
         from tunesmith.audit.render import to_html
 
-        html.write_text(to_html(report), "utf-8")
+        try:
+            html.write_text(to_html(report), "utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--html: cannot write {html}: {exc.strerror or exc}") from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str))
     else:

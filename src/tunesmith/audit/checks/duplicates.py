@@ -13,7 +13,7 @@ import numpy as np
 
 from tunesmith.config.schema import AuditConfig
 from tunesmith.audit.context import SPLITS, AuditContext, Views
-from tunesmith.audit.minhash import near_duplicates
+from tunesmith.audit.minhash import near_duplicates, with_copies
 from tunesmith.audit.registry import register
 from tunesmith.audit.report import Finding, location
 
@@ -106,7 +106,8 @@ def exact_duplicate(ctx: AuditContext) -> Finding | None:
         keys = _row_keys(ctx)
         for i in ctx.indices(split):
             checks = [("pair", keys.pair[i])]
-            if keys.kind[i] in ("sft", "kto") and keys.prompt[i]:
+            # KTO data gives a prompt several completions, each labelled, by design: not label noise
+            if keys.kind[i] == "sft" and keys.prompt[i]:
                 checks.append(("prompt", keys.prompt[i]))
             if keys.kind[i] != "text" and keys.words[i] >= min_words:
                 checks.append(("response", keys.response[i]))
@@ -174,7 +175,7 @@ def split_contamination(ctx: AuditContext) -> Finding | None:
     if len(ctx.present_splits()) < 2:
         return None
     exact = _exact_cross(ctx)
-    near = {j: i for i, j, _ in near_pairs(ctx) if ctx.split[i] != ctx.split[j] and j not in exact}
+    near = {j: i for i, j, _ in with_copies(near_pairs(ctx)) if ctx.split[i] != ctx.split[j] and j not in exact}
     if not exact and not near:
         return None
     rows = sorted({**near, **exact})

@@ -15,9 +15,10 @@ _FENCED = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n?```\s*$", re.S)
 
 
 def _train_answers(ctx: AuditContext) -> list[int]:
+    """Training replies the model is taught to give: a KTO reply labelled undesirable is taught against."""
     v = ctx.views
     return [i for i in ctx.indices("train") if v.kind[i] in ("sft", "kto") and not v.tool_answer[i]
-            and v.response[i].strip()]
+            and v.response[i].strip() and ctx.records[i].label is not False]
 
 
 def is_refusal(text: str, markers: list[str], within: int) -> bool:

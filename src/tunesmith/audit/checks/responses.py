@@ -14,6 +14,8 @@ from tunesmith.audit.report import Finding
 from tunesmith.audit.words import word_count, words
 
 _FENCE = re.compile(r"^\s*```", re.MULTILINE)
+_LIST_ITEM = re.compile(r"\s*(?:[-*•+]|\d{1,3}[.)]|[a-zA-Z][.)])\s")  # "- item", "3. item", "b) item"
+_SENTENCE_END = re.compile(r"[.!?] ")
 
 
 @register("empty_response")
@@ -85,7 +87,17 @@ def _mid_sentence(text: str, dangling: frozenset[str], set_terminates: bool) -> 
     last = words(text[-40:])
     if last and last[-1].lower() in dangling and text[-1].isalpha():
         return True
-    return set_terminates and text[-1].isalnum()
+    return set_terminates and text[-1].isalpha() and not _bare_by_design(text)
+
+
+def _bare_by_design(text: str) -> bool:
+    """The last line is a list item (not made of sentences), or the text ends in a hashtag: no sentence
+    to finish."""
+    line = text[text.rfind("\n") + 1 :]
+    item = _LIST_ITEM.match(line)
+    if item and not _SENTENCE_END.search(line, item.end()):
+        return True
+    return text[text.rfind(" ") + 1 :].startswith("#")
 
 
 def _unbalanced(text: str) -> bool:

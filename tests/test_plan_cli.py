@@ -120,12 +120,15 @@ def test_sharding_table_for_several_gpus(tiny, tmp_path) -> None:
     assert plan["memory"]["peak_gib"] == by["zero3"] and plan["time"]["devices"] == 4
 
 
-def test_seven_b_on_24_gb_recommends_qlora(tmp_path) -> None:
-    plan = run(load_config(_config(tmp_path, "meta-llama/Llama-2-7b-hf")), PlanOptions(gpu="RTX-4090")).as_dict()
+def test_thirteen_b_on_24_gb_recommends_qlora(tmp_path) -> None:
+    # a 7B LoRA fits 24 GB: train keeps its frozen linear weights in bf16 on a bf16 GPU (~12.8 GiB)
+    seven = run(load_config(_config(tmp_path, "meta-llama/Llama-2-7b-hf")), PlanOptions(gpu="RTX-4090")).as_dict()
+    assert seven["recommendation"]["adapter"] == "lora" and seven["fits"] is True
+    plan = run(load_config(_config(tmp_path, "meta-llama/Llama-2-13b-hf")), PlanOptions(gpu="RTX-4090")).as_dict()
     rec = plan["recommendation"]
     assert rec["adapter"] == "qlora" and rec["method"] == "sft"
     assert any(r.startswith("< 1,000 rows: LoRA r 8-16, 3-5 epochs") for r in rec["reasons"])
-    assert any(r.startswith("6.7B on 24 GB (RTX-4090): QLoRA") for r in rec["reasons"])
+    assert any(r.startswith("13.0B on 24 GB (RTX-4090): QLoRA") for r in rec["reasons"])
     assert rec["hyperparameters"]["learning_rate"]["value"] == 2e-4 and rec["hyperparameters"]["lora_r"]["value"] == 16
     assert plan["fits"] is False and plan["data"]["source"].startswith("estimated: characters / 4")
 

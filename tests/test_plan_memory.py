@@ -105,7 +105,7 @@ def test_checkpointing_keeps_layer_inputs_and_one_layer() -> None:
 
 def test_flops_time_and_cost_by_hand() -> None:
     shape = model_shape("meta-llama/Llama-2-7b-hf")
-    attention = 2 * 32 * 4096 * 256
+    attention = 4 * 32 * 4096 * 256  # q.k^T + attn @ v, 2 FLOPs a multiply-add, 256 keys
     full, words = flops_per_token(shape, 256, full=True, checkpointing=False, dpo=False)
     assert full == 6 * MATMUL + 3 * attention and "6N + 3A" in words
     lora, _ = flops_per_token(shape, 256, full=False, checkpointing=True, dpo=True)

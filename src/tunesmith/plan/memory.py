@@ -49,6 +49,8 @@ class Setup:
     accumulate: bool = False  # gradient_accumulation_steps > 1: gradients live through the next forward
     gpus: int = 1
     sharding: str = "none"
+    fused_loss: bool = False  # train's chunked LM head + loss (plan/speedups.py)
+    frozen_bf16: bool = False  # LoRA's frozen base linear weights stored in bf16 (plan/speedups.py)
 
     @property
     def spec(self) -> AdapterSpec:
@@ -96,6 +98,12 @@ def base_weights(shape: ModelShape, setup: Setup) -> Component:
         total = quant * _bytes(setup.weights) + scales + rest * _bytes("fp32")
         note = f"{quant:,} linear weights in {setup.weights}, {rest:,} others in fp32"
         return Component("weights", total, note, sharded=True)
+    if setup.frozen_bf16 and setup.weights == "fp32":
+        linear = shape.layers * sum(m.params for m in shape.linear) + shape.lm_head_params  # a tied head stays fp32
+        rest = shape.total_params - linear
+        return Component("weights", linear * _bytes("bf16") + rest * _bytes("fp32"),
+                         f"{linear:,} frozen linear weights in bf16 (train's bf16_frozen_weights), {rest:,} in fp32",
+                         sharded=True)
     return Component("weights", shape.total_params * _bytes(setup.weights), f"{shape.total_params:,} x {setup.weights}",
                      sharded=True)
 
@@ -143,12 +151,30 @@ def activations(shape: ModelShape, train: Trainable, setup: Setup) -> list[Compo
     out = [Component("activations", kept, note)]
     if setup.mixed:
         layers = 1 if setup.gradient_checkpointing else shape.layers
-        block = 0 if setup.weights in ("nf4", "int8") else layers * sum(m.in_features * m.out_features for m in shape.linear)
-        out.append(Component("weight_copies", 2 * (block + shape.vocab * shape.hidden),
+        block = 0 if setup.weights in ("nf4", "int8") or setup.frozen_bf16 else \
+            layers * sum(m.in_features * m.out_features for m in shape.linear)
+        head = 0 if setup.frozen_bf16 and not shape.tied else shape.vocab * shape.hidden  # a bf16 head needs no copy
+        out.append(Component("weight_copies", 2 * (block + head),
                              "16-bit copies of the matmul weights autocast keeps for backward"))
-    copies = assumptions()["logits_copies"]["reward" if spec.model == "reward" else spec.rows]
-    out.append(Component("logits", tokens * shape.vocab * 4 * copies, f"{tokens:,} tokens x {shape.vocab:,} x {copies} fp32"))
+    out.append(_logits(shape, setup, tokens, spec))
     return out
+
+
+def _logits(shape: ModelShape, setup: Setup, tokens: int, spec: Any) -> Component:
+    """The vocabulary-sized loss tensors: the whole batch's on the plain path; with train's fused loss one
+    chunk of logits (16-bit matmul output + its fp32 copy) plus the hidden-state gradient it keeps (and
+    the head's fp32 gradient when the head trains)."""
+    if setup.fused_loss:
+        from tunesmith.plan.speedups import FUSED_LOSS_CHUNK
+
+        chunk = min(tokens, FUSED_LOSS_CHUNK)
+        per = 4 + (2 if setup.mixed else 0)
+        head = shape.vocab * shape.hidden * 4 if setup.spec.full else 0
+        kept = chunk * shape.vocab * per + tokens * shape.hidden * residual_bytes(setup) + head
+        return Component("logits", kept, f"fused loss: one {chunk:,}-token chunk x {shape.vocab:,} x {per} B + "
+                         f"{tokens:,} hidden-state gradients")
+    copies = assumptions()["logits_copies"]["reward" if spec.model == "reward" else spec.rows]
+    return Component("logits", tokens * shape.vocab * 4 * copies, f"{tokens:,} tokens x {shape.vocab:,} x {copies} fp32")
 
 
 def estimate(shape: ModelShape, train: Trainable, setup: Setup) -> MemoryEstimate:

@@ -88,7 +88,8 @@ def _peak(config: Config, shape: ModelShape, stats: DataStats, device: Device, o
 
     candidate = config.model_copy(update={"adapter": adapter})
     resolved = resolve(candidate, stats.rows).values
-    setup = setup_for(candidate, device, stats, resolved, options, adapter=adapter, checkpointing=checkpointing)
+    setup = setup_for(candidate, device, stats, resolved, options, adapter=adapter, checkpointing=checkpointing,
+                      shape=shape)
     peak = estimate(shape, trainable(shape, adapter_settings(candidate, resolved, adapter)), setup).peak_bytes / GIB
     return peak, setup.gradient_checkpointing
 

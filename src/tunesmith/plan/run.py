@@ -9,6 +9,7 @@ from tunesmith.config.methods import method_spec
 from tunesmith.config import Config
 from tunesmith.config.adapters import adapter_spec, gradient_checkpointing
 from tunesmith.plan.adapters import AdapterSettings, Trainable, trainable
+from tunesmith.plan import speedups
 from tunesmith.plan.device import Device, local_device, named_gpu
 from tunesmith.plan.memory import GIB, MemoryEstimate, Setup, assumptions, estimate
 from tunesmith.plan.shapes import ModelShape, PlanError, model_shape
@@ -88,7 +89,7 @@ def run(config: Config, options: PlanOptions | None = None, redirects: dict[str,
     stats = data or data_stats(config, redirects.get(config.base_model, config.base_model),
                                assumptions()["chars_per_token"])
     resolved = resolve(config, stats.rows)
-    setup = setup_for(config, device, stats, resolved.values, options)
+    setup = setup_for(config, device, stats, resolved.values, options, shape=shape)
     train = trainable(shape, adapter_settings(config, resolved.values))
     memory = estimate(shape, train, setup)
     result = PlanResult(name, shape, device, setup, train, memory, stats, None, _fits(memory, device),
@@ -117,8 +118,9 @@ def adapter_settings(config: Config, resolved: dict[str, Any], adapter: str | No
 
 
 def setup_for(config: Config, device: Device, stats: DataStats, resolved: dict[str, Any], options: PlanOptions,
-              adapter: str | None = None, checkpointing: bool | None = None) -> Setup:
-    """The run as `train` would do it on ``device`` (see train/run.py, train/model.py, models/precision.py)."""
+              adapter: str | None = None, checkpointing: bool | None = None, shape: ModelShape | None = None) -> Setup:
+    """The run as `train` would do it on ``device`` (see train/run.py, train/model.py, models/precision.py,
+    train/speed.py: with ``shape``, the speed-ups train would choose for that model)."""
     adapter = adapter or config.adapter
     weights = options.weights or adapter_spec(adapter).base  # train/model.py loads fp32 / nf4
     if weights not in WEIGHT_DTYPES:
@@ -126,14 +128,17 @@ def setup_for(config: Config, device: Device, stats: DataStats, resolved: dict[s
     if checkpointing is None:  # as train/run.py: on for QLoRA unless set
         checkpointing = gradient_checkpointing(config, adapter)
     hw, dist = config.hardware, config.distributed  # the schema keeps the two consistent
+    gpus = options.gpus or (dist.world_size if dist else hw.gpus)
+    mixed = _mixed(config, device, weights)
+    fast = speedups.expected(config, shape, device, adapter, gpus, mixed) if shape else speedups.Speedups()
     return Setup(
-        method=config.method, adapter=adapter, weights=weights, mixed=_mixed(config, device, weights),
+        method=config.method, adapter=adapter, weights=weights, mixed=mixed,
         optimizer=config.optimizer, gradient_checkpointing=checkpointing, micro_batch=config.micro_batch_size,
-        seq_len=max(1, stats.longest), mask=stats.padded, lora_r=resolved.get("lora_r"),
+        seq_len=max(1, stats.longest), mask=stats.padded and not fast.padding_free, lora_r=resolved.get("lora_r"),
         lora_dropout=resolved.get("lora_dropout"), num_virtual_tokens=config.num_virtual_tokens,
-        device=device.kind, accumulate=config.gradient_accumulation_steps > 1,
-        gpus=options.gpus or (dist.world_size if dist else hw.gpus),
+        device=device.kind, accumulate=config.gradient_accumulation_steps > 1, gpus=gpus,
         sharding=options.sharding or (dist.plan_sharding if dist else hw.sharding),
+        fused_loss=fast.fused_loss, frozen_bf16=fast.frozen_bf16 and weights == "fp32",
     )
 
 
@@ -159,7 +164,7 @@ def _time(config: Config, shape: ModelShape, setup: Setup, stats: DataStats, dev
     if device.peak_tflops is None:
         return None
     if config.max_steps > 0:
-        per_row = stats.slots / max(1, stats.rows)
+        per_row = stats.slots_per_batch_row  # a packed bin / text window, not a sample
         tokens = int(config.max_steps * config.micro_batch_size * config.gradient_accumulation_steps * setup.gpus * per_row)
     else:
         tokens = int(stats.slots * resolved["num_epochs"])
@@ -176,7 +181,7 @@ def _time(config: Config, shape: ModelShape, setup: Setup, stats: DataStats, dev
 
 def _notes(config: Config, setup: Setup, stats: DataStats, device: Device, memory: MemoryEstimate) -> list[str]:
     notes = list(memory.notes)
-    if setup.weights == "fp32" and not setup.spec.full:
+    if setup.weights == "fp32" and not setup.spec.full and not setup.frozen_bf16:
         notes.append("train loads the base in fp32 (train/model.py); --weights bf16 shows a 16-bit base")
     if device.kind == "gpu" and not device.bf16 and config.bf16 is not False:
         notes.append(f"{device.name} has no bf16: training would use fp16 with loss scaling")

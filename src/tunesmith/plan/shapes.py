@@ -58,6 +58,8 @@ class ModelShape:
     ia3_feedforward: tuple[str, ...]
     inputs: tuple[tuple[str, tuple[str, ...]], ...]  # (norm1 | attn | norm2 | mlp, modules reading it)
     stored_dtype: str | None = None
+    sliding_window: bool = False  # sliding-window attention in use (no padding-free training)
+    head_extras: bool = False  # the LM head soft-caps or scales its logits (no fused loss)
 
     @property
     def embedding_params(self) -> int:
@@ -195,9 +197,13 @@ def shape_from_config(raw: dict[str, Any], source: str) -> ModelShape:
         ia3_feedforward=tuple((arch["ia3"] or {}).get("feedforward", ())),
         inputs=tuple((k, tuple(v)) for k, v in arch["inputs"].items()),
         stored_dtype=raw.get("torch_dtype") or raw.get("dtype"),
+        sliding_window=bool(raw.get("sliding_window")) and raw.get("use_sliding_window", True) is not False,
+        head_extras=any(raw.get(k) not in (None, 1, 1.0, 0, 0.0) for k in _HEAD_EXTRAS),
     )
 
 
+# config.json keys of a head that is more than a linear layer (train/lmloss.py _HEAD_EXTRAS)
+_HEAD_EXTRAS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 _FIELDS = {"h": "hidden_size", "i": "intermediate_size", "L": "num_hidden_layers", "nh": "num_attention_heads", "V": "vocab_size"}
 
 

@@ -1,7 +1,8 @@
 """Training time and cost: FLOPs per token x tokens / (devices x peak x MFU).
 
 FLOPs per token processed, N = parameters used in a matrix multiply (the embedding lookup is not
-one), A = attention score/value FLOPs of the forward pass (2 x layers x q-width x context):
+one), A = attention score/value FLOPs of the forward pass (4 x layers x q-width x context: q.k and the
+weighted sum of v, 2 FLOPs a multiply-add each, over the ``context`` keys a query attends to):
 
 * forward: 2N + A; the backward pass costs 2N for the gradients of the activations, another 2N
   for the weight gradients when the weights train, and 2A: full fine-tuning 6N + 3A, frozen
@@ -39,9 +40,10 @@ class TimeEstimate:
 
 
 def flops_per_token(shape: ModelShape, context: float, full: bool, checkpointing: bool, dpo: bool) -> tuple[float, str]:
-    """(FLOPs per token, the formula in words) for an average sequence of ``context`` tokens."""
+    """(FLOPs per token, the formula in words); ``context``: the keys a query attends to on average (causal:
+    half the sequence)."""
     n = shape.matmul_params
-    a = 2 * shape.layers * shape.heads * shape.head_dim * context
+    a = 4 * shape.layers * shape.heads * shape.head_dim * context  # q.k^T and attn @ v: 2 FLOPs per multiply-add
     forward = 2 * n + a
     total = forward + (4 * n if full else 2 * n) + 2 * a
     words = ["6N + 3A (weights train)" if full else "4N + 3A (frozen weights)"]

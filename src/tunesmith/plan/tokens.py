@@ -24,6 +24,12 @@ class DataStats:
     source: str  # "tokenized" or how it was estimated
     kind: str  # sft | preference | kto | text
     padded: bool  # batches carry padding or packing (an attention mask is materialised)
+    batch_rows: int = 0  # rows as batched per epoch: packed bins / text windows / pairs (0: as ``rows``)
+
+    @property
+    def slots_per_batch_row(self) -> float:
+        """Token positions one batched row computes on average (what a step of ``max_steps`` takes per row)."""
+        return self.slots / max(1, self.batch_rows or self.rows)
 
     def as_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "tokens": self.tokens, "slots": self.slots, "longest": self.longest,
@@ -74,19 +80,19 @@ def from_tokenized(config: Config, tok: Any, kind: str) -> DataStats:
     if rows_kind == "kto":
         lengths = [min(len(r["prompt_ids"]) + len(r["completion_ids"]), config.sequence_len) for r in tok.train]
         return DataStats(len(lengths), sum(lengths), _slots(lengths, b), max(lengths, default=0), "tokenized", kind,
-                         b > 1)
+                         b > 1, len(lengths))
     if rows_kind == "preference":
         lengths = [max(len(r["prompt_ids"]) + len(r["chosen_ids"]), len(r["prompt_ids"]) + len(r["rejected_ids"]))
                    for r in tok.train]
         lengths = [min(n, config.sequence_len) for n in lengths]
         real = sum(len(r["prompt_ids"]) * 2 + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in tok.train)
         return DataStats(len(lengths), real, 2 * _slots(lengths, b), max(lengths, default=0), "tokenized", kind,
-                         b > 1)
+                         b > 1, len(lengths))
     rows = [len(r["input_ids"]) for r in tok.train]  # packed bins when sample_packing
     samples = [len(r["input_ids"]) for r in tok.samples]
     packed = bool(tok.stats.get("sample_packing"))
     return DataStats(len(samples), sum(samples), _slots(rows, b), max(rows, default=0), "tokenized", kind,
-                     b > 1 or packed)
+                     b > 1 or packed, len(rows))
 
 
 def _slots(lengths: Sequence[int], batch: int) -> int:
@@ -117,4 +123,4 @@ def _from_characters(config: Config, records: Sequence[Any], kind: str, per_toke
         lengths = [config.sequence_len] * max(1, -(-sum(lengths) // config.sequence_len))
     source = f"estimated: characters / {per_token:g} + 4 tokens a message ({reason})"
     return DataStats(len(records), real, factor * _slots(lengths, config.micro_batch_size), max(lengths, default=1),
-                     source, kind, config.micro_batch_size > 1 or config.sample_packing)
+                     source, kind, config.micro_batch_size > 1 or config.sample_packing, len(lengths))

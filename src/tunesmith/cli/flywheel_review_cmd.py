@@ -12,8 +12,8 @@ def review(
     queue: Path = typer.Argument(..., help="queue.jsonl from `flywheel mine` (or an edited queue.csv with --import)."),
     import_: bool = typer.Option(False, "--import", help="Validate an edited queue and write reviewed.jsonl "
                                  "(malformed lines are listed with file:line; the rest is kept)."),
-    out: Path | None = typer.Option(None, "--out", help="With --import: where reviewed.jsonl goes "
-                                    "(default: beside the queue)."),
+    out: Path | None = typer.Option(None, "--out", help="With --import: the file to write, or the folder "
+                                    "for reviewed.jsonl (default: beside the queue)."),
 ) -> None:
     """Walk-through: for each unreviewed item, highest priority first: [a]ccept the model's reply, [c]orrect it
     (type the answer), [r]eject (not something to train on), [s]kip, [q]uit. Saved after every answer."""

@@ -62,6 +62,7 @@ class BuildResult:
 def build(options: BuildOptions) -> BuildResult:
     """Assemble, deduplicate, decontaminate and audit the next training set; write it with its manifest."""
     _check(options)
+    files.require_folder(options.out)
     files.refuse_overwrite([options.out / n for n in OUTPUTS], options.overwrite, "a built dataset")
     reviewed = queue.load(options.reviewed)
     rng = random.Random(options.seed)
@@ -111,13 +112,18 @@ def _reviewed_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         answer = item["correction"] if item["verdict"] == "correct" else item["reply"]
         origin = "flywheel:correction" if item["verdict"] == "correct" else "flywheel:accepted"
-        rows.append({"messages": [*item["messages"], {"role": "assistant", "content": answer}],
+        tools = {"tools": item["tools"]} if item.get("tools") else {}  # as the served prompt showed them
+        rows.append({"messages": [*item["messages"], {"role": "assistant", "content": answer}], **tools,
                      "meta": {"origin": origin, "item": item["id"], "request_ids": item["request_ids"]}})
     return rows
 
 
 def _positives_path(options: BuildOptions) -> Path | None:
-    path = options.positives or Path(options.reviewed).parent / "positives.jsonl"
+    if options.positives is not None:  # named: it must be there (a typo would silently add no positives)
+        if not Path(options.positives).is_file():
+            raise TunesmithError(f"{options.positives}: no such positives file")
+        return Path(options.positives)
+    path = Path(options.reviewed).parent / "positives.jsonl"
     return path if path.is_file() else None
 
 
@@ -125,19 +131,34 @@ def _positives(path: Path | None, wanted: int, rng: random.Random) -> list[dict[
     if path is None or wanted <= 0:
         return []
     rows = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         for line, text in enumerate(fh, 1):
             if text.strip():
-                try:
-                    row = json.loads(text)
-                except ValueError as exc:
-                    raise TunesmithError(f"{location(str(path), line=line)}: not valid JSON ({exc})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-                    raise TunesmithError(
-                        f"{location(str(path), line=line)}: messages: a positive row needs its chat messages")
-                rows.append(row)
+                rows.append(_positive_row(text, location(str(path), line=line)))
     picked = rng.sample(rows, min(wanted, len(rows)))
-    return [{"messages": r["messages"], "meta": {**(r.get("meta") or {}), "origin": "flywheel:positive"}} for r in picked]
+    return [{**r, "meta": {**(r.get("meta") or {}), "origin": "flywheel:positive"}} for r in picked]
+
+
+def _positive_row(text: str, where: str) -> dict[str, Any]:
+    """One line of positives.jsonl, checked as training will read it (a user mistake names line and field)."""
+    from tunesmith.data.messages import parse_messages, parse_tools, request_context
+    from tunesmith.data.rows import FieldError
+
+    try:
+        row = json.loads(text)
+    except ValueError as exc:
+        raise TunesmithError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+        raise TunesmithError(f"{where}: messages: a positive row needs its chat messages")
+    try:
+        messages = parse_messages(row["messages"], "messages", request_context())
+        tools = parse_tools(row.get("tools"), "tools")
+    except FieldError as exc:
+        raise TunesmithError(f"{where}: {exc}") from None
+    if messages[-1].role != "assistant":
+        raise TunesmithError(f"{where}: messages: a positive row ends with the assistant's reply")
+    meta = row.get("meta") if isinstance(row.get("meta"), dict) else None
+    return {"messages": row["messages"], **({"tools": list(tools)} if tools else {}), "meta": meta}
 
 
 def _replay_count(new_rows: int, ratio: float, available: int) -> int:
@@ -182,16 +203,18 @@ def _replay(strata: list[list[Record]], per_dataset: list[int], rng: random.Rand
         for i in sorted(rng.sample(range(len(records)), count)):
             messages = [{**m.to_dict(), **({"loss_weight": m.weight} if m.weight is not None else {})}
                         for m in records[i].messages]  # the row's own loss weights travel with it
-            rows.append({"messages": messages, "meta": {"origin": "replay", "source": str(records[i].source)}})
+            tools = {"tools": list(records[i].tools)} if records[i].tools else {}  # its prompt shows them
+            rows.append({"messages": messages, **tools, "meta": {"origin": "replay", "source": str(records[i].source)}})
     return rows
 
 
 def _record(row: dict[str, Any], n: int) -> Record:
     """The row as training will read it (tool calls, loss weights, text parts): what the audit must see."""
-    from tunesmith.data.messages import parse_messages, request_context
+    from tunesmith.data.messages import parse_messages, parse_tools, request_context
 
     messages = parse_messages(row["messages"], "messages", request_context())
-    return Record(kind="sft", source=Source("train.jsonl", n, n), fmt="chat", messages=messages)
+    return Record(kind="sft", source=Source("train.jsonl", n, n), fmt="chat", messages=messages,
+                  tools=parse_tools(row.get("tools"), "tools"))
 
 
 def _text(row: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The flywheel's files: atomic JSON/JSONL writes, sha256 fingerprints, the refusal to overwrite."""
+"""The flywheel's files: atomic JSON/JSONL writes, sha256 fingerprints, output folders, the refusal to overwrite."""
 
 from __future__ import annotations
 
@@ -42,3 +42,9 @@ def refuse_overwrite(paths: Iterable[Path], overwrite: bool, what: str) -> None:
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
         raise TunesmithError(f"{existing[0]}: {what} already exists; pass --overwrite to replace it")
+
+
+def require_folder(path: Path) -> None:
+    """An output folder: absent (it will be made) or a folder; a file there is a user mistake, named."""
+    if path.exists() and not path.is_dir():
+        raise TunesmithError(f"{path}: the output folder is a file; name a folder")

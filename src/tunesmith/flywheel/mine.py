@@ -86,6 +86,21 @@ def request_messages(req: LoggedRequest) -> list[dict[str, Any]] | None:
         return None
 
 
+def request_tools(req: LoggedRequest) -> list[dict[str, Any]] | None:
+    """The tool definitions the served prompt showed (``tools``, unless ``tool_choice`` was 'none', as
+    ``serve.routes`` renders them), as training reads them; None without any (or when they do not parse)."""
+    from tunesmith.data.messages import parse_tools
+    from tunesmith.data.rows import FieldError
+
+    params = req.params or {}
+    if params.get("tool_choice") == "none":
+        return None
+    try:
+        return list(parse_tools(params.get("tools"), "tools")) or None
+    except FieldError:
+        return None
+
+
 def prompt_text(req: LoggedRequest) -> str:
     """The text a request asked: its non-system messages (chat) or its prompt (completions)."""
     messages = request_messages(req)
@@ -101,7 +116,10 @@ def mine(options: MineOptions) -> MineResult:
     unknown = sorted(set(options.kinds) - set(SIGNALS))
     if unknown:
         raise TunesmithError(f"unknown signal(s) {', '.join(unknown)} (signals: {', '.join(SIGNALS)})")
+    if "judge_score" in options.kinds and options.judge is None:
+        raise TunesmithError("signal judge_score needs a judge (--judge-url and --judge-model)")
     outputs = [options.out / n for n in ("queue.jsonl", "queue.csv", "positives.jsonl", "mine.json")]
+    files.require_folder(options.out)
     files.refuse_overwrite(outputs, options.overwrite, "a mined queue")
     check_schema(options.db)
     requests = read_log(options.db, since=options.since, model=options.model)
@@ -111,7 +129,9 @@ def mine(options: MineOptions) -> MineResult:
     kinds = list(options.kinds) or [k for k in SIGNALS if k != "judge_score" or options.judge is not None]
     flagged = [(r, hits) for r in requests if (hits := detect(r, ctx, kinds))]
     items = queue.rank(cluster(flagged, options.cluster_threshold))
-    positives = [row for r in requests if (why := _positive(r, ctx, kinds)) and (row := _positive_row(r, why))]
+    # a positive raises no signal this run queues, nor any failure signal (signals.yaml) it does not queue
+    failures = [k for k in SIGNALS if k in kinds or ctx.settings[k]["failure"]]
+    positives = [row for r in requests if (why := _positive(r, ctx, failures)) and (row := _positive_row(r, why))]
     counts = {k: sum(any(h.kind == k for h in hits) for _, hits in flagged) for k in kinds}
     queue.write(options.out, items)
     files.write_jsonl(options.out / "positives.jsonl", positives)
@@ -146,7 +166,8 @@ def _positive_row(req: LoggedRequest, why: str) -> dict[str, Any] | None:
     messages = request_messages(req)
     if messages is None:
         return None
-    return {"messages": [*messages, {"role": "assistant", "content": req.reply}],
+    tools = request_tools(req)
+    return {"messages": [*messages, {"role": "assistant", "content": req.reply}], **({"tools": tools} if tools else {}),
             "meta": {"origin": "flywheel:positive", "request_id": req.id, "reason": why}}
 
 

@@ -3,10 +3,11 @@
 An item: ``id`` (``fw-`` + a hash of its ``request_ids``, so an edited id is caught), ``rank``,
 ``size`` (requests in the cluster), ``severity`` (the largest signal severity), ``priority`` (size x
 severity), ``signals`` (count per kind), ``reasons``, ``request_ids``, ``messages`` (the
-representative request without the reply), ``reply`` (the model's), ``suggestion`` (a user's
-correction from feedback, if any), ``members`` (other prompts of the cluster), and the fields the
-reviewer fills: ``verdict`` (``accept`` the model's reply, ``correct`` with ``correction``,
-``reject``: not something to train on, ``skip``/empty: not reviewed), ``correction``, ``note``.
+representative request without the reply), ``tools`` (the tool definitions its prompt showed),
+``reply`` (the model's), ``suggestion`` (a user's correction from feedback, if any), ``members``
+(other prompts of the cluster), and the fields the reviewer fills: ``verdict`` (``accept`` the model's
+reply, ``correct`` with ``correction``, ``reject``: not something to train on, ``skip``/empty: not
+reviewed), ``correction``, ``note``.
 A correction without a verdict counts as ``correct``.
 
 ``load(path)`` reads a reviewed queue back: malformed lines are reported as ``RowError``s naming
@@ -24,15 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.messages import canonical
+from tunesmith.data.messages import canonical, parse_tools
 from tunesmith.data.rows import FieldError
 from tunesmith.errors import RowError, TunesmithError
 from tunesmith.flywheel import files
 
 VERDICTS = ("accept", "correct", "reject", "skip")
 CSV_COLUMNS = ("id", "rank", "size", "priority", "signals", "prompt", "reply", "suggestion", "verdict",
-               "correction", "note", "request_ids", "messages")
-_JSON_COLUMNS = ("signals", "request_ids", "messages")
+               "correction", "note", "request_ids", "messages", "tools")
+_JSON_COLUMNS = ("signals", "request_ids", "messages", "tools")
+_NUMBER_COLUMNS = {"rank": int, "size": int, "priority": float}  # CSV cells are text; "10" < "2" as text
 
 
 def item_id(request_ids: Sequence[str]) -> str:
@@ -49,7 +51,7 @@ def rank(clusters: list[list[tuple[Any, list[Any]]]]) -> list[dict[str, Any]]:
 
 
 def _item(members: list[tuple[Any, list[Any]]]) -> dict[str, Any]:
-    from tunesmith.flywheel.mine import prompt_text, request_messages
+    from tunesmith.flywheel.mine import prompt_text, request_messages, request_tools
 
     rep, rep_hits = max(members, key=lambda m: max(h.severity for h in m[1]))  # first of the most severe
     severity = max(h.severity for h in rep_hits)
@@ -65,7 +67,8 @@ def _item(members: list[tuple[Any, list[Any]]]) -> dict[str, Any]:
     messages = request_messages(rep) or [{"role": "user", "content": prompt_text(rep)}]
     return {"id": item_id(ids), "rank": 0, "size": len(members), "severity": severity,
             "priority": round(len(members) * severity, 4), "signals": counts, "reasons": reasons,
-            "request_ids": ids, "messages": messages, "reply": rep.reply, "suggestion": suggestion,
+            "request_ids": ids, "messages": messages, "tools": request_tools(rep), "reply": rep.reply,
+            "suggestion": suggestion,
             "members": [prompt_text(r) for r, _ in members if r is not rep][:10],
             "verdict": None, "correction": None, "note": None}
 
@@ -121,7 +124,7 @@ def load(path: Path, mined: dict[str, list[str]] | None = None) -> Reviewed:
 
 def _jsonl_rows(path: Path) -> list[tuple[int, Any]]:
     rows: list[tuple[int, Any]] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
         for line, text in enumerate(fh, 1):
             if not text.strip():
                 continue
@@ -134,7 +137,8 @@ def _jsonl_rows(path: Path) -> list[tuple[int, Any]]:
 
 def _csv_rows(path: Path) -> list[tuple[int, Any]]:
     rows: list[tuple[int, Any]] = []
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would rename the first column
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.DictReader(fh)
         start = 2
         for row in reader:
@@ -152,6 +156,11 @@ def _csv_item(path: Path, line: int, row: dict[str, Any]) -> Any:
             item[key] = json.loads(item[key]) if item.get(key) else None
         except ValueError as exc:
             return RowError(str(path), None, key, f"not valid JSON ({exc})", line)
+    for key, kind in _NUMBER_COLUMNS.items():
+        try:
+            item[key] = kind(item[key]) if item.get(key) is not None else None
+        except ValueError:
+            pass  # informational columns: an edited cell is kept as written
     return item
 
 
@@ -177,6 +186,8 @@ def _check(path: Path, line: int, raw: Any, mined: dict[str, list[str]] | None,
         return bad(exc.field, exc.message)
     if messages[-1]["role"] not in ("user", "tool"):
         return bad("messages", "must be the request's messages, ending with the turn the reply answers (user or tool)")
+    if raw.get("verdict") is not None and not isinstance(raw["verdict"], str):
+        return bad("verdict", f"{raw['verdict']!r} is not a verdict ({', '.join(VERDICTS)}, or empty)")
     verdict = (raw.get("verdict") or "").strip().lower() or None
     correction = raw.get("correction")
     if correction is not None and not isinstance(correction, str):
@@ -188,6 +199,12 @@ def _check(path: Path, line: int, raw: Any, mined: dict[str, list[str]] | None,
         return bad("verdict", f"{raw.get('verdict')!r} is not a verdict ({', '.join(VERDICTS)}, or empty)")
     if verdict == "correct" and not correction:
         return bad("correction", "verdict 'correct' needs the corrected answer")
-    if verdict == "accept" and not raw.get("reply"):
-        return bad("reply", "verdict 'accept' needs the model's reply, which is empty")
-    return {**raw, "messages": messages, "verdict": verdict or None, "correction": correction}, None
+    if verdict == "accept" and not (isinstance(raw.get("reply"), str) and raw["reply"].strip()):
+        what = "empty" if not raw.get("reply") else f"not text ({type(raw['reply']).__name__})"
+        return bad("reply", f"verdict 'accept' needs the model's reply, which is {what}")
+    try:
+        tools = list(parse_tools(raw.get("tools"), "tools"))
+    except FieldError as exc:
+        return bad(exc.field, exc.message)
+    return {**raw, "messages": messages, "tools": tools or None, "verdict": verdict or None,
+            "correction": correction}, None

@@ -43,7 +43,7 @@ def walk(path: Path, answer: Callable[[dict[str, Any]], Answer]) -> WalkResult:
         raise TunesmithError("\n".join([f"{path}: fix these lines first:", *map(str, reviewed.errors[:20])]))
     items = reviewed.items
     answered = {a: 0 for a in queue.VERDICTS}
-    for item in sorted((i for i in items if i["verdict"] in (None, "skip")), key=lambda i: i["rank"]):
+    for item in sorted((i for i in items if i["verdict"] in (None, "skip")), key=_rank):
         reply = answer(item)
         if reply.action == "quit":
             break
@@ -59,6 +59,13 @@ def walk(path: Path, answer: Callable[[dict[str, Any]], Answer]) -> WalkResult:
     return WalkResult(path, answered, remaining)
 
 
+def _rank(item: dict[str, Any]) -> tuple[bool, float]:
+    """Highest priority first; an item whose rank was edited away (or is not a number) comes last."""
+    rank = item.get("rank")
+    number = isinstance(rank, (int, float)) and not isinstance(rank, bool)
+    return (not number, rank if number else 0)
+
+
 @dataclass
 class ImportResult:
     queue: Path
@@ -71,7 +78,12 @@ class ImportResult:
 def import_queue(path: Path, out: Path | None = None) -> ImportResult:
     """Validate an edited queue (JSONL or CSV); write its valid items to ``reviewed.jsonl``."""
     reviewed = queue.load(path)
-    target = out or Path(path).parent / "reviewed.jsonl"
+    target = Path(out) if out is not None else Path(path).parent / "reviewed.jsonl"
+    if target.is_dir():  # --out names the folder reviewed.jsonl goes to
+        target = target / "reviewed.jsonl"
+    if reviewed.errors and target.exists() and target.resolve() == Path(path).resolve():
+        raise TunesmithError("\n".join([f"{path}: fix these lines first (writing the valid items over the file "
+                                         "being imported would delete them):", *map(str, reviewed.errors[:20])]))
     files.write_jsonl(target, reviewed.items)
     counts = {v: sum(1 for i in reviewed.items if i["verdict"] == v) for v in queue.VERDICTS}
     counts["unreviewed"] = sum(1 for i in reviewed.items if i["verdict"] is None)

@@ -59,8 +59,10 @@ def run(config: FlywheelConfig, base_dir: Path = Path("."), *, overwrite: bool =
 
 
 def _mine(config: FlywheelConfig, at: Callable[[str], Path], folder: Path, overwrite: bool) -> dict[str, Any]:
-    """mine.json of this iteration: mined now, or (reviewed queue given) the earlier mining, never mined over."""
-    if config.reviewed is not None and (folder / "mine.json").is_file():
+    """mine.json of this iteration: mined now, or the earlier mining, never mined over: its queue may hold a
+    person's verdicts (the walk-through saves them in place), which ``overwrite`` (dataset, run, lineage) must
+    not wipe. A new mining is a new iteration (``out``) or ``tunesmith flywheel mine --overwrite``."""
+    if (folder / "mine.json").is_file():
         return json.loads((folder / "mine.json").read_text("utf-8"))
     mine(MineOptions(db=at(config.db), out=folder, since=config.since, overwrite=overwrite))
     return json.loads((folder / "mine.json").read_text("utf-8"))

@@ -64,6 +64,7 @@ def synth(options: SynthOptions) -> SynthResult:
     if options.mode not in MODES:
         raise TunesmithError(f"synth mode {options.mode!r}: must be one of {', '.join(MODES)}")
     outputs = [options.out / n for n in ("synth.jsonl", "synth_rejected.jsonl", "synth_manifest.json")]
+    files.require_folder(options.out)
     files.refuse_overwrite(outputs, options.overwrite, "a synthetic dataset")
     seeds = [_pair(r) for r in ingest([options.seeds]).records if r.kind == "sft"]
     if not seeds:
@@ -154,8 +155,7 @@ def _filter(options: SynthOptions, seeds: list[dict[str, Any]],
         else:
             valid.append(c)
     existing = [f"{s['instruction']}\n{s['answer']}" for s in seeds]
-    existing += [f"{p['instruction']}\n{p['answer']}" for p in map(_pair, ingest(list(options.against)).records)
-                 if p["instruction"]] if options.against else []
+    existing += [t for r in ingest(list(options.against)).records if (t := _against_text(r))] if options.against else []
     texts = existing + [f"{c['instruction']}\n{c['answer']}" for c in valid]
     n = len(existing)
     drop: dict[int, str] = {}
@@ -165,6 +165,15 @@ def _filter(options: SynthOptions, seeds: list[dict[str, Any]],
     for j, why in sorted(drop.items()):
         rejected.append({"reason": "duplicate", "detail": f"near copy of {why}", **valid[j - n]})
     return [c for k, c in enumerate(valid) if k + n not in drop], rejected
+
+
+def _against_text(record: Any) -> str | None:
+    """What a synthetic row must not copy from one ``against`` row: its instruction + answer, or a text row's
+    text (a pretraining corpus has no turns)."""
+    if not any(m.role != "system" for m in record.messages):
+        return record.text or None
+    pair = _pair(record)
+    return f"{pair['instruction']}\n{pair['answer']}" if pair["instruction"] else None
 
 
 def _format_problem(answer: str, schema: dict[str, Any] | None) -> str | None:

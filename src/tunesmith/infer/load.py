@@ -78,7 +78,8 @@ def load(path: str | Path, *, base_model: str | None = None, tokenizer: Any = No
     if (folder / "adapter_config.json").is_file():
         base = _base_of(folder, base_model or meta.get("base_model"))
         model, kind = _adapter(folder, base, trust_remote_code), "adapter"
-        sources = (folder, Path(base)) if Path(base).is_dir() else ()
+        below = _weight_folders(base)
+        sources = (folder, *below) if below else ()
     else:
         model, kind = _model(str(folder), str(folder), trust_remote_code), "full"
         sources = (folder,) if folder.is_dir() else ()
@@ -93,6 +94,20 @@ def _base_of(folder: Path, base_model: str | None) -> str:
     if not base:
         raise TunesmithError(f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty; pass the base model")
     return str(base)
+
+
+def _weight_folders(ref: str) -> tuple[Path, ...]:
+    """The local folders a base's weights are read from: its folder (a GGUF file or catalogue name: the converted
+    one), and for an adapter used as base those of its own base too; () when one of them is a hub id."""
+    from tunesmith.models import resolve
+
+    folder = Path(resolve(ref))
+    if not folder.is_dir():
+        return ()
+    if not (folder / "adapter_config.json").is_file():
+        return (folder,)
+    below = _weight_folders(_base_of(folder, info(folder).get("base_model")))
+    return (folder, *below) if below else ()
 
 
 def _adapter(folder: Path, base: str, trust_remote_code: bool = False) -> Any:

@@ -63,6 +63,17 @@ def building(folder: Path) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def discard(folder: Path) -> None:
+    """Remove a damaged cached ``folder``: renamed out of the way in one step first (so no other process
+    loads it meanwhile), then deleted; a folder another process removed already is fine."""
+    aside = folder.with_name(f".{folder.name}.building-{os.getpid()}-discarded")
+    try:
+        folder.rename(aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def publish(result: Path, folder: Path, marker: str) -> bool:
     """Rename the finished ``result`` to ``folder`` in one step; False when another process
     published a complete ``folder`` (one holding ``marker``) first, which the caller then uses."""

@@ -97,6 +97,8 @@ def _parse(path: Path, blob: mmap.mmap) -> GGUFHeader:
         pos += 8 * dims + 12
         tensors.append(TensorEntry(name, tuple(reversed(shape)), ggml_type, offset))
     alignment = int(metadata.get("general.alignment", 32))
+    if alignment <= 0:
+        raise ValueError(f"general.alignment {alignment}")
     return GGUFHeader(path, version, metadata, tuple(tensors), (pos + alignment - 1) // alignment * alignment)
 
 
@@ -147,6 +149,7 @@ def _dequantizable(ggml_type: int) -> bool:
 def check(header: GGUFHeader) -> None:
     """Raise ``GGUFError`` unless transformers can load every part of the file."""
     path, known = header.path, _known_types()
+    _check_not_split(header)
     unknown = sorted({t.ggml_type for t in header.tensors if t.ggml_type not in known})
     if unknown:
         raise GGUFError(f"{path}: tensor types {unknown} are unknown to the installed gguf package; "
@@ -172,6 +175,17 @@ def check(header: GGUFHeader) -> None:
             raise GGUFError(f"{path}: quantization type {name} (tensor {first}) cannot be dequantized by the "
                             f"gguf package transformers uses; use a GGUF of this model in another "
                             f"quantization (Q8_0, Q4_K_M, Q4_1, F16)")
+
+
+def _check_not_split(header: GGUFHeader) -> None:
+    """One part of a model llama.cpp split into several files holds only some of its tensors (the parts after
+    the first not even the metadata); transformers' GGUF loader reads single files only."""
+    count = header.metadata.get("split.count")
+    if isinstance(count, int) and count > 1:
+        part = header.metadata.get("split.no")
+        which = f"part {part + 1} of {count}" if isinstance(part, int) else f"one of {count} parts"
+        raise GGUFError(f"{header.path}: {which} of a split GGUF (llama.cpp's gguf-split); merge the parts into one "
+                        "file first (llama-gguf-split --merge FIRST-PART.gguf MERGED.gguf) and use that")
 
 
 def supported_architectures() -> list[str]:

@@ -89,6 +89,7 @@ def convert(source: Path, out: Path, say: Callable[[str], None] = print, sha256:
     with building(out) as work:
         say(f"loading {source.name} with transformers' GGUF loader (dequantizing {header.type_names()})")
         reference, tokenizer = load_gguf(source, say)
+        _refuse_non_finite(reference, source)
         target = work / "model"
         save_plain(reference, tokenizer, target, source)
         diff, prompts = verify(reference, tokenizer, target, source)
@@ -99,7 +100,8 @@ def convert(source: Path, out: Path, say: Callable[[str], None] = print, sha256:
         result = ImportResult(out, str(source), sha256, header.architecture, header.type_names(),
                               sum(p.numel() for p in reference.parameters()), diff, prompts, TOLERANCE,
                               round(time.perf_counter() - t0, 1))
-        info = {**result.to_dict(), "tunesmith": __version__, **_versions()}
+        files = {f.name: f.stat().st_size for f in sorted(target.iterdir()) if f.is_file()}
+        info = {**result.to_dict(), "tunesmith": __version__, **_versions(), "files": files}
         (target / INFO).write_text(json.dumps(info, indent=2), "utf-8")
         if not publish(target, out, INFO):
             return ImportResult.read(out)
@@ -133,6 +135,17 @@ def load_gguf(source: Path, say: Callable[[str], None] = print) -> tuple[Any, An
         say(f"warning: {source.name}: tensors the {type(model).__name__} does not use were left out: "
             f"{', '.join(sorted(info['unexpected_keys'])[:4])}")
     return model.eval(), tokenizer
+
+
+def _refuse_non_finite(model: Any, source: Path) -> None:
+    """A weight holding NaN or infinity (a damaged file, a broken quantization) makes every logit NaN, and
+    NaN compares as no difference at all: the logit check cannot catch it, so the weights are checked."""
+    import torch
+
+    bad = [name for name, tensor in model.state_dict().items() if not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise GGUFError(f"{source}: weights hold NaN or infinite values ({shown(bad)}); the file is damaged: "
+                        "download or convert it again")
 
 
 def _why(exc: BaseException) -> str:

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from tunesmith.errors import did_you_mean
 from tunesmith.models import catalogue
-from tunesmith.models.cache import cache_root, sweep
+from tunesmith.models.cache import cache_root, discard, sweep
 from tunesmith.models.gguf_file import GGUFError, check, read_header
 from tunesmith.models.gguf_import import INFO, ImportResult, convert, file_sha256
 
-_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256, so a file is hashed once per process
+# (path, inode, size, mtime, ctime) -> sha256, so a file is hashed once per process; ctime and the inode change
+# on every rewrite or replacement, also one that keeps the size and sets the old mtime again (cp -p, rsync -t)
+_HASHES: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def gguf_source(ref: str) -> Path | None:
@@ -27,6 +30,10 @@ def gguf_source(ref: str) -> Path | None:
     if Path(ref).exists():  # a local folder wins over a catalogue name
         return None
     entry = catalogue.get(ref)
+    if entry is None and "/" not in ref and (hint := did_you_mean(ref, catalogue.entries(), cutoff=0.8)):
+        # a misspelt catalogue name would otherwise be asked of the hub as a model id (offline: "couldn't connect")
+        raise catalogue.CatalogueError(f"base_model '{ref}' is not a local folder, a GGUF file or a name in the "
+                                       f"model catalogue{hint}")
     return catalogue.locate(entry) if entry is not None else None
 
 
@@ -52,8 +59,13 @@ def ensure_converted(source: Path, *, say: Callable[[str], None] | None = None, 
                         "the installed file is damaged or another build: reinstall its package")
     folder = (root or cache_root()) / "gguf" / sha[:16]
     sweep(folder.parent)  # leftovers of killed conversions
-    if (folder / INFO).is_file():
+    damage = _damage(folder)
+    if damage is None:
         return ImportResult.read(folder)
+    if folder.exists():  # files deleted or cut short since (a cleaner, a full disk): never loaded as it is
+        if say:
+            say(f"the cached conversion {folder} is damaged ({damage}); converting {source.name} again")
+        discard(folder)
     if say:
         say(f"converting {source.name} once into a Hugging Face folder: {folder}")
     result = convert(source, folder, say=say or (lambda line: None), sha256=sha)
@@ -74,10 +86,37 @@ def portable_ref(ref: str) -> str:
 
 def _sha256(path: Path) -> str:
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if key not in _HASHES:
         _HASHES[key] = file_sha256(path)
     return _HASHES[key]
+
+
+# what a conversion whose info file lists no files (tunesmith before it recorded them) must hold
+_ESSENTIAL = ("config.json", "tokenizer.json")
+
+
+def _damage(folder: Path) -> str | None:
+    """None when ``folder`` holds a complete conversion: its info file, and every file the info lists at the
+    size it had (else the essential files); otherwise what is wrong."""
+    import json
+
+    try:
+        info = json.loads((folder / INFO).read_text("utf-8"))
+    except FileNotFoundError:
+        return f"no {INFO}"
+    except (OSError, ValueError):
+        return f"{INFO} is unreadable"
+    files = info.get("files") or {name: None for name in _ESSENTIAL}
+    for name, size in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if size is not None and path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size:,} bytes, not {size:,}"
+    if not any(folder.glob("model*.safetensors")):
+        return "its safetensors weights are missing"
+    return None
 
 
 def _catalogue_sha(ref: str) -> str | None:

@@ -44,12 +44,14 @@ def choose_profile(options: QuickstartOptions, say: Callable[[str], None]) -> st
         return options.profile
     spec = recipe()["pretrained"]
     entry = catalogue.get(spec["model"])
-    if entry is not None and catalogue.installed(entry):
-        return "pretrained"
-    install = entry.install if entry is not None else "(not in the catalogue)"
-    say(f"{spec['model']} is not installed, so this run fine-tunes the small base tunesmith builds itself "
-        f"(profile {spec['fallback']}); for the real pretrained model run: {install}")
-    return str(spec["fallback"])
+    if entry is None:
+        raise TunesmithError(f"recipe.yaml: pretrained.model {spec['model']!r} is not in the model catalogue")
+    try:
+        catalogue.locate(entry)
+    except catalogue.CatalogueError as exc:  # not installed, another version, or its file missing: say which
+        say(f"{exc}; so this run fine-tunes the small base tunesmith builds itself (profile {spec['fallback']})")
+        return str(spec["fallback"])
+    return "pretrained"
 
 
 @dataclass
@@ -66,11 +68,23 @@ class QuickstartResult:
 
 
 def prepare_out_dir(out: Path) -> None:
-    """Reuse a previous quickstart's folder (it has ``quickstart.json``); refuse any other non-empty one."""
+    """Reuse a previous quickstart's folder (it has ``quickstart.json``); refuse any other non-empty one.
+
+    The old contents are removed, the marker last (an interrupted clean-up leaves a folder the next run
+    still recognises); a symbolic link to a quickstart folder is kept and its target emptied."""
+    if out.exists() and not out.is_dir():
+        raise TunesmithError(f"{out}: is a file, not a folder; choose another --out")
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).is_file():
             raise TunesmithError(f"{out}: exists, is not empty and is not a quickstart output; choose another --out")
-        shutil.rmtree(out)
+        for entry in out.iterdir():
+            if entry.name == MARKER:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        (out / MARKER).unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 

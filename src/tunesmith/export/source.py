@@ -108,9 +108,23 @@ def resolve(path: Path) -> Source:
                              "render prompts as training did - export a model tunesmith trained with a chat_template")
     arch_dir = str(folder)
     if kind == "adapter":
+        _refuse_virtual_tokens(folder)
         recorded = json.loads((folder / "adapter_config.json").read_text("utf-8")).get("base_model_name_or_path")
         arch_dir = info.get("base_model") or recorded
     return Source(folder, kind, tokenizer, info, AutoConfig.from_pretrained(str(arch_dir)))
+
+
+def _refuse_virtual_tokens(folder: Path) -> None:
+    """A prompt/prefix-tuning adapter has no weight deltas to fold into an exported model (before it loads)."""
+    from peft import PeftConfig
+
+    from tunesmith.errors import TunesmithError
+
+    config = PeftConfig.from_pretrained(str(folder))
+    if config.is_prompt_learning:
+        raise TunesmithError(f"{folder / 'adapter_config.json'}: a {config.peft_type.value} adapter adds virtual "
+                             "tokens instead of weight deltas, so it cannot be exported as one model; serve it as "
+                             "an adapter (tunesmith serve, chat, evaluate)")
 
 
 def logits(model: Any, ids: list[list[int]]) -> list[Any]:

@@ -45,6 +45,7 @@ def command(model_dir: str | Path, adapters: dict[str, str | Path] | None = None
     else:
         model, served = str(folder), name
     cmd = ["vllm", "serve", model, "--served-model-name", served, "--host", host, "--port", str(port)]
+    cmd += _hf_overrides(list(loras.values()))
     template = opts.get("chat_template") or template_path(folder)
     if template:
         cmd += ["--chat-template", str(template)]
@@ -123,6 +124,20 @@ def template_path(folder: Path) -> Path | None:
         if (folder / name).is_file():
             return folder / name
     return None
+
+
+def _hf_overrides(adapters: list[Path]) -> list[str]:
+    """``--hf-overrides`` with what the adapters' training set on the base's config (its RoPE scaling,
+    ``models.load.base_overrides``): vLLM would load the base as its config.json describes it. Adapters
+    trained on differently configured bases cannot share one base."""
+    from tunesmith.models.load import base_overrides
+
+    found = {json.dumps(base_overrides(a), sort_keys=True) for a in adapters}
+    if len(found) > 1:
+        raise TunesmithError(f"the adapters {', '.join(map(str, adapters))} were trained on differently configured "
+                             "bases (tunesmith_model.json base_config): serve them with separate vLLM servers")
+    values = json.loads(found.pop()) if found else {}
+    return ["--hf-overrides", json.dumps(values)] if values else []
 
 
 def _base_of(folder: Path) -> str:

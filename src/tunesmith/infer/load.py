@@ -111,13 +111,15 @@ def _weight_folders(ref: str) -> tuple[Path, ...]:
 
 
 def _adapter(folder: Path, base: str, trust_remote_code: bool = False) -> Any:
-    from tunesmith.models.load import check_base, load_adapter
+    from tunesmith.models.load import base_overrides, check_base, load_adapter
 
     check_base(folder, base)  # before the base loads: an adapter on other base weights is refused
-    return load_adapter(_model(base, f"{folder}: its base model", trust_remote_code), folder)
+    # the base as training loaded it (its RoPE scaling, say): not as its own config.json describes it
+    base_model = _model(base, f"{folder}: its base model", trust_remote_code, base_overrides(folder))
+    return load_adapter(base_model, folder)
 
 
-def _model(path: str, what: str, trust_remote_code: bool = False) -> Any:
+def _model(path: str, what: str, trust_remote_code: bool = False, overrides: dict[str, Any] | None = None) -> Any:
     """A causal LM in float32; an adapter folder as base is merged into its own base first."""
     import torch
 
@@ -127,7 +129,7 @@ def _model(path: str, what: str, trust_remote_code: bool = False) -> Any:
         kwargs: dict[str, Any] = {"dtype": torch.float32}
         if trust_remote_code:
             kwargs["trust_remote_code"] = True
-        return load_pretrained(path, kwargs)
+        return load_pretrained(path, kwargs, overrides=overrides)
     except (OSError, ValueError) as exc:
         raise TunesmithError(f"{what}: cannot load '{path}': {str(exc).splitlines()[0]}") from None
 

@@ -97,11 +97,17 @@ def load_sources(plan: Plan) -> tuple[Any, list[str]]:
     """The common base (float32) with every source adapter loaded on it, and the adapters' names."""
     import torch
 
-    from tunesmith.models.load import check_base, load_adapter, load_pretrained
+    from tunesmith.models.load import base_overrides, check_base, load_adapter, load_pretrained
 
     for source in plan.sources:
         check_base(source.folder, str(plan.base))
-    model = load_pretrained(str(plan.base), {"dtype": torch.float32})
+    overrides = [base_overrides(source.folder) for source in plan.sources]
+    for source, own in zip(plan.sources, overrides):  # one base cannot hold two RoPE scalings
+        if own != overrides[0]:
+            raise TunesmithError(f"{source.folder} and {plan.sources[0].folder} were trained on differently "
+                                 f"configured bases ({own or 'as it is'} vs {overrides[0] or 'as it is'}): they "
+                                 "cannot be merged on one base")
+    model = load_pretrained(str(plan.base), {"dtype": torch.float32}, overrides=overrides[0])
     names = [f"source{i}" for i in range(len(plan.sources))]
     for name, source in zip(names, plan.sources):
         model = load_adapter(model, source.folder, adapter_name=name)

@@ -18,9 +18,11 @@ from tunesmith.errors import TunesmithError
 MODEL_INFO = "tunesmith_model.json"
 
 
-def load_pretrained(path: str, kwargs: dict[str, Any], kind: str = "causal_lm") -> Any:
+def load_pretrained(path: str, kwargs: dict[str, Any], kind: str = "causal_lm",
+                    overrides: dict[str, Any] | None = None) -> Any:
     """A causal LM (or a one-score sequence classifier) from a folder, hub id, GGUF file or catalogue
-    name (``tunesmith.models.resolve``); an adapter folder is merged into its base."""
+    name (``tunesmith.models.resolve``); an adapter folder is merged into its base. ``overrides``: config
+    values to load it with (an adapter's ``base_overrides``: the RoPE scaling it was trained with)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from tunesmith.models.resolve import resolve
@@ -31,8 +33,10 @@ def load_pretrained(path: str, kwargs: dict[str, Any], kind: str = "causal_lm") 
         kwargs = {**kwargs, "num_labels": 1}
     if (Path(path) / "adapter_config.json").is_file():
         # an SFT adapter as base (e.g. DPO on top of SFT): merge it into the base weights
-        merged = _merged_adapter(path, {k: v for k, v in kwargs.items() if k != "num_labels"})
+        merged = _merged_adapter(path, {k: v for k, v in kwargs.items() if k != "num_labels"}, overrides)
         return merged if kind != "reward" else _reward_from(merged, kwargs)
+    if overrides and "config" not in kwargs:  # a config passed whole takes no config keys (num_labels) beside it
+        kwargs = {**{k: v for k, v in kwargs.items() if k != "num_labels"}, "config": _config_with(path, overrides, kwargs)}
     cls = AutoModelForSequenceClassification if kind == "reward" else AutoModelForCausalLM
     # misshapen weights are reported (by ``check_complete``, naming them) instead of raised as a bare RuntimeError
     model, info = cls.from_pretrained(path, **kwargs, output_loading_info=True, ignore_mismatched_sizes=True)
@@ -76,7 +80,31 @@ def shown(items: list[str], limit: int = 4) -> str:
     return ", ".join(items[:limit]) + more
 
 
-def _merged_adapter(path: str, kwargs: dict[str, Any]) -> Any:
+def base_overrides(adapter: str | Path) -> dict[str, Any]:
+    """The config values an adapter's training set on its base (``base_config`` in tunesmith_model.json: the
+    RoPE scaling of a run with ``rope_scaling``). Loaded without them, the base would compute other positions
+    than the ones the adapter was trained with: every later stage loads the base with them."""
+    import json
+
+    path = Path(adapter) / MODEL_INFO
+    info = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+    values = info.get("base_config") if isinstance(info, dict) else None
+    return dict(values) if isinstance(values, dict) else {}
+
+
+def _config_with(path: str, overrides: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    """``path``'s config with ``overrides`` set (what ``from_pretrained(config=...)`` then builds)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=bool(kwargs.get("trust_remote_code")))
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    if "num_labels" in kwargs:
+        config.num_labels = kwargs["num_labels"]
+    return config
+
+
+def _merged_adapter(path: str, kwargs: dict[str, Any], overrides: dict[str, Any] | None = None) -> Any:
     """The adapter in ``path`` merged into its base, the base loaded (and checked) like any other: the one
     tunesmith recorded beside the adapter, else the adapter_config's. When the adapter saved larger embeddings
     (tokens the fine-tune added), the base's grow to that size first."""
@@ -90,7 +118,7 @@ def _merged_adapter(path: str, kwargs: dict[str, Any]) -> Any:
         raise IncompleteCheckpointError(f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty, so the "
                                         "adapter's base is unknown")
     check_base(folder, str(base_ref))
-    base = load_pretrained(str(base_ref), kwargs)
+    base = load_pretrained(str(base_ref), kwargs, overrides={**base_overrides(folder), **(overrides or {})})
     embeddings = base.get_input_embeddings()
     name = next(n for n, m in base.named_modules() if m is embeddings)
     saved = [shape[0] for k, shape in _saved_shapes(folder).items() if k.endswith(f"{name}.weight")]

@@ -169,8 +169,8 @@ class Engine:
         new = [s for job in jobs for s in job.seqs]
         self.admitting = new  # failed with the active ones if a later part of the admission raises
         try:
-            batch, logits = KVBatch.prefill(self.models.model, [s.prompt for s in new], self.pad_id,
-                                            self._adapters(new))
+            batch, logits = KVBatch.prefill(self.models.runner, [s.prompt for s in new], self.pad_id,
+                                            self._adapters(new), self.models.virtual)
         except Exception as exc:
             self.admitting = []
             if len(jobs) > 1:
@@ -192,7 +192,7 @@ class Engine:
 
     def _decode(self) -> None:
         assert self.batch is not None
-        logits = self.batch.step(self.models.model, [s.tokens[-1] for s in self.active], self._adapters(self.active))
+        logits = self.batch.step(self.models.runner, [s.tokens[-1] for s in self.active], self._adapters(self.active))
         self.steps += 1
         keep = self._advance(self.active, logits)
         self._shrink(keep)
@@ -272,7 +272,7 @@ class Engine:
             seq.served.users -= 1
 
     def _adapters(self, seqs: list[Seq]) -> list[str] | None:
-        if not self.models.is_peft:
+        if not self.models.is_peft or self.models.virtual is not None:  # prompt learning: no adapter layers
             return None
         return [s.served.adapter or BASE for s in seqs]
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from tunesmith.errors import TunesmithError
+from tunesmith.serve.virtual import Virtual
 
 
 class KVBatch:
@@ -32,10 +33,16 @@ class KVBatch:
 
     @classmethod
     def prefill(cls, model: Any, prompts: Sequence[Sequence[int]], pad_id: int,
-                adapter_names: list[str] | None) -> tuple[KVBatch, torch.Tensor]:
-        """Run ``prompts`` (left-padded) through ``model``; the new batch and each row's next-token logits."""
+                adapter_names: list[str] | None, virtual: Virtual | None = None) -> tuple[KVBatch, torch.Tensor]:
+        """Run ``prompts`` (left-padded) through ``model``; the new batch and each row's next-token logits.
+        With ``virtual`` (a prompt/prefix-tuning adapter) ``model`` is its transformer and the virtual tokens
+        go in front (``serve.virtual``)."""
         from transformers import DynamicCache
 
+        if virtual is not None:
+            inputs, mask = virtual.prefill(prompts, pad_id)
+            out = model(attention_mask=mask, use_cache=True, logits_to_keep=1, **inputs)
+            return cls(out.cache, mask), out.logits[:, -1, :]
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.serve import virtual
 from tunesmith.serve.config import ServeConfig
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.tokenbytes import TokenBytes
@@ -36,6 +37,14 @@ class ServedModel:
     created: int = field(default_factory=lambda: int(time.time()))
     parent: str | None = None
     users: int = 0  # sequences in flight (an unloaded adapter is deleted once this reaches 0)
+
+    @functools.cached_property
+    def sampling(self) -> dict[str, float]:
+        """Defaults for a request that sets no ``temperature``/``top_p``: the folder's generation_config.json
+        (saved by training from the base's), as ``vllm serve --generation-config`` takes them."""
+        path = self.path / "generation_config.json"
+        saved = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+        return {k: float(saved[k]) for k in ("temperature", "top_p") if isinstance(saved.get(k), (int, float))}
 
     @functools.cached_property
     def token_bytes(self) -> TokenBytes:
@@ -60,6 +69,7 @@ class Models:
         self.table: dict[str, ServedModel] = {
             self.base_name: ServedModel(self.base_name, adapter, loaded.path, loaded.tokenizer, loaded.eos_ids,
                                         loaded.system_prompt)}
+        self.virtual = virtual.of(self.model)  # prompt/prefix tuning: the engine runs its transformer itself
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
         self.max_len = context_length(config.max_model_len, self.model.config)
         self._retired: list[ServedModel] = []
@@ -74,6 +84,11 @@ class Models:
         from peft import PeftModel
 
         return isinstance(self.model, PeftModel)
+
+    @property
+    def runner(self) -> Any:
+        """The module the engine calls: the model, or under a prompt/prefix-tuning adapter its transformer."""
+        return self.model if self.virtual is None else self.virtual.model
 
     def names(self) -> list[str]:
         return list(self.table)
@@ -91,9 +106,16 @@ class Models:
         if name in self.table:
             raise APIError(400, f"The model '{name}' is already loaded", param="lora_name", code="adapter_exists")
         folder = self.check_adapter(path)
+        if self.virtual is not None:
+            raise APIError(400, f"the served model is a {'prefix' if self.virtual.prefix else 'prompt'}-tuning "
+                           "adapter; LoRA adapters are served on a base or merged model", param="lora_path",
+                           code="adapter_incompatible")
         internal = f"adapter{next(self._counter)}"
         from tunesmith.models.load import BaseMismatchError, IncompleteCheckpointError, check_base, load_adapter
 
+        differs = _base_config_differs(self.model.config, folder)
+        if differs:
+            raise APIError(400, f"{folder}: {differs}", param="lora_path", code="adapter_incompatible")
         try:  # a refused adapter is taken out again: the served models answer as before
             check_base(folder, self.base_folder)
             self.model = load_adapter(self.model, folder, adapter_name=internal)
@@ -156,21 +178,32 @@ class Models:
         return folder
 
 
-# where a transformers config states the positions the model was trained on (the keys vLLM reads)
-_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length",
-                  "max_seq_length", "seq_len")
+def _base_config_differs(served: Any, folder: Path) -> str | None:
+    """What the adapter's training set on its base (``models.load.base_overrides``: RoPE scaling) that the served
+    model does not have: on it the adapter would see other positions than it was trained with."""
+    from tunesmith.models.load import base_overrides
+
+    for key, wanted in base_overrides(folder).items():
+        have = getattr(served, key, None)
+        same = isinstance(wanted, dict) and isinstance(have, dict) and all(have.get(k) == v for k, v in wanted.items())
+        if not same and have != wanted:
+            return (f"trained on its base with {key} {wanted}; the served model has {have}: serve the adapter as "
+                    "the model (tunesmith serve ADAPTER) or on a base loaded the same way")
+    return None
 
 
 def context_length(asked: int | None, model_config: Any) -> int:
-    """``--max-model-len``, refused past the positions the model was trained on (learned position tables
-    raise past them, rotary ones answer from outside the trained context); default: those positions."""
-    trained = next(((key, value) for key in _POSITION_KEYS
-                    if isinstance(value := getattr(model_config, key, None), int) and value > 0), None)
+    """``--max-model-len``, refused past the positions the model was trained on, its RoPE scaling included
+    (learned position tables raise past them, rotary ones answer from outside the trained context); default:
+    those positions (``models.positions``, read as vLLM reads them)."""
+    from tunesmith.models.positions import positions
+
+    trained = positions(model_config)
     if asked is None:
-        return trained[1] if trained else 2048
-    if trained is not None and asked > trained[1]:
-        raise TunesmithError(f"--max-model-len {asked} is larger than the model's {trained[0]} ({trained[1]}); "
-                             f"use at most {trained[1]}")
+        return trained.usable if trained else 2048
+    if trained is not None and asked > trained.usable:
+        raise TunesmithError(f"--max-model-len {asked} is larger than the model's {trained.describe()}; "
+                             f"use at most {trained.usable}")
     return asked
 
 

@@ -37,8 +37,9 @@ class StreamOptions(_Body):
 class _Sampling(_Body):
     model: str
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)  # below sequence.GREEDY_BELOW (1e-5): greedy
-    top_p: float = Field(1.0, gt=0, le=1)
+    # unset: the served model's generation_config.json, else 1.0 (as vLLM's --generation-config does)
+    temperature: float | None = Field(None, ge=0, le=2)  # below sequence.GREEDY_BELOW (1e-5): greedy
+    top_p: float | None = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1)
     stop: str | list[str] | None = None
     # a torch generator seed (each of n choices takes seed + its index): within a signed 64-bit range

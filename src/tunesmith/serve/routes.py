@@ -30,7 +30,7 @@ async def chat_completions(body: p.ChatRequest, request: Request) -> Any:
     messages = _messages(body.messages)
     prompt = _render(served, messages, _tools(body))
     has_system = any(m.role == "system" for m in messages)
-    params = _params(state, body, len(prompt), body.max_completion_tokens or body.max_tokens,
+    params = _params(state, served, body, len(prompt), body.max_completion_tokens or body.max_tokens,
                      (body.top_logprobs or 0) if body.logprobs else None, body.response_format)
     fields = {"messages": json.dumps([m.model_dump(exclude_none=True) for m in body.messages]),
               "system_prompt": None if has_system else served.system_prompt,
@@ -54,7 +54,8 @@ async def completions(body: p.CompletionRequest, request: Request) -> Any:
     state: State = request.app.state.tunesmith
     served = state.models.get(body.model)
     prompts = _prompts(served, body.prompt)
-    params = _params(state, body, max(len(x) for x in prompts), body.max_tokens, body.logprobs, body.response_format)
+    params = _params(state, served, body, max(len(x) for x in prompts), body.max_tokens, body.logprobs,
+                     body.response_format)
     fields = {"prompt": json.dumps(body.prompt), "params": _log_params(body, params)}
     gen = Generation(state, request.state.request_id, "completions", served, prompts, params, body.n, fields,
                      body.stream)
@@ -75,8 +76,8 @@ async def completions(body: p.CompletionRequest, request: Request) -> Any:
     return JSONResponse(reply)
 
 
-def _params(state: State, body: p.CompletionRequest | p.ChatRequest, longest_prompt: int, max_tokens: int | None,
-            logprobs: int | None, response_format: dict[str, Any] | None) -> Params:
+def _params(state: State, served: ServedModel, body: p.CompletionRequest | p.ChatRequest, longest_prompt: int,
+            max_tokens: int | None, logprobs: int | None, response_format: dict[str, Any] | None) -> Params:
     config, max_len = state.config, state.models.max_len
     if body.n > config.max_n:
         raise APIError(400, f"n: at most {config.max_n} (got {body.n})", param="n")
@@ -94,9 +95,11 @@ def _params(state: State, body: p.CompletionRequest | p.ChatRequest, longest_pro
     if len(stops) > 4:
         raise APIError(400, "stop: at most 4 sequences", param="stop")
     grammar = compile_format(response_format)  # cached per schema text, see grammar.py
+    temperature = served.sampling.get("temperature", 1.0) if body.temperature is None else body.temperature
+    top_p = served.sampling.get("top_p", 1.0) if body.top_p is None else body.top_p
     return Params(max_tokens=max_tokens or min(config.default_max_tokens, config.max_tokens_limit, room),
-                  temperature=body.temperature,
-                  top_p=body.top_p, seed=body.seed, stop=() if grammar else stops, logprobs=logprobs, grammar=grammar)
+                  temperature=temperature, top_p=top_p, seed=body.seed, stop=() if grammar else stops,
+                  logprobs=logprobs, grammar=grammar)
 
 
 def _tools(body: p.ChatRequest) -> list[dict[str, Any]]:
@@ -120,7 +123,7 @@ def _tools(body: p.ChatRequest) -> list[dict[str, Any]]:
 
 def _log_params(body: Any, params: Params) -> str:
     kept = body.model_dump(exclude={"model", "messages", "prompt", "stream_options"}, exclude_none=True)
-    kept["max_tokens"] = params.max_tokens
+    kept.update(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p)  # as sampled
     return json.dumps(kept)
 
 

@@ -9,8 +9,8 @@ from tunesmith.models.load import MODEL_INFO
 
 
 def model_info(config: Any) -> dict[str, Any]:
-    """What inference needs to reproduce training: the base (absolute when local), template, system prompt, and
-    the base's weights fingerprint (an adapter is refused on other weights: ``models.load.check_base``)."""
+    """What inference needs to reproduce training: the base (absolute when local), template, system prompt, the
+    config values training set on the base (``base_config``), and the base's weights fingerprint (an adapter is refused on other weights: ``models.load.check_base``)."""
     from tunesmith.config.methods import method_spec
     from tunesmith.models import portable_ref, resolve
     from tunesmith.models.fingerprint import weights_fingerprint
@@ -19,7 +19,17 @@ def model_info(config: Any) -> dict[str, Any]:
             "chat_template": config.chat_template, "system_prompt": config.system_prompt,
             "method": config.method, "head": method_spec(config.method).model}
     weights = weights_fingerprint(resolve(config.base_model))
-    return {**info, "base_weights": weights} if weights else info
+    info = {**info, "base_weights": weights} if weights else info
+    return {**info, **_base_config(config)}
+
+
+def _base_config(config: Any) -> dict[str, Any]:
+    """``base_config``: what training set on the base's config (its RoPE scaling), which every stage that loads
+    the base for this adapter sets too (``models.load.base_overrides``)."""
+    from tunesmith.train.context import scaled_config
+
+    scaled = scaled_config(config)
+    return {"base_config": {"rope_parameters": dict(scaled.rope_parameters)}} if scaled is not None else {}
 
 
 def save_result(model: Any, tokenizer: Any, out: Path, info: dict[str, Any] | None = None,

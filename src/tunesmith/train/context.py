@@ -30,10 +30,14 @@ class Context:
 
     @property
     def limit(self) -> int | None:
-        """Positions the model can use: max_position_embeddings, times the factor of a configured scaling."""
+        """Positions the model can use: max_position_embeddings, times the factor of a configured scaling, or
+        of the model's own linear / dynamic / yarn scaling (``models.positions``: as serve and vLLM read it)."""
+        from tunesmith.models.positions import SCALED_BY_FACTOR
+
         if self.max_positions is None:
             return None
-        return int(self.max_positions * self.factor) if self.scaled_by == "config" else self.max_positions
+        scaled = self.scaled_by == "config" or (self.scaled_by == "model" and self.rope_type in SCALED_BY_FACTOR)
+        return int(self.max_positions * self.factor) if scaled else self.max_positions
 
     def record(self, warning: str | None = None) -> dict[str, Any]:
         out = {"max_position_embeddings": self.max_positions, "rope_type": self.rope_type, "factor": self.factor,
@@ -56,15 +60,17 @@ def model_config(base_model: str, say: Any = None) -> Any | None:
 
 def of(config: Config, model_cfg: Any | None = None) -> Context:
     """The context window the run trains with."""
+    from tunesmith.models.positions import positions, rope_of
+
     cfg = model_cfg if model_cfg is not None else model_config(config.base_model)
-    positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
-    own = dict(getattr(cfg, "rope_parameters", None) or {})
+    stated = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
     if config.rope_scaling is not None:
-        return Context(positions, config.rope_scaling.type, float(config.rope_scaling.factor), "config")
-    kind = str(own.get("rope_type") or own.get("type") or "default")
-    if kind in _SCALED:
-        return Context(positions, kind, float(own.get("factor") or 1.0), "model")
-    return Context(positions, kind, 1.0, "none")
+        return Context(stated, config.rope_scaling.type, float(config.rope_scaling.factor), "config")
+    kind, factor, _ = rope_of(cfg)
+    if kind in _SCALED:  # yarn: its original positions, which the factor scales
+        found = positions(cfg)
+        return Context(found.stated if found else stated, kind, factor, "model")
+    return Context(stated, kind, 1.0, "none")
 
 
 def fit_default_length(config: Config, say: Any) -> Config:
@@ -93,8 +99,12 @@ def check(config: Config) -> Context:
     else:
         fix = (f"lower sequence_len to {limit}, or extend the context with rope_scaling: {{type: linear, factor: "
                f"{factor}}} (or yarn; long-context training needs long rows to adapt to it)")
-        what = f"the model's context (max_position_embeddings {limit}"
-        what += f", {context.rope_type} RoPE scaling included)" if context.scaled_by == "model" else ", no RoPE scaling)"
+        if context.scaled_by == "model" and limit != context.max_positions:
+            what = (f"the model's context ({context.max_positions} positions x its {context.rope_type} RoPE factor "
+                    f"{context.factor:g} = {limit})")
+        else:
+            what = f"the model's context (max_position_embeddings {limit}"
+            what += f", {context.rope_type} RoPE scaling included)" if context.scaled_by == "model" else ", no RoPE scaling)"
     given = "sequence_len" in config.model_fields_set
     value = f"{config.sequence_len}" if given else f"not set, and its default {config.sequence_len}"
     raise ConfigError(f"sequence_len: {value} is more than {what}: positions beyond it were never trained; {fix}")

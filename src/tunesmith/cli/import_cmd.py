@@ -21,5 +21,10 @@ def import_(
     if out is None:
         typer.echo(text, nl=False)
         return
-    Path(out).write_text(text, encoding="utf-8")
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        from tunesmith.errors import TunesmithError
+
+        raise TunesmithError(f"--out {out}: cannot write the config ({exc.strerror or exc})") from None
     typer.echo(f"wrote {out} ({len(cfg.notes)} keys noted; check it with: tunesmith config {out})")

@@ -14,8 +14,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from tunesmith.config.strict import StrictModel
 from tunesmith.errors import did_you_mean
 
 FsdpSharding = Literal["full_shard", "shard_grad_op"]
@@ -31,10 +32,8 @@ _PLAN_SHARDING = {"full_shard": "fsdp", "shard_grad_op": "zero2"}
 _DS_NAME = re.compile(r"ds_z(\d)(_offload)?(_config)?\.json$")
 
 
-class DistributedConfig(BaseModel):
+class DistributedConfig(StrictModel):
     """Several processes (devices) for one run, launched with ``tunesmith train CONFIG --nproc N``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     backend: Literal["ddp", "fsdp", "deepspeed"] = Field(
         "ddp", description="ddp: every process holds the whole model; fsdp: FSDP2 shards it; deepspeed: ZeRO")

@@ -149,7 +149,7 @@ def _canonical(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _apply_override(data: dict[str, Any], item: str) -> str:
-    if "=" not in item:
+    if "=" not in item or not item.partition("=")[0].strip():
         raise ConfigError(f"--set {item}: expected key=value")
     key, _, value_text = item.partition("=")
     try:
@@ -167,7 +167,7 @@ def _apply_override(data: dict[str, Any], item: str) -> str:
         node[_index(last, node, key)] = value
     else:
         node[last] = value
-    return ".".join(parts)
+    return _path_str([int(p) if p.isdigit() else p for p in parts])  # datasets[0].type, as errors name it
 
 
 def _child(node: Any, part: str, next_part: str, key: str) -> Any:
@@ -205,6 +205,7 @@ def _format_errors(
 ) -> str:
     seen: dict[str, list[str]] = {}
     lines: dict[str, int | None] = {}
+    from_set: set[str] = set()
     for err in exc.errors():
         loc = [p for p in err["loc"] if isinstance(p, int) or _is_field_name(p)]
         msg = _message(err, loc, root)
@@ -217,14 +218,23 @@ def _format_errors(
         shown = origin.get(path, path)
         if msg not in seen.setdefault(shown, []):
             seen[shown].append(msg)
-        line = None if path in set_paths else line_of(text, _original_loc(loc, origin))
-        lines[shown] = line or (_first_line(text) if text and path not in set_paths else None)
+        if _from_set(path, set_paths):
+            from_set.add(shown)
+        line = None if shown in from_set else line_of(text, _original_loc(loc, origin))
+        lines[shown] = line or (_first_line(text) if text and shown not in from_set else None)
     out = []
     for shown, msgs in sorted(seen.items(), key=lambda kv: lines.get(kv[0]) or 0):
-        where = f"--set {shown}" if shown in set_paths else shown or "(config)"
+        where = f"--set {shown}" if shown in from_set else shown or "(config)"
         prefix = f"{source}:{lines[shown]}: " if lines.get(shown) else f"{source}: "
         out.append(f"{prefix}{where}: {' or '.join(msgs)}")
     return "\n".join(out)
+
+
+def _from_set(path: str, set_paths: set[str]) -> bool:
+    """Whether the value at ``path`` came from ``--set``: set there, or inside a value --set wrote
+    (``--set datasets.0=3``), or --set wrote inside it (``--set learning_rate.x=1``)."""
+    return any(p == path or p.startswith((f"{path}.", f"{path}[")) or path.startswith((f"{p}.", f"{p}["))
+               for p in set_paths if path)
 
 
 def _original_loc(loc: list[Any], origin: dict[str, str]) -> list[Any]:
@@ -252,7 +262,8 @@ def _message(err: dict[str, Any], loc: list[Any], root: type[BaseModel] = Config
     kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
     got = f" (got {value!r})" if kind != "missing" else ""
     if kind == "extra_forbidden":
-        return "unknown key" + did_you_mean(str(loc[-1]), _known_keys(loc, root))
+        other_tool = _other_tool(loc) if root is Config else ""
+        return "unknown key" + (other_tool or did_you_mean(str(loc[-1]), _known_keys(loc, root)))
     if kind == "missing":
         return "required"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -269,7 +280,7 @@ def _message(err: dict[str, Any], loc: list[Any], root: type[BaseModel] = Config
     simple = {
         "int_parsing": "must be an integer", "int_type": "must be an integer",
         "int_from_float": "must be a whole number", "float_parsing": "must be a number",
-        "float_type": "must be a number", "bool_parsing": "must be true or false",
+        "float_type": "must be a number", "finite_number": "must be a finite number", "bool_parsing": "must be true or false",
         "bool_type": "must be true or false", "string_type": "must be a string",
         "list_type": "must be a list", "dict_type": "must be a mapping",
         "model_type": "must be a mapping", "model_attributes_type": "must be a mapping",
@@ -288,6 +299,19 @@ def _known_keys(loc: list[Any], root: type[BaseModel] = Config) -> list[str]:
             elif field is not None and (inner := _model_in(field.annotation)) is not None:
                 model, level = inner, "none"
     return list(model.model_fields) + list(alias_table().get(level, {})) + _foreign_keys(level)
+
+
+def _other_tool(loc: list[Any]) -> str:
+    """`` (an Axolotl key: ...)`` for a key of another tool's table than the one the file was read as
+    (``--from llamafactory`` on an Axolotl file), instead of a hint at the very same name."""
+    from tunesmith.config import foreign
+
+    level = "top" if len(loc) == 1 else "dataset" if len(loc) == 3 and loc[0] in _DATASET_LISTS else None
+    tools = [t for t in foreign.TOOLS if level and str(loc[-1]) in foreign.table(t).get(level, {})]
+    if not tools:
+        return ""
+    names = " or ".join(f"{foreign.TOOLS[t]} (--from {t})" for t in tools)
+    return f" (a key of {names}: this file was not read as that tool's config)"
 
 
 def _foreign_keys(level: str) -> list[str]:

@@ -201,9 +201,9 @@ class _Walk:
             node = node.setdefault(part, {})
         full = prefix + target
         if leaf in node and node[leaf] != value:
-            if node[leaf] in replaces:
+            if _replaces(replaces, node[leaf]):
                 pass
-            elif value in self.replaceable.get(full, ()):
+            elif _replaces(self.replaceable.get(full, ()), value):
                 return
             else:
                 first = self.migrated.key_origin.get(full, full)
@@ -258,6 +258,11 @@ class _Walk:
             self.migrated.origins[key] = f"{self.name} default: {spec['why']}"
             shown = foreign.show(spec["value"])
             self.migrated.notes.append(Note(key, "defaulted", f"{shown} ({self.name}: {spec['why']})"))
+
+
+def _replaces(replaces: tuple[Any, ...], value: Any) -> bool:
+    """Whether a table value with these ``replaces`` wins over ``value`` (``$list``: any list)."""
+    return value in replaces or (isinstance(value, list) and "$list" in replaces)
 
 
 def _split_data_files(item: dict[str, Any]) -> list[dict[str, Any]]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, PrivateAttr, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, NonNegativeInt, PrivateAttr, Tag, field_validator, model_validator
 
 from tunesmith.config import choices
 from tunesmith.config.adapters import adapter_spec
 from tunesmith.config.methods import method_spec, methods, unknown_method
 from tunesmith.config.distributed import DistributedConfig
+from tunesmith.config.strict import StrictModel
 
 DataType = Literal[
     "auto", "chat", "alpaca", "sharegpt", "preference", "kto", "text", "classification", "rag"
@@ -27,8 +28,8 @@ def _with(flag: str) -> str:
     return ", ".join(m.name for m in methods().values() if getattr(m, flag))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+class _Strict(StrictModel):
+    pass
 
 
 class DatasetSpec(_Strict):
@@ -401,7 +402,7 @@ class Config(_Strict):
     output_dir: str = "./outputs/run"
     overwrite_output_dir: bool = Field(False, description="Replace an existing run in output_dir (as --overwrite)")
     overwrite_cache: bool = Field(False, description="Tokenize again instead of reusing the cache")
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="transformers' set_seed takes 0 .. 2**32 - 1")
     audit: AuditConfig = Field(default_factory=AuditConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     # several processes / devices (issue 20): validated in config/distributed.py, launched by `train --nproc`
@@ -438,6 +439,16 @@ class Config(_Strict):
             raise ValueError("must be > 0, or -1 to train num_epochs (0 trained one step)")
         return value
 
+    @field_validator("eval_steps", "save_steps", "logging_steps", mode="before")
+    @classmethod
+    def _no_step_fraction(cls, value: Any, info: Any) -> Any:
+        """transformers (and Axolotl, LLaMA-Factory) read a float below 1 as a share of the total steps."""
+        if isinstance(value, float) and 0 < value < 1:
+            per_epoch = {"eval_steps": " (or evals_per_epoch)", "save_steps": " (or saves_per_epoch)"}
+            raise ValueError(f"must be a number of steps{per_epoch.get(info.field_name, '')}; a share of the "
+                             f"total steps (transformers' {value}) is not taken (got {value})")
+        return value
+
     @field_validator("lr_scheduler", "optimizer", "report_to", "loss_type")
     @classmethod
     def _installed_choice(cls, value: str, info: Any) -> str:
@@ -451,6 +462,13 @@ class Config(_Strict):
 
     _notes: tuple[Any, ...] = PrivateAttr(default=())
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty (a hub id, a model folder, a GGUF file or a catalogue name)")
+        return v
 
     @field_validator("method")
     @classmethod

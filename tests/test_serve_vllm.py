@@ -11,6 +11,7 @@ import pytest
 from tunesmith import infer
 from tunesmith.data.records import Message
 from tunesmith.export import vllm
+from tunesmith.errors import TunesmithError
 
 from serve_helpers import SYSTEM, build_adapter, build_served_model
 
@@ -109,3 +110,19 @@ def test_cli_prints_the_command_with_the_key_from_the_environment(folders, cli):
     model, flags = _parse(words[words.index("vllm"):])
     assert flags["--chat-template"].endswith(vllm.SERVE_TEMPLATE) and flags["--host"] == "0.0.0.0"
     assert (base / vllm.SERVE_TEMPLATE).is_file()
+
+
+@pytest.mark.parametrize("config, what", [
+    ({"peft_type": "IA3"}, "a IA3 adapter"),
+    ({"peft_type": "PREFIX_TUNING"}, "a PREFIX_TUNING adapter.*serve it with tunesmith serve"),
+    ({"peft_type": "LORA", "r": 8, "use_dora": True}, "a DoRA adapter"),
+    ({"peft_type": "LORA", "r": 8, "modules_to_save": ["lm_head"]}, "modules_to_save"),
+])
+def test_an_adapter_vllm_cannot_load_is_refused_before_it_starts(tmp_path, config, what):
+    """vLLM loads plain LoRA only ("vLLM only supports modules_to_save being None", no DoRA): the command used
+    to pass such an adapter to --lora-modules, and vLLM failed at startup or on the first request."""
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(TunesmithError, match=what if "serve" in what else f"{what}.*merge it first"):
+        vllm.max_lora_rank([tmp_path])
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    assert vllm.max_lora_rank([tmp_path]) == 8

@@ -70,11 +70,31 @@ def environment(api_key: str | None = None, adapters: bool = True) -> dict[str, 
     return env
 
 
+# adapter_config.json values vLLM's LoRA loader refuses (PEFTHelper: plain LoRA only): (refused?, what it is)
+_NOT_IN_VLLM = (
+    (lambda c: c.get("peft_type", "LORA") != "LORA", lambda c: f"a {c.get('peft_type')} adapter"),
+    (lambda c: bool(c.get("use_dora")), lambda c: "a DoRA adapter"),
+    (lambda c: bool(c.get("modules_to_save")), lambda c: f"an adapter with modules_to_save {c.get('modules_to_save')}"),
+)
+_VIRTUAL = ("PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING")  # no weights to merge either
+
+
+def check_loadable(folder: Path, config: dict[str, Any]) -> None:
+    """Refuse, before vLLM starts, an adapter vLLM does not load (its server would fail at startup or at the
+    first request), saying what serves it instead."""
+    for refused, what in _NOT_IN_VLLM:
+        if refused(config):
+            instead = ("serve it with tunesmith serve" if config.get("peft_type") in _VIRTUAL else
+                       f"merge it first (tunesmith merge {folder}) and serve the merged folder")
+            raise TunesmithError(f"{folder}: {what(config)} is not served by vLLM as an adapter; {instead}")
+
+
 def max_lora_rank(folders: Any) -> int:
-    """The smallest rank vLLM accepts that fits every adapter's ``r``."""
+    """The smallest rank vLLM accepts that fits every adapter's ``r`` (each checked to be one vLLM loads)."""
     ranks = []
     for folder in folders:
         config = json.loads((Path(folder) / "adapter_config.json").read_text("utf-8"))
+        check_loadable(Path(folder), config)
         ranks.append(max([int(config.get("r", 8)), *[int(v) for v in (config.get("rank_pattern") or {}).values()]]))
     need = max(ranks, default=8)
     fitting = [r for r in LORA_RANKS if r >= need]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tunesmith.data.records import Message
+from tunesmith.infer import virtual
 from tunesmith.infer.cache import GenerationCache
 from tunesmith.tokenize.spans import render
 
@@ -113,9 +114,14 @@ def _generate_batch(model: Any, prompts: list[list[int]], pad: int, greedy: Any,
     its key/value cache copied to every row; each row's own tokens follow it, padded in the middle
     (masked out, positions counted from the mask). Equal to prefilling each row whole up to
     floating-point rounding; a model without a dynamic cache, one prompt, or a short shared prefix
-    takes the plain left-padded path."""
+    takes the plain left-padded path. A prompt- or prefix-tuning model is not run through ``model.generate``
+    (PEFT's forward would put its virtual tokens in front of every decode step, or lose them) but greedily
+    on its transformer with the virtual tokens prefilled once, as training placed them (``infer.virtual``)."""
     import torch
 
+    prompt_learning = virtual.of(model)
+    if prompt_learning is not None:
+        return prompt_learning.greedy(prompts, pad, list(greedy.eos_token_id), greedy.max_new_tokens)
     shared = shared_prefix(prompts) if share_prefix and len(prompts) > 1 else 0
     cache = _prefix_cache(model, prompts[0][:shared], len(prompts)) if shared >= _MIN_SHARED_PREFIX else None
     if cache is None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from tunesmith.errors import TunesmithError
-from tunesmith.serve.virtual import Virtual
+from tunesmith.infer.virtual import Virtual
 
 
 class KVBatch:
@@ -36,7 +36,7 @@ class KVBatch:
                 adapter_names: list[str] | None, virtual: Virtual | None = None) -> tuple[KVBatch, torch.Tensor]:
         """Run ``prompts`` (left-padded) through ``model``; the new batch and each row's next-token logits.
         With ``virtual`` (a prompt/prefix-tuning adapter) ``model`` is its transformer and the virtual tokens
-        go in front (``serve.virtual``)."""
+        go in front (``infer.virtual``)."""
         from transformers import DynamicCache
 
         if virtual is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.serve import virtual
+from tunesmith.infer import virtual
 from tunesmith.serve.config import ServeConfig
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.tokenbytes import TokenBytes

@@ -163,18 +163,43 @@ def encode_preference(
     tools: Sequence[dict[str, Any]] = (),
     closing: Collection[int] | None = None,
 ) -> EncodedPreference:
-    """Encode prompt + each side; the completion runs from its first to its last trained token."""
+    """Encode prompt + each side; the completion runs from its first to its last trained token.
+
+    Every completion token is trained (TRL has no mask inside a completion), so a side whose trained
+    turns are not contiguous (a tool or user turn between them) is refused. The prompt is the token
+    prefix both sides share: where a header's trailing whitespace merges into the answer's first token
+    differently on each side, that whitespace goes with each completion instead of failing the row.
+    """
     sides = []
     for side in (chosen, rejected):
         messages = [*prompt, *side]
         enc = encode_chat(messages, tokenizer, tools=tools, allowed=range(len(prompt), len(messages)), closing=closing)
         if not enc.spans:
             raise TemplateMismatch("a preference completion has no assistant turn to train")
-        sides.append((enc.input_ids[: enc.spans[0][0]], enc.input_ids[enc.spans[0][0] : enc.spans[-1][1]], enc.text))
-    (prompt_c, chosen_ids, text), (prompt_r, rejected_ids, _) = sides
-    if prompt_c != prompt_r:
-        raise TemplateMismatch("the prompt tokenizes differently before the chosen and the rejected answer")
-    return EncodedPreference(prompt_c, chosen_ids, rejected_ids, text)
+        if any(a[1] != b[0] for a, b in zip(enc.spans, enc.spans[1:])):
+            raise TemplateMismatch(
+                "a preference completion holds turns that are not the assistant's (a tool result, a user turn, a "
+                "second turn's header) between its assistant turns: every completion token is trained, so these "
+                "would be too; make each chosen/rejected a single assistant turn (move the rest into the prompt)"
+            )
+        sides.append(enc)
+    cut = _shared_prompt(tokenizer, sides[0], sides[1])
+    c, r = sides
+    return EncodedPreference(c.input_ids[:cut], c.input_ids[cut : c.spans[-1][1]], r.input_ids[cut : r.spans[-1][1]],
+                             c.text)
+
+
+def _shared_prompt(tokenizer: PreTrainedTokenizerBase, chosen: EncodedChat, rejected: EncodedChat) -> int:
+    """Length of the prompt ids both sides share: their common token prefix before either answer starts,
+    when what it leaves before each answer is whitespace only; else TemplateMismatch."""
+    limit = min(chosen.spans[0][0], rejected.spans[0][0])
+    cut = 0
+    while cut < limit and chosen.input_ids[cut] == rejected.input_ids[cut]:
+        cut += 1
+    for enc in (chosen, rejected):
+        if tokenizer.decode(enc.input_ids[cut : enc.spans[0][0]], skip_special_tokens=False).strip():
+            raise TemplateMismatch("the prompt tokenizes differently before the chosen and the rejected answer")
+    return cut
 
 
 class EncodeMemo:

@@ -263,11 +263,42 @@ def check_tool_rendering(tokenizer: PreTrainedTokenizerBase, chat_template: str,
                           "that renders tools (chatml, qwen, the model's own), or remove the tool rows")
 
 
+_PROBE_REASONING = "tunesmith probe reasoning"
+
+
+def _reasoning_row(records: Iterable[Any]) -> str | None:
+    """Where the first row whose assistant turns carry reasoning is (None when none does)."""
+    for record in records:
+        turns = (*getattr(record, "messages", ()), *getattr(record, "chosen", ()), *getattr(record, "rejected", ()))
+        if any(m.role == "assistant" and m.reasoning for m in turns):
+            return str(record.source)
+    return None
+
+
+def check_reasoning_rendering(tokenizer: PreTrainedTokenizerBase, chat_template: str, records: Iterable[Any]) -> None:
+    """Raise ConfigError when rows hold reasoning (``reasoning_content``/``thinking``) and the chat template leaves
+    it out of its render of a final assistant turn: the model would be trained on the answers without the reasoning
+    the rows were written with, and nothing would say so."""
+    where = _reasoning_row(records)
+    if where is None:
+        return
+    conv = [{"role": "user", "content": "Hello there"},
+            {"role": "assistant", "content": _ANSWER, "reasoning_content": _PROBE_REASONING}]
+    try:
+        rendered = render(tokenizer, conv)
+    except TemplateMismatch:
+        return  # rows the template cannot render are refused one by one with a row error
+    if _PROBE_REASONING not in rendered:
+        raise ConfigError(f"chat_template: {chat_template} leaves reasoning out of its render ({where} has some): the "
+                          "model would learn the answers without it; use a template that renders reasoning_content "
+                          "(chatml, the model's own), or remove the reasoning from the rows")
+
+
 def check_for_data(tokenizer: PreTrainedTokenizerBase, chat_template: str, system_prompt: str | None,
                    train: Iterable[Any], evals: Iterable[Any]) -> None:
     """Every check of the chat template against the tokenizer and the conversations about to be tokenized
     (tokenization refuses on the first; the audit reports it): a template that fits the tokenizer, and renders
-    every system prompt and any tool calls and definitions."""
+    every system prompt and any tool calls, tool definitions and reasoning."""
     import itertools
 
     from tunesmith.tokenize.tokenizer import require_chat_template
@@ -275,3 +306,4 @@ def check_for_data(tokenizer: PreTrainedTokenizerBase, chat_template: str, syste
     require_chat_template(tokenizer, chat_template)
     check_system_prompts(tokenizer, chat_template, itertools.chain(train, evals), system_prompt)
     check_tool_rendering(tokenizer, chat_template, itertools.chain(train, evals))
+    check_reasoning_rendering(tokenizer, chat_template, itertools.chain(train, evals))

@@ -135,7 +135,7 @@ def write_rejected(path: Path, rejected: list[Rejected], more: list[dict[str, An
 
 def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: Collected, spill_rows: int) -> str:
     if spec.max_samples is not None:  # LLaMA-Factory max_samples: the first N rows of the dataset
-        rows = itertools.islice(rows, spec.max_samples)
+        rows = _first_rows(rows, spec.max_samples)
     head, rows = _head(rows)
     fmt = _choose(spec, [r.data for r in head if r.error is None and isinstance(r.data, dict)], method)
     ctx = ParseContext.create(spec, method)
@@ -155,6 +155,15 @@ def _collect_spec(spec: DatasetSpec, rows: Iterator[RawRow], method: str, out: C
             else:
                 out.records = spill(out.records, spill_rows)
     return fmt.name if fmt else "unknown"
+
+
+def _first_rows(rows: Iterator[RawRow], n: int) -> Iterator[RawRow]:
+    """The first ``n`` rows and the problems between them (a missing ',' is reported, but is no row)."""
+    for raw in rows:
+        if n <= 0:
+            return
+        n -= raw.row is not None or raw.error is None
+        yield raw
 
 
 def _head(rows: Iterator[RawRow]) -> tuple[list[RawRow], Iterator[RawRow]]:

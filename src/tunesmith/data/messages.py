@@ -32,7 +32,46 @@ def parse_messages(value: Any, field: str, ctx: ParseContext) -> tuple[Message, 
             raise FieldError(field, f"must be a list of messages {got(value)}")
     if not value:
         raise FieldError(field, "is empty (no messages)")
-    return tuple([_message(item, field, i, ctx) for i, item in enumerate(value)])
+    return _results_in_call_order(value, [_message(item, field, i, ctx) for i, item in enumerate(value)], field)
+
+
+def _results_in_call_order(items: list[Any], messages: list[Message], field: str) -> tuple[Message, ...]:
+    """Tool results name their call by ``tool_call_id``; records keep no ids (templates pair results with
+    calls by position), so the results after a turn whose calls all have ids are put in the order of those
+    calls, and a ``tool_call_id`` naming none of them is an error."""
+    i = 0
+    while i < len(messages):
+        end = i + 1
+        while end < len(messages) and messages[end].role == "tool":
+            end += 1
+        ids = _call_ids(items[i]) if messages[i].tool_calls and end > i + 1 else None
+        if ids:
+            keys = [_result_key(items[k], ids, f"{field}[{k}]", f"{field}[{i}]") for k in range(i + 1, end)]
+            if None not in keys:
+                order = sorted(range(i + 1, end), key=lambda k: keys[k - i - 1])
+                messages[i + 1:end] = [messages[k] for k in order]
+        i = end
+    return tuple(messages)
+
+
+def _call_ids(item: Any) -> list[str] | None:
+    """The ``id`` of each OpenAI tool call of a message, or None unless every call has one."""
+    calls = item.get("tool_calls") if isinstance(item, dict) else None
+    if not isinstance(calls, list) or not calls:
+        return None
+    ids = [c.get("id") if isinstance(c, dict) else None for c in calls]
+    return ids if all(isinstance(x, str) and x for x in ids) else None  # type: ignore[return-value]
+
+
+def _result_key(item: Any, ids: list[str], where: str, caller: str) -> int | None:
+    """The position among ``ids`` of the call a tool result answers (None: the result names no call)."""
+    called = item.get("tool_call_id") if isinstance(item, dict) else None
+    if not isinstance(called, str) or not called:
+        return None
+    if called not in ids:
+        raise FieldError(f"{where}.tool_call_id", f"'{called}' is not the id of a call of {caller} "
+                         f"(its calls: {', '.join(ids)}){did_you_mean(called, ids)}")
+    return ids.index(called)
 
 
 @functools.cache
@@ -221,9 +260,9 @@ def _reasoning(item: dict[str, Any], where: str) -> str | None:
 
 
 def json_turns(value: str, ctx: ParseContext) -> Any | None:
-    """The message(s) a string holds as JSON (an object or a non-empty list of objects, each with a role key:
-    ``role`` or the dataset's sharegpt tag), else None: an answer that is itself JSON (``{"name": "Bob"}``,
-    structured output) stays text."""
+    """The message(s) a string holds as JSON (an object or a non-empty list of objects, each with a role key --
+    ``role`` or the dataset's sharegpt tag -- and a content key or tool calls), else None: an answer that is
+    itself JSON (``{"name": "Bob", "role": "engineer"}``, ``{"from": "NYC", "to": "LA"}``) stays text."""
     stripped = value.strip()
     if not stripped or stripped[0] not in "[{":
         return None
@@ -233,7 +272,9 @@ def json_turns(value: str, ctx: ParseContext) -> Any | None:
         return None
     items = [parsed] if isinstance(parsed, dict) else parsed if isinstance(parsed, list) else []
     keys = ("role", ctx.spec.role_tag)
-    if items and all(isinstance(p, dict) and any(k in p for k in keys) for p in items):
+    bodies = ("content", ctx.spec.content_tag, "tool_calls", "function_call")
+    if items and all(isinstance(p, dict) and any(k in p for k in keys) and any(k in p for k in bodies)
+                     for p in items):
         return parsed
     return None
 

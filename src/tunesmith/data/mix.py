@@ -2,7 +2,8 @@
 
 Without ``weight``/``sample_ratio`` on any dataset and ``mix_temperature: 1`` every row is used
 once (no mix). Otherwise the training rows keep their total N = sum of rows read, shared as
-``p_i ~ (n_i x weight_i)^(1 / mix_temperature)`` (weight default 1: ``T = 1`` keeps the natural
+``p_i ~ (n_i x weight_i)^(1 / mix_temperature)``, rounded by largest remainder so they add up to
+N exactly (weight default 1: ``T = 1`` keeps the natural
 proportions, a large ``T`` tends to equal shares). A dataset with ``sample_ratio`` r uses
 ``round(r x n_i)`` rows instead, outside the shares. A target below n_i is a seeded sample
 without replacement (in file order); above n_i every row is repeated ``target // n_i`` times
@@ -43,13 +44,13 @@ def targets(specs: Sequence[DatasetSpec], counts: Sequence[int], temperature: fl
     total = sum(counts[i] for i in free)
     mass = {i: (counts[i] * (specs[i].weight or 1.0)) ** (1.0 / temperature) for i in free}
     norm = sum(mass.values())
-    out = []
-    for i, spec in enumerate(specs):
-        if spec.sample_ratio is not None:
-            out.append(round(spec.sample_ratio * counts[i]))
-        else:
-            out.append(round(total * mass[i] / norm) if i in mass else 0)
-    return out
+    exact = {i: total * mass[i] / norm for i in free}
+    shares = {i: int(exact[i]) for i in free}
+    # largest remainders get the rows rounding down left over, so the shares add up to N exactly
+    for i in sorted(free, key=lambda i: (shares[i] - exact[i], i))[:total - sum(shares.values())]:
+        shares[i] += 1
+    return [round(s.sample_ratio * counts[i]) if s.sample_ratio is not None else shares.get(i, 0)
+            for i, s in enumerate(specs)]
 
 
 def apply(config: Config, records: list[Record], spec_of: Sequence[int]) -> tuple[list[Record], list[MixEntry]]:

@@ -57,15 +57,38 @@ def read_file(path: Path, spec: DatasetSpec) -> Iterator[RawRow]:
         streamed = reader in (read_parquet, read_jsonl, read_json, read_csv)  # those read the file as they go
         data = path.read_bytes() if not streamed else b""
         if streamed:
-            path.open("rb").close()  # unreadable: said here, like the others
+            with path.open("rb") as fh:  # unreadable: said here, like the others
+                head = fh.read(4)
+        else:
+            head = data[:4]
     except OSError as exc:
         yield RawRow(str(path), None, None, None, f"cannot be read ({exc.strerror or exc})")
         return
+    wide = _wide_encoding(head) if reader is not read_parquet else None
+    if wide:  # read as UTF-8 it would be one error per line, or rows of mojibake
+        raise DataSourceError(str(path), f"is {wide} text, not UTF-8; save it as UTF-8 (e.g. iconv -f {wide.split()[0]} "
+                              "-t UTF-8)")
     for raw in reader(path, data, spec):
         count += 1
         yield raw
     if count == 0:
         yield RawRow(str(path), None, None, None, "file is empty (no rows)")
+
+
+# byte order marks of encodings a text reader would misread as UTF-8 (UTF-32 first: its LE mark starts like UTF-16's)
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32LE"), (codecs.BOM_UTF32_BE, "UTF-32BE"),
+              (codecs.BOM_UTF16_LE, "UTF-16LE"), (codecs.BOM_UTF16_BE, "UTF-16BE"))
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """``UTF-16LE (byte order mark FF FE)`` when a text file's first bytes are UTF-16/32 -- a byte order
+    mark, or an ASCII character next to a NUL byte, which no UTF-8 text file starts with -- else None."""
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            return f"{name} (byte order mark {bom.hex(' ').upper()})"
+    if len(head) >= 2 and (head[0] == 0) != (head[1] == 0):
+        return "UTF-16BE" if head[0] == 0 else "UTF-16LE"
+    return None
 
 
 def _lossless(data: bytes) -> str:

@@ -64,8 +64,14 @@ def compare(config: Config, a: str | Path, b: str | Path, *, names: tuple[str, s
         verdicts = judge_pairs(client, rubric, pairs)
     finally:
         client.close()
-    judge = {"model": config.judge.model, "rubric": rubric.name, "structured": config.judge.structured,
-             "format_refused": client.format_refused}
+    if verdicts and all(v.failed for v in verdicts):  # as the judge scorer: shares of nothing are no result
+        from tunesmith.evaluate.judge import JudgeError
+
+        first = next((e for v in verdicts for e in v.errors), "no verdict")
+        raise JudgeError(f"judge {config.judge.base_url} (model {config.judge.model!r}): no valid pairwise verdict "
+                         f"for any of the {len(verdicts)} pairs; first failure: {first}")
+    judge = {"model": config.judge.model, "rubric": rubric.name, "rubric_fingerprint": fingerprint(rubric),
+             "structured": config.judge.structured, "format_refused": client.format_refused}
     tasks = {task: summarise([v for v in verdicts if v.pair.task == task]) for task in dict.fromkeys(p.task for p in pairs)}
     result = CompareResult(ra, rb, (na, nb), tasks, summarise(verdicts), judge=judge)
     stem = f"{na}_vs_{nb}"

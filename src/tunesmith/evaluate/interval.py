@@ -61,8 +61,9 @@ class Interval:
 
 def headline(scorer: Any, score: Any) -> Interval | None:
     """The interval of ``score``'s headline metric (a ``TaskScore`` from ``scorer``); None when the
-    scorer's figure is corpus-level (weak overlap scores), or there are fewer than two scored rows."""
-    if score.weak or score.main not in score.metrics:
+    scorer's figure is corpus-level (BLEU, chrF: ``headline_of`` gives none), or there are fewer than
+    two scored rows. A weak signal that is a row mean (ROUGE-L) gets one, as README promises."""
+    if score.main not in score.metrics:
         return None
     rows = [r for r in score.rows if r.headline_value is not None]
     point = scorer.headline_of(rows)

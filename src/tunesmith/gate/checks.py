@@ -4,19 +4,23 @@ candidate's and baseline's ``eval_<name>.json`` summaries and returning its verd
 - ``golden``: every golden task's headline metric >= ``ratio`` x the baseline's (judge-scored and
   weak-signal tasks aside); categories listed, and held to ``category_ratio`` when it is set. With
   ``noise_alpha`` (the default), a task below the ratio whose drop is within row noise (paired sign
-  test, ``gate.noise``) and at most ``max_drop`` is a warning, not a failure.
+  test, ``gate.noise``) and at most ``max_drop`` is a warning, not a failure. A headline the
+  baseline lacks, or a baseline of another version of the task (another scorer, or rows of the
+  same source with another prompt or gold) fails; other rows (a subset) warn.
 - ``format``: every task with a format metric (schema compliance, valid label, parse rate) >= ``min``.
 - ``capability``: probe accuracy >= ``ratio`` x the baseline's; each probe category that fell
   by more than ``max_category_drop`` is a warning (or a failure: ``category_drop: fail``).
 - ``health``: every task's stop rate >= ``min_stop_rate`` (loop rate <= ``max_loop_rate``); the
   probes' stop rate is listed, not gated (general prompts may rightly run long).
-- ``judge``: judge-scored tasks: ``judge_score`` >= ``ratio`` x the baseline's, failures <= ``max_failure_rate``.
+- ``judge``: judge-scored tasks: ``judge_score`` >= ``ratio`` x the baseline's, failures <= ``max_failure_rate``
+  in the candidate and in the baseline; another judge model, rubric name or rubric content fails.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from tunesmith.config.schema import GateConfig, GoldenGate
@@ -73,9 +77,13 @@ def golden(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
             continue
         main = b["main"]
         before, after = b["metrics"].get(main), c["metrics"].get(main)
-        line = _at_least("golden", name, main, after, before, cfg.ratio * (before or 0.0), f"{cfg.ratio:g} x baseline")
+        if before is None:  # nothing to hold the candidate to: never a pass
+            lines.append(Line("golden", name, main, after, None, None, "fail", "metric missing from the baseline"))
+            continue
+        line = _at_least("golden", name, main, after, before, cfg.ratio * before, f"{cfg.ratio:g} x baseline")
         lines.append(_within_noise(line, cand, base, name, cfg))
         lines.extend(_other_rows(cand, base, name, b, c))
+        lines.extend(_other_version(cand, base, name, b, c))
         for cat, entry in (c.get("categories") or {}).items():
             b_cat = (b.get("categories") or {}).get(cat, {}).get("metrics", {}).get(main)
             value = entry["metrics"].get(main)
@@ -115,7 +123,7 @@ def _within_noise(line: Line, cand: Summary, base: Summary, task: str, cfg: Gold
 def _other_rows(cand: Summary, base: Summary, task: str, b: dict[str, Any], c: dict[str, Any]) -> list[Line]:
     """A warning when the two evaluations of ``task`` scored different rows (another task file, a
     subset, other contamination exclusions): their figures are then not comparable row for row."""
-    before, after = set(base.get("_rows", {}).get(task, {})), set(cand.get("_rows", {}).get(task, {}))
+    before, after = set(base.get("_asked", {}).get(task, {})), set(cand.get("_asked", {}).get(task, {}))
     why = f"n {c.get('n')} vs {b.get('n')}"
     if before and after and before != after:
         why += f"; {len(before - after)} row(s) only in the baseline, {len(after - before)} only in the candidate"
@@ -123,6 +131,23 @@ def _other_rows(cand: Summary, base: Summary, task: str, b: dict[str, Any], c: d
         return []
     return [Line("golden", task, "rows", None, None, None, "warn",
                  f"scored on other rows than the baseline ({why}): evaluate both on the same task file")]
+
+
+def _other_version(cand: Summary, base: Summary, task: str, b: dict[str, Any], c: dict[str, Any]) -> list[Line]:
+    """A failure when the two evaluations of ``task`` are of different versions of it -- another scorer,
+    or rows of the same source with another prompt or gold (an edited task file): the figures, and
+    the rows the noise test pairs, would compare different questions."""
+    before, after = base.get("_asked", {}).get(task, {}), cand.get("_asked", {}).get(task, {})
+    changed = sum(1 for source in before.keys() & after.keys() if before[source] != after[source])
+    why = [f"scorer {b.get('scorer')!r} -> {c.get('scorer')!r}"] if b.get("scorer") != c.get("scorer") else []
+    if changed:
+        why.append(f"{changed} of {len(before.keys() & after.keys())} rows of the same source have another "
+                   "prompt or gold")
+    if not why:
+        return []
+    return [Line("golden", task, "task", None, None, None, "fail",
+                 f"evaluated on another version of the task than the baseline ({'; '.join(why)}): not comparable; "
+                 "evaluate both on the same task file and scorer")]
 
 
 def format_(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
@@ -146,6 +171,11 @@ def capability(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
         return _missing("capability", f"probe results in the {'candidate' if not c else 'baseline'}", config)
     lines = [_at_least("capability", "probes", "accuracy", c["accuracy"], b["accuracy"], cfg.ratio * b["accuracy"],
                        f"{cfg.ratio:g} x baseline")]
+    sets = [(Path(str(side.get("path"))).name, side.get("n")) for side in (c, b)]
+    if sets[0] != sets[1]:  # as a golden task scored on other rows: said, not failed
+        lines.append(Line("capability", "probes", "items", None, None, None, "warn",
+                          f"scored on another probe set than the baseline ({sets[0][0]}, n {sets[0][1]} vs "
+                          f"{sets[1][0]}, n {sets[1][1]}): evaluate both with the same probes"))
     for cat, entry in b["categories"].items():
         before = entry["accuracy"]
         after = c["categories"].get(cat, {}).get("accuracy", 0.0)
@@ -192,11 +222,15 @@ def judge(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
     for name, task in _tasks(cand).items():
         if task["scorer"] != "judge":
             continue
+        base_task = _tasks(base).get(name) or {}
         failure = task["metrics"].get("judge_failure_rate", 1.0)
-        ok = failure <= cfg.max_failure_rate + _EPS
-        lines.append(Line("judge", name, "judge_failure_rate", failure, None, cfg.max_failure_rate,
-                          "pass" if ok else "fail", op="<="))
-        before = (_tasks(base).get(name) or {}).get("metrics", {}).get("judge_score")
+        base_failure = base_task.get("metrics", {}).get("judge_failure_rate") if base_task else None
+        lines.append(_at_most(name, "judge_failure_rate", failure, base_failure, cfg.max_failure_rate))
+        held = _at_most(f"{name} (baseline)", "judge_failure_rate", base_failure, None, cfg.max_failure_rate,
+                        "the baseline's judge failed on too many rows (or does not say how many): its score is no baseline")
+        if base_task and held.status == "fail":  # a score over a few rows compared as if over all
+            lines.append(held)
+        before = base_task.get("metrics", {}).get("judge_score")
         if before is not None:
             lines.append(_at_least("judge", name, "judge_score", task["metrics"].get("judge_score"), before,
                                    cfg.ratio * before, f"{cfg.ratio:g} x baseline"))
@@ -204,10 +238,19 @@ def judge(cand: Summary, base: Summary, config: GateConfig) -> list[Line]:
     return lines
 
 
+def _at_most(subject: str, metric: str, value: float | None, base: float | None, limit: float,
+             note: str = "") -> Line:
+    ok = value is not None and value <= limit + _EPS  # NaN or missing: never within the limit
+    return Line("judge", subject, metric, value, base, limit, "pass" if ok else "fail", note, op="<=")
+
+
 def _other_judge(name: str, cand: dict[str, Any], base: dict[str, Any]) -> list[Line]:
     """A failure when the two judge scores come from different judges or rubrics: not comparable."""
     c, b = cand.get("extra") or {}, base.get("extra") or {}
     changed = [f"{key} {b.get(key)!r} -> {c.get(key)!r}" for key in ("model", "rubric") if c.get(key) != b.get(key)]
+    prints = b.get("rubric_fingerprint"), c.get("rubric_fingerprint")  # older results have none
+    if not changed and None not in prints and prints[0] != prints[1]:
+        changed.append(f"rubric {c.get('rubric')!r} edited: fingerprint {prints[0]} -> {prints[1]}")
     if not changed:
         return []
     return [Line("judge", name, "judge", None, None, None, "fail",

@@ -44,6 +44,16 @@ def by_task(generations: Iterable[dict[str, Any]]) -> Rows:
     return rows
 
 
+def asked(generations: Iterable[dict[str, Any]]) -> dict[str, dict[str, tuple[str, str]]]:
+    """Each task's (prompt, gold) by source: what a row asked, so two evaluations that name the same
+    row but hold another version of it (an edited gold or prompt) are not paired as one."""
+    rows: dict[str, dict[str, tuple[str, str]]] = {}
+    for row in generations:
+        if row.get("source"):
+            rows.setdefault(str(row.get("task")), {})[str(row["source"])] = (str(row.get("prompt")), str(row.get("gold")))
+    return rows
+
+
 def sign_test(before: dict[str, float], after: dict[str, float]) -> Paired | None:
     """The paired comparison of one task's rows; None when no row is in both."""
     shared = before.keys() & after.keys()

@@ -16,7 +16,7 @@ from typing import Any
 from tunesmith.config.schema import GateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.gate.checks import CHECKS, Line
-from tunesmith.gate.noise import by_task
+from tunesmith.gate.noise import asked, by_task
 
 # which eval_<name>.json a folder stands for, most likely first
 _PREFERRED = ("eval_model.json", "eval_tuned.json", "eval_candidate.json")
@@ -99,6 +99,7 @@ def run(candidate: str | Path, baseline: str | Path, config: GateConfig | None =
     cand_rows, base_rows = _scored_rows(cand_path), _scored_rows(base_path)  # read once: noise test and gate.html
     if config.golden.noise_alpha is not None:  # per-row results, for the golden check's noise test
         cand["_rows"], base["_rows"] = by_task(cand_rows), by_task(base_rows)
+    cand["_asked"], base["_asked"] = asked(cand_rows), asked(base_rows)  # the same rows, the same version?
     lines: list[Line] = []
     for name, check in CHECKS.items():
         if getattr(config, name).enabled:

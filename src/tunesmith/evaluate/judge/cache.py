@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tunesmith.errors import ConfigError
+
 
 def cache_key(model: str, rubric: str, temperature: float, messages: list[dict[str, str]]) -> str:
     """A hash of everything that decides the verdict: judge model, rubric fingerprint, temperature,
@@ -26,12 +28,19 @@ class VerdictCache:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-        with self._lock, self._db:
-            self._db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, reply TEXT NOT NULL, "
-                             "model TEXT, created REAL DEFAULT (julianday('now')))")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False)
+            with self._lock, self._db:
+                self._db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, reply TEXT NOT NULL, "
+                                 "model TEXT, created REAL DEFAULT (julianday('now')))")
+                self._db.execute("SELECT key, reply, model FROM verdicts LIMIT 0")  # another program's table
+        except (OSError, sqlite3.Error) as exc:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
+            raise ConfigError(f"judge.cache: {self.path} cannot hold the judge's verdict cache (a SQLite file "
+                              f"tunesmith writes): {exc}; point judge.cache at a new file or remove this one") from None
 
     def get(self, key: str) -> str | None:
         with self._lock:

@@ -32,8 +32,9 @@ class JudgeScorer(Scorer):
         if cfg is None:
             raise ConfigError(f"eval_tasks[{self.spec.name}].scorer: judge needs a `judge:` section in the config")
         self.rubric = load_rubric(cfg.rubric)
+        self.rubric_id = fingerprint(self.rubric)
         default_cache = (self.context.out_dir or Path(".")) / "judge_cache.sqlite"
-        client = open_client(cfg, fingerprint(self.rubric), default_cache)
+        client = open_client(cfg, self.rubric_id, default_cache)
         try:
             requests = [rubric_messages(self.rubric, r.prompt, r.output, r.gold) for r in rows]
             outcomes = client.ask_many(requests, lambda text: parse_rubric(text, self.rubric),
@@ -56,6 +57,7 @@ class JudgeScorer(Scorer):
                     if s.detail["failed"]]
         extra = {"judged": len(judged), "failed": len(failures), "failures": failures[:5],
                  "model": self.context.judge.model, "rubric": self.rubric.name,
+                 "rubric_fingerprint": self.rubric_id,
                  "structured": sum(bool(s.detail["structured"]) for s in scored),
                  "format_refused": getattr(self, "format_refused", None),
                  "means": {c.name: mean([s.detail["verdict"]["scores"][c.name] for s in judged])

@@ -28,9 +28,15 @@ class RougeLScorer(Scorer):
 
 class BleuScorer(Scorer):
     """``bleu``: sacrebleu's corpus BLEU (13a tokenizer, exponential smoothing) and corpus chrF
-    (character 6-grams, beta 2), both / 100; each row's value is its sentence BLEU / 100."""
+    (character 6-grams, beta 2), both / 100; each row's value is its sentence score of the
+    headline's kind (sentence BLEU, or sentence chrF for ``chrf``) / 100. The headline is
+    corpus-level, not a mean of those: ``headline_of`` has no figure to resample."""
 
     name, main, weak = "bleu", "bleu", True
+    headline_is_row_mean = False
+
+    def headline_of(self, scored: Sequence[RowScore]) -> float | None:
+        return None  # a corpus score: no row figure reproduces it (so no interval)
 
     def score(self, rows: Sequence[EvalRow]) -> TaskScore:
         import sacrebleu
@@ -40,7 +46,8 @@ class BleuScorer(Scorer):
             return self.task_score(rows, {"bleu": 0.0, "chrf": 0.0}, [])
         metrics = {"bleu": sacrebleu.corpus_bleu(outputs, [golds]).score / 100,
                    "chrf": sacrebleu.corpus_chrf(outputs, [golds]).score / 100}
-        values = [sacrebleu.sentence_bleu(o, [g]).score / 100 for o, g in zip(outputs, golds)]
+        sentence = sacrebleu.sentence_chrf if self.main == "chrf" else sacrebleu.sentence_bleu
+        values = [sentence(o, [g]).score / 100 for o, g in zip(outputs, golds)]
         scored = [RowScore(o.strip() == g.strip(), o, {}, value=v) for o, g, v in zip(outputs, golds, values)]
         return self.task_score(rows, metrics, scored)
 

@@ -56,3 +56,33 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available (../shared is absent)")
     return path
+
+
+@pytest.fixture(scope="session")
+def prompt_learning_runs(tmp_path_factory) -> dict[str, Path]:
+    """Prompt- and prefix-tuning adapters trained by tunesmith on a tiny chatml base, with a system prompt
+    (trained once for the serve and infer tests of prompt learning)."""
+    import json
+
+    from tiny import build_model, build_tokenizer
+    from tunesmith.config import config_from_dict
+    from tunesmith.train import run
+
+    chatml = (Path(__file__).resolve().parents[1] / "src/tunesmith/tokenize/templates/chatml.jinja").read_text()
+    root = tmp_path_factory.mktemp("prompt_learning")
+    tok = build_tokenizer(root / "base", chatml, ["<|im_start|>", "<|im_end|>"], eos_token="<|im_end|>",
+                          pad_token="<|endoftext|>")
+    build_model(root / "base", tok)
+    data = root / "data.jsonl"
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"What is {i % 7} plus {i % 5}?"},
+        {"role": "assistant", "content": f"The answer is {i % 7 + i % 5}."}]}) + "\n" for i in range(24)))
+    out = {}
+    for adapter in ("prompt", "prefix"):
+        raw = {"base_model": str(root / "base"), "datasets": [{"path": str(data)}], "output_dir": str(root / adapter),
+               "sequence_len": 64, "micro_batch_size": 4, "max_steps": 6, "learning_rate": 5e-2, "adapter": adapter,
+               "num_virtual_tokens": 4, "bf16": False, "seed": 1, "audit": {"fail_on": "never"},
+               "system_prompt": "Answer briefly."}
+        run(config_from_dict(raw), quiet=True, say=lambda s: None)
+        out[adapter] = root / adapter
+    return out

@@ -10,38 +10,15 @@ import pytest
 import torch
 
 from tunesmith import infer
-from tunesmith.config import config_from_dict
 from tunesmith.data.records import Message
 from tunesmith.errors import TunesmithError
 
-from tiny import build_model, build_tokenizer
-
-CHATML = (Path(__file__).resolve().parents[1] / "src/tunesmith/tokenize/templates/chatml.jinja").read_text()
 TEXTS = ["What is 3 plus 4?", "What is 1 plus 2? please tell me the answer now"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """Prompt- and prefix-tuning adapters trained by tunesmith on a tiny chatml base, with a system prompt."""
-    from tunesmith.train import run
-
-    root = tmp_path_factory.mktemp("consistency")
-    tok = build_tokenizer(root / "base", CHATML, ["<|im_start|>", "<|im_end|>"], eos_token="<|im_end|>",
-                          pad_token="<|endoftext|>")
-    build_model(root / "base", tok)
-    data = root / "data.jsonl"
-    data.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"What is {i % 7} plus {i % 5}?"},
-        {"role": "assistant", "content": f"The answer is {i % 7 + i % 5}."}]}) + "\n" for i in range(24)))
-    out = {}
-    for adapter in ("prompt", "prefix"):
-        raw = {"base_model": str(root / "base"), "datasets": [{"path": str(data)}], "output_dir": str(root / adapter),
-               "sequence_len": 64, "micro_batch_size": 4, "max_steps": 6, "learning_rate": 5e-2, "adapter": adapter,
-               "num_virtual_tokens": 4, "bf16": False, "seed": 1, "audit": {"fail_on": "never"},
-               "system_prompt": "Answer briefly."}
-        run(config_from_dict(raw), quiet=True, say=lambda s: None)
-        out[adapter] = root / adapter
-    return out
+def runs(prompt_learning_runs) -> dict[str, Path]:
+    return prompt_learning_runs
 
 
 def _full_forward(model, ids: list[int]) -> torch.Tensor:

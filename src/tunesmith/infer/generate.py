@@ -138,13 +138,11 @@ def _generate_batch(model: Any, prompts: list[list[int]], pad: int, greedy: Any,
 
 def _prefix_cache(model: Any, prefix: list[int], rows: int) -> Any:
     """The key/value cache of ``prefix``, repeated for ``rows`` rows; None when the model has no
-    dynamic cache, or is a PEFT prompt-learning model (prefix/prompt tuning put their own virtual
-    tokens in front of every input and into the cache)."""
+    dynamic cache. (A PEFT prompt-learning model never gets here: ``_generate_batch`` runs it through
+    ``infer.virtual``.)"""
     import torch
     from transformers import DynamicCache
 
-    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
-        return None
     if model.config.is_encoder_decoder or not getattr(model, "_supports_default_dynamic_cache", lambda: False)():
         return None
     cache = DynamicCache(config=model.config)

@@ -165,7 +165,7 @@ def _logits(shape: ModelShape, setup: Setup, tokens: int, spec: Any) -> Componen
     chunk of logits (16-bit matmul output + its fp32 copy) plus the hidden-state gradient it keeps (and
     the head's fp32 gradient when the head trains)."""
     if setup.fused_loss:
-        from tunesmith.plan.speedups import FUSED_LOSS_CHUNK
+        from tunesmith.models.lmhead import FUSED_LOSS_CHUNK
 
         chunk = min(tokens, FUSED_LOSS_CHUNK)
         per = 4 + (2 if setup.mixed else 0)

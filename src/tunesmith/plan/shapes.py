@@ -19,6 +19,7 @@ from typing import Any
 from tunesmith.config.refs import looks_like_hub_id
 from tunesmith.config.yaml_load import load_table
 from tunesmith.errors import TunesmithError
+from tunesmith.models.lmhead import head_extra
 
 
 class PlanError(TunesmithError):
@@ -198,12 +199,10 @@ def shape_from_config(raw: dict[str, Any], source: str) -> ModelShape:
         inputs=tuple((k, tuple(v)) for k, v in arch["inputs"].items()),
         stored_dtype=raw.get("torch_dtype") or raw.get("dtype"),
         sliding_window=bool(raw.get("sliding_window")) and raw.get("use_sliding_window", True) is not False,
-        head_extras=any(raw.get(k) not in (None, 1, 1.0, 0, 0.0) for k in _HEAD_EXTRAS),
+        head_extras=head_extra(raw.get) is not None,
     )
 
 
-# config.json keys of a head that is more than a linear layer (train/lmloss.py _HEAD_EXTRAS)
-_HEAD_EXTRAS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 _FIELDS = {"h": "hidden_size", "i": "intermediate_size", "L": "num_hidden_layers", "nh": "num_attention_heads", "V": "vocab_size"}
 
 

@@ -3,7 +3,7 @@
 `train` decides them on the loaded model (``speed.choose``); the plan cannot load it, so it applies
 the same rules to what config.json and the config say. Each changes the memory estimate:
 
-* ``fused_loss`` (SFT/cpt, one process): the LM head + cross-entropy run over 1,024-token chunks of
+* ``fused_loss`` (SFT/cpt, one process): the LM head + cross-entropy run over chunks (``models.lmhead.FUSED_LOSS_CHUNK`` tokens) of
   the trained positions: no vocabulary-sized logits for the whole batch;
 * ``padding_free``: a micro batch is one unpadded row, each sample attending to itself: no
   materialised attention mask;
@@ -26,7 +26,6 @@ from tunesmith.plan.shapes import ModelShape
 if TYPE_CHECKING:
     from tunesmith.plan.device import Device
 
-FUSED_LOSS_CHUNK = 1024  # train/speed.py Speedups.fused_loss_chunk
 
 
 @dataclass(frozen=True)

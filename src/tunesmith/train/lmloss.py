@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunesmith.models.lmhead import head_extra
+
 IGNORE = -100
-# model configs whose head is more than a linear layer (soft-capping, scaling): plain path
-_HEAD_EXTRAS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 
 class _FusedLinearCrossEntropy(torch.autograd.Function):
@@ -110,10 +110,9 @@ def supports_fused_loss(model: Any) -> str | None:
     head = model.get_output_embeddings()
     if type(head) is not nn.Linear:
         return f"the LM head is a {type(head).__name__}, not a plain linear layer (adapter or modules_to_save on it)"
-    config = model.config
-    for name in _HEAD_EXTRAS:
-        if getattr(config, name, None) not in (None, 1, 1.0, 0, 0.0):
-            return f"the model's head applies {name}"
+    extra = head_extra(lambda name: getattr(model.config, name, None))
+    if extra is not None:
+        return f"the model's head applies {extra}"
     peft_type = getattr(getattr(model, "peft_config", {}).get("default"), "peft_type", None)
     if peft_type is not None and str(getattr(peft_type, "value", peft_type)) in ("PROMPT_TUNING", "PREFIX_TUNING",
                                                                                   "P_TUNING"):

@@ -26,6 +26,7 @@ from transformers import Trainer
 
 from tunesmith.config import Config
 from tunesmith.config.adapters import adapter_spec
+from tunesmith.models.lmhead import FUSED_LOSS_CHUNK
 from tunesmith.config.methods import method_spec
 from tunesmith.errors import ConfigError
 from tunesmith.train import lmloss, varlen
@@ -39,7 +40,7 @@ class Speedups:
     padding_free: bool = False
     fused_loss: bool = False
     bf16_frozen_weights: bool = False
-    fused_loss_chunk: int = 1024
+    fused_loss_chunk: int = FUSED_LOSS_CHUNK
     why: dict[str, str] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
@@ -128,7 +129,7 @@ class FastLossTrainer(WeightedLossTrainer):
     weights), in training and for the validation loss; an evaluation that asks for logits takes the
     plain (or weighted) path."""
 
-    fused_loss_chunk = 1024
+    fused_loss_chunk = FUSED_LOSS_CHUNK
     trunk_cache: Any = None  # a train.trunk.TrunkCache: layers below the adapter's first read from it
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]

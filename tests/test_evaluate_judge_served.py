@@ -108,7 +108,8 @@ def test_tunesmith_serve_is_the_judge_for_rubric_scoring_and_pairwise(served) ->
                for p in pairs)
     compare = json.loads((ev / "compare_base_vs_model.json").read_text())
     assert (compare["overall"]["judged"], compare["overall"]["failed"]) == (2, 0)
-    assert compare["judge"] == {"model": "judge", "rubric": "default", "structured": "auto", "format_refused": None}
+    assert compare["judge"] == {"model": "judge", "rubric": "default", "rubric_fingerprint": fingerprint(rubric),
+                                "structured": "auto", "format_refused": None}
     asked = [pairwise_messages(rubric, p["prompt"], first, second, p["reference"])
              for p in pairs for first, second in ((p["a"], p["b"]), (p["b"], p["a"]))]
 

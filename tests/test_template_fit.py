@@ -187,3 +187,59 @@ def test_audit_reports_a_template_that_does_not_fit_as_an_error(tmp_path: Path) 
     found = report.by_check()["chat_template"]
     assert found.severity == "error" and "chat_template: llama3 does not fit the tokenizer" in found.message
     assert report.findings[0].check == "chat_template"  # worst first
+
+
+# --- the generation prompt must be what precedes a trained assistant turn -------------------
+
+CHATML_TURNS = (
+    "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+)
+# a template formatted for reading: the generation prompt's line break survives the render
+EXTRA_NEWLINE = CHATML_TURNS + "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}\n{% endif %}"
+# text the same, tokens not: the prompt's trailing space is its own token, the turn's merges into ' Fine'
+TRAILING_SPACE = (
+    "{%- for message in messages %}{%- if message.role == 'user' %}{{- 'User: ' + message.content + '\\n' }}"
+    "{%- else %}{{- 'Assistant: ' + message.content + eos_token + '\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- 'Assistant: ' }}{%- endif %}"
+)
+
+
+def test_a_generation_prompt_that_differs_from_the_trained_turns_is_refused(tmp_path: Path) -> None:
+    """The model would train on '<|im_start|>assistant\\n' + answer and be served '<|im_start|>assistant\\n\\n'."""
+    from tunesmith.infer.generate import prompt_ids
+    from tunesmith.tokenize.chat import encode_chat
+
+    _tok(tmp_path / "tok", "chatml", CHATML_SPECIALS)
+    records = _chat_records()
+    with pytest.raises(ConfigError, match=r"chat_template: .*t\.jinja: its generation prompt ends "
+                                          r"'.*assistant\\n\\n' where a rendered assistant turn reads "
+                                          r"'.*assistant\\nthe answer.*never trained on"):
+        _run(tmp_path, EXTRA_NEWLINE, records)
+    tok = load_tokenizer(str(tmp_path / "tok"), str(tmp_path / "t.jinja"))  # the skew the check stops
+    enc = encode_chat(records[0].messages, tok)
+    assert prompt_ids(tok, records[0].messages[:1]) != enc.input_ids[: enc.spans[0][0]]
+    fixed = EXTRA_NEWLINE.replace("}}\n{% endif %}", "}}{% endif %}")
+    assert _run(tmp_path, fixed, records).stats["rows"] == 2
+
+
+def test_a_generation_prompt_whose_tokens_differ_is_refused(tmp_path: Path) -> None:
+    _tok(tmp_path / "tok", None, [])
+    with pytest.raises(ConfigError, match=r"its generation prompt ends in the token\(s\) \[.*\] where a rendered "
+                                          r"assistant turn has .*merges with the answer"):
+        _run(tmp_path, TRAILING_SPACE, _chat_records())
+    fixed = TRAILING_SPACE.replace("{{- 'Assistant: ' }}{%- endif %}", "{{- 'Assistant:' }}{%- endif %}").replace(
+        "'Assistant: ' + message.content", "'Assistant:' + ' ' + message.content")
+    assert _run(tmp_path, fixed, _chat_records()).stats["rows"] == 2
+
+
+@pytest.mark.parametrize("style", ["byte_level", "sentencepiece"])
+def test_every_builtin_template_prompts_as_it_trains(tmp_path: Path, style: str) -> None:
+    from tunesmith.tokenize.template_fit import generation_prompt_skew
+    from tunesmith.tokenize.tokenizer import builtin_templates
+
+    for name in builtin_templates():
+        text = template_text(name)
+        specials = [s for s in CHATML_SPECIALS + LLAMA3_SPECIALS + GEMMA_SPECIALS if s in text]
+        tok = build_tokenizer(tmp_path / f"{name}-{style}", text, specials, style=style)
+        assert generation_prompt_skew(tok) is None, name

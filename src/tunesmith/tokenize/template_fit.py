@@ -24,6 +24,7 @@ Rules, in order:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from functools import cache
@@ -294,16 +295,69 @@ def check_reasoning_rendering(tokenizer: PreTrainedTokenizerBase, chat_template:
                           "(chatml, the model's own), or remove the reasoning from the rows")
 
 
+def _prompt_and_turn(tokenizer: PreTrainedTokenizerBase) -> tuple[str, str] | None:
+    """A probe conversation's render up to its last assistant turn with the generation prompt, and its whole
+    render (the first probe the template accepts; None when it accepts none)."""
+    for probe in _PROBES:
+        # an answer opening with a word every vocabulary joins to its leading space (" the"), so a prompt that
+        # ends in that space tokenizes differently from the turn
+        probe = (*probe[:-1], {"role": "assistant", "content": "the answer is yes"})
+        try:
+            return render(tokenizer, probe[:-1], add_generation_prompt=True), render(tokenizer, probe)
+        except TemplateMismatch:
+            continue
+    return None
+
+
+def _tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def generation_prompt_skew(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """How the template's generation prompt differs from what precedes a rendered assistant turn's content,
+    as text or as tokens (None when it does not). Servers (tunesmith's, vLLM, llama.cpp) prompt with the
+    generation prompt; training reads the rendered turn: they must agree, token for token."""
+    pair = _prompt_and_turn(tokenizer)
+    if pair is None:
+        return None
+    prompt, turn = pair
+    if not turn.startswith(prompt):
+        n = len(os.path.commonprefix([prompt, turn]))
+        return (f"its generation prompt ends {prompt[max(0, n - 20):][-40:]!r} where a rendered assistant turn reads "
+                f"{turn[max(0, n - 20):n + 20]!r}")
+    ids, whole = _tokens(tokenizer, prompt), _tokens(tokenizer, turn)
+    if whole[: len(ids)] != ids:
+        n = len(os.path.commonprefix([ids, whole]))
+        pieces = lambda part: [tokenizer.decode([i]) for i in part]  # noqa: E731
+        return (f"its generation prompt ends in the token(s) {pieces(ids[n:])} where a rendered assistant turn has "
+                f"{pieces(whole[n:n + 2])} (the text after the prompt merges with the answer into other tokens)")
+    return None
+
+
+def check_generation_prompt(tokenizer: PreTrainedTokenizerBase, chat_template: str) -> None:
+    """Raise ConfigError when the generation prompt disagrees with the rendered assistant turns: the model would
+    be trained on one prefix and served with another (a template formatted for reading, with line breaks and
+    indentation outside ``{%- -%}``, renders that whitespace too)."""
+    skew = generation_prompt_skew(tokenizer)
+    if skew is not None:
+        raise ConfigError(f"chat_template: {chat_template}: {skew}: a served model would be prompted with text it "
+                          "never trained on; make the template's add_generation_prompt branch write exactly what "
+                          "precedes an assistant turn's content (trim layout whitespace with {%- -%}), or use a "
+                          "built-in template (chatml, llama3, qwen, ...)")
+
+
 def check_for_data(tokenizer: PreTrainedTokenizerBase, chat_template: str, system_prompt: str | None,
                    train: Iterable[Any], evals: Iterable[Any]) -> None:
     """Every check of the chat template against the tokenizer and the conversations about to be tokenized
-    (tokenization refuses on the first; the audit reports it): a template that fits the tokenizer, and renders
-    every system prompt and any tool calls, tool definitions and reasoning."""
+    (tokenization refuses on the first; the audit reports it): a template that fits the tokenizer, whose generation
+    prompt matches its rendered turns, and that renders every system prompt and any tool calls, tool definitions
+    and reasoning."""
     import itertools
 
     from tunesmith.tokenize.tokenizer import require_chat_template
 
     require_chat_template(tokenizer, chat_template)
+    check_generation_prompt(tokenizer, chat_template)
     check_system_prompts(tokenizer, chat_template, itertools.chain(train, evals), system_prompt)
     check_tool_rendering(tokenizer, chat_template, itertools.chain(train, evals))
     check_reasoning_rendering(tokenizer, chat_template, itertools.chain(train, evals))

@@ -3,7 +3,8 @@
 ``JudgeServer(script)`` answers ``POST /v1/chat/completions`` by calling ``script(request, n)``
 (``request``: the parsed JSON body, ``n``: how many requests came before) which returns
 ``Reply(status, content, delay)``: the HTTP status, the assistant message text (for 200) and
-seconds to wait first. Every request is recorded in ``server.requests``.
+seconds to wait first. Every request is recorded in ``server.requests``. ``GET /v1/models`` lists
+``server.model`` with ``server.root`` as its weights' folder (404 while ``root`` is None).
 """
 
 from __future__ import annotations
@@ -31,12 +32,27 @@ class JudgeServer:
     def __init__(self, script: Script) -> None:
         self.script = script
         self.requests: list[dict[str, Any]] = []
+        self.model, self.root = "judge", None  # what GET /v1/models lists (None: it answers 404)
         self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                """``GET /v1/models``: the served model (``server.root``; 404 when it is None)."""
+                if self.path.rstrip("/") != "/v1/models" or server.root is None:
+                    self.send_error(404)
+                    return
+                data = json.dumps({"object": "list", "data": [
+                    {"id": server.model, "object": "model", "created": 0, "owned_by": "test",
+                     "root": server.root}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")

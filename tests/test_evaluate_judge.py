@@ -160,6 +160,27 @@ def test_verdicts_are_cached_by_request_model_and_rubric(tmp_path: Path) -> None
     assert (tmp_path / "judge_cache.sqlite").is_file()
 
 
+
+def test_another_judge_under_the_same_name_is_asked_afresh(tmp_path: Path) -> None:
+    """The same model name at another endpoint, or other weights served under it, or another reply budget:
+    no verdict of the first judge answers for it."""
+    script = lambda req, n: Reply(content=verdict(4, 4, 4))  # noqa: E731
+    with JudgeServer(script) as server, JudgeServer(script) as other:
+        server.model = other.model = "judge-1"
+        server.root = "/models/judge-a"
+        _score(_cfg(server.base_url), ROWS, tmp_path)
+        again = _score(_cfg(server.base_url + "/"), ROWS, tmp_path)
+        assert len(server.requests) == 3 and all(r.detail["cached"] for r in again.rows)  # same judge: cached
+        _score(_cfg(other.base_url), ROWS, tmp_path)
+        assert len(other.requests) == 3  # the same name at another endpoint
+        server.root = "/models/judge-b"
+        _score(_cfg(server.base_url), ROWS, tmp_path)
+        assert len(server.requests) == 6  # other weights behind the same name and endpoint
+        _score(_cfg(server.base_url, max_tokens=64), ROWS, tmp_path)
+        assert len(server.requests) == 9  # another reply budget (a cut reply is another verdict)
+        _score(_cfg(server.base_url), ROWS, tmp_path)
+        assert len(server.requests) == 9  # and each is cached in turn
+
 def _rubric_file(tmp_path: Path, **changes: object) -> Path:
     import yaml
 

@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -120,15 +121,18 @@ def test_tunesmith_serve_is_the_judge_for_rubric_scoring_and_pairwise(served) ->
         expected = rubric_format(rubric) if "## Reply to grade" in r.messages[-1]["content"] else pairwise_format()
         assert r.params["response_format"] == expected and r.finish_reason == "stop"
 
-    # every verdict is in the SQLite cache, stored as the server replied it
+    # every verdict is in the SQLite cache, stored as the server replied it, under the judge serve names
+    client = open_client(JudgeConfig(**judge), fingerprint(rubric), ev / "judge_cache.sqlite")
+    served_root = next(m["root"] for m in httpx.get(server.url + "/v1/models").json()["data"] if m["id"] == "judge")
+    assert client.identity == f"{server.url}/v1|{served_root}|1536" and served_root
     replies = {json.dumps(r.messages): r.reply for r in logged}
     with VerdictCache(ev / "judge_cache.sqlite") as cache:
         assert len(cache) == len(graded) + len(asked)
         for messages in graded + asked:
-            assert cache.get(cache_key("judge", fingerprint(rubric), 0.0, messages)) == replies[json.dumps(messages)]
+            key = cache_key("judge", fingerprint(rubric), 0.0, messages, client.identity)
+            assert cache.get(key) == replies[json.dumps(messages)]
 
     # so judging the pairs again asks the server nothing and gives the same verdicts
-    client = open_client(JudgeConfig(**judge), fingerprint(rubric), ev / "judge_cache.sqlite")
     try:
         again = judge_pairs(client, rubric, [Pair("open", p["prompt"], p["reference"], p["a"], p["b"]) for p in pairs])
     finally:

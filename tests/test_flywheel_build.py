@@ -48,7 +48,7 @@ def test_the_next_training_set_is_assembled_cleaned_and_described(setup):
     options, tmp_path = setup
     result = build(options)
     assert result.counts == {"flywheel:correction": 2, "flywheel:accepted": 1, "flywheel:positive": 1, "replay": 3,
-                             "total": 7, "duplicates_removed": 1, "contaminated_removed": 2}
+                             "total": 7, "duplicates_removed": 1, "contaminated_removed": 2, "replay_superseded": 0}
     rows = [json.loads(line) for line in result.train_file.read_text().splitlines()]
     pairs = [(r["messages"][0]["content"], r["messages"][1]["content"], r["meta"]["origin"]) for r in rows]
     assert pairs[:3] == [("translate hello to french", "bonjour", "flywheel:correction"),  # queue order (rank)
@@ -122,7 +122,8 @@ def _replayed(result):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_replay_keeps_every_task_of_the_original_training_set_at_its_share(setup, seed):
-    """Planted: a small task (10 rows) beside a large one (90). 5 new rows, replay ratio 0.8 -> 20 replay rows:
+    """Planted: a small task (10 rows) beside a large one (90). 5 new rows (no eval set: none is left out), replay
+    ratio 0.8 -> 20 replay rows:
     exactly 2 planning + 18 tickets for every seed (a random sample of the union gave 0, 1, 2, 3 and 2 planning
     rows for these seeds)."""
     from dataclasses import replace
@@ -130,7 +131,7 @@ def test_replay_keeps_every_task_of_the_original_training_set_at_its_share(setup
     options, tmp_path = setup
     small = DatasetSpec(path=str(_task_file(tmp_path / "planning.jsonl", "planning", 10, weight=0.5)))
     large = DatasetSpec(path=str(_task_file(tmp_path / "tickets.jsonl", "tickets", 90)))
-    result = build(replace(options, base_data=(small, large), replay_ratio=0.8, seed=seed, overwrite=True))
+    result = build(replace(options, base_data=(small, large), replay_ratio=0.8, seed=seed, overwrite=True, eval_data=()))
     replayed = _replayed(result)
     tasks = [r["messages"][0]["content"].split()[0] for r in replayed]
     assert (len(replayed), tasks.count("planning"), tasks.count("tickets")) == (20, 2, 18)
@@ -147,6 +148,7 @@ def test_replay_shares_follow_the_original_mix_and_never_exceed_a_dataset(setup)
     from dataclasses import replace
 
     options, tmp_path = setup
+    options = replace(options, eval_data=())  # 5 new rows, none left out: 20 replay rows
     small = DatasetSpec(path=str(_task_file(tmp_path / "planning.jsonl", "planning", 10)), weight=19)
     large = DatasetSpec(path=str(_task_file(tmp_path / "tickets.jsonl", "tickets", 90)))
     result = build(replace(options, base_data=(small, large), replay_ratio=0.8, overwrite=True))
@@ -156,6 +158,32 @@ def test_replay_shares_follow_the_original_mix_and_never_exceed_a_dataset(setup)
     assert list(result.manifest["replay_per_dataset"].values()) == [10, 10]
     result = build(replace(options, base_data=(small, large), replay_ratio=0.8, overwrite=True))
     assert list(result.manifest["replay_per_dataset"].values()) == [2, 18]
+
+
+def test_replay_never_brings_back_what_a_new_row_corrects_or_an_eval_row(setup):
+    """The original data answered two mined prompts differently (one word for word, one reworded) and holds an eval
+    row: none is replayed (a reviewed answer must not meet the old one it corrects), each is listed in removed.jsonl
+    with why, and the replay share still holds: 4 new rows at ratio 0.5 -> 4 replay rows, from the rows left."""
+    from dataclasses import replace
+
+    options, tmp_path = setup
+    base = _chat(tmp_path / "base2.jsonl", [("translate hello to french", "salut"),  # the corrected prompt
+                                            ("Rate the weather in Oslo!", "it rains"),  # the same, reworded
+                                            ("spell cat backwards", "tac"),  # an eval row
+                                            *[(f"count to {n} slowly please", " ".join(map(str, range(n))))
+                                              for n in range(4, 9)]])
+    result = build(replace(options, base_data=(DatasetSpec(path=str(base)),), overwrite=True))
+    replayed = [r["messages"][0]["content"] for r in _replayed(result)]
+    assert len(replayed) == 4 and all(p.startswith("count to") for p in replayed)
+    assert (result.counts["replay"], result.counts["replay_superseded"], result.counts["total"]) == (4, 2, 8)
+    left = {r["messages"][0]["content"]: r for r in result.removed if r["meta"].get("origin") == "replay"}
+    assert {p: r["reason"] for p, r in left.items()} == {"translate hello to french": "superseded",
+                                                         "Rate the weather in Oslo!": "superseded",
+                                                         "spell cat backwards": "contaminated"}
+    assert left["translate hello to french"]["kept"]["origin"] == "flywheel:correction"
+    assert left["Rate the weather in Oslo!"]["kept"]["request_ids"] == ["down"]
+    written = [json.loads(line) for line in (tmp_path / "data" / "removed.jsonl").read_text().splitlines()]
+    assert sum(r["reason"] == "superseded" for r in written) == 2
 
 
 def test_openai_shaped_requests_become_rows_as_training_reads_them(tmp_path):

@@ -70,7 +70,8 @@ def test_one_iteration_end_to_end_with_lineage(project: Path) -> None:
     # the golden copy (r2) was removed; r1 and r3 link request -> item -> dataset
     assert sorted(r for i in lineage["review_items"] for r in i["request_ids"]) == ["r1", "r3"]
     assert {i["id"] for i in lineage["review_items"]} == {i["id"] for i in items if i["request_ids"] != ["r2"]}
-    assert lineage["dataset"]["counts"]["contaminated_removed"] == 1 and lineage["dataset"]["counts"]["replay"] == 3
+    # 2 new rows at replay ratio 0.5: 2 replay rows (counted after the golden copy left, so the share holds)
+    assert lineage["dataset"]["counts"]["contaminated_removed"] == 1 and lineage["dataset"]["counts"]["replay"] == 2
     train_file = project / "iter1" / "data" / "train.jsonl"
     assert lineage["dataset"]["sha256"] == sha256(train_file)
     run_json = json.loads((project / "iter1" / "run" / "run.json").read_text())
@@ -93,10 +94,10 @@ def test_replay_weight_trains_the_two_parts_through_dataset_mixing(project: Path
     result = flywheel.run(config, project, say=lambda line: None)
     parts = project / "iter2" / "data" / "parts"
     assert len((parts / "new.jsonl").read_text().splitlines()) == 2
-    assert len((parts / "replay.jsonl").read_text().splitlines()) == 3
+    assert len((parts / "replay.jsonl").read_text().splitlines()) == 2
     mix = json.loads((project / "iter2" / "run" / "run.json").read_text())["data_mix"]
-    # mass: new 2 x 1, replay 3 x 3 = 9 -> shares of the 5 rows: 2/11 x 5 = 0.9 -> 1, 9/11 x 5 = 4.1 -> 4
-    assert [(d["rows"], d["used"], d["weight"]) for d in mix["datasets"]] == [(2, 1, 1.0), (3, 4, 3.0)]
+    # mass: new 2 x 1, replay 2 x 3 = 6 -> shares of the 4 rows: 2/8 x 4 = 1, 6/8 x 4 = 3
+    assert [(d["rows"], d["used"], d["weight"]) for d in mix["datasets"]] == [(2, 1, 1.0), (2, 3, 3.0)]
     assert result.lineage is not None
 
 

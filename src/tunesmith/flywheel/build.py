@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from tunesmith.data.records import Record, Source
 from tunesmith.errors import RowError, TunesmithError, location
 from tunesmith.flywheel import files, queue
 
+_WORD = re.compile(r"\w+")
 OUTPUTS = ("train.jsonl", "manifest.json", "removed.jsonl", "audit.json")
 
 
@@ -70,19 +72,23 @@ def build(options: BuildOptions) -> BuildResult:
     n_reviewed = len(rows)
     rows += _positives(_positives_path(options), round(options.positives_share * n_reviewed), rng)
     rows, dupes = _dedup(rows, options.near_threshold)
-    strata = [_ingest((spec,)) for spec in options.base_data]
+    evals = _ingest(options.eval_data)
+    rows, contaminated = _decontaminate(rows, evals, options.near_threshold)
+    strata, left_out = _replayable([_ingest((spec,)) for spec in options.base_data], rows, evals,
+                                   options.near_threshold)
     count = _replay_count(len(rows), options.replay_ratio, sum(map(len, strata)))
     per_dataset = _replay_shares(options.base_data, strata, count, options.mix_temperature)
     rows += _replay(strata, per_dataset, rng)
-    rows, contaminated = _decontaminate(rows, _ingest(options.eval_data), options.near_threshold)
     if not rows:
         raise TunesmithError(_empty_reason(contaminated))
     records = [_record(r, n) for n, r in enumerate(rows, 1)]
     audit = _audit(records)
     counts = {origin: sum(1 for r in rows if r["meta"]["origin"] == origin) for origin in
               ("flywheel:correction", "flywheel:accepted", "flywheel:positive", "replay")}
-    counts.update(total=len(rows), duplicates_removed=len(dupes), contaminated_removed=len(contaminated))
-    removed = dupes + contaminated
+    removed = dupes + contaminated + left_out
+    counts.update(total=len(rows), duplicates_removed=len(dupes),
+                  contaminated_removed=sum(r["reason"] == "contaminated" for r in removed),
+                  replay_superseded=sum(r["reason"] == "superseded" for r in removed))
     options.out.mkdir(parents=True, exist_ok=True)
     files.write_jsonl(options.out / "train.jsonl", rows)
     # the same rows in two parts, for training with dataset mixing (flywheel run's replay_weight)
@@ -198,14 +204,50 @@ def _replay_shares(specs: tuple[DatasetSpec, ...], strata: list[list[Record]], c
 
 
 def _replay(strata: list[list[Record]], per_dataset: list[int], rng: random.Random) -> list[dict[str, Any]]:
-    rows = []
-    for records, count in zip(strata, per_dataset):
-        for i in sorted(rng.sample(range(len(records)), count)):
-            messages = [{**m.to_dict(), **({"loss_weight": m.weight} if m.weight is not None else {})}
-                        for m in records[i].messages]  # the row's own loss weights travel with it
-            tools = {"tools": list(records[i].tools)} if records[i].tools else {}  # its prompt shows them
-            rows.append({"messages": messages, **tools, "meta": {"origin": "replay", "source": str(records[i].source)}})
-    return rows
+    return [_replay_row(records[i]) for records, count in zip(strata, per_dataset)
+            for i in sorted(rng.sample(range(len(records)), count))]
+
+
+def _replay_row(record: Record) -> dict[str, Any]:
+    messages = [{**m.to_dict(), **({"loss_weight": m.weight} if m.weight is not None else {})}
+                for m in record.messages]  # the row's own loss weights travel with it
+    tools = {"tools": list(record.tools)} if record.tools else {}  # its prompt shows them
+    return {"messages": messages, **tools, "meta": {"origin": "replay", "source": str(record.source)}}
+
+
+def _replayable(strata: list[list[Record]], new_rows: list[dict[str, Any]], evals: list[Record],
+                threshold: float) -> tuple[list[list[Record]], list[dict[str, Any]]]:
+    """The original training rows replay may draw from, per dataset, and every row it may not, with why:
+    a copy of an eval row (the evaluation stays held out), or a row a new row supersedes (the same prompt, or
+    a near copy: the reviewed answer must not meet the old answer it corrects). Left out before sampling, so
+    the replay share holds."""
+    from tunesmith.audit.contamination import training_rows_in
+    from tunesmith.audit.minhash import near_duplicates
+
+    flat = [r for stratum in strata for r in stratum]
+    rows = [_replay_row(r) for r in flat]
+    out = {i: {"reason": "contaminated", "kind": kind, "similarity": sim, "eval_row": str(evals[j].source), **rows[i]}
+           for i, (j, kind, sim) in (training_rows_in(flat, evals, threshold) if evals and flat else {}).items()}
+    newer = {_prompt(r): r["meta"] for r in reversed(new_rows)}
+    for i, row in enumerate(rows):
+        if i not in out and (meta := newer.get(_prompt(row))) is not None:
+            out[i] = {"reason": "superseded", "similarity": 1.0, "kept": meta, **row}
+    n = len(new_rows)
+    for a, b, sim in near_duplicates([_text(r) for r in new_rows + rows], threshold) if n and rows else ():
+        if a < n <= b and b - n not in out:
+            out[b - n] = {"reason": "superseded", "similarity": round(sim, 4), "kept": new_rows[a]["meta"], **rows[b - n]}
+    kept, start = [], 0
+    for stratum in strata:
+        kept.append([r for k, r in enumerate(stratum, start) if k not in out])
+        start += len(stratum)
+    return kept, [out[i] for i in sorted(out)]
+
+
+def _prompt(row: dict[str, Any]) -> str:
+    """What a row asks (every turn before its final answer, system turns aside), as its words: case, spacing and
+    punctuation aside ("Rate the weather in Oslo!" asks what "rate the weather in oslo" asks)."""
+    return "\x00".join(f"{m.get('role')}:{' '.join(_WORD.findall(str(m.get('content') or '').casefold()))}"
+                       for m in row["messages"][:-1] if m.get("role") != "system")
 
 
 def _record(row: dict[str, Any], n: int) -> Record:

@@ -1,4 +1,4 @@
-"""The verdict cache: one SQLite file mapping (judge model, rubric, request) -> the judge's raw reply.
+"""The verdict cache: one SQLite file mapping (judge, rubric, request) -> the judge's raw reply.
 
 Only replies that parsed into a valid verdict are stored, so failures are asked again on a re-run
 and a change to the parser applies to cached replies too.
@@ -16,10 +16,11 @@ from typing import Any
 from tunesmith.errors import ConfigError
 
 
-def cache_key(model: str, rubric: str, temperature: float, messages: list[dict[str, str]]) -> str:
+def cache_key(model: str, rubric: str, temperature: float, messages: list[dict[str, str]], judge: str = "") -> str:
     """A hash of everything that decides the verdict: judge model, rubric fingerprint, temperature,
-    and the request (which holds the prompt, reference and reply)."""
-    payload = json.dumps([model, rubric, temperature, messages], ensure_ascii=False, sort_keys=True)
+    the request (which holds the prompt, reference and reply) and ``judge``, which judge answers
+    (``JudgeClient.identity``: endpoint, served weights, reply budget)."""
+    payload = json.dumps([model, rubric, temperature, messages, judge], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

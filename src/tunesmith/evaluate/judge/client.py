@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -70,6 +71,28 @@ class JudgeClient:
         self._client = openai.OpenAI(base_url=config.base_url, api_key=key or "no-key", timeout=config.timeout,
                                      max_retries=0)
         self.format_refused: str | None = None  # why the endpoint refused response_format (auto mode)
+        self._identity: str | None = None
+        self._identity_lock = threading.Lock()
+
+    @property
+    def identity(self) -> str:
+        """Which judge answers, for the cache key beside the model name: the endpoint, the reply budget and,
+        when the endpoint lists it, the served model's ``root`` (vLLM and tunesmith serve name the weights'
+        folder), so another model served under the same name, or the same name at another endpoint, is asked
+        afresh instead of answering from verdicts it never gave. Asked once per client."""
+        with self._identity_lock:
+            if self._identity is None:
+                self._identity = f"{self.config.base_url.rstrip('/')}|{self._served_root()}|{self.config.max_tokens}"
+            return self._identity
+
+    def _served_root(self) -> str:
+        """The ``root`` that ``GET /models`` gives for the judge model ('' when the endpoint does not say)."""
+        try:
+            listed = self._client.with_options(timeout=min(5.0, self.config.timeout)).models.list()
+            entry = next((m for m in listed.data if m.id == self.config.model), None)
+        except Exception:  # noqa: BLE001 (best effort: an endpoint without /models is still a judge)
+            return ""
+        return str((getattr(entry, "model_extra", None) or {}).get("root") or "")
 
     @property
     def structured(self) -> bool:
@@ -81,7 +104,7 @@ class JudgeClient:
         """The parsed verdict for ``messages`` (from the cache when there), retrying failures;
         ``response_format`` asks the endpoint for the object ``parse`` expects (see the module doc)."""
         cfg = self.config
-        key = cache_key(cfg.model, self.rubric_id, cfg.temperature, messages)
+        key = cache_key(cfg.model, self.rubric_id, cfg.temperature, messages, self.identity)
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
             try:

@@ -226,8 +226,8 @@ def _replayable(strata: list[list[Record]], new_rows: list[dict[str, Any]], eval
 
     flat = [r for stratum in strata for r in stratum]
     rows = [_replay_row(r) for r in flat]
-    out = {i: {"reason": "contaminated", "kind": kind, "similarity": sim, "eval_row": str(evals[j].source), **rows[i]}
-           for i, (j, kind, sim) in (training_rows_in(flat, evals, threshold) if evals and flat else {}).items()}
+    out = {i: _contaminated(rows[i], hit, evals)
+           for i, hit in (training_rows_in(flat, evals, threshold) if evals and flat else {}).items()}
     newer = {_prompt(r): r["meta"] for r in reversed(new_rows)}
     for i, row in enumerate(rows):
         if i not in out and (meta := newer.get(_prompt(row))) is not None:
@@ -282,10 +282,14 @@ def _decontaminate(rows: list[dict[str, Any]], evals: list[Record],
     if not evals:
         return rows, []
     hits = training_rows_in([_record(r, n) for n, r in enumerate(rows, 1)], evals, threshold)
-    removed = [{"reason": "contaminated", "kind": kind, "similarity": sim, "eval_row": str(evals[j].source), **rows[i]}
-               for i, (j, kind, sim) in sorted(hits.items())]
+    removed = [_contaminated(rows[i], hit, evals) for i, hit in sorted(hits.items())]
     return [r for n, r in enumerate(rows) if n not in hits], removed
 
+
+def _contaminated(row: dict[str, Any], hit: tuple[int, str, float], evals: list[Record]) -> dict[str, Any]:
+    """The removed.jsonl entry of ``row``, which copies ``evals[hit[0]]`` (``training_rows_in``'s hit)."""
+    j, kind, sim = hit
+    return {"reason": "contaminated", "kind": kind, "similarity": sim, "eval_row": str(evals[j].source), **row}
 
 def _empty_reason(contaminated: list[dict[str, Any]]) -> str:
     """Why the built dataset is empty, as it happened: nothing to build from, or every row an eval row's copy

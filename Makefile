@@ -43,8 +43,10 @@ browser:
 				|| { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
 		|| echo "chromium is not installed (apt-get install chromium); the browser tests will skip"
 
+# one pytest worker per CPU core (pytest-xdist; each worker's torch runs one thread, see tests/conftest.py);
+# a test file stays on one worker, so a module's fixture (a trained tiny model) is built once
 test: $(STAMP) browser
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile
 
 # refresh the README's dashboard screenshots (docs/screenshots/) from the browser tests
 screenshots: $(STAMP) browser

@@ -80,6 +80,32 @@ def test_macro_f1_gets_a_seeded_bootstrap_that_narrows_with_more_rows() -> None:
     assert large.interval.low < large.metrics["macro_f1"] < large.interval.high
 
 
+def test_macro_f1_of_all_resamples_at_once_equals_sklearn_on_each_and_gives_the_same_interval(monkeypatch) -> None:
+    """The label scorer counts every resample's macro-F1 with array operations: each figure equals sklearn's
+    on that resample (answers outside the label set, a label never gold nor answered, a gold outside it),
+    and the interval equals the one from calling ``headline_of`` once per resample."""
+    import numpy as np
+
+    rows = [EvalRow(f"ticket {i}", gold, answer, source=f"t.jsonl:{i + 1}")
+            for i, (gold, answer) in enumerate([("billing", "billing"), ("account", "billing"), ("shipping", "nonsense"),
+                                                ("billing", "shipping"), ("account", "account"), ("shipping", "shipping"),
+                                                ("account", ""), ("billing", "billing")] * 3)]
+    scorer = SCORERS["label"](_spec("label"))  # "technical" and "feature" never occur: F1 0 each
+    score = score_rows(scorer, rows)
+    scored = [r for r in score.rows if r.headline_value is not None]
+    index = np.random.default_rng(3).integers(0, len(scored), size=(200, len(scored)))
+    many = scorer.headline_of_resamples(scored, index)
+    one_by_one = [scorer.headline_of([scored[i] for i in resample]) for resample in index]
+    assert many.shape == (200,) and np.allclose(many, one_by_one, atol=1e-12)
+    assert len(set(np.round(many, 9))) > 20  # the resamples do differ
+    assert (score.interval.low, score.interval.high) == pytest.approx(
+        interval._bootstrap(scored, scorer.headline_of, score.metrics["macro_f1"], scorer.headline_of_resamples))
+    monkeypatch.setattr(interval, "RESAMPLES", 300)  # the per-resample path costs ~6 ms a resample
+    slow = interval._bootstrap(scored, scorer.headline_of, score.metrics["macro_f1"])
+    fast = interval._bootstrap(scored, scorer.headline_of, score.metrics["macro_f1"], scorer.headline_of_resamples)
+    assert fast == pytest.approx(slow, abs=1e-12) and fast[0] < score.metrics["macro_f1"] < fast[1]
+
+
 def test_continuous_row_values_get_a_bootstrap_of_the_mean_and_weak_scores_none() -> None:
     rows = [EvalRow(f"q{i}", "the red car is fast", reply) for i, reply in
             enumerate(["the red car is fast", "a red car", "the car", "nothing at all", "red car fast"] * 4)]

@@ -76,24 +76,29 @@ def headline(scorer: Any, score: Any) -> Interval | None:
     elif scorer.headline_is_row_mean:
         low, high = _bootstrap(values, None, point)
     else:
-        low, high = _bootstrap(rows, scorer.headline_of, point)
+        low, high = _bootstrap(rows, scorer.headline_of, point, scorer.headline_of_resamples)
     # rounding (Wilson at 0 or 100 %) or a skewed bootstrap may leave the point a hair outside: never
     return Interval(score.main, min(low, point), max(high, point), len(rows), method)
 
 
-def _bootstrap(items: Sequence[Any], statistic: Any, point: float) -> tuple[float, float]:
+def _bootstrap(items: Sequence[Any], statistic: Any, point: float, many: Any = None) -> tuple[float, float]:
     """The percentile bootstrap interval of the mean of ``items`` (``statistic`` None) or of
-    ``statistic(resampled items)``; ``point`` should the interval come back undefined (NaN)."""
+    ``statistic(resampled items)`` -- computed by ``many(items, index array)`` for all resamples at once
+    when that gives figures (the same resamples, so the same interval); ``point`` should the interval come
+    back undefined (NaN)."""
 
     import numpy as np
     from scipy.stats import bootstrap
 
     rng = np.random.default_rng(0)
+    index = np.arange(len(items))
     if statistic is None:
         data = (np.asarray(items, dtype=float),)
         result = bootstrap(data, np.mean, n_resamples=RESAMPLES, method="percentile", rng=rng, vectorized=True)
+    elif many is not None and many(items, index[None, :]) is not None:
+        result = bootstrap((index,), lambda idx, axis=-1: many(items, np.moveaxis(idx, axis, -1)),
+                           n_resamples=RESAMPLES, method="percentile", rng=rng, vectorized=True)
     else:
-        index = np.arange(len(items))
         result = bootstrap((index,), lambda idx: statistic([items[i] for i in idx]), n_resamples=RESAMPLES,
                            method="percentile", rng=rng, vectorized=False)
     low, high = result.confidence_interval

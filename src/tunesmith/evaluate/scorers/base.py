@@ -133,6 +133,13 @@ class Scorer:
         values = [r.headline_value for r in scored if r.headline_value is not None]
         return sum(values) / len(values) if values else None
 
+    def headline_of_resamples(self, scored: Sequence[RowScore], index: Any) -> Any:
+        """``headline_of`` of many resamples at once: ``index`` is an integer array (..., n) of row
+        positions in ``scored``, one resample per last-axis slice; the figures as an array of the
+        leading shape. None (the default): the interval calls ``headline_of`` once per resample. A
+        scorer whose headline is not a row mean overrides it when that is slow (macro-F1)."""
+        return None
+
     def task_score(self, rows: Sequence[EvalRow], metrics: dict[str, float], scored: list[RowScore],
                    **kwargs: Any) -> TaskScore:
         """A ``TaskScore`` of this scorer's kind (name, headline, format metric, weak flag filled in)."""

@@ -318,6 +318,7 @@ def test_out_dot_is_refused_with_what_to_do_instead(tmp_path, chatml_adapter, mo
     assert proc.returncode == 1 and "the current folder" in proc.stderr and "internal error" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_merge_then_export_as_the_readme_shows(tmp_path):
     """tunesmith merge A B --method linear --out M; tunesmith export M --format ollama -> ollama create."""
     from test_merge_combine import fake_run

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+
+pytestmark = pytest.mark.slow  # trains tiny models (conftest: such files run first)
 from test_quickstart_report import _Balance
 from tunesmith import gate
 from tunesmith.config.loader import load_yaml_model

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # trains tiny models (conftest: such files run first)
+
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-
-pytestmark = pytest.mark.slow  # trains tiny models (conftest: such files run first)
 from test_quickstart_report import _Balance
 from tunesmith import gate
 from tunesmith.config.loader import load_yaml_model
@@ -19,6 +17,8 @@ from tunesmith.errors import ConfigError, TunesmithError
 from tunesmith.evaluate import EvalResult, TaskResult, output, score_rows
 from tunesmith.evaluate.probes import ProbeResult
 from tunesmith.evaluate.scorers import SCORERS, EvalRow
+
+pytestmark = pytest.mark.slow  # trains tiny models (conftest: such files run first)
 
 SCHEMA = {"type": "object", "required": ["station", "machines"],
           "properties": {"station": {"type": "string"}, "machines": {"type": "integer"}}}

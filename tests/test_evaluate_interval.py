@@ -11,6 +11,7 @@ from tunesmith.config.schema import EvalTaskSpec
 from tunesmith.evaluate import interval
 from tunesmith.evaluate.run import score_rows
 from tunesmith.evaluate.scorers import SCORERS, EvalRow
+from tunesmith.evaluate.scorers.base import Scorer
 
 LABELS = ["billing", "account", "shipping", "technical", "feature"]
 SCHEMA = {"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}}
@@ -96,14 +97,16 @@ def test_macro_f1_of_all_resamples_at_once_equals_sklearn_on_each_and_gives_the_
     index = np.random.default_rng(3).integers(0, len(scored), size=(200, len(scored)))
     many = scorer.headline_of_resamples(scored, index)
     one_by_one = [scorer.headline_of([scored[i] for i in resample]) for resample in index]
+    assert np.array_equal(Scorer.headline_of_resamples(scorer, scored, index), one_by_one)  # the default
     assert many.shape == (200,) and np.allclose(many, one_by_one, atol=1e-12)
     assert len(set(np.round(many, 9))) > 20  # the resamples do differ
+    point = score.metrics["macro_f1"]
     assert (score.interval.low, score.interval.high) == pytest.approx(
-        interval._bootstrap(scored, scorer.headline_of, score.metrics["macro_f1"], scorer.headline_of_resamples))
+        interval._bootstrap(scored, point, scorer.headline_of_resamples))
     monkeypatch.setattr(interval, "RESAMPLES", 300)  # the per-resample path costs ~6 ms a resample
-    slow = interval._bootstrap(scored, scorer.headline_of, score.metrics["macro_f1"])
-    fast = interval._bootstrap(scored, scorer.headline_of, score.metrics["macro_f1"], scorer.headline_of_resamples)
-    assert fast == pytest.approx(slow, abs=1e-12) and fast[0] < score.metrics["macro_f1"] < fast[1]
+    slow = interval._bootstrap(scored, point, lambda rows, idx: Scorer.headline_of_resamples(scorer, rows, idx))
+    fast = interval._bootstrap(scored, point, scorer.headline_of_resamples)
+    assert fast == pytest.approx(slow, abs=1e-12) and fast[0] < point < fast[1]
 
 
 def test_continuous_row_values_get_a_bootstrap_of_the_mean_and_weak_scores_none() -> None:

@@ -74,33 +74,30 @@ def headline(scorer: Any, score: Any) -> Interval | None:
     if scorer.headline_is_row_mean and all(v in (0.0, 1.0) for v in values):
         (low, high), method = wilson(int(sum(values)), len(values)), "wilson"
     elif scorer.headline_is_row_mean:
-        low, high = _bootstrap(values, None, point)
+        low, high = _bootstrap(values, point)
     else:
-        low, high = _bootstrap(rows, scorer.headline_of, point, scorer.headline_of_resamples)
+        low, high = _bootstrap(rows, point, scorer.headline_of_resamples)
     # rounding (Wilson at 0 or 100 %) or a skewed bootstrap may leave the point a hair outside: never
     return Interval(score.main, min(low, point), max(high, point), len(rows), method)
 
 
-def _bootstrap(items: Sequence[Any], statistic: Any, point: float, many: Any = None) -> tuple[float, float]:
-    """The percentile bootstrap interval of the mean of ``items`` (``statistic`` None) or of
-    ``statistic(resampled items)`` -- computed by ``many(items, index array)`` for all resamples at once
-    when that gives figures (the same resamples, so the same interval); ``point`` should the interval come
-    back undefined (NaN)."""
+def _bootstrap(items: Sequence[Any], point: float, many: Any = None) -> tuple[float, float]:
+    """The percentile bootstrap interval of the mean of ``items`` (``many`` None) or of the figure
+    ``many(items, index array)`` gives for each resample (a scorer's ``headline_of_resamples``, all
+    resamples in one call); ``point`` should the interval come back undefined (NaN)."""
 
     import numpy as np
     from scipy.stats import bootstrap
 
     rng = np.random.default_rng(0)
-    index = np.arange(len(items))
-    if statistic is None:
-        data = (np.asarray(items, dtype=float),)
-        result = bootstrap(data, np.mean, n_resamples=RESAMPLES, method="percentile", rng=rng, vectorized=True)
-    elif many is not None and many(items, index[None, :]) is not None:
-        result = bootstrap((index,), lambda idx, axis=-1: many(items, np.moveaxis(idx, axis, -1)),
-                           n_resamples=RESAMPLES, method="percentile", rng=rng, vectorized=True)
+    if many is None:
+        data, statistic = (np.asarray(items, dtype=float),), np.mean
     else:
-        result = bootstrap((index,), lambda idx: statistic([items[i] for i in idx]), n_resamples=RESAMPLES,
-                           method="percentile", rng=rng, vectorized=False)
+        data = (np.arange(len(items)),)
+
+        def statistic(index: Any, axis: int = -1) -> Any:
+            return many(items, np.moveaxis(index, axis, -1))
+    result = bootstrap(data, statistic, n_resamples=RESAMPLES, method="percentile", rng=rng, vectorized=True)
     low, high = result.confidence_interval
     return _finite(low, point), _finite(high, point)
 

@@ -134,11 +134,15 @@ class Scorer:
         return sum(values) / len(values) if values else None
 
     def headline_of_resamples(self, scored: Sequence[RowScore], index: Any) -> Any:
-        """``headline_of`` of many resamples at once: ``index`` is an integer array (..., n) of row
-        positions in ``scored``, one resample per last-axis slice; the figures as an array of the
-        leading shape. None (the default): the interval calls ``headline_of`` once per resample. A
-        scorer whose headline is not a row mean overrides it when that is slow (macro-F1)."""
-        return None
+        """``headline_of`` of many resamples (the interval's bootstrap): ``index`` is an integer array
+        (..., n) of row positions in ``scored``, one resample per last-axis slice; the figures as an array
+        of the leading shape. By default ``headline_of`` once per resample; a scorer whose headline is
+        not a row mean overrides it when that is slow (macro-F1)."""
+        import numpy as np
+
+        rows = index.reshape(-1, index.shape[-1])
+        figures = [self.headline_of([scored[i] for i in row]) for row in rows]
+        return np.array([np.nan if f is None else f for f in figures], dtype=float).reshape(index.shape[:-1])
 
     def task_score(self, rows: Sequence[EvalRow], metrics: dict[str, float], scored: list[RowScore],
                    **kwargs: Any) -> TaskScore:
